@@ -1,0 +1,32 @@
+# The two commands a new user types are `make demo` and `make test`; both install what they need first.
+PY ?= .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: demo test lint bench setup unit clean
+
+$(VENV_STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	@touch $(VENV_STAMP)
+
+setup: $(VENV_STAMP)
+
+demo: $(VENV_STAMP)
+	.venv/bin/callcenter demo
+
+test: $(VENV_STAMP)
+	.venv/bin/callcenter asterisk install
+	.venv/bin/python -m pytest -q -ra
+
+unit: $(VENV_STAMP)
+	.venv/bin/python -m pytest -q tests/unit tests/socket
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: $(VENV_STAMP)
+	.venv/bin/python bench/fastagi.py --quick
+
+clean:
+	rm -rf .venv build *.egg-info

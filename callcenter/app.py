@@ -1,0 +1,105 @@
+"""The composition root: every long-lived object is built here from the config and handed to whoever needs it.
+
+No other module creates engines, servers or registries of its own; feature packages are wired here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from callcenter import health
+from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
+from callcenter.auth.http import auth_routes
+from callcenter.auth.middleware import auth_middleware
+from callcenter.auth.services import AuthService
+from callcenter.bus import Bus
+from callcenter.config import Config
+from callcenter.db import Database
+from callcenter.dialplan import ROUTE_IVR
+from callcenter.keys import AGI_SERVER, AUTH, BUS, CONFIG, DATABASE, METRICS
+from callcenter.metrics import Metrics
+from callcenter.openapi import openapi_routes
+from callcenter.web.errors import error_middleware
+
+log = logging.getLogger("callcenter.app")
+
+
+def default_routes(config: Config, bus: Bus) -> dict[str, Handler]:
+    """The FastAGI routes of the engine. Feature packages are imported here, in the composition root."""
+    from ivr_flows.basic import BasicIvr
+
+    return {ROUTE_IVR: BasicIvr(bus=bus, general_queue=config.queues.general)}
+
+
+def build_app(
+    config: Config,
+    *,
+    agi_routes: Mapping[str, Handler] | None = None,
+    bus: Bus | None = None,
+) -> web.Application:
+    bus = bus or Bus()
+    metrics = Metrics()
+    database = Database(config.database_url, echo=config.database.echo)
+    agi = FastAgiServer(
+        agi_routes if agi_routes is not None else default_routes(config, bus),
+        config.agi.host,
+        config.agi.port,
+        ServerLimits(
+            read_timeout=config.agi.read_timeout,
+            command_timeout=config.agi.command_timeout,
+            max_sessions=config.agi.max_sessions,
+            max_header_lines=config.agi.max_header_lines,
+        ),
+        observer=metrics,
+    )
+    auth = AuthService(database, config.auth, metrics=metrics)
+
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1024**2)
+    app[CONFIG] = config
+    app[BUS] = bus
+    app[METRICS] = metrics
+    app[DATABASE] = database
+    app[AGI_SERVER] = agi
+    app[AUTH] = auth
+
+    app.add_routes(health.routes)
+    app.add_routes(openapi_routes)
+    app.add_routes(auth_routes)
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_agi_ctx)
+    return app
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = app[DATABASE]
+    config = app[CONFIG]
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    await database.open()
+    yield
+    await database.close()
+
+
+async def _agi_ctx(app: web.Application) -> AsyncIterator[None]:
+    server = app[AGI_SERVER]
+    await server.start()
+    yield
+    await server.stop()
+
+
+async def serve(config: Config, *, stop: asyncio.Event | None = None, app: web.Application | None = None) -> None:
+    """Runs the engine (web server, FastAGI and everything wired to them) until ``stop`` is set."""
+    app = app or build_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.web.host, config.web.port, reuse_address=True)
+    await site.start()
+    log.info("web server on http://%s:%s", config.web.host, config.web.port)
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,108 @@
+"""`callcenter asterisk install|start|stop|status|cli`: the sandboxed Asterisk 22."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import click
+
+from callcenter.ami.probe import probe_ami
+from callcenter.cli.common import get_config
+from callcenter.sandbox import Sandbox, SandboxError
+
+
+def _sandbox(ctx: click.Context) -> Sandbox:
+    return Sandbox(get_config(ctx), progress=lambda line: click.echo(line, err=True))
+
+
+@click.group()
+def asterisk() -> None:
+    """The Asterisk 22 sandbox (a Debian sid chroot, cached outside the repository)."""
+
+
+@asterisk.command()
+@click.option("--force", is_flag=True, help="Reinstall Asterisk even if the sandbox is already there.")
+@click.pass_context
+def install(ctx: click.Context, force: bool) -> None:
+    """Build the chroot and install Asterisk and its English sounds (idempotent)."""
+    sandbox = _sandbox(ctx)
+    try:
+        changed = sandbox.install(force=force)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not changed:
+        version = sandbox.marker.read_text(encoding="utf-8").strip()
+        click.echo(f"sandbox already installed in {sandbox.root} ({version})")
+
+
+@asterisk.command()
+@click.pass_context
+def start(ctx: click.Context) -> None:
+    """Render asterisk-conf/ into the sandbox and start Asterisk as the chroot's asterisk user."""
+    sandbox = _sandbox(ctx)
+    try:
+        already = sandbox.running_pid()
+        pid = sandbox.start()
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    state = "already running" if already else "started"
+    click.echo(f"Asterisk {state} (pid {pid}) in {sandbox.root}")
+
+
+@asterisk.command()
+@click.pass_context
+def stop(ctx: click.Context) -> None:
+    """Stop the sandbox's own Asterisk (found by its pid file; nothing else is touched)."""
+    try:
+        stopped = _sandbox(ctx).stop()
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("Asterisk stopped" if stopped else "Asterisk was not running")
+
+
+@asterisk.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Version, uptime and whether AMI accepts the engine's login."""
+    config = get_config(ctx)
+    sandbox = _sandbox(ctx)
+
+    def ami_check() -> tuple[bool, str]:
+        result = asyncio.run(
+            probe_ami(config.ami.host, config.ami.port, config.ami.username, config.ami.password.get_secret_value())
+        )
+        return result.ok, result.detail
+
+    try:
+        state = sandbox.status(ami_check=ami_check)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"sandbox:   {sandbox.root} ({'installed' if state.installed else 'not installed'})")
+    click.echo(f"running:   {'yes, pid ' + str(state.pid) if state.running else 'no'}")
+    click.echo(f"version:   {state.version or '-'}")
+    click.echo(f"uptime:    {state.uptime or '-'}")
+    ami = "-" if state.ami_ok is None else ("answers" if state.ami_ok else "does not answer")
+    click.echo(f"ami:       {ami} ({state.ami_detail}) on {config.ami.host}:{config.ami.port}")
+    if not state.running:
+        ctx.exit(3)
+
+
+@asterisk.command(context_settings={"ignore_unknown_options": True})
+@click.argument("command", nargs=-1, required=False)
+@click.pass_context
+def cli(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Run one CLI command (`callcenter asterisk cli pjsip show endpoints`), or attach a console."""
+    sandbox = _sandbox(ctx)
+    if sandbox.running_pid() is None:
+        raise click.ClickException("Asterisk is not running: `callcenter asterisk start` first")
+    if not command:
+        os.execvp("chroot", ["chroot", str(sandbox.root), "asterisk", "-r"])  # noqa: S606
+    try:
+        result = sandbox.cli(" ".join(command), check=False)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.stdout, nl=False)
+    if result.returncode != 0:
+        click.echo(result.stderr, err=True, nl=False)
+        ctx.exit(result.returncode)

@@ -1,0 +1,309 @@
+"""Typed configuration: defaults, then one TOML file, then CALLCENTER_<SECTION>_<KEY> environment overrides.
+
+Every key has a default so that a fresh machine runs with no file at all. Validation errors name the key
+(``ami.port: Input should be less than or equal to 65535``) and where its value came from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "CALLCENTER_"
+CONFIG_ENV = "CALLCENTER_CONFIG"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_DIGITS = re.compile(r"^[0-9+*#]{1,32}$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _loopback(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address") from exc
+    if not address.is_loopback:
+        raise ValueError(f"{value!r} is not a loopback address (127.0.0.0/8 or ::1)")
+    return value
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Cookies are marked Secure when the engine sits behind TLS.
+    secure_cookies: bool = False
+
+
+class AgiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=1, le=65535)
+    # A silent or half-open Asterisk connection is dropped after this many seconds without a line.
+    read_timeout: float = Field(30.0, gt=0, le=3600)
+    # The time one command may take at most (a menu prompt with a long timeout included).
+    command_timeout: float = Field(120.0, gt=0, le=3600)
+    max_sessions: int = Field(500, ge=1, le=100_000)
+    max_header_lines: int = Field(200, ge=10, le=10_000)
+
+
+class AmiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "callcenter"
+    password: SecretStr = SecretStr("callcenter-ami-secret")
+    action_timeout: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("username")
+    @classmethod
+    def _safe_username(cls, value: str) -> str:
+        if not _SAFE_NAME.match(value):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+
+class Phone(_Section):
+    """A SIP phone on a desk: an agent's, an expert's or a supervisor's."""
+
+    extension: str
+    kind: Literal["agent", "expert", "supervisor"] = "agent"
+    password: SecretStr = SecretStr("")
+    # sip:EXT@HOST:PORT for a phone that does not register (SIPp in tests); empty means it registers.
+    contact: str = ""
+
+    @field_validator("extension")
+    @classmethod
+    def _numeric(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9]{2,8}", value):
+            raise ValueError("an extension is 2 to 8 digits")
+        return value
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        if value and not re.fullmatch(r"sip:[0-9A-Za-z_.-]+@[0-9A-Za-z_.-]+(:[0-9]{1,5})?", value):
+            raise ValueError("a static contact looks like sip:1001@127.0.0.3:5081")
+        return value
+
+
+def _default_phones() -> list[Phone]:
+    return [
+        Phone(extension="1001", kind="agent", password=SecretStr("agent1001")),
+        Phone(extension="1002", kind="agent", password=SecretStr("agent1002")),
+        Phone(extension="1003", kind="agent", password=SecretStr("agent1003")),
+        Phone(extension="2001", kind="expert", password=SecretStr("expert2001")),
+        Phone(extension="2002", kind="expert", password=SecretStr("expert2002")),
+        Phone(extension="3001", kind="supervisor", password=SecretStr("super3001")),
+    ]
+
+
+class SipConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5060, ge=1, le=65535)
+    # Calls from this address are the public network (the PSTN trunk); phones use other addresses.
+    pstn_address: str = "127.0.0.2"
+    # Where outbound calls to customers go (callbacks): the PSTN side's SIP port on pstn_address.
+    pstn_port: int = Field(5060, ge=1, le=65535)
+    rtp_start: int = Field(10000, ge=1024, le=65535)
+    rtp_end: int = Field(20000, ge=1024, le=65535)
+    dids: list[str] = Field(default_factory=lambda: ["4000", "4001"])
+    phones: list[Phone] = Field(default_factory=_default_phones)
+
+    @field_validator("host", "pstn_address")
+    @classmethod
+    def _only_loopback(cls, value: str) -> str:
+        return _loopback(value)
+
+    @field_validator("dids")
+    @classmethod
+    def _dids(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one DID")
+        for did in value:
+            if not re.fullmatch(r"[0-9+]{2,20}", did):
+                raise ValueError(f"DID {did!r} is not 2-20 digits")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> SipConfig:
+        if self.rtp_end <= self.rtp_start:
+            raise ValueError("rtp_end must be greater than rtp_start")
+        numbers = [p.extension for p in self.phones] + list(self.dids)
+        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+        if dupes:
+            raise ValueError(f"extensions and DIDs must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class QueuesConfig(_Section):
+    # queues.conf reserves [general] for global settings, so the ordinary queue needs another name.
+    general: str = "support"
+    expert: str = "expert"
+    # Seconds a queue member rings before the next one is tried.
+    ring_timeout: int = Field(15, ge=1, le=300)
+    wrapup_time: int = Field(10, ge=0, le=3600)
+
+    @field_validator("general", "expert")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value) or value == "general":
+            raise ValueError("a queue name is lowercase letters, digits, '_' or '-', and not 'general'")
+        return value
+
+
+class AsteriskConfig(_Section):
+    # The Debian sid chroot with Asterisk 22 inside; kept outside the repository and reused between runs.
+    sandbox_dir: Path = Path("/var/cache/callcenter/asterisk-sid")
+    mirror: str = "http://deb.debian.org/debian"
+    suite: str = "sid"
+    # Free space the install needs, in MiB (seen: 668 MB on disk).
+    min_free_mb: int = Field(1500, ge=100)
+    start_timeout: float = Field(60.0, gt=0)
+    # The asterisk-conf/ templates; empty means the ones shipped beside the package.
+    conf_dir: Path | None = None
+    # Asterisk's sounds directory as the engine sees it; empty means the sandbox's.
+    sounds_dir: Path | None = None
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.conf_dir or Path(__file__).resolve().parent.parent / "asterisk-conf"
+
+    @property
+    def sounds_path(self) -> Path:
+        return self.sounds_dir or self.sandbox_dir / "usr/share/asterisk/sounds"
+
+
+class DatabaseConfig(_Section):
+    # Empty means the embedded SQLite file in paths.data_dir.
+    url: str = ""
+    echo: bool = False
+
+
+class PathsConfig(_Section):
+    data_dir: Path = Path("var")
+    recordings_dir: Path = Path("var/recordings")
+
+
+class AuthConfig(_Section):
+    token_ttl_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # After this many failed logins in a row each further attempt waits longer, doubling up to the lockout.
+    free_failures: int = Field(3, ge=1, le=100)
+    lockout_after: int = Field(10, ge=2, le=1000)
+    lockout_minutes: float = Field(15.0, gt=0, le=24 * 60)
+    max_delay_seconds: float = Field(30.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AuthConfig:
+        if self.lockout_after <= self.free_failures:
+            raise ValueError("lockout_after must be greater than free_failures")
+        return self
+
+
+class Config(_Section):
+    web: WebConfig = WebConfig()
+    agi: AgiConfig = AgiConfig()
+    ami: AmiConfig = AmiConfig()
+    sip: SipConfig = SipConfig()
+    queues: QueuesConfig = QueuesConfig()
+    asterisk: AsteriskConfig = AsteriskConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    paths: PathsConfig = PathsConfig()
+    auth: AuthConfig = AuthConfig()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'callcenter.sqlite3'}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.data_dir.resolve()
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.paths.recordings_dir.resolve()
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret masked, safe to log or print."""
+        return self.model_dump(mode="json")
+
+
+def _set_path(tree: dict[str, Any], section: str, key: str, raw: str) -> None:
+    """Places one environment override; values are parsed as TOML scalars when they look like one."""
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    tree.setdefault(section, {})[key] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = {name: model for name, model in Config.model_fields.items()}
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections or not key:
+            raise ConfigError(f"{name}: no such setting (sections: {', '.join(sorted(sections))})")
+        _set_path(tree, section, key, raw)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"{key}: {message}")
+    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Reads the configuration; ``path`` wins over $CALLCENTER_CONFIG, and the environment wins over both."""
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get(CONFIG_ENV)
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if chosen:
+        file = Path(chosen)
+        try:
+            tree = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file {file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+        source = str(file)
+    overrides = _env_overrides(environ)
+    if overrides:
+        source += " + environment"
+    try:
+        return Config.model_validate(_merge(tree, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc

@@ -1,0 +1,30 @@
+"""Names shared by the engine and the dialplan templates in asterisk-conf/ (rendered with these values).
+
+The engine tells the dialplan what to do next through channel variables set over AGI before the session ends;
+the templates read the same names, so neither side spells them on its own.
+"""
+
+from __future__ import annotations
+
+# What the dialplan does after the AGI session: one of the ACTION_* values.
+VAR_ACTION = "CC_ACTION"
+# Which queue to join and with what priority, when VAR_ACTION is ACTION_QUEUE.
+VAR_QUEUE = "CC_QUEUE"
+VAR_PRIORITY = "CC_PRIORITY"
+# The caller's menu choice, kept on the channel for the queue and the records.
+VAR_IVR_CHOICE = "CC_IVR_CHOICE"
+
+ACTION_QUEUE = "queue"
+ACTION_HANGUP = "hangup"
+# The engine could not finish the call's flow: queue the caller to the general queue as if it were down.
+ACTION_FALLBACK = "fallback"
+
+# The FastAGI route the DIDs run, and the dialplan contexts the templates define.
+ROUTE_IVR = "ivr"
+CONTEXT_PSTN = "from-pstn"
+CONTEXT_PHONES = "from-phones"
+
+# Prompts the sandbox puts in Asterisk's sounds directory (sounds/<lang>/callcenter/<name>.wav).
+PROMPT_DIR = "callcenter"
+PROMPT_APOLOGY = "callcenter/apology"
+PROMPT_WELCOME = "callcenter/welcome"

@@ -1,0 +1,40 @@
+"""/healthz and /metrics: what an operator's monitoring reads."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from callcenter.ami.probe import probe_ami
+from callcenter.auth.permissions import public
+from callcenter.keys import AGI_SERVER, CONFIG, DATABASE, METRICS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+@public
+async def healthz(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    database_ok, ami = await asyncio.gather(
+        request.app[DATABASE].ping(),
+        probe_ami(config.ami.host, config.ami.port, config.ami.username, config.ami.password.get_secret_value()),
+    )
+    checks = {
+        "fastagi": {"ok": request.app[AGI_SERVER].listening, "active_sessions": request.app[AGI_SERVER].active_sessions},
+        "database": {"ok": database_ok},
+        "ami": {"ok": ami.ok, "detail": ami.detail},
+    }
+    healthy = all(check["ok"] for check in checks.values())
+    return web.json_response({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+@routes.get("/metrics")
+@public
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    response = web.Response(body=body)
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response

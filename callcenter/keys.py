@@ -1,0 +1,22 @@
+"""Typed keys under which the composition root stores long-lived objects on the aiohttp application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from callcenter.agi.server import FastAgiServer
+    from callcenter.auth.services import AuthService
+    from callcenter.bus import Bus
+    from callcenter.config import Config
+    from callcenter.db import Database
+    from callcenter.metrics import Metrics
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+BUS: web.AppKey[Bus] = web.AppKey("bus")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+AGI_SERVER: web.AppKey[FastAgiServer] = web.AppKey("agi_server")
+AUTH: web.AppKey[AuthService] = web.AppKey("auth")

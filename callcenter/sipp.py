@@ -1,0 +1,366 @@
+"""SIPp phones for tests and the demo: scenario builders and a process wrapper that always stops what it starts.
+
+Callers come from the PSTN address (Asterisk identifies them by source IP); desk phones answer at the static
+contacts of their endpoints. DTMF is sent as RFC 4733 events by replaying sip-tester's captures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+PCAP_DIR = Path("/usr/share/sip-tester")
+# sip-tester's speech-like capture is A-law (payload 8); its DTMF captures use payload 101.
+SPEECH_PCAP = PCAP_DIR / "g711a.pcap"
+_DTMF_NAMES = {**{str(d): str(d) for d in range(10)}, "#": "pound", "*": "star"}
+
+
+class SippError(Exception):
+    pass
+
+
+def dtmf_pcap(digit: str) -> Path:
+    if digit not in _DTMF_NAMES:
+        raise SippError(f"no DTMF capture for {digit!r}")
+    return PCAP_DIR / f"dtmf_2833_{_DTMF_NAMES[digit]}.pcap"
+
+
+def _sip_quoted(text: str) -> str:
+    """A SIP quoted-string for a display name; CR/LF never reach the wire."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _cdata(text: str) -> str:
+    return text.replace("]]>", "]]]]><![CDATA[>")
+
+
+@dataclass(frozen=True, slots=True)
+class CallerScript:
+    """What a calling phone does once answered: wait, send keys, maybe talk, then hang up or wait for BYE."""
+
+    caller_number: str = "5550100"
+    caller_name: str = "Test Caller"
+    digits: str = ""
+    wait_before_digits_ms: int = 2000
+    gap_between_digits_ms: int = 800
+    talk_ms: int = 3000
+    speech: bool = False
+    # True: wait for Asterisk to hang up (e.g. the IVR ends the call) instead of sending BYE.
+    remote_hangup: bool = False
+    offer_alaw: bool = field(default=False)
+
+
+def caller_scenario(script: CallerScript) -> str:
+    number = "".join(ch for ch in script.caller_number if ch.isalnum() or ch in "+*#") or "anonymous"
+    name = _sip_quoted(script.caller_name)
+    codec = "8 101" if script.offer_alaw or script.speech else "0 8 101"
+    steps: list[str] = [f'  <pause milliseconds="{script.wait_before_digits_ms}"/>']
+    for index, digit in enumerate(script.digits):
+        if index:
+            steps.append(f'  <pause milliseconds="{script.gap_between_digits_ms}"/>')
+        steps.append(f'  <nop><action><exec play_pcap_audio="{escape(str(dtmf_pcap(digit)))}"/></action></nop>')
+    if script.speech:
+        steps.append(f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>')
+    steps.append(f'  <pause milliseconds="{script.talk_ms}"/>')
+    if script.remote_hangup:
+        ending = """  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>"""
+    else:
+        ending = """  <send retrans="500">
+    <![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>"""
+    body = "\n".join(steps)
+    invite = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "{_cdata(name)}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{number}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP {codec}
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=sendrecv
+"""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="callcenter caller">
+  <send retrans="500">
+    <![CDATA[
+{invite}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send>
+    <![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: <sip:{number}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+{body}
+{ending}
+</scenario>
+"""
+
+
+def answering_scenario(ring_ms: int = 300, speech: bool = False) -> str:
+    """A desk phone that rings briefly, answers, optionally talks, and waits for the far end's BYE."""
+    talk = (
+        f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>\n' if speech else ""
+    )
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="callcenter desk phone">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="{ring_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 0 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=sendrecv
+
+    ]]>
+  </send>
+  <recv request="ACK" rtd="true" crlf="true"/>
+{talk}  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+class SippProcess:
+    """One running SIPp. ``stop()`` ends it by its own handle; also used as a context manager."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.workdir = workdir
+        self._log = open(workdir / f"{name}.out", "w+b")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, cwd=workdir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise SippError(f"SIPp {self.name} still running after {timeout:.0f} s") from exc
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)  # SIPp's "quit after current calls" is too slow here
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(1.0)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3.0)
+        if not self._log.closed:
+            self._log.close()
+
+    def output(self) -> str:
+        self._log.flush()
+        return (self.workdir / f"{self.name}.out").read_text(encoding="utf-8", errors="replace")
+
+    def errors(self) -> str:
+        texts = [path.read_text(encoding="utf-8", errors="replace") for path in self.workdir.glob("*_errors.log")]
+        return "\n".join(texts)
+
+    def __enter__(self) -> SippProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class Phones:
+    """Starts SIPp processes in one work directory and stops every one of them on ``close()``."""
+
+    def __init__(self, sip_host: str, sip_port: int, workdir: Path | None = None) -> None:
+        if shutil.which("sipp") is None:
+            raise SippError("sipp is not installed (apt-get install sip-tester)")
+        self.sip_host = sip_host
+        self.sip_port = sip_port
+        self._own_dir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="cc-sipp-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.processes: list[SippProcess] = []
+        self._media_port = 16000 + (os.getpid() % 500) * 20
+
+    def _next_media_port(self) -> int:
+        self._media_port += 4
+        return self._media_port
+
+    def _start(self, name: str, scenario: str, extra: list[str]) -> SippProcess:
+        path = self.workdir / f"{name}.xml"
+        path.write_text(scenario, encoding="iso-8859-1", errors="replace")
+        args = ["sipp", "-sf", str(path), "-nostdin", "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
+        process = SippProcess(name, [*args, *extra], self.workdir)
+        self.processes.append(process)
+        return process
+
+    def call(
+        self,
+        name: str,
+        did: str,
+        script: CallerScript,
+        *,
+        local_ip: str,
+        local_port: int,
+        calls: int = 1,
+        rate: float = 1.0,
+        timeout_s: int = 60,
+    ) -> SippProcess:
+        """Places ``calls`` calls from ``local_ip`` (the PSTN address for callers) to ``did``."""
+        extra = [
+            f"{self.sip_host}:{self.sip_port}",
+            "-s", did,
+            "-i", local_ip,
+            "-p", str(local_port),
+            "-mi", local_ip,
+            "-mp", str(self._next_media_port()),
+            "-m", str(calls),
+            "-r", str(rate),
+            "-l", str(max(1, calls)),
+            "-timeout", f"{timeout_s}s",
+            "-timeout_error",
+            "-recv_timeout", f"{timeout_s * 1000}",
+        ]  # fmt: skip
+        return self._start(name, caller_scenario(script), extra)
+
+    def desk_phone(
+        self, name: str, *, local_ip: str, local_port: int, calls: int = 1, ring_ms: int = 300, speech: bool = False
+    ) -> SippProcess:
+        """A phone that answers ``calls`` calls at ``local_ip:local_port`` (its endpoint's static contact)."""
+        extra = [
+            "-i", local_ip,
+            "-p", str(local_port),
+            "-mi", local_ip,
+            "-mp", str(self._next_media_port()),
+            "-m", str(calls),
+            "-rtp_echo",
+        ]  # fmt: skip
+        return self._start(name, answering_scenario(ring_ms, speech), extra)
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.processes.clear()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Phones:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def wait_until(predicate: object, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return True
+        time.sleep(interval)
+    return False

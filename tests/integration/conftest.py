@@ -1,0 +1,130 @@
+"""The real parts: the sandboxed Asterisk 22 and SIPp phones.
+
+One Asterisk for the whole session, on ports of its own so that a running demo is not disturbed (but the
+sandbox has one /etc/asterisk: while the demo's Asterisk runs, these tests refuse to start and say so).
+In CI (CI=true) a sandbox that cannot start fails the run; elsewhere the tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from callcenter.app import build_app
+from callcenter.bus import Bus
+from callcenter.config import Config, Phone, load_config
+from callcenter.db import migrate
+from callcenter.sandbox import Sandbox, SandboxError
+from callcenter.sipp import Phones
+from tests.conftest import in_ci
+
+PSTN = "127.0.0.2"
+PHONE_IP = "127.0.0.3"
+AGENT_PORTS = {"1001": 5181, "1002": 5182, "2001": 5191, "3001": 5195}
+TEST_PORTS = {"sip": 5260, "ami": 5238, "agi": 4673, "web": 8281}
+
+
+def _unavailable(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"the Asterisk sandbox is required in CI: {reason}")
+    pytest.skip(f"no Asterisk sandbox: {reason}")
+
+
+@pytest.fixture(scope="session")
+def integration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("integration")
+
+
+@pytest.fixture(scope="session")
+def config(integration_dir: Path) -> Config:
+    base = load_config(environ={})
+    phones = [
+        Phone(extension=ext, kind=kind, password=f"pw{ext}", contact=f"sip:{ext}@{PHONE_IP}:{AGENT_PORTS[ext]}")
+        for ext, kind in (("1001", "agent"), ("1002", "agent"), ("2001", "expert"), ("3001", "supervisor"))
+    ]
+    data = integration_dir / "data"
+    return base.model_copy(
+        update={
+            "sip": base.sip.model_copy(update={"port": TEST_PORTS["sip"], "phones": phones, "pstn_address": PSTN}),
+            "ami": base.ami.model_copy(update={"port": TEST_PORTS["ami"]}),
+            "agi": base.agi.model_copy(update={"port": TEST_PORTS["agi"], "read_timeout": 20.0}),
+            "web": base.web.model_copy(update={"port": TEST_PORTS["web"]}),
+            "paths": base.paths.model_copy(update={"data_dir": data, "recordings_dir": data / "recordings"}),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox(config: Config) -> Iterator[Sandbox]:
+    if os.geteuid() != 0:
+        _unavailable("the tests must run as root (chroot)")
+    if shutil.which("sipp") is None:
+        _unavailable("sipp is not installed (apt-get install sip-tester)")
+    box = Sandbox(config, progress=lambda line: print(line, flush=True))
+    try:
+        box.install()
+    except SandboxError as exc:
+        _unavailable(str(exc))
+    running = box.running_pid()
+    if running is not None:
+        pytest.fail(
+            f"the sandbox's Asterisk is already running (pid {running}, perhaps `make demo`); "
+            "stop it with `callcenter asterisk stop` before running the integration tests"
+        )
+    try:
+        box.start()
+    except SandboxError as exc:
+        box.stop()
+        _unavailable(str(exc))
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+@pytest.fixture
+def phones(config: Config, sandbox: Sandbox, tmp_path: Path) -> Iterator[Phones]:
+    with Phones(config.sip.host, config.sip.port, tmp_path / "sipp") as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def running_engine(config: Config, bus: Bus) -> AsyncIterator[web.Application]:
+    """The whole engine in this test's event loop, stopped again however the test ends."""
+    await migrate(config.database_url)
+    app = build_app(config, bus=bus)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.web.host, config.web.port)
+    await site.start()
+    try:
+        yield app
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def queue_member(sandbox: Sandbox, config: Config) -> Iterator[list[str]]:
+    """Adds phones to queues for one test and always takes them out again."""
+    added: list[str] = []
+    yield added
+    for item in added:
+        extension, queue = item.split("@")
+        sandbox.cli(f"queue remove member PJSIP/{extension} from {queue}", check=False)
+
+
+async def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False

@@ -1,0 +1,66 @@
+"""A caller dials the hotline through the real Asterisk: the engine's IVR, and the fallback when it is down."""
+
+from __future__ import annotations
+
+import asyncio
+
+from callcenter.bus import Bus, Event
+from callcenter.config import Config
+from callcenter.sandbox import Sandbox
+from callcenter.sipp import CallerScript, Phones
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine
+
+
+async def test_caller_dtmf_reaches_the_engine_ivr_and_the_call_is_queued_to_an_agent(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    sandbox.cli(f"queue add member PJSIP/1001 to {config.queues.general}")
+    queue_member.append(f"1001@{config.queues.general}")
+    bus = Bus()
+    events: list[Event] = []
+    bus.subscribe("*", events.append)
+    async with running_engine(config, bus):
+        agent = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
+        caller = phones.call(
+            "caller",
+            config.sip.dids[0],
+            CallerScript(caller_number="5550123", caller_name="Dana Caller", digits="7", talk_ms=6000),
+            local_ip=PSTN,
+            local_port=5270,
+        )
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+        agent_rc = await asyncio.to_thread(agent.wait, 15)
+    choices = [event.data for event in events if event.type == "ivr.choice"]
+    started = [event.data for event in events if event.type == "ivr.started"]
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    assert choices and choices[0]["digits"] == "7", events
+    assert started[0]["caller_number"] == "5550123"
+    assert started[0]["caller_name"] == "Dana Caller"
+    assert started[0]["did"] == config.sip.dids[0]
+    assert started[0]["linkedid"] == choices[0]["linkedid"]
+    # The IVR told the dialplan to queue the caller; the agent's phone answered the queued call.
+    assert agent_rc == 0, agent.output()[-2000:] + agent.errors()
+
+
+async def test_with_the_engine_down_the_dialplan_still_queues_the_caller(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    sandbox.cli(f"queue add member PJSIP/1002 to {config.queues.general}")
+    queue_member.append(f"1002@{config.queues.general}")
+    sandbox_log = sandbox.root / "var/log/asterisk/messages.log"
+    log_start = len(sandbox_log.read_text(encoding="utf-8", errors="replace"))
+    # Nothing listens on the FastAGI port: Asterisk's connect fails and AGISTATUS becomes FAILURE.
+    agent = phones.desk_phone("agent-1002", local_ip=PHONE_IP, local_port=AGENT_PORTS["1002"])
+    caller = phones.call(
+        "caller",
+        config.sip.dids[0],
+        CallerScript(caller_number="5550124", digits="", talk_ms=9000),
+        local_ip=PSTN,
+        local_port=5271,
+    )
+    caller_rc = await asyncio.to_thread(caller.wait, 60)
+    agent_rc = await asyncio.to_thread(agent.wait, 15)
+    dialplan_log = sandbox_log.read_text(encoding="utf-8", errors="replace")[log_start:]
+    assert "callcenter/apology" in dialplan_log, dialplan_log[-3000:]
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    assert agent_rc == 0, "the agent's phone never got the fallback-queued call:\n" + agent.output()[-2000:]

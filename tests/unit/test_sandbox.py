@@ -1,0 +1,135 @@
+"""The sandbox manager without Asterisk: rendered configs, path resolution inside the chroot, clear refusals."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from callcenter.config import Config, Phone, load_config
+from callcenter.sandbox import Sandbox, SandboxError, host_path
+
+
+def _config(tmp_path: Path, **sections: dict[str, object]) -> Config:
+    base = load_config(environ={})
+    update: dict[str, object] = {
+        "asterisk": base.asterisk.model_copy(update={"sandbox_dir": tmp_path / "root", **sections.get("asterisk", {})}),
+        "paths": base.paths.model_copy(update={"data_dir": tmp_path / "data", "recordings_dir": tmp_path / "rec"}),
+    }
+    if "sip" in sections:
+        update["sip"] = base.sip.model_copy(update=sections["sip"])
+    if "ami" in sections:
+        update["ami"] = base.ami.model_copy(update=sections["ami"])
+    return base.model_copy(update=update)
+
+
+def _rendered(tmp_path: Path, config: Config) -> dict[str, str]:
+    box = Sandbox(config, progress=lambda _line: None)
+    return {path.name: path.read_text(encoding="utf-8") for path in box.render()}
+
+
+def test_render_writes_only_our_files_with_the_config_values(tmp_path: Path) -> None:
+    phones = [
+        Phone(extension="1001", kind="agent", password="s3cret", contact="sip:1001@127.0.0.3:5081"),
+        Phone(extension="3001", kind="supervisor", password="boss"),
+    ]
+    config = _config(tmp_path, sip={"port": 5999, "phones": phones, "dids": ["4444"]}, ami={"port": 5555})
+    etc = config.asterisk.sandbox_dir / "etc/asterisk"
+    etc.mkdir(parents=True)
+    (etc / "sip.conf").write_text("; Debian sample", encoding="utf-8")
+    files = _rendered(tmp_path, config)
+    assert not (etc / "sip.conf").exists()
+    assert set(files) >= {"pjsip.conf", "extensions.conf", "queues.conf", "manager.conf", "modules.conf"}
+    pjsip = files["pjsip.conf"]
+    assert "bind = 127.0.0.1:5999" in pjsip
+    assert "match = 127.0.0.2" in pjsip
+    assert "contact = sip:1001@127.0.0.3:5081" in pjsip
+    assert "password = s3cret" in pjsip
+    assert "dtmf_mode = rfc4733" in pjsip
+    extensions = files["extensions.conf"]
+    assert "exten => 4444,1,Set(__CC_DID=${EXTEN})" in extensions
+    assert "AGI(agi://127.0.0.1:4573/ivr?linkedid=${CHANNEL(linkedid)}&did=${CC_DID})" in extensions
+    assert '$["${AGISTATUS}" = "FAILURE"]?fallback' in extensions
+    assert "Queue(${CC_QUEUE})" in extensions
+    assert "Queue(support)" in extensions
+
+
+def test_manager_user_is_loopback_only_without_system_command_or_config(tmp_path: Path) -> None:
+    manager = _rendered(tmp_path, _config(tmp_path))["manager.conf"]
+    assert "bindaddr = 127.0.0.1" in manager
+    assert "permit = 127.0.0.0/255.0.0.0" in manager
+    classes = {
+        key: {part.strip() for part in value.split(",")}
+        for key, value in (line.split("=", 1) for line in manager.splitlines() if line.startswith(("read", "write")))
+    }
+    for key in ("read ", "write "):
+        assert not classes[key] & {"system", "command", "config", "all"}
+    assert "live_dangerously = yes" not in manager
+
+
+def test_queues_never_use_the_reserved_general_name(tmp_path: Path) -> None:
+    queues = _rendered(tmp_path, _config(tmp_path))["queues.conf"]
+    sections = [line.strip("[]") for line in queues.splitlines() if line.startswith("[")]
+    assert sections == ["general", "support", "expert"]
+    assert "persistentmembers = yes" in queues
+
+
+def test_host_path_follows_absolute_links_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc/alternatives").mkdir(parents=True)
+    (root / "usr/share/sounds/real").mkdir(parents=True)
+    (root / "etc/alternatives/en").symlink_to("/usr/share/sounds/real")
+    (root / "usr/share/sounds/en").symlink_to("/etc/alternatives/en")
+    assert host_path(root, "/usr/share/sounds/en/x.wav") == root / "usr/share/sounds/real/x.wav"
+
+
+def test_install_refuses_without_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SandboxError, match="needs root"):
+        Sandbox(_config(tmp_path)).install()
+
+
+def test_install_refuses_without_debootstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("callcenter.sandbox.shutil.which", lambda _name: None)
+    with pytest.raises(SandboxError, match="apt-get install debootstrap"):
+        Sandbox(_config(tmp_path)).install()
+
+
+def test_install_refuses_without_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("callcenter.sandbox.shutil.which", lambda _name: "/usr/sbin/debootstrap")
+    config = _config(tmp_path, asterisk={"min_free_mb": 10**9})
+    with pytest.raises(SandboxError, match="not enough space"):
+        Sandbox(config).install()
+
+
+def test_install_refuses_an_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("callcenter.sandbox.shutil.which", lambda _name: "/usr/sbin/debootstrap")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = _config(tmp_path, asterisk={"mirror": f"http://127.0.0.1:{port}/debian"})
+    with pytest.raises(SandboxError, match="mirror is unreachable"):
+        Sandbox(config).install()
+
+
+def test_start_refuses_a_taken_port(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        box = Sandbox(_config(tmp_path, sip={"port": port}))
+        with pytest.raises(SandboxError, match=rf"UDP port 127.0.0.1:{port} is already taken.*sip.port"):
+            box._check_ports()
+
+
+def test_stop_without_a_running_asterisk_touches_nothing(tmp_path: Path) -> None:
+    box = Sandbox(_config(tmp_path))
+    pid_file = box.pid_file
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")  # a live pid that is not this sandbox's Asterisk
+    assert box.running_pid() is None
+    assert box.stop() is False
