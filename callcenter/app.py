@@ -15,7 +15,7 @@ from aiohttp import web
 from callcenter import health
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
 from callcenter.auth.http import auth_routes
-from callcenter.auth.middleware import auth_middleware
+from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
 from callcenter.bus import Bus
 from callcenter.config import Config
@@ -70,6 +70,8 @@ def build_app(
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)
     app.add_routes(auth_routes)
+    # A route that forgot to declare its permission stops the engine here, not in production.
+    check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_agi_ctx)
     return app
@@ -78,7 +80,7 @@ def build_app(
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     database = app[DATABASE]
     config = app[CONFIG]
-    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(Path(config.data_dir).mkdir, parents=True, exist_ok=True)
     await database.open()
     yield
     await database.close()

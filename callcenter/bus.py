@@ -56,8 +56,8 @@ class Bus:
                 task.add_done_callback(self._done)
         return event
 
-    def _done(self, task: asyncio.Future[None]) -> None:
-        self._pending.discard(task)  # type: ignore[arg-type]
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("async subscriber failed", exc_info=task.exception())
 

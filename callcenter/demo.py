@@ -156,7 +156,12 @@ class Demo:
             host_port = phone.contact.rsplit("@", 1)[1]
             host, port = host_port.split(":")
             phones.desk_phone(
-                f"phone-{phone.extension}", local_ip=host, local_port=int(port), calls=100_000, ring_ms=1500, speech=True
+                f"phone-{phone.extension}",
+                local_ip=host,
+                local_port=int(port),
+                calls=100_000,
+                ring_ms=1500,
+                speech=True,
             )
 
     def _staff_queues(self) -> None:
@@ -170,13 +175,13 @@ class Demo:
 
     def _print_banner(self) -> None:
         web = f"http://{self.config.web.host}:{self.config.web.port}"
+        sip, ami = self.config.sip, self.config.ami
         lines = [
             "",
             "callcenter demo is running",
             f"  engine:      {web}  (health {web}/healthz, metrics {web}/metrics, API {web}/api/v1/openapi.json)",
-            f"  hotline:     DIDs {', '.join(self.config.sip.dids)} on sip:{self.config.sip.host}:{self.config.sip.port} "
-            f"(callers from {self.config.sip.pstn_address})",
-            f"  asterisk:    `callcenter asterisk cli` for its console; AMI on {self.config.ami.host}:{self.config.ami.port}",
+            f"  hotline:     DIDs {', '.join(sip.dids)} on sip:{sip.host}:{sip.port} (callers from {sip.pstn_address})",
+            f"  asterisk:    `callcenter asterisk cli` for its console; AMI on {ami.host}:{ami.port}",
             "  logins:",
         ]
         for user in DEMO_USERS:
@@ -221,4 +226,3 @@ class Demo:
             if process is not keep and process.name.startswith("caller-") and not process.running():
                 process.stop()
                 phones.processes.remove(process)
-

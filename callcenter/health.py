@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,13 +23,18 @@ async def healthz(request: web.Request) -> web.Response:
         request.app[DATABASE].ping(),
         probe_ami(config.ami.host, config.ami.port, config.ami.username, config.ami.password.get_secret_value()),
     )
-    checks = {
-        "fastagi": {"ok": request.app[AGI_SERVER].listening, "active_sessions": request.app[AGI_SERVER].active_sessions},
+    checks: dict[str, dict[str, Any]] = {
+        "fastagi": {
+            "ok": request.app[AGI_SERVER].listening,
+            "active_sessions": request.app[AGI_SERVER].active_sessions,
+        },
         "database": {"ok": database_ok},
         "ami": {"ok": ami.ok, "detail": ami.detail},
     }
     healthy = all(check["ok"] for check in checks.values())
-    return web.json_response({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+    )
 
 
 @routes.get("/metrics")

@@ -10,12 +10,20 @@ from callcenter.agi.session import AgiSession
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.agi_active = Gauge("callcenter_agi_sessions_active", "FastAGI sessions running now", registry=self.registry)
+        self.agi_active = Gauge(
+            "callcenter_agi_sessions_active", "FastAGI sessions running now", registry=self.registry
+        )
         self.agi_sessions = Counter(
-            "callcenter_agi_sessions", "FastAGI sessions served, by outcome", ["outcome"], registry=self.registry
+            "callcenter_agi_sessions",
+            "FastAGI sessions served, by outcome",
+            ["outcome"],
+            registry=self.registry,
         )
         self.agi_rejected = Counter(
-            "callcenter_agi_rejected", "FastAGI connections refused, by reason", ["reason"], registry=self.registry
+            "callcenter_agi_rejected",
+            "FastAGI connections refused, by reason",
+            ["reason"],
+            registry=self.registry,
         )
         self.agi_duration = Histogram(
             "callcenter_agi_session_seconds",
@@ -23,9 +31,7 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600),
             registry=self.registry,
         )
-        self.logins = Counter(
-            "callcenter_logins", "Login attempts, by result", ["result"], registry=self.registry
-        )
+        self.logins = Counter("callcenter_logins", "Login attempts, by result", ["result"], registry=self.registry)
 
     # FastAGI SessionObserver
     def session_started(self, session: AgiSession) -> None:

@@ -141,7 +141,11 @@ class Sandbox:
         # Mirrors that serve a frozen copy of sid carry an expired Release file; apt refuses those by default.
         apt_conf = self.root / "etc/apt/apt.conf.d/99callcenter"
         apt_conf.write_text('Acquire::Check-Valid-Until "false";\n', encoding="utf-8")
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        env = {
+            "DEBIAN_FRONTEND": "noninteractive",
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+        }
         self._chroot(["apt-get", "update", "-q"], env=env, what="apt-get update in the chroot")
         self._chroot(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],

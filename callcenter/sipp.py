@@ -1,4 +1,4 @@
-"""SIPp phones for tests and the demo: scenario builders and a process wrapper that always stops what it starts.
+"""SIPp phones for tests and the demo: scenario builders and a process wrapper that stops what it starts.
 
 Callers come from the PSTN address (Asterisk identifies them by source IP); desk phones answer at the static
 contacts of their endpoints. DTMF is sent as RFC 4733 events by replaying sip-tester's captures.
@@ -158,9 +158,7 @@ Content-Length: 0
 
 def answering_scenario(ring_ms: int = 300, speech: bool = False) -> str:
     """A desk phone that rings briefly, answers, optionally talks, and waits for the far end's BYE."""
-    talk = (
-        f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>\n' if speech else ""
-    )
+    talk = f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>\n' if speech else ""
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="callcenter desk phone">
@@ -295,7 +293,15 @@ class Phones:
     def _start(self, name: str, scenario: str, extra: list[str]) -> SippProcess:
         path = self.workdir / f"{name}.xml"
         path.write_text(scenario, encoding="iso-8859-1", errors="replace")
-        args = ["sipp", "-sf", str(path), "-nostdin", "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
+        args = [
+            "sipp",
+            "-sf",
+            str(path),
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            str(self.workdir / f"{name}_errors.log"),
+        ]
         process = SippProcess(name, [*args, *extra], self.workdir)
         self.processes.append(process)
         return process
@@ -330,7 +336,14 @@ class Phones:
         return self._start(name, caller_scenario(script), extra)
 
     def desk_phone(
-        self, name: str, *, local_ip: str, local_port: int, calls: int = 1, ring_ms: int = 300, speech: bool = False
+        self,
+        name: str,
+        *,
+        local_ip: str,
+        local_port: int,
+        calls: int = 1,
+        ring_ms: int = 300,
+        speech: bool = False,
     ) -> SippProcess:
         """A phone that answers ``calls`` calls at ``local_ip:local_port`` (its endpoint's static contact)."""
         extra = [

@@ -35,9 +35,7 @@ class BasicIvr:
         await session.answer()
         result = await session.get_data(self._prompt, self._timeout_ms, 1)
         log.info("caller chose %r", result.digits)
-        self._bus.publish(
-            "ivr.choice", uniqueid=session.uniqueid, linkedid=session.linkedid, digits=result.digits
-        )
+        self._bus.publish("ivr.choice", uniqueid=session.uniqueid, linkedid=session.linkedid, digits=result.digits)
         if result.digits:
             await session.set_variable(dialplan.VAR_IVR_CHOICE, result.digits)
         await session.set_variable(dialplan.VAR_QUEUE, self._queue)

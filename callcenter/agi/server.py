@@ -98,9 +98,7 @@ class FastAgiServer:
         self._server = await asyncio.start_server(
             self._accept, self._host, self._port, limit=self._limits.max_line, reuse_address=True
         )
-        log.info(
-            "FastAGI listening on %s:%s (routes: %s)", self._host, self.port, ", ".join(sorted(self._routes))
-        )
+        log.info("FastAGI listening on %s:%s (routes: %s)", self._host, self.port, ", ".join(sorted(self._routes)))
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:
@@ -162,7 +160,10 @@ class FastAgiServer:
                     env = await read_environment(lines, self._limits.max_header_lines)
             except TimeoutError:
                 self._observer.session_rejected("header")
-                log.warning("FastAGI: dropped a connection whose header took longer than %.0f s", self._limits.read_timeout)
+                log.warning(
+                    "FastAGI: dropped a connection whose header took longer than %.0f s",
+                    self._limits.read_timeout,
+                )
                 return
             except AgiError as exc:
                 self._observer.session_rejected("header")
@@ -174,9 +175,7 @@ class FastAgiServer:
                 handler = self._routes.get(env.script)
                 if handler is None:
                     self._observer.session_rejected("route")
-                    log.warning(
-                        "FastAGI: no route %r; the call goes to the dialplan fallback", env.script[:64]
-                    )
+                    log.warning("FastAGI: no route %r; the call goes to the dialplan fallback", env.script[:64])
                     return
                 self._observer.session_started(session)
                 observed = True

@@ -283,6 +283,4 @@ class AgiSession:
 
 
 # Asterisk lets these run after the hangup (res_agi marks them dead-safe), so a flow can still tidy up.
-_ALLOWED_WHEN_DEAD = frozenset(
-    {"GET VARIABLE", "SET VARIABLE", "VERBOSE", "CHANNEL STATUS", "GET FULL VARIABLE"}
-)
+_ALLOWED_WHEN_DEAD = frozenset({"GET VARIABLE", "SET VARIABLE", "VERBOSE", "CHANNEL STATUS", "GET FULL VARIABLE"})

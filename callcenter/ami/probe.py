@@ -41,7 +41,13 @@ async def _read_message(reader: asyncio.StreamReader) -> dict[str, str]:
             raise ConnectionError("AMI message with more than 128 headers")
 
 
-async def probe_ami(host: str, port: int, username: str, secret: str, timeout: float = 3.0) -> ProbeResult:
+async def probe_ami(
+    host: str,
+    port: int,
+    username: str,
+    secret: str,
+    timeout: float = 3.0,  # noqa: ASYNC109 - one bound for the whole probe
+) -> ProbeResult:
     try:
         login = _line("Action", "Login") + _line("ActionID", "probe-1") + _line("Username", username)
         login += _line("Secret", secret) + _line("Events", "off") + "\r\n"

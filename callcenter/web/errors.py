@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from callcenter.db import DatabaseUnavailable
+
 log = logging.getLogger("callcenter.web")
 
 
@@ -93,6 +95,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(exc.status, exc.error_id, exc.message, exc.details)
         response.headers.update(exc.headers)
         return response
+    except DatabaseUnavailable:
+        log.warning("database unavailable during %s %s", request.method, request.path)
+        return error_response(503, "database_unavailable", "the database is unavailable; try again shortly")
     except ValidationError as exc:
         return error_response(400, "invalid_input", "the request is not valid", validation_details(exc))
     except web.HTTPException as exc:

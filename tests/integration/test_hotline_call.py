@@ -33,7 +33,8 @@ async def test_caller_dtmf_reaches_the_engine_ivr_and_the_call_is_queued_to_an_a
     choices = [event.data for event in events if event.type == "ivr.choice"]
     started = [event.data for event in events if event.type == "ivr.started"]
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
-    assert choices and choices[0]["digits"] == "7", events
+    assert choices, events
+    assert choices[0]["digits"] == "7"
     assert started[0]["caller_number"] == "5550123"
     assert started[0]["caller_name"] == "Dana Caller"
     assert started[0]["did"] == config.sip.dids[0]

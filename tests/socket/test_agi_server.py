@@ -156,9 +156,7 @@ async def fake_asterisk(port: int) -> AsyncIterator[FakeAsterisk]:
         await channel.close()
 
 
-async def run_call(
-    port: int, script: Sequence[Step], network_script: str = f"ivr?linkedid={LINKEDID}"
-) -> list[str]:
+async def run_call(port: int, script: Sequence[Step], network_script: str = f"ivr?linkedid={LINKEDID}") -> list[str]:
     """A whole call: header, the scripted commands, then the server hangs up with nothing more to say."""
     async with fake_asterisk(port) as channel:
         await channel.send_header(network_script)
@@ -412,9 +410,7 @@ async def test_failed_prompt_on_live_channel_is_a_command_failure(start_server: 
             seen.append(exc)
 
     server, observer = await start_server({"ivr": ivr})
-    await run_call(
-        server.port, [("STREAM FILE", "200 result=-1 endpos=0"), ("CHANNEL STATUS", "200 result=6")]
-    )
+    await run_call(server.port, [("STREAM FILE", "200 result=-1 endpos=0"), ("CHANNEL STATUS", "200 result=6")])
 
     assert len(seen) == 1
     assert not isinstance(seen[0], AgiHangup)

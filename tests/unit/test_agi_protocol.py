@@ -60,8 +60,7 @@ def header_lines(calleridname: str | None = None) -> list[str]:
     lines = [f"{line}\n" for line in ASTERISK_22_HEADER]
     if calleridname is not None:
         lines = [
-            f"agi_calleridname: {calleridname}\n" if line.startswith("agi_calleridname:") else line
-            for line in lines
+            f"agi_calleridname: {calleridname}\n" if line.startswith("agi_calleridname:") else line for line in lines
         ]
     return lines
 
@@ -375,9 +374,7 @@ def test_quote_argument_escapes_quotes_and_backslashes() -> None:
 
 
 def test_build_command_quotes_strings_and_not_integers() -> None:
-    assert (
-        build_command("GET DATA", "callcenter/welcome", 5000, 4) == 'GET DATA "callcenter/welcome" 5000 4\n'
-    )
+    assert build_command("GET DATA", "callcenter/welcome", 5000, 4) == 'GET DATA "callcenter/welcome" 5000 4\n'
     assert build_command("ANSWER") == "ANSWER\n"
     assert build_command("STREAM FILE", "beep", "") == 'STREAM FILE "beep" ""\n'
 

@@ -48,7 +48,9 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
         ("[web\n", {}, "not valid TOML"),
     ],
 )
-def test_bad_values_are_refused_naming_the_key(tmp_path: Path, text: str, environ: dict[str, str], expected: str) -> None:
+def test_bad_values_are_refused_naming_the_key(
+    tmp_path: Path, text: str, environ: dict[str, str], expected: str
+) -> None:
     path = tmp_path / "cc.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):

@@ -1,4 +1,4 @@
-"""The sandbox manager without Asterisk: rendered configs, path resolution inside the chroot, clear refusals."""
+"""The sandbox manager without Asterisk: rendered configs, paths inside the chroot, clear refusals."""
 
 from __future__ import annotations
 

@@ -1,0 +1,54 @@
+"""Errors of the auth API; each is an ApiError, so error_middleware renders it with its status and id."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from callcenter.web.errors import ApiError, Conflict, InvalidInput, TooManyAttempts, Unauthenticated
+
+
+class InvalidCredentials(Unauthenticated):
+    error_id = "invalid_credentials"
+
+    def __init__(self) -> None:
+        # One message for unknown users, wrong passwords and disabled accounts: no user enumeration.
+        super().__init__("invalid username or password")
+
+
+class NotLoggedIn(Unauthenticated):
+    def __init__(self, message: str = "log in first") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="callcenter"'})
+
+
+class LoginThrottled(TooManyAttempts):
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            "too many failed logins; wait before trying again",
+            {"retry_after": self.retry_after},
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
+class InvalidUser(InvalidInput):
+    def __init__(self, field: str, message: str) -> None:
+        details: dict[str, Any] = {"fields": {field: message}}
+        super().__init__(f"{field}: {message}", details)
+
+
+class UserExists(Conflict):
+    error_id = "user_exists"
+
+    def __init__(self) -> None:
+        super().__init__("a user with this username already exists")
+
+
+class RouteAccessUndeclared(ApiError):
+    """A route was added without ``@requires`` or ``@public``: refused rather than left open."""
+
+    status = 500
+    error_id = "route_access_undeclared"
+
+    def __init__(self) -> None:
+        super().__init__("this route declares no access rule; the server log names it")

@@ -1,0 +1,714 @@
+"""Logins, sessions, users and the audit log.
+
+Passwords are hashed with argon2 in a worker thread (a verify costs tens of milliseconds of CPU, too long for
+the event loop). Failed logins are throttled per username whether or not the user exists, and unknown
+usernames cost the same argon2 verify as known ones: neither the answer nor its timing tells which exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import unicodedata
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callcenter.auth.exceptions import InvalidCredentials, InvalidUser, LoginThrottled, UserExists
+from callcenter.auth.models import (
+    DISPLAY_NAME_MAX,
+    TEAM_NAME_MAX,
+    USERNAME_MAX,
+    AuditEntry,
+    AuthToken,
+    LoginThrottle,
+    Team,
+    TeamMember,
+    User,
+    UserRole,
+)
+from callcenter.auth.permissions import Permission, Role, permissions_for
+from callcenter.config import AuthConfig
+from callcenter.db import ConstraintViolation, Database, utcnow
+
+if TYPE_CHECKING:
+    from callcenter.metrics import Metrics
+
+log = logging.getLogger("callcenter.auth")
+
+TOKEN_BYTES = 32
+# Tokens we issue are 43 characters; anything much longer is not ours and is not worth hashing.
+TOKEN_MAX_CHARS = 256
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+AUDIT_LIMIT_MAX = 500
+
+Clock = Callable[[], datetime]
+
+
+class Action:
+    """Audit actions written by this module."""
+
+    LOGIN = "login"
+    LOGOUT = "logout"
+    LOGIN_FAILED = "login_failed"
+    LOGIN_LOCKED = "login_locked"
+    USER_CREATED = "user_created"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is behind a request: the user of a live session and what they may do."""
+
+    user_id: int
+    username: str
+    display_name: str
+    roles: frozenset[Role]
+    permissions: frozenset[Permission]
+    teams: tuple[str, ...]
+    extension: str | None
+    expires_at: datetime
+
+    def has(self, *permissions: Permission) -> bool:
+        return set(permissions) <= self.permissions
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.user_id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "roles": sorted(self.roles),
+            "permissions": sorted(self.permissions),
+            "teams": list(self.teams),
+            "extension": self.extension,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    id: int
+    username: str
+    display_name: str
+    extension: str | None
+    is_active: bool
+    created_at: datetime
+    roles: tuple[Role, ...]
+    teams: tuple[str, ...]
+    lead_of: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "extension": self.extension,
+            "is_active": self.is_active,
+            "created_at": self.created_at.isoformat(),
+            "roles": list(self.roles),
+            "teams": list(self.teams),
+            "lead_of": list(self.lead_of),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    target: str | None
+    outcome: str
+    remote_addr: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "remote_addr": self.remote_addr,
+            "details": self.details,
+        }
+
+
+def canonical_username(raw: str) -> str:
+    """The form usernames are stored and compared in: NFKC, case-folded ('Alice' and 'ALICE' are one user)."""
+    return unicodedata.normalize("NFKC", raw).casefold()
+
+
+def _visible(text: str) -> bool:
+    # Control, format, separator and unassigned characters (CR, LF, NUL, spaces, bidi overrides) are refused.
+    return all(unicodedata.category(char)[0] not in "CZ" for char in text)
+
+
+def validate_username(raw: str) -> str:
+    """The canonical username, or InvalidUser saying what is wrong with it."""
+    name = canonical_username(raw)
+    if not name:
+        raise InvalidUser("username", "must not be empty")
+    if len(name) > USERNAME_MAX:
+        raise InvalidUser("username", f"at most {USERNAME_MAX} characters")
+    if not _visible(name):
+        raise InvalidUser("username", "no spaces or control characters")
+    return name
+
+
+def _lookup_worthy(name: str) -> bool:
+    """Whether a canonical name could belong to a user at all; others are not even sent to the database."""
+    return 0 < len(name) <= USERNAME_MAX and _visible(name)
+
+
+def validate_password(password: str) -> None:
+    if len(password) < PASSWORD_MIN:
+        raise InvalidUser("password", f"at least {PASSWORD_MIN} characters")
+    if len(password) > PASSWORD_MAX:
+        raise InvalidUser("password", f"at most {PASSWORD_MAX} characters")
+
+
+def _validate_display_name(raw: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise InvalidUser("display_name", "must not be empty")
+    if len(name) > DISPLAY_NAME_MAX:
+        raise InvalidUser("display_name", f"at most {DISPLAY_NAME_MAX} characters")
+    if any(unicodedata.category(char)[0] == "C" for char in name):
+        raise InvalidUser("display_name", "no control characters")
+    return name
+
+
+def _validate_team(raw: str) -> str:
+    name = raw.strip()
+    if not name or len(name) > TEAM_NAME_MAX or not _visible(name):
+        raise InvalidUser("teams", f"a team name is 1 to {TEAM_NAME_MAX} visible characters without spaces")
+    return name
+
+
+def _validate_extension(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and 2 <= len(raw) <= 8):
+        raise InvalidUser("extension", "an extension is 2 to 8 digits")
+    return raw
+
+
+def _validate_roles(roles: Iterable[Role | str]) -> tuple[Role, ...]:
+    chosen: set[Role] = set()
+    for role in roles:
+        try:
+            chosen.add(Role(role))
+        except ValueError:
+            raise InvalidUser("roles", f"unknown role; choose from {', '.join(Role)}") from None
+    return tuple(sorted(chosen))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _storable(text: str) -> str:
+    """Text safe for any backend, kept readable as evidence: control characters (PostgreSQL refuses NUL) and lone
+    surrogates (not encodable) become visible escapes."""
+    return "".join(char if unicodedata.category(char)[0] != "C" else f"\\u{ord(char):04x}" for char in text)
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    return None if text is None else _storable(text[: limit * 2])[:limit]
+
+
+def _secret_bytes(password: str) -> bytes:
+    # argon2-cffi would encode a str strictly and fail on a lone surrogate a client put in its JSON.
+    return password.encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True, slots=True)
+class _Throttle:
+    failures: int
+    last_failure_at: datetime | None
+    locked_until: datetime | None
+
+
+class AuthService:
+    def __init__(
+        self,
+        database: Database,
+        config: AuthConfig,
+        metrics: Metrics | None = None,
+        *,
+        clock: Clock = utcnow,
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._database = database
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+        self._hasher = password_hasher or PasswordHasher()
+        self._dummy_hash: str | None = None
+        # Attempts for one username run one at a time: concurrent guesses cannot slip past the delay together.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @property
+    def config(self) -> AuthConfig:
+        return self._config
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return aware datetimes")
+        return now
+
+    def _count(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.logins.labels(result=result).inc()
+
+    # passwords
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, _secret_bytes(password))
+
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        if password_hash is None:
+            # Unknown user: spend the same work on a hash no password matches.
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash_password(secrets.token_hex(16))
+            password_hash = self._dummy_hash
+            await asyncio.to_thread(self._check, password_hash, password)
+            return False
+        return await asyncio.to_thread(self._check, password_hash, password)
+
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return bool(self._hasher.verify(password_hash, _secret_bytes(password)))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # login throttling
+
+    def _current(self, row: LoginThrottle | None, now: datetime) -> _Throttle:
+        """The throttle state that applies now: an expired lock or a long-quiet streak starts afresh."""
+        if row is None:
+            return _Throttle(0, None, None)
+        window = timedelta(minutes=self._config.lockout_minutes)
+        if row.locked_until is not None:
+            if now < row.locked_until:
+                return _Throttle(row.failures, row.last_failure_at, row.locked_until)
+            return _Throttle(0, None, None)
+        if now - row.last_failure_at >= window:
+            return _Throttle(0, None, None)
+        return _Throttle(row.failures, row.last_failure_at, None)
+
+    def _wait(self, state: _Throttle, now: datetime) -> tuple[float, str] | None:
+        """Seconds to wait before another attempt is heard, and why; None when one may try now."""
+        if state.locked_until is not None:
+            return (state.locked_until - now).total_seconds(), "locked"
+        extra = state.failures - self._config.free_failures
+        if extra < 0 or state.last_failure_at is None:
+            return None
+        delay = min(self._config.max_delay_seconds, float(2**extra)) if extra < 64 else self._config.max_delay_seconds
+        ready = state.last_failure_at + timedelta(seconds=delay)
+        if now < ready:
+            return (ready - now).total_seconds(), "throttled"
+        return None
+
+    def _lock_for(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def login(self, username: str, password: str, remote: str | None = None) -> tuple[str, Principal]:
+        """A new session token and who it belongs to; InvalidCredentials or LoginThrottled otherwise."""
+        name = canonical_username(username)
+        key = _sha256(name)
+        attempted = _clip(name, 255)
+        lock = self._lock_for(key)
+        async with lock:
+            now = self._now()
+            async with self._database.session() as session:
+                state = self._current(await session.get(LoginThrottle, key), now)
+                user = None
+                if _lookup_worthy(name):
+                    user = await session.scalar(select(User).where(User.username == name))
+
+            wait = self._wait(state, now)
+            if wait is not None:
+                seconds, reason = wait
+                self._count(reason)
+                await self.audit(
+                    Action.LOGIN_FAILED,
+                    target=attempted,
+                    outcome="refused",
+                    remote=remote,
+                    details={"reason": reason, "retry_after": round(seconds, 3)},
+                )
+                raise LoginThrottled(seconds)
+
+            matched = await self._verify(user.password_hash if user is not None else None, password)
+            if user is not None and matched and user.is_active:
+                token, principal = await self._open_session(user, key, now, remote)
+                self._count("success")
+                await self._maybe_rehash(user, password)
+                return token, principal
+
+            reason = "unknown_user" if user is None else ("inactive" if matched else "wrong_password")
+            await self._record_failure(key, state, now, attempted, remote, reason)
+            raise InvalidCredentials()
+
+    async def _open_session(self, user: User, key: str, now: datetime, remote: str | None) -> tuple[str, Principal]:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        expires_at = now + timedelta(hours=self._config.token_ttl_hours)
+        async with self._database.session() as session:
+            await session.execute(delete(LoginThrottle).where(LoginThrottle.username_key == key))
+            session.add(AuthToken(token_sha256=_sha256(token), user_id=user.id, created_at=now, expires_at=expires_at))
+            self._add_audit(session, Action.LOGIN, actor=user.username, target=user.username, remote=remote)
+            principal = await self._principal(session, user, expires_at)
+        return token, principal
+
+    async def _maybe_rehash(self, user: User, password: str) -> None:
+        if not self._hasher.check_needs_rehash(user.password_hash):
+            return
+        new_hash = await self.hash_password(password)
+        async with self._database.session() as session:
+            await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
+
+    async def _record_failure(
+        self,
+        key: str,
+        state: _Throttle,
+        now: datetime,
+        attempted: str | None,
+        remote: str | None,
+        reason: str,
+    ) -> None:
+        failures = state.failures + 1
+        locked_until = None
+        if failures >= self._config.lockout_after:
+            locked_until = now + timedelta(minutes=self._config.lockout_minutes)
+        for attempt in range(2):
+            try:
+                async with self._database.session() as session:
+                    row = await session.get(LoginThrottle, key)
+                    if row is None:
+                        session.add(
+                            LoginThrottle(
+                                username_key=key,
+                                failures=failures,
+                                last_failure_at=now,
+                                locked_until=locked_until,
+                            )
+                        )
+                    else:
+                        row.failures = failures
+                        row.last_failure_at = now
+                        row.locked_until = locked_until
+                    self._add_audit(
+                        session,
+                        Action.LOGIN_FAILED,
+                        target=attempted,
+                        outcome="failure",
+                        remote=remote,
+                        details={"reason": reason, "failures": failures},
+                    )
+                    if locked_until is not None:
+                        self._add_audit(
+                            session,
+                            Action.LOGIN_LOCKED,
+                            target=attempted,
+                            outcome="locked",
+                            remote=remote,
+                            details={"until": locked_until.isoformat(), "failures": failures},
+                        )
+                break
+            except ConstraintViolation:
+                # Another process inserted the row between our read and write; the second pass updates it.
+                if attempt:
+                    raise
+        self._count("locked" if locked_until is not None else "failure")
+        if locked_until is not None:
+            log.warning("login locked for a username until %s after %d failures", locked_until, failures)
+
+    # sessions
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The principal of a live session token; None for unknown, expired, revoked or disabled."""
+        if not token or len(token) > TOKEN_MAX_CHARS:
+            return None
+        now = self._now()
+        async with self._database.session() as session:
+            row = (
+                await session.execute(
+                    select(User, AuthToken.expires_at)
+                    .join(AuthToken, AuthToken.user_id == User.id)
+                    .where(
+                        AuthToken.token_sha256 == _sha256(token),
+                        AuthToken.revoked_at.is_(None),
+                        AuthToken.expires_at > now,
+                        User.is_active.is_(True),
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            user, expires_at = row
+            return await self._principal(session, user, expires_at)
+
+    async def _principal(self, session: AsyncSession, user: User, expires_at: datetime) -> Principal:
+        roles = _known_roles(await session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
+        teams = await session.scalars(
+            select(Team.name).join(TeamMember, TeamMember.team_id == Team.id).where(TeamMember.user_id == user.id)
+        )
+        return Principal(
+            user_id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            roles=frozenset(roles),
+            permissions=permissions_for(roles),
+            teams=tuple(sorted(teams)),
+            extension=user.extension,
+            expires_at=expires_at,
+        )
+
+    async def logout(self, token: str, remote: str | None = None) -> bool:
+        """Revokes a session; False when the token was not a live session."""
+        if not token or len(token) > TOKEN_MAX_CHARS:
+            return False
+        now = self._now()
+        async with self._database.session() as session:
+            row = (
+                await session.execute(
+                    select(AuthToken, User.username)
+                    .join(User, User.id == AuthToken.user_id)
+                    .where(AuthToken.token_sha256 == _sha256(token), AuthToken.revoked_at.is_(None))
+                )
+            ).first()
+            if row is None:
+                return False
+            auth_token, username = row
+            auth_token.revoked_at = now
+            self._add_audit(session, Action.LOGOUT, actor=username, target=username, remote=remote)
+        return True
+
+    # users
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        display_name: str | None = None,
+        roles: Iterable[Role | str] = (),
+        extension: str | None = None,
+        teams: Iterable[str] = (),
+        lead_of: Iterable[str] = (),
+        is_active: bool = True,
+        actor: str | None = None,
+        remote: str | None = None,
+    ) -> UserInfo:
+        """Adds a user (and any team not seen before); audited as user_created. UserExists on a taken name."""
+        name = validate_username(username)
+        validate_password(password)
+        shown = _validate_display_name(display_name if display_name is not None else username)
+        chosen_roles = _validate_roles(roles)
+        lead_teams = {_validate_team(team) for team in lead_of}
+        member_teams = {_validate_team(team) for team in teams} | lead_teams
+        ext = _validate_extension(extension)
+        password_hash = await self.hash_password(password)
+        now = self._now()
+        try:
+            async with self._database.session() as session:
+                if await session.scalar(select(User.id).where(User.username == name)) is not None:
+                    raise UserExists()
+                user = User(
+                    username=name,
+                    display_name=shown,
+                    password_hash=password_hash,
+                    extension=ext,
+                    is_active=is_active,
+                    created_at=now,
+                )
+                session.add(user)
+                await session.flush()
+                session.add_all(UserRole(user_id=user.id, role=role.value) for role in chosen_roles)
+                for team_name in sorted(member_teams):
+                    team_id = await _team_id(session, team_name)
+                    session.add(TeamMember(team_id=team_id, user_id=user.id, is_lead=team_name in lead_teams))
+                self._add_audit(
+                    session,
+                    Action.USER_CREATED,
+                    actor=actor,
+                    target=name,
+                    remote=remote,
+                    details={"roles": list(chosen_roles), "teams": sorted(member_teams)},
+                )
+        except ConstraintViolation as exc:
+            # Lost a race with another writer of the same username.
+            raise UserExists() from exc
+        return UserInfo(
+            id=user.id,
+            username=name,
+            display_name=shown,
+            extension=ext,
+            is_active=is_active,
+            created_at=now,
+            roles=chosen_roles,
+            teams=tuple(sorted(member_teams)),
+            lead_of=tuple(sorted(lead_teams)),
+        )
+
+    async def list_users(self) -> list[UserInfo]:
+        async with self._database.session() as session:
+            users = list(await session.scalars(select(User).order_by(User.username)))
+            roles: dict[int, list[str]] = {}
+            for user_id, role in await session.execute(select(UserRole.user_id, UserRole.role)):
+                roles.setdefault(user_id, []).append(role)
+            teams: dict[int, list[tuple[str, bool]]] = {}
+            memberships = await session.execute(
+                select(TeamMember.user_id, Team.name, TeamMember.is_lead).join(Team, Team.id == TeamMember.team_id)
+            )
+            for user_id, team_name, is_lead in memberships:
+                teams.setdefault(user_id, []).append((team_name, is_lead))
+        return [
+            UserInfo(
+                id=user.id,
+                username=user.username,
+                display_name=user.display_name,
+                extension=user.extension,
+                is_active=user.is_active,
+                created_at=user.created_at,
+                roles=tuple(sorted(_known_roles(roles.get(user.id, ())))),
+                teams=tuple(sorted(name for name, _ in teams.get(user.id, ()))),
+                lead_of=tuple(sorted(name for name, lead in teams.get(user.id, ()) if lead)),
+            )
+            for user in users
+        ]
+
+    # audit
+
+    def _add_audit(
+        self,
+        session: AsyncSession,
+        action: str,
+        *,
+        actor: str | None = None,
+        target: str | None = None,
+        outcome: str = "success",
+        remote: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        session.add(
+            AuditEntry(
+                at=self._now(),
+                actor=_clip(actor, USERNAME_MAX),
+                action=_clip(action, 32) or "",
+                target=_clip(target, 255),
+                outcome=_clip(outcome, 16) or "",
+                remote_addr=_clip(remote, 64),
+                details=json.dumps(details, default=str, sort_keys=True) if details else None,
+            )
+        )
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        actor: str | None = None,
+        target: str | None = None,
+        outcome: str = "success",
+        remote: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Writes one audit row in its own transaction (feature packages use it for playbacks, spying...)."""
+        async with self._database.session() as session:
+            self._add_audit(
+                session, action, actor=actor, target=target, outcome=outcome, remote=remote, details=details
+            )
+
+    async def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[AuditRecord], int]:
+        """Audit rows, newest first, and how many match in total (for paging)."""
+        conditions: list[Any] = []
+        if actor is not None:
+            conditions.append(AuditEntry.actor == _clip(canonical_username(actor), USERNAME_MAX))
+        if action is not None:
+            conditions.append(AuditEntry.action == _clip(action, 32))
+        if target is not None:
+            conditions.append(AuditEntry.target == _clip(target, 255))
+        if since is not None:
+            conditions.append(AuditEntry.at >= since)
+        if until is not None:
+            conditions.append(AuditEntry.at < until)
+        limit = max(1, min(limit, AUDIT_LIMIT_MAX))
+        offset = max(0, offset)
+        async with self._database.session() as session:
+            total = await session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions))
+            rows = await session.scalars(
+                select(AuditEntry)
+                .where(*conditions)
+                .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            items = [_audit_record(row) for row in rows]
+        return items, int(total or 0)
+
+
+def _known_roles(names: Iterable[str]) -> list[Role]:
+    roles = []
+    for name in names:
+        try:
+            roles.append(Role(name))
+        except ValueError:
+            log.warning("ignoring unknown role %r in the database", name)
+    return roles
+
+
+async def _team_id(session: AsyncSession, name: str) -> int:
+    team_id = await session.scalar(select(Team.id).where(Team.name == name))
+    if team_id is None:
+        team = Team(name=name)
+        session.add(team)
+        await session.flush()
+        team_id = team.id
+    return team_id
+
+
+def _audit_record(row: AuditEntry) -> AuditRecord:
+    details: dict[str, Any] = {}
+    if row.details:
+        try:
+            parsed = json.loads(row.details)
+        except ValueError:
+            parsed = {"raw": row.details}
+        details = parsed if isinstance(parsed, dict) else {"value": parsed}
+    return AuditRecord(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        outcome=row.outcome,
+        remote_addr=row.remote_addr,
+        details=details,
+    )

@@ -1,0 +1,282 @@
+"""The shared database: one async engine, a session scope, the declarative base and the migration runner.
+
+SQLite (a file under the data directory) is the embedded default and PostgreSQL the production choice; both
+are reached through async drivers only (aiosqlite, asyncpg) so that no query blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import DateTime, Dialect, MetaData, event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("callcenter.db")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Explicit constraint names make Alembic's batch mode on SQLite (which rebuilds tables) and PostgreSQL agree
+# on what to drop or alter; unnamed ones get engine-specific generated names a migration cannot refer to.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Milliseconds a SQLite writer waits for another writer before giving up with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 5000
+PING_TIMEOUT_SECONDS = 5.0
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DatabaseError(Exception):
+    """A database operation failed; the message is safe to show (no SQL, no parameters)."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached or is locked; retrying later may succeed."""
+
+
+class ConstraintViolation(DatabaseError):
+    """A write broke a uniqueness, foreign-key or check constraint."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no time zones, so values are stored as naive UTC and given
+    their zone back when read. Naive datetimes are refused on the way in: they are always a bug.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC one is required")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with any password replaced by ***, safe to print or log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # SQLite ignores foreign keys unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets the web pages read while a call writes its service record.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS:d}")
+    finally:
+        cursor.close()
+
+
+def _translate(exc: BaseException) -> DatabaseError:
+    if isinstance(exc, sa_exc.IntegrityError):
+        return ConstraintViolation("the change conflicts with existing data")
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
+        return DatabaseUnavailable("the database is unavailable")
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable("the database connection was lost")
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return DatabaseUnavailable("the database cannot be reached")
+    return DatabaseError("the database refused the operation")
+
+
+_MAPPED = (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError, asyncio.TimeoutError)
+
+
+class Database:
+    """One async engine for the whole process, opened and closed by the composition root."""
+
+    def __init__(self, url: str, echo: bool = False, *, schema: str | None = None) -> None:
+        """``schema`` (PostgreSQL only) puts the tables in that schema via the connection's search_path."""
+        self.url = make_url(url)
+        self.echo = echo
+        self.schema = schema
+        if schema is not None and _is_sqlite(self.url):
+            raise ValueError("a schema can only be chosen on PostgreSQL")
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    def __repr__(self) -> str:
+        return f"Database({mask_url(self.url)!r})"
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise DatabaseUnavailable("the database is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        connect_args: dict[str, Any] = {}
+        if _is_sqlite(self.url):
+            file = _sqlite_file(self.url)
+            if file is not None:
+                await asyncio.to_thread(file.parent.mkdir, parents=True, exist_ok=True)
+        elif self.schema is not None:
+            connect_args["server_settings"] = {"search_path": self.schema}
+        # The SQLite dialect resolves the file path with os.path calls: build the engine off the event loop.
+        engine = await asyncio.to_thread(
+            create_async_engine, self.url, echo=self.echo, pool_pre_ping=True, connect_args=connect_args
+        )
+        if _is_sqlite(self.url):
+            event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        log.info("database %s", mask_url(self.url))
+
+    async def close(self) -> None:
+        engine, self._engine, self._sessions = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits when the block ends, rolls back on error, maps driver errors to ours."""
+        if self._sessions is None:
+            raise DatabaseUnavailable("the database is not open")
+        session = self._sessions()
+        try:
+            yield session
+            await session.commit()
+        except _MAPPED as exc:
+            await _quiet_rollback(session)
+            log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            raise _translate(exc) from exc
+        except BaseException:
+            await _quiet_rollback(session)
+            raise
+        finally:
+            await session.close()
+
+    async def ping(self) -> bool:
+        """True when a trivial query succeeds; never raises (it feeds /healthz)."""
+        if self._engine is None:
+            return False
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Brings the schema up to ``revision`` with Alembic (same URL and search_path as this database)."""
+        await migrate(self.url.render_as_string(hide_password=False), schema=self.schema, revision=revision)
+
+
+async def _quiet_rollback(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    except Exception:
+        # The connection is already gone; the pool discards it and the original error is what matters.
+        log.debug("rollback failed", exc_info=True)
+
+
+def alembic_config() -> AlembicConfig:
+    """The Alembic configuration, built in code: no alembic.ini to find, the scripts live in the package."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+async def _upgrade_on(connection: AsyncConnection, revision: str) -> None:
+    def upgrade(sync_connection: Connection) -> None:
+        config = alembic_config()
+        # env.py runs the migrations on this connection instead of opening its own engine.
+        config.attributes["connection"] = sync_connection
+        command.upgrade(config, revision)
+
+    await connection.run_sync(upgrade)
+
+
+async def _migrate_here(url: str, schema: str | None, revision: str) -> None:
+    database = Database(url, schema=schema)
+    await database.open()
+    try:
+        async with database.engine.begin() as connection:
+            await _upgrade_on(connection, revision)
+    except _MAPPED as exc:
+        raise _translate(exc) from exc
+    finally:
+        await database.close()
+
+
+def run_migrations(url: str, *, schema: str | None = None, revision: str = "head") -> None:
+    """Upgrades the database at ``url`` (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``) to ``revision``.
+
+    Synchronous, for callers outside an event loop (the CLI, scripts).
+    """
+    asyncio.run(_migrate_here(url, schema, revision))
+
+
+async def migrate(url: str, *, schema: str | None = None, revision: str = "head") -> None:
+    """The async form of :func:`run_migrations`.
+
+    Alembic reads its scripts from disk with blocking calls, so the upgrade runs in a worker thread with an
+    event loop of its own rather than stalling the caller's.
+    """
+    await asyncio.to_thread(run_migrations, url, schema=schema, revision=revision)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the engine's database, run in code by :func:`callcenter.db.migrate`."""
