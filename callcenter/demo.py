@@ -45,7 +45,7 @@ class DemoUser:
 DEMO_USERS = (
     DemoUser("admin", "admin-demo", ("admin",), "Ada Admin"),
     DemoUser("supervisor", "supervisor-demo", ("supervisor",), "Sam Supervisor", "3001"),
-    DemoUser("qa", "qa-demo", ("qa",), "Quinn QA"),
+    DemoUser("qa", "qa-demo-pw", ("qa",), "Quinn QA"),
     DemoUser("agent1", "agent1-demo", ("agent",), "Alice Agent", "1001"),
     DemoUser("agent2", "agent2-demo", ("agent",), "Bob Agent", "1002"),
     DemoUser("agent3", "agent3-demo", ("agent",), "Carol Agent", "1003"),
