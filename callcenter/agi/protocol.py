@@ -111,12 +111,18 @@ def parse_environment_line(line: str) -> tuple[str, str] | None:
 
 def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
     """Builds the environment from its lines (the terminating blank line is optional here)."""
-    values: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for line in lines:
         item = parse_environment_line(line)
         if item is None:
             break
-        values[item[0]] = item[1]
+        pairs.append(item)
+    return environment_from_pairs(pairs)
+
+
+def environment_from_pairs(pairs: Iterable[tuple[str, str]]) -> AgiEnvironment:
+    """Builds the environment from ``(name, value)`` pairs already checked by :func:`parse_environment_line`."""
+    values = dict(pairs)
     if "agi_request" not in values and "agi_network_script" not in values:
         raise AgiProtocolError("environment has neither agi_request nor agi_network_script")
     args = []

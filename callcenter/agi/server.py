@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from callcenter.agi.connection import AgiConnection
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
-from callcenter.agi.session import AgiSession, LineReader, read_environment
+from callcenter.agi.protocol import AgiEnvironment
+from callcenter.agi.session import AgiSession
 from callcenter.calllog import call_context
 from callcenter.dialplan import ACTION_FALLBACK, VAR_ACTION
 
@@ -54,6 +56,8 @@ class ServerLimits:
     max_header_lines: int = 200
     # Lines longer than this are a protocol error, never buffered without bound.
     max_line: int = 16384
+    # The kernel's accept queue: a burst of new calls larger than this waits a SYN retransmit (1 s).
+    backlog: int = 1024
 
 
 class FastAgiServer:
@@ -72,6 +76,7 @@ class FastAgiServer:
         self._observer: SessionObserver = observer or _NullObserver()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[AgiConnection] = set()
         self._active = 0
         # -inf, not 0.0: time.monotonic() can be under 10 s on a freshly booted host.
         self._last_limit_log = float("-inf")
@@ -95,8 +100,13 @@ class FastAgiServer:
         self._routes[name] = handler
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self._host, self._port, limit=self._limits.max_line, reuse_address=True
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_connection,
+            self._host,
+            self._port,
+            reuse_address=True,
+            backlog=max(self._limits.backlog, self._limits.max_sessions),
         )
         log.info("FastAGI listening on %s:%s (routes: %s)", self._host, self.port, ", ".join(sorted(self._routes)))
 
@@ -108,6 +118,8 @@ class FastAgiServer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for connection in list(self._connections):
+            connection.close()
         if self._server is not None:
             # Since Python 3.12.1 wait_closed() also waits for every open connection, so it comes after
             # the sessions are finished or cancelled, or a session stuck on Asterisk would block stop().
@@ -121,16 +133,41 @@ class FastAgiServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _new_connection(self) -> AgiConnection:
+        return AgiConnection(
+            self,
+            header_timeout=self._limits.read_timeout,
+            max_header_lines=self._limits.max_header_lines,
+            max_line=self._limits.max_line,
+        )
+
+    # ConnectionOwner: called by AgiConnection from the event loop.
+
+    def connection_admitted(self, connection: AgiConnection) -> bool:
         if self._active >= self._limits.max_sessions:
-            self._refuse_over_limit(writer)
-            return
+            self._refuse_over_limit()
+            return False
         self._active += 1
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._connections.add(connection)
+        return True
+
+    def header_ready(self, connection: AgiConnection, env: AgiEnvironment) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(connection, env))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _refuse_over_limit(self, writer: asyncio.StreamWriter) -> None:
+    def header_failed(self, connection: AgiConnection, error: AgiError) -> None:
+        self._release(connection)
+        self._observer.session_rejected("header")
+        log.warning("FastAGI: dropped a connection from %s with a bad header: %s", connection.peer, error)
+
+    def _release(self, connection: AgiConnection) -> None:
+        if connection in self._connections:
+            self._connections.discard(connection)
+            self._active -= 1
+        connection.close()
+
+    def _refuse_over_limit(self) -> None:
         self._refused_since_log += 1
         self._observer.session_rejected("limit")
         now = time.monotonic()
@@ -145,49 +182,28 @@ class FastAgiServer:
             )
             self._last_limit_log = now
             self._refused_since_log = 0
-        writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, connection: AgiConnection, env: AgiEnvironment) -> None:
         started = time.monotonic()
         outcome = "error"
-        session: AgiSession | None = None
         observed = False
-        lines = LineReader(reader, self._limits.read_timeout)
+        session = AgiSession(
+            env, connection, read_timeout=self._limits.read_timeout, command_timeout=self._limits.command_timeout
+        )
+        token = call_context.set((env.uniqueid, env.linkedid))
         try:
-            try:
-                # One deadline for the whole header too: a peer trickling lines cannot hold a slot for long.
-                async with asyncio.timeout(self._limits.read_timeout):
-                    env = await read_environment(lines, self._limits.max_header_lines)
-            except TimeoutError:
-                self._observer.session_rejected("header")
-                log.warning(
-                    "FastAGI: dropped a connection whose header took longer than %.0f s",
-                    self._limits.read_timeout,
-                )
+            handler = self._routes.get(env.script)
+            if handler is None:
+                self._observer.session_rejected("route")
+                log.warning("FastAGI: no route %r; the call goes to the dialplan fallback", env.script[:64])
                 return
-            except AgiError as exc:
-                self._observer.session_rejected("header")
-                log.warning("FastAGI: dropped a connection with a bad header: %s", exc)
-                return
-            session = AgiSession(env, lines, writer, command_timeout=self._limits.command_timeout)
-            token = call_context.set((env.uniqueid, env.linkedid))
-            try:
-                handler = self._routes.get(env.script)
-                if handler is None:
-                    self._observer.session_rejected("route")
-                    log.warning("FastAGI: no route %r; the call goes to the dialplan fallback", env.script[:64])
-                    return
-                self._observer.session_started(session)
-                observed = True
-                outcome = await self._run(handler, session)
-            finally:
-                call_context.reset(token)
+            self._observer.session_started(session)
+            observed = True
+            outcome = await self._run(handler, session)
         finally:
-            self._active -= 1
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 2.0)
-            if session is not None and observed:
+            call_context.reset(token)
+            self._release(connection)
+            if observed:
                 self._observer.session_ended(session, outcome, time.monotonic() - started)
 
     async def _run(self, handler: Handler, session: AgiSession) -> str:

@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 
 from callcenter.agi import protocol
+from callcenter.agi.connection import AgiConnection
 from callcenter.agi.exceptions import (
     AgiCommandFailed,
     AgiConnectionLost,
     AgiDeadChannel,
     AgiHangup,
     AgiProtocolError,
-    AgiTimeout,
 )
 from callcenter.agi.protocol import AgiEnvironment, AgiResponse
 
@@ -59,57 +59,20 @@ class SessionStats:
     started: float = field(default_factory=time.monotonic)
 
 
-class LineReader:
-    """Reads CR/LF-terminated lines with a deadline each; EOF and over-long lines become typed errors."""
-
-    def __init__(self, reader: asyncio.StreamReader, timeout: float) -> None:
-        self._reader = reader
-        self.timeout = timeout
-
-    # The timeout arguments below are deliberate per-read and per-command deadlines around one read.
-    async def readline(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
-        limit = self.timeout if timeout is None else timeout
-        try:
-            raw = await asyncio.wait_for(self._reader.readline(), limit)
-        except TimeoutError as exc:
-            raise AgiTimeout(f"no line from Asterisk within {limit:.1f} s") from exc
-        except (asyncio.LimitOverrunError, ValueError) as exc:
-            raise AgiProtocolError("line longer than the reader's limit") from exc
-        except (ConnectionError, OSError) as exc:
-            raise AgiConnectionLost(str(exc)) from exc
-        if not raw.endswith(b"\n"):
-            # readline() hands back a partial line only at EOF.
-            raise AgiConnectionLost("connection closed" + (" mid-line" if raw else ""))
-        return raw.decode("utf-8", errors="replace").rstrip("\r\n")
-
-
-async def read_environment(lines: LineReader, max_lines: int) -> AgiEnvironment:
-    collected: list[str] = []
-    while True:
-        line = await lines.readline()
-        if line == "":
-            break
-        if len(collected) >= max_lines:
-            raise AgiProtocolError(f"environment longer than {max_lines} lines")
-        protocol.parse_environment_line(line)  # rejects garbage at the first bad line
-        collected.append(line)
-    return protocol.parse_environment(collected)
-
-
 class AgiSession:
     """The commands a flow may run on its channel. One instance per call, used by one task."""
 
     def __init__(
         self,
         env: AgiEnvironment,
-        lines: LineReader,
-        writer: asyncio.StreamWriter,
+        connection: AgiConnection,
         *,
+        read_timeout: float = 30.0,
         command_timeout: float = 120.0,
     ) -> None:
         self.env = env
-        self._lines = lines
-        self._writer = writer
+        self._connection = connection
+        self._read_timeout = read_timeout
         self._command_timeout = command_timeout
         self.hung_up = False
         self.stats = SessionStats()
@@ -127,16 +90,21 @@ class AgiSession:
     # -- the wire ---------------------------------------------------------------------------------------
 
     async def command(self, verb: str, *args: str | int, timeout: float | None = None) -> AgiResponse:  # noqa: ASYNC109
-        """Sends one command and returns its parsed 200 response; every other answer raises."""
+        """Sends one command and returns its parsed 200 response; every other answer raises.
+
+        Commands are never pipelined: res_agi reads them with buffered stdio but waits for the next one by
+        polling the socket, so a second command that arrived in the same packet would sit unseen in its
+        buffer and stall the call.
+        """
         line = protocol.build_command(verb, *args)
         async with self._lock:
             if self.hung_up and verb not in _ALLOWED_WHEN_DEAD:
                 raise AgiHangup("caller hung up")
             try:
-                self._writer.write(line.encode("utf-8"))
-                await asyncio.wait_for(self._writer.drain(), self._lines.timeout)
-            except (ConnectionError, OSError, TimeoutError) as exc:
+                self._connection.write(line.encode("utf-8"))
+            except (ConnectionError, OSError) as exc:
                 raise AgiConnectionLost(f"cannot send {verb}: {exc}") from exc
+            await self._connection.drain(self._read_timeout)
             self.stats.commands += 1
             try:
                 return protocol.parse_response(await self._read_response(timeout))
@@ -146,9 +114,9 @@ class AgiSession:
                 raise
 
     async def _read_response(self, timeout: float | None) -> list[str]:  # noqa: ASYNC109
-        deadline = self._lines.timeout if timeout is None else timeout
+        deadline = self._read_timeout if timeout is None else timeout
         while True:
-            first = await self._lines.readline(deadline)
+            first = await self._connection.readline(deadline)
             if first == protocol.HANGUP_LINE:
                 # Asterisk announces the hangup on its own; the command's answer still follows.
                 self.hung_up = True
@@ -156,7 +124,7 @@ class AgiSession:
             if protocol.is_usage_start(first):
                 block = [first]
                 while True:
-                    more = await self._lines.readline()
+                    more = await self._connection.readline(self._read_timeout)
                     block.append(more)
                     if protocol.is_usage_end(more):
                         return block
