@@ -18,6 +18,7 @@ from callcenter.app import build_app, serve
 from callcenter.auth.services import AuthService
 from callcenter.config import Config
 from callcenter.db import Database, migrate
+from callcenter.runtime import run_async
 from callcenter.sandbox import Sandbox, SandboxError
 from callcenter.sipp import CallerScript, Phones, SippError
 
@@ -86,7 +87,7 @@ class Demo:
             self.sandbox.install()
         except SandboxError as exc:
             raise DemoError(str(exc)) from exc
-        asyncio.run(self._main())
+        run_async(self._main())
 
     async def _main(self) -> None:
         await migrate(self.config.database_url)

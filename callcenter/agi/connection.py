@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from callcenter.agi import protocol
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiProtocolError, AgiTimeout
@@ -54,8 +54,8 @@ class AgiConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._error: AgiError | None = None
         self._closed = False
-        # Header phase: the pairs read so far, or None once the header is complete (or failed).
-        self._header: list[tuple[str, str]] | None = []
+        # True while the environment block is still arriving.
+        self._header = True
         self._header_timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -63,17 +63,19 @@ class AgiConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports all the same.
+        self._transport = cast(asyncio.Transport, transport)
         if not self._owner.connection_admitted(self):
-            self._header = None
-            transport.close()
+            self._header = False
+            self._transport.close()
             return
         self._header_timer = self._loop.call_later(self._header_timeout, self._header_expired)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
+        if self._header and not self._feed_header():
+            return
         start = 0
         while True:
             end = buffer.find(b"\n", start)
@@ -86,9 +88,7 @@ class AgiConnection(asyncio.Protocol):
         if len(buffer) > self._max_line:
             self._fail(AgiProtocolError(f"line longer than {self._max_line} bytes"))
             return
-        if self._header is not None:
-            self._feed_header()
-        elif self._lines:
+        if self._lines:
             self._wake()
 
     def eof_received(self) -> bool | None:
@@ -99,8 +99,8 @@ class AgiConnection(asyncio.Protocol):
         self._closed = True
         if self._header_timer is not None:
             self._header_timer.cancel()
-        if self._header is not None:
-            self._header = None
+        if self._header:
+            self._header = False
             detail = f"connection closed mid-header ({exc})" if exc else "connection closed mid-header"
             self._owner.header_failed(self, AgiConnectionLost(detail))
         self._wake()
@@ -117,35 +117,40 @@ class AgiConnection(asyncio.Protocol):
 
     # -- the header ---------------------------------------------------------------------------------------
 
-    def _feed_header(self) -> None:
-        header = self._header
-        assert header is not None
-        lines = self._lines
-        try:
-            while lines:
-                text = lines.popleft().decode("utf-8", errors="replace").rstrip("\r")
-                pair = protocol.parse_environment_line(text)
-                if pair is None:
-                    env = protocol.environment_from_pairs(header)
-                    break
-                if len(header) >= self._max_header_lines:
-                    raise AgiProtocolError(f"environment longer than {self._max_header_lines} lines")
-                header.append(pair)
-            else:
-                return
-        except AgiError as exc:
-            self._header = None
-            self._cancel_header_timer()
-            self._owner.header_failed(self, exc)
-            return
-        self._header = None
+    def _feed_header(self) -> bool:
+        """Parses the environment once its blank line has arrived; True when the header is done and good."""
+        buffer = self._buffer
+        if buffer[:4] != b"agi_"[: len(buffer)]:
+            self._fail(AgiProtocolError("not an AGI environment line", bytes(buffer[:80]).decode("latin-1")))
+            return False
+        end = buffer.find(b"\n\n")
+        skip = 2
+        if end < 0:
+            end = buffer.find(b"\n\r\n")
+            skip = 3
+        if end < 0:
+            # Bounded while incomplete: never more lines than allowed, never a line longer than allowed.
+            if buffer.count(b"\n") > self._max_header_lines:
+                self._fail(AgiProtocolError(f"environment longer than {self._max_header_lines} lines"))
+            elif len(buffer) - (buffer.rfind(b"\n") + 1) > self._max_line:
+                self._fail(AgiProtocolError(f"line longer than {self._max_line} bytes"))
+            return False
+        block = bytes(buffer[:end]).decode("utf-8", errors="replace")
+        del buffer[: end + skip]
+        self._header = False
         self._cancel_header_timer()
+        try:
+            env = protocol.parse_environment_block(block, self._max_header_lines)
+        except AgiError as exc:
+            self._owner.header_failed(self, exc)
+            return False
         self._owner.header_ready(self, env)
+        return True
 
     def _header_expired(self) -> None:
         self._header_timer = None
-        if self._header is not None:
-            self._header = None
+        if self._header:
+            self._header = False
             self._owner.header_failed(self, AgiTimeout(f"header not complete within {self._header_timeout:.0f} s"))
 
     def _cancel_header_timer(self) -> None:
@@ -215,8 +220,8 @@ class AgiConnection(asyncio.Protocol):
 
     def _fail(self, error: AgiError) -> None:
         self._error = error
-        if self._header is not None:
-            self._header = None
+        if self._header:
+            self._header = False
             self._cancel_header_timer()
             self._owner.header_failed(self, error)
         self._wake()

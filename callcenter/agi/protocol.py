@@ -120,6 +120,22 @@ def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
     return environment_from_pairs(pairs)
 
 
+def parse_environment_block(text: str, max_lines: int) -> AgiEnvironment:
+    """The whole environment block at once (without its terminating blank line), as the server reads it."""
+    pairs: list[tuple[str, str]] = []
+    match = _ENV_LINE.match
+    for line in text.split("\n"):
+        if len(line) > MAX_LINE:
+            raise AgiProtocolError("environment line too long", line[:200])
+        found = match(line.rstrip("\r"))
+        if found is None:
+            raise AgiProtocolError("not an AGI environment line", line)
+        pairs.append((found.group(1), found.group(2)))
+    if len(pairs) > max_lines:
+        raise AgiProtocolError(f"environment longer than {max_lines} lines")
+    return environment_from_pairs(pairs)
+
+
 def environment_from_pairs(pairs: Iterable[tuple[str, str]]) -> AgiEnvironment:
     """Builds the environment from ``(name, value)`` pairs already checked by :func:`parse_environment_line`."""
     values = dict(pairs)

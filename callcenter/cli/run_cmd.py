@@ -11,6 +11,7 @@ import click
 
 from callcenter.calllog import configure_logging
 from callcenter.cli.common import get_config, log_level
+from callcenter.runtime import run_async
 
 log = logging.getLogger("callcenter.cli")
 
@@ -39,7 +40,7 @@ def run(ctx: click.Context) -> None:
         stop = _stop_event_on_signals(asyncio.get_running_loop())
         await serve(config, stop=stop)
 
-    asyncio.run(main())
+    run_async(main())
 
 
 @click.command()
