@@ -40,9 +40,9 @@ async def test_healthz_reports_fastagi_database_and_ami_and_login_works(config: 
 
 async def test_healthz_is_degraded_when_ami_refuses_the_login(config: Config, sandbox: Sandbox) -> None:
     wrong = config.model_copy(update={"ami": config.ami.model_copy(update={"password": SecretStr("not-the-secret")})})
-    async with running_engine(wrong, Bus()), aiohttp.ClientSession() as http:
-        async with http.get(f"http://{config.web.host}:{config.web.port}/healthz") as response:
-            health = await response.json()
+    url = f"http://{config.web.host}:{config.web.port}/healthz"
+    async with running_engine(wrong, Bus()), aiohttp.ClientSession() as http, http.get(url) as response:
+        health = await response.json()
     assert response.status == 503
     assert health["checks"]["ami"]["ok"] is False
     assert "login refused" in health["checks"]["ami"]["detail"]
