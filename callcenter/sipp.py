@@ -124,7 +124,7 @@ a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
 a=sendrecv
 """
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+    return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="callcenter caller">
   <send retrans="500">
@@ -159,7 +159,7 @@ Content-Length: 0
 def answering_scenario(ring_ms: int = 300, speech: bool = False) -> str:
     """A desk phone that rings briefly, answers, optionally talks, and waits for the far end's BYE."""
     talk = f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>\n' if speech else ""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+    return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="callcenter desk phone">
   <recv request="INVITE" crlf="true"/>
@@ -292,7 +292,7 @@ class Phones:
 
     def _start(self, name: str, scenario: str, extra: list[str]) -> SippProcess:
         path = self.workdir / f"{name}.xml"
-        path.write_text(scenario, encoding="iso-8859-1", errors="replace")
+        path.write_text(scenario, encoding="utf-8")
         args = [
             "sipp",
             "-sf",

@@ -65,3 +65,26 @@ async def test_with_the_engine_down_the_dialplan_still_queues_the_caller(
     assert "callcenter/apology" in dialplan_log, dialplan_log[-3000:]
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
     assert agent_rc == 0, "the agent's phone never got the fallback-queued call:\n" + agent.output()[-2000:]
+
+
+async def test_hostile_caller_id_reaches_the_engine_as_plain_text(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    hostile = "<img src=x onerror=alert(1)> Robert'); DROP TABLE users;-- 王芳"
+    bus = Bus()
+    events: list[Event] = []
+    bus.subscribe("ivr.started", events.append)
+    async with running_engine(config, bus):
+        caller = phones.call(
+            "caller",
+            config.sip.dids[1],
+            CallerScript(caller_number="5550666", caller_name=hostile, digits="", talk_ms=1500),
+            local_ip=PSTN,
+            local_port=5272,
+        )
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    assert len(events) == 1
+    assert events[0].data["caller_name"] == hostile
+    assert events[0].data["caller_number"] == "5550666"
+    assert events[0].data["did"] == config.sip.dids[1]
