@@ -5,8 +5,14 @@ A load generator in its own process plays Asterisk: it opens N concurrent connec
 ``agi_*`` header and answers each command line until the server closes the socket. A second test sends
 100 half headers that then close and measures how late a 10 ms ticker in the server's process runs.
 
+The event loop is part of each configuration (``CONFIGS``): ours runs on uvloop, as the engine does
+(``callcenter.runtime``), and on stock asyncio; panoramisk on stock asyncio, as shipped, and on uvloop; the
+threaded peer has no loop. The load generator always runs on the stock asyncio loop, in its own process.
+
 Usage: ``.venv/bin/python bench/fastagi.py [--quick] [--json PATH]`` (``make bench`` runs ``--quick``).
-The last line of the output is ``ratio_vs_panoramisk=X.XX max_loop_lag_ms=Y``. See docs/benchmarks.md.
+The last two lines of the output are ``same_loop_ratio_asyncio=A.AA same_loop_ratio_uvloop=B.BB`` and
+``ratio_vs_panoramisk=X.XX max_loop_lag_ms=Y`` (as deployed: ours on uvloop against panoramisk on asyncio).
+See docs/benchmarks.md.
 
 Every process the bench starts is a child it holds a handle to; each is stopped in a ``finally`` (terminate,
 then kill), children ignore Ctrl-C so the parent alone decides, and each child exits by itself if the parent
@@ -43,26 +49,56 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import uvloop  # noqa: E402
 from panoramisk import fast_agi  # noqa: E402
 
-from callcenter.agi.server import FastAgiServer  # noqa: E402
+from callcenter.agi.server import FastAgiServer, ServerLimits  # noqa: E402
 from callcenter.agi.session import AgiSession  # noqa: E402
 
 HOST = "127.0.0.1"
 OURS = "ours"
 PANORAMISK = "panoramisk"
 THREADED = "threaded"
-SERVERS = (OURS, PANORAMISK, THREADED)
-LABELS = {
-    OURS: "ours (callcenter.agi)",
-    PANORAMISK: "panoramisk 1.4 fast_agi",
-    THREADED: "threaded (pyst2/wazo-agid style)",
+UVLOOP = "uvloop"
+ASYNCIO = "asyncio"
+NO_LOOP = "none"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One server of the comparison: which implementation, on which event loop."""
+
+    key: str  # short name: progress lines, JSON
+    label: str
+    kind: str  # OURS, PANORAMISK or THREADED
+    loop: str  # UVLOOP, ASYNCIO, or NO_LOOP for the threaded peer
+
+
+OURS_UVLOOP = ServerConfig("ours/uvloop", "ours (callcenter.agi, uvloop: as the engine runs it)", OURS, UVLOOP)
+OURS_ASYNCIO = ServerConfig("ours/asyncio", "ours (callcenter.agi, asyncio)", OURS, ASYNCIO)
+PANORAMISK_ASYNCIO = ServerConfig(
+    "panoramisk/asyncio", "panoramisk 1.4 fast_agi (asyncio: as shipped)", PANORAMISK, ASYNCIO
+)
+PANORAMISK_UVLOOP = ServerConfig("panoramisk/uvloop", "panoramisk 1.4 fast_agi (uvloop)", PANORAMISK, UVLOOP)
+THREADED_PEER = ServerConfig("threaded", "threaded (pyst2/wazo-agid style)", THREADED, NO_LOOP)
+CONFIGS = (OURS_UVLOOP, OURS_ASYNCIO, PANORAMISK_ASYNCIO, PANORAMISK_UVLOOP, THREADED_PEER)
+CONFIGS_BY_KEY = {config.key: config for config in CONFIGS}
+# panoramisk's loop freezes on the first half header whatever the loop, so one run of it is enough.
+LAG_CONFIGS = (OURS_UVLOOP, OURS_ASYNCIO, PANORAMISK_ASYNCIO)
+# How a server child starts its loop: asyncio.Runner(loop_factory=...); None is the stock asyncio loop.
+LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop] | None] = {
+    UVLOOP: uvloop.new_event_loop,
+    ASYNCIO: None,
 }
+
 ROUTE = "ivr"
 COMMANDS_PER_SESSION = 5
-# Same backlog for all three: asyncio.start_server's default. socketserver's own default (5) would make
-# the threaded peer drop SYNs at 200 concurrent connects and measure the kernel's retry timer instead.
-BACKLOG = 100
+# One listen backlog for every server: the one FastAgiServer.start() passes with the default ServerLimits.
+# The peers get it explicitly (asyncio.start_server's default is 100, socketserver's 5), so that a burst of
+# 200 connects measures the servers and not the kernel's 1 s SYN retry timer.
+BACKLOG = max(ServerLimits().backlog, ServerLimits().max_sessions)
+# A load generator at or above this share of one core is the limit, not the server.
+GEN_BOUND_PCT = 85.0
 TICK = 0.010
 LAG_CONNECTIONS = 100
 LAG_HARD_TIMEOUT = 5.0
@@ -318,10 +354,15 @@ async def _wait_readable(conn: Connection) -> None:
         conn.recv()
 
 
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """UVLOOP or ASYNCIO: the package the running loop's class comes from."""
+    return type(loop).__module__.partition(".")[0]
+
+
 async def _serve_async(conn: Connection, kind: str, with_ticker: bool, counter: _CountingHandler) -> None:
     close: Callable[[], Awaitable[None]]
     if kind == OURS:
-        ours = FastAgiServer({ROUTE: _ours_ivr}, HOST, 0)
+        ours = FastAgiServer({ROUTE: _ours_ivr}, HOST, 0, limits=ServerLimits())
         await ours.start()
         port, note = ours.port, ""
 
@@ -339,7 +380,7 @@ async def _serve_async(conn: Connection, kind: str, with_ticker: bool, counter: 
 
     state = _LagState()
     ticker = asyncio.create_task(_ticker(conn, state)) if with_ticker else None
-    conn.send(("ready", port, note))
+    conn.send(("ready", port, note, _loop_name(asyncio.get_running_loop())))
     try:
         await _wait_readable(conn)
     finally:
@@ -351,7 +392,9 @@ async def _serve_async(conn: Connection, kind: str, with_ticker: bool, counter: 
     conn.send(("stopped", state.max_lag if with_ticker else None, counter.count, counter.samples))
 
 
-def _server_main(conn: Connection, parent_pid: int, kind: str, with_ticker: bool, profile: str | None) -> None:
+def _server_main(
+    conn: Connection, parent_pid: int, kind: str, loop: str, with_ticker: bool, profile: str | None
+) -> None:
     _child_setup(parent_pid)
     counter = _quiet_logging()
     if kind == THREADED:
@@ -359,7 +402,7 @@ def _server_main(conn: Connection, parent_pid: int, kind: str, with_ticker: bool
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         try:
-            conn.send(("ready", server.server_address[1], ""))
+            conn.send(("ready", server.server_address[1], "", NO_LOOP))
             with contextlib.suppress(EOFError, OSError):
                 conn.recv()
         finally:
@@ -371,7 +414,8 @@ def _server_main(conn: Connection, parent_pid: int, kind: str, with_ticker: bool
     if profiler is not None:
         profiler.enable()
     try:
-        asyncio.run(_serve_async(conn, kind, with_ticker, counter))
+        with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
+            runner.run(_serve_async(conn, kind, with_ticker, counter))
     finally:
         if profiler is not None and profile:
             profiler.disable()
@@ -379,13 +423,18 @@ def _server_main(conn: Connection, parent_pid: int, kind: str, with_ticker: bool
 
 
 class ServerChild(_Child):
-    def __init__(self, ctx: Any, kind: str, *, with_ticker: bool = False, profile: str | None = None) -> None:
-        super().__init__(ctx, _server_main, kind, with_ticker, profile)
-        self.kind = kind
+    def __init__(
+        self, ctx: Any, config: ServerConfig, *, with_ticker: bool = False, profile: str | None = None
+    ) -> None:
+        super().__init__(ctx, _server_main, config.kind, config.loop, with_ticker, profile)
+        self.config = config
         ready = self.recv(20.0)
         if not ready or ready[0] != "ready":
             self.close()
-            raise RuntimeError(f"{kind} server did not start")
+            raise RuntimeError(f"{config.key} server did not start")
+        if ready[3] != config.loop:  # the loop column must say what really ran
+            self.close()
+            raise RuntimeError(f"{config.key} server ran on {ready[3]}, not {config.loop}")
         self.port: int = ready[1]
         self.note: str = ready[2]
 
@@ -558,7 +607,9 @@ async def _load(conn: Connection, port: int, concurrency: int, plan: Plan) -> di
 def _load_main(conn: Connection, parent_pid: int, port: int, concurrency: int, plan: Plan) -> None:
     _child_setup(parent_pid)
     _quiet_logging()
-    conn.send(("result", asyncio.run(_load(conn, port, concurrency, plan))))
+    # The generator is the same for every server: always the stock asyncio loop, whichever loop the server has.
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        conn.send(("result", runner.run(_load(conn, port, concurrency, plan))))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -568,7 +619,7 @@ def _load_main(conn: Connection, parent_pid: int, port: int, concurrency: int, p
 
 @dataclass
 class LoadResult:
-    server: str
+    server: str  # a ServerConfig.key
     concurrency: int
     sessions: int = 0
     errors: int = 0
@@ -586,10 +637,12 @@ class LoadResult:
     failure: str = ""
 
 
-def measure_load(ctx: Any, kind: str, concurrency: int, plan: Plan, profile: str | None = None) -> LoadResult:
-    result = LoadResult(kind, concurrency)
+def measure_load(
+    ctx: Any, config: ServerConfig, concurrency: int, plan: Plan, profile: str | None = None
+) -> LoadResult:
+    result = LoadResult(config.key, concurrency)
     try:
-        server = ServerChild(ctx, kind, profile=profile)
+        server = ServerChild(ctx, config, profile=profile)
     except RuntimeError as exc:
         result.failure = str(exc)
         return result
@@ -648,7 +701,7 @@ def _half_headers(port: int, count: int) -> int:
 
 @dataclass
 class LagResult:
-    server: str
+    server: str  # a ServerConfig.key
     max_lag_ms: float | None = None
     frozen: bool = False
     frozen_for_ms: float = 0.0
@@ -666,15 +719,15 @@ class LagResult:
         return f"{self.max_lag_ms:.1f} ms"
 
 
-def measure_lag(ctx: Any, kind: str) -> LagResult:
+def measure_lag(ctx: Any, config: ServerConfig) -> LagResult:
     """Max ticker lag in the server's process while 100 connections send half a header and close.
 
     Frozen means no heartbeat for LAG_HARD_TIMEOUT seconds; the child is then killed: the bench never hangs.
     Heartbeats carry time.monotonic(), which on Linux is one clock for every process.
     """
-    result = LagResult(kind)
+    result = LagResult(config.key)
     try:
-        server = ServerChild(ctx, kind, with_ticker=True)
+        server = ServerChild(ctx, config, with_ticker=True)
     except RuntimeError as exc:
         result.note = str(exc)
         return result
@@ -737,16 +790,13 @@ def _machine() -> dict[str, str]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    try:
-        peer_version = importlib.metadata.version("panoramisk")
-    except importlib.metadata.PackageNotFoundError:
-        peer_version = "?"
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": model,
-        "python": sys.version.split()[0],
-        "panoramisk": peer_version,
-    }
+    versions = {}
+    for package in ("panoramisk", "uvloop"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "?"
+    return {"nproc": str(os.cpu_count()), "cpu": model, "python": sys.version.split()[0], **versions}
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -764,57 +814,129 @@ def _median_round(rounds: list[LoadResult]) -> LoadResult:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def report(loads: list[LoadResult], lags: list[LagResult], plan: Plan, mode: str) -> tuple[float, float]:
+HEADLINE_LEVEL = 50
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The numbers the last two lines carry, all at concurrency HEADLINE_LEVEL."""
+
+    as_deployed: float  # sessions/s, ours on uvloop / panoramisk on asyncio
+    same_loop_asyncio: float  # ours / panoramisk, both on asyncio
+    same_loop_uvloop: float  # ours / panoramisk, both on uvloop
+    our_lag_ms: float  # max loop lag of ours on uvloop, the engine's configuration
+
+
+def _gen_bound(r: LoadResult) -> bool:
+    return r.client_cpu_pct is not None and r.client_cpu_pct >= GEN_BOUND_PCT
+
+
+def _print_load_table(loads: list[LoadResult]) -> None:
+    width = max(len(config.label) for config in CONFIGS)
+    header = (
+        f"{'server':<{width}} {'loop':<7} {'conc':>4} {'sessions':>8} {'err':>4} {'sess/s':>7} {'p50 ms':>7}"
+        f" {'p99 ms':>7} {'srv CPU':>7} {'gen CPU':>7} {'srv us/sess':>11} {'lst ovf':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in loads:
+        config = CONFIGS_BY_KEY[r.server]
+        flags = ["gen-bound"] if _gen_bound(r) else []
+        flags += ["capped"] if r.capped else []
+        flags += [f"FAILED: {r.failure}"] if r.failure else []
+        flags += [f"{r.server_warnings} server warnings"] if r.server_warnings else []
+        overflows = "-" if r.listen_overflows is None else str(r.listen_overflows)
+        print(
+            f"{config.label:<{width}} {config.loop:<7} {r.concurrency:>4} {r.sessions:>8}"
+            f" {r.errors + r.unfinished:>4} {r.sessions_per_s:>7.0f} {_fmt(r.p50_ms, '7.1f')}"
+            f" {_fmt(r.p99_ms, '7.1f')} {_fmt(r.server_cpu_pct, '6.0f')}% {_fmt(r.client_cpu_pct, '6.0f')}%"
+            f" {_fmt(r.server_cpu_us_per_session, '11.0f')} {overflows:>7}" + (f"  {'; '.join(flags)}" if flags else "")
+        )
+    print(
+        "  srv/gen CPU: server and load-generator process CPU over the measured phase (100% = one core);"
+        " lst ovf: kernel ListenOverflows during the run (each costs that client a 1 s SYN retry);"
+        f" gen-bound: generator CPU >= {GEN_BOUND_PCT:.0f}%, so the generator, not the server, set the pace"
+        " (srv us/sess still compares the servers)"
+    )
+
+
+def _print_lag_table(lags: list[LagResult]) -> None:
+    width = max(len(config.label) for config in CONFIGS)
+    print(f"Event-loop lag: max lateness of a 10 ms ticker while {LAG_CONNECTIONS} connections send half")
+    print("a header and close (server in a child process, heartbeats over a pipe, killed after 5 s silent)")
+    for lag in lags:
+        config = CONFIGS_BY_KEY[lag.server]
+        print(f"  {config.label:<{width}} {config.loop:<7} {lag.text()}")
+    print(
+        f"  {PANORAMISK_UVLOOP.label:<{width}} {UVLOOP:<7} not run (its header loop never yields once the peer"
+        " has closed, on any loop)"
+    )
+    print(f"  {THREADED_PEER.label:<{width}} {NO_LOOP:<7} n/a (no event loop: one OS thread per connection)")
+    for lag in lags:
+        if lag.note:
+            print(f"  note ({lag.server}): {lag.note}")
+
+
+def report(loads: list[LoadResult], lags: list[LagResult], plan: Plan, mode: str) -> Headline:
     print()
     rounds = f", median of {plan.rounds} rounds" if plan.rounds > 1 else ""
     print(
         f"FastAGI benchmark ({mode}: {plan.sessions} sessions per server and level, cap {plan.time_cap:.0f} s"
         f"{rounds}; each session = ANSWER, STREAM FILE, GET DATA, SET VARIABLE, VERBOSE)"
     )
-    print()
-    header = (
-        f"{'server':<34} {'conc':>4} {'sessions':>8} {'err':>4} {'sess/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
-        f" {'srv CPU':>7} {'gen CPU':>7} {'srv us/sess':>11} {'lst ovf':>7}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in loads:
-        flag = " (capped)" if r.capped else ""
-        flag += f" FAILED: {r.failure}" if r.failure else ""
-        flag += f" ({r.server_warnings} server warnings)" if r.server_warnings else ""
-        overflows = "-" if r.listen_overflows is None else str(r.listen_overflows)
-        print(
-            f"{LABELS[r.server]:<34} {r.concurrency:>4} {r.sessions:>8} {r.errors + r.unfinished:>4}"
-            f" {r.sessions_per_s:>7.0f} {_fmt(r.p50_ms, '7.1f')} {_fmt(r.p99_ms, '7.1f')}"
-            f" {_fmt(r.server_cpu_pct, '6.0f')}% {_fmt(r.client_cpu_pct, '6.0f')}%"
-            f" {_fmt(r.server_cpu_us_per_session, '11.0f')} {overflows:>7}{flag}"
-        )
     print(
-        "  srv/gen CPU: server and load-generator process CPU over the measured phase (100% = one core);"
-        " lst ovf: kernel ListenOverflows during the run (each costs that client a 1 s SYN retry)"
+        f"Each server in its own process, listen backlog {BACKLOG} for all; the load generator in another"
+        " process, always on the stock asyncio loop."
     )
     print()
-    print(f"Event-loop lag: max lateness of a 10 ms ticker while {LAG_CONNECTIONS} connections send half")
-    print("a header and close (server in a child process, heartbeats over a pipe, killed after 5 s silent)")
-    for lag in lags:
-        print(f"  {LABELS[lag.server]:<34} {lag.text()}")
-    print(f"  {LABELS[THREADED]:<34} n/a (no event loop: one OS thread per connection)")
-    for lag in lags:
-        if lag.note:
-            print(f"  note ({lag.server}): {lag.note}")
+    _print_load_table(loads)
     print()
+    _print_lag_table(lags)
+    print()
+
     rate = {(r.server, r.concurrency): r.sessions_per_s for r in loads}
-    levels = sorted({r.concurrency for r in loads})
-    for peer in (PANORAMISK, THREADED):
-        parts = [f"c={c}: {_ratio(rate.get((OURS, c), 0.0), rate.get((peer, c), 0.0)):.2f}" for c in levels]
-        print(f"sessions/s ratio ours/{peer}: " + ", ".join(parts))
-    ratio50 = _ratio(rate.get((OURS, 50), 0.0), rate.get((PANORAMISK, 50), 0.0))
-    our_lag = next((lag for lag in lags if lag.server == OURS), None)
+    levels = plan.levels
+
+    def ratios(ours: ServerConfig, peer: ServerConfig) -> dict[int, float]:
+        return {c: _ratio(rate.get((ours.key, c), 0.0), rate.get((peer.key, c), 0.0)) for c in levels}
+
+    def text(values: dict[int, float]) -> str:
+        return ", ".join(f"c={c} {value:.2f}" for c, value in values.items())
+
+    same_asyncio = ratios(OURS_ASYNCIO, PANORAMISK_ASYNCIO)
+    same_uvloop = ratios(OURS_UVLOOP, PANORAMISK_UVLOOP)
+    as_deployed = ratios(OURS_UVLOOP, PANORAMISK_ASYNCIO)
+    print("Ratios of sessions/s:")
+    print(f"same loop, asyncio: ours/panoramisk {text(same_asyncio)}")
+    print(f"same loop, uvloop: ours/panoramisk {text(same_uvloop)}")
+    print(f"as deployed (ours on uvloop / panoramisk on asyncio): {text(as_deployed)}")
+    print(
+        f"ours/threaded: ours on uvloop {text(ratios(OURS_UVLOOP, THREADED_PEER))};"
+        f" ours on asyncio {text(ratios(OURS_ASYNCIO, THREADED_PEER))}"
+    )
+    cpu = {(r.server, r.concurrency): r.server_cpu_us_per_session for r in loads}
+    print(
+        f"server CPU per session at c={HEADLINE_LEVEL} (us): "
+        + ", ".join(f"{config.key} {_fmt(cpu.get((config.key, HEADLINE_LEVEL)), '.0f')}" for config in CONFIGS)
+    )
+    bound = [f"{r.server} c={r.concurrency}" for r in loads if _gen_bound(r)]
+    if bound:
+        print(
+            f"gen-bound rows: {', '.join(bound)}: their sessions/s is the generator's ceiling, so a ratio with"
+            " one of them in it measures the generator as much as the servers"
+        )
+
+    our_lag = next((lag for lag in lags if lag.server == OURS_UVLOOP.key), None)
     if our_lag is None or our_lag.max_lag_ms is None:
         our_lag_ms = our_lag.frozen_for_ms if our_lag is not None and our_lag.frozen else math.nan
     else:
         our_lag_ms = our_lag.max_lag_ms
-    return ratio50, our_lag_ms
+    return Headline(
+        as_deployed=as_deployed.get(HEADLINE_LEVEL, math.nan),
+        same_loop_asyncio=same_asyncio.get(HEADLINE_LEVEL, math.nan),
+        same_loop_uvloop=same_uvloop.get(HEADLINE_LEVEL, math.nan),
+        our_lag_ms=our_lag_ms,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -823,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--sessions", type=int, help="sessions per server and level (overrides the mode)")
     parser.add_argument("--rounds", type=int, help="rounds per server and level; the median is kept")
-    parser.add_argument("--profile", metavar="PATH", help="cProfile our server in its c=50 runs into PATH")
+    parser.add_argument("--profile", metavar="PATH", help="cProfile our server on uvloop in its c=50 runs into PATH")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -834,42 +956,50 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     runs: dict[tuple[str, int], list[LoadResult]] = {}
-    # Interleaved (round, level, server) so that a noisy spell on the shared machine hits all three alike.
+    # Interleaved (round, level, server) so that a noisy spell on the shared machine hits every server alike.
     for round_no in range(1, plan.rounds + 1):
         for concurrency in plan.levels:
-            for kind in SERVERS:
-                profile = args.profile if kind == OURS and concurrency == 50 else None
-                result = measure_load(ctx, kind, concurrency, plan, profile)
-                runs.setdefault((kind, concurrency), []).append(result)
+            for config in CONFIGS:
+                profile = args.profile if config == OURS_UVLOOP and concurrency == HEADLINE_LEVEL else None
+                result = measure_load(ctx, config, concurrency, plan, profile)
+                runs.setdefault((config.key, concurrency), []).append(result)
                 print(
-                    f"  round {round_no}  {kind:<10} c={concurrency:<4} {result.sessions_per_s:6.0f} sess/s"
+                    f"  round {round_no}  {config.key:<18} c={concurrency:<4} {result.sessions_per_s:6.0f} sess/s"
                     f"  p50 {_fmt(result.p50_ms, '.1f')} ms  p99 {_fmt(result.p99_ms, '.1f')} ms"
+                    f"  gen CPU {_fmt(result.client_cpu_pct, '.0f')}%"
                     + (f"  FAILED: {result.failure}" if result.failure else ""),
                     flush=True,
                 )
-    loads = [_median_round(runs[(kind, c)]) for c in plan.levels for kind in SERVERS]
-    lags = [measure_lag(ctx, kind) for kind in (OURS, PANORAMISK)]
-    ratio50, our_lag_ms = report(loads, lags, plan, mode)
+    loads = [_median_round(runs[(config.key, c)]) for c in plan.levels for config in CONFIGS]
+    lags = [measure_lag(ctx, config) for config in LAG_CONFIGS]
+    headline = report(loads, lags, plan, mode)
     machine = _machine()
     print(
         f"machine: {machine['nproc']} CPUs, {machine['cpu']}, Python {machine['python']},"
-        f" panoramisk {machine['panoramisk']}; bench took {time.monotonic() - started:.0f} s"
+        f" panoramisk {machine['panoramisk']}, uvloop {machine['uvloop']};"
+        f" bench took {time.monotonic() - started:.0f} s"
     )
     if args.json:
         document = {
             "mode": mode,
             "plan": asdict(plan),
             "machine": machine,
+            "backlog": BACKLOG,
+            "configs": [asdict(config) for config in CONFIGS],
             "load": [asdict(r) for r in loads],
-            "rounds": {f"{kind}@{c}": [asdict(r) for r in rs] for (kind, c), rs in runs.items()},
+            "rounds": {f"{key}@{c}": [asdict(r) for r in rs] for (key, c), rs in runs.items()},
             "loop_lag": [asdict(lag) | {"text": lag.text()} for lag in lags],
-            "ratio_vs_panoramisk_c50": ratio50,
-            "our_max_loop_lag_ms": our_lag_ms,
+            "headline_level": HEADLINE_LEVEL,
+            "headline": asdict(headline),
         }
         Path(args.json).write_text(json.dumps(document, indent=2, default=str) + "\n")
         print(f"JSON written to {args.json}")
-    # The last line is read by scripts: ratio at concurrency 50, our server's lag in ms.
-    print(f"ratio_vs_panoramisk={ratio50:.2f} max_loop_lag_ms={our_lag_ms:.1f}")
+    # The last two lines are read by scripts; all ratios are sessions/s at concurrency 50.
+    print(
+        f"same_loop_ratio_asyncio={headline.same_loop_asyncio:.2f}"
+        f" same_loop_ratio_uvloop={headline.same_loop_uvloop:.2f}"
+    )
+    print(f"ratio_vs_panoramisk={headline.as_deployed:.2f} max_loop_lag_ms={headline.our_lag_ms:.1f}")
     return 0
 
 

@@ -78,6 +78,9 @@ def sandbox(config: Config) -> Iterator[Sandbox]:
             f"the sandbox's Asterisk is already running (pid {running}, perhaps `make demo`); "
             "stop it with `callcenter asterisk stop` before running the integration tests"
         )
+    # Queue members persist in Asterisk's astdb (persistentmembers=yes); a demo run leaves its phones there.
+    # The tests start from an empty astdb so that only the members a test adds take its calls.
+    (box.root / "var/lib/asterisk/astdb.sqlite3").unlink(missing_ok=True)
     try:
         box.start()
     except SandboxError as exc:
