@@ -14,6 +14,7 @@ from aiohttp import web
 
 from callcenter import health
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
+from callcenter.ami.probe import CachedProbe
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
@@ -21,9 +22,10 @@ from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.dialplan import ROUTE_IVR
-from callcenter.keys import AGI_SERVER, AUTH, BUS, CONFIG, DATABASE, METRICS
+from callcenter.keys import AGI_SERVER, AMI_PROBE, AUTH, BUS, CONFIG, DATABASE, METRICS
 from callcenter.metrics import Metrics
 from callcenter.openapi import openapi_routes
+from callcenter.secrets import ami_secret
 from callcenter.web.errors import error_middleware
 
 log = logging.getLogger("callcenter.app")
@@ -66,6 +68,7 @@ def build_app(
     app[DATABASE] = database
     app[AGI_SERVER] = agi
     app[AUTH] = auth
+    app[AMI_PROBE] = CachedProbe(config.ami.host, config.ami.port, config.ami.username, ami_secret(config))
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)

@@ -28,6 +28,21 @@ ENV_PREFIX = "CALLCENTER_"
 CONFIG_ENV = "CALLCENTER_CONFIG"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Secrets end up in Asterisk config files: no spaces, no ';' (a comment there), no quotes or brackets.
+_SECRET_CHARS = re.compile(r"^[A-Za-z0-9!#$%&()*+,./:<=>?@^_`{|}~-]*$")
+
+
+def _check_secret(value: SecretStr, minimum: int, *, allow_empty: bool = False) -> SecretStr:
+    text = value.get_secret_value()
+    if allow_empty and text == "":
+        return value
+    if not _SECRET_CHARS.match(text):
+        raise ValueError("use letters, digits and punctuation other than ; \" ' [ ] (no spaces)")
+    if not minimum <= len(text) <= 128:
+        raise ValueError(f"must be {minimum} to 128 characters")
+    return value
+
+
 _DIGITS = re.compile(r"^[0-9+*#]{1,32}$")
 
 
@@ -71,8 +86,14 @@ class AmiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: str = "callcenter"
-    password: SecretStr = SecretStr("callcenter-ami-secret")
+    # Empty: a random secret is made once and kept in data_dir/ami.secret (callcenter.secrets.ami_secret).
+    password: SecretStr = SecretStr("")
     action_timeout: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("password")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        return _check_secret(value, 12, allow_empty=True)
 
     @field_validator("username")
     @classmethod
@@ -97,6 +118,11 @@ class Phone(_Section):
         if not re.fullmatch(r"[0-9]{2,8}", value):
             raise ValueError("an extension is 2 to 8 digits")
         return value
+
+    @field_validator("password")
+    @classmethod
+    def _phone_secret(cls, value: SecretStr) -> SecretStr:
+        return _check_secret(value, 8)
 
     @field_validator("contact")
     @classmethod

@@ -113,10 +113,17 @@ class Demo:
             engine = asyncio.create_task(serve(self.config, stop=stop, app=app))
             phones = Phones(self.config.sip.host, self.config.sip.port, Path(self.config.data_dir) / "demo-sipp")
             self._start_desk_phones(phones)
-            self._staff_queues()
+            await asyncio.to_thread(self._staff_queues)
+            await asyncio.sleep(0.5)
+            if engine.done():
+                return  # the engine could not start (a port taken, say): the finally block reports why
             self._print_banner()
             traffic = asyncio.create_task(self._traffic(phones, stop)) if self.calls_every > 0 else None
-            await stop.wait()
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({engine, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if engine.done() and not stop.is_set():
+                log.error("the engine stopped unexpectedly; stopping the demo")
             if traffic is not None:
                 traffic.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -126,12 +133,17 @@ class Demo:
             stop.set()
             if phones is not None:
                 phones.close()
+            engine_error: BaseException | None = None
             if engine is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await engine
+                except Exception as exc:
+                    engine_error = exc
             if started_asterisk:
                 await asyncio.to_thread(self.sandbox.stop)
             print("demo stopped: phones, engine and Asterisk are down", flush=True)
+            if engine_error is not None:
+                raise DemoError(f"the engine failed: {engine_error}") from engine_error
 
     async def _seed_users(self) -> None:
         database = Database(self.config.database_url)

@@ -8,9 +8,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from callcenter.ami.probe import probe_ami
 from callcenter.auth.permissions import public
-from callcenter.keys import AGI_SERVER, CONFIG, DATABASE, METRICS
+from callcenter.keys import AGI_SERVER, AMI_PROBE, DATABASE, METRICS
 
 routes = web.RouteTableDef()
 
@@ -18,11 +17,7 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 @public
 async def healthz(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    database_ok, ami = await asyncio.gather(
-        request.app[DATABASE].ping(),
-        probe_ami(config.ami.host, config.ami.port, config.ami.username, config.ami.password.get_secret_value()),
-    )
+    database_ok, ami = await asyncio.gather(request.app[DATABASE].ping(), request.app[AMI_PROBE].check())
     checks: dict[str, dict[str, Any]] = {
         "fastagi": {
             "ok": request.app[AGI_SERVER].listening,

@@ -27,6 +27,7 @@ import jinja2
 from callcenter import dialplan
 from callcenter.config import Config
 from callcenter.prompts import PromptError, synthesize
+from callcenter.secrets import ami_secret
 
 PACKAGES = ("asterisk", "asterisk-core-sounds-en-wav", "asterisk-moh-opsound-wav", "ca-certificates")
 MARKER = ".callcenter-sandbox"
@@ -205,7 +206,43 @@ class Sandbox:
         recordings = self.config.recordings_dir
         recordings.mkdir(parents=True, exist_ok=True)
         os.chown(recordings, uid, gid)
+        # Recordings are the customers' voices: Asterisk writes them, root (the engine) reads them, nobody else.
+        recordings.chmod(0o750)
         return uid, gid
+
+    def _ensure_private_ids(self) -> None:
+        """Gives the chroot's asterisk user a uid and gid that no host account has.
+
+        The chroot's files are owned by ids from its own /etc/passwd; if the host gives the same uid to someone
+        else (on Debian hosts uid 101 is often postgres), that account could read the AMI secret, the phones'
+        passwords and the recordings. Moving the chroot's user to free ids keeps them private to Asterisk.
+        """
+        uid, gid = self._asterisk_ids()
+        host_uids = _ids_in(Path("/etc/passwd"))
+        host_gids = _ids_in(Path("/etc/group"))
+        if uid not in host_uids and gid not in host_gids:
+            return
+        taken_uids = host_uids | _ids_in(self.root / "etc/passwd")
+        taken_gids = host_gids | _ids_in(self.root / "etc/group")
+        new = next((n for n in range(61000, 62000) if n not in taken_uids and n not in taken_gids), None)
+        if new is None:
+            raise SandboxError("no free uid in 61000-61999 for the sandbox's asterisk user")
+        self._progress(f"sandbox: moving the chroot's asterisk user from {uid}:{gid} to {new}:{new} (host ids clash)")
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        self._chroot(["groupmod", "-g", str(new), "asterisk"], env=env, what="groupmod asterisk in the chroot")
+        self._chroot(["usermod", "-u", str(new), "-g", str(new), "asterisk"], env=env, what="usermod asterisk")
+        recordings = str(self.root / str(self.config.recordings_dir).lstrip("/"))
+        for directory, dirs, files in os.walk(self.root):
+            if directory.startswith((str(self.root / "proc"), str(self.root / "sys"), recordings)):
+                dirs[:] = []
+                continue
+            for name in [*dirs, *files]:
+                path = os.path.join(directory, name)
+                info = os.lstat(path)
+                if info.st_uid == uid or info.st_gid == gid:
+                    os.lchown(
+                        path, new if info.st_uid == uid else info.st_uid, new if info.st_gid == gid else info.st_gid
+                    )
 
     def _asterisk_ids(self) -> tuple[int, int]:
         passwd = (self.root / "etc/passwd").read_text(encoding="utf-8")
@@ -291,6 +328,7 @@ class Sandbox:
         if existing is not None:
             return existing
         self._check_ports()
+        self._ensure_private_ids()
         self.render()
         uid, gid = self._prepare_dirs()
         self._make_prompts(uid, gid)
@@ -312,7 +350,10 @@ class Sandbox:
         )
 
     def _fully_booted(self) -> bool:
-        result = self.cli("core waitfullybooted", timeout=5, check=False)
+        try:
+            result = self.cli("core waitfullybooted", timeout=5, check=False)
+        except SandboxError:
+            return False
         return result.returncode == 0 and "fully booted" in result.stdout.lower()
 
     def _log_tail(self, lines: int = 15) -> str:
@@ -328,7 +369,9 @@ class Sandbox:
         if pid is None:
             self._unmount_recordings()
             return False
-        self.cli("core stop now", timeout=5, check=False)
+        # A hung console still leaves the signals below.
+        with contextlib.suppress(SandboxError):
+            self.cli("core stop now", timeout=5, check=False)
         if not self._wait_gone(pid, timeout):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -413,6 +456,16 @@ class Sandbox:
             raise SandboxError(f"{what} failed (exit {result.returncode}):\n{tail}{hint}")
 
 
+def _ids_in(table: Path) -> set[int]:
+    """The numeric ids (third field) of an /etc/passwd or /etc/group file."""
+    ids = set()
+    for line in table.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2].isdigit():
+            ids.add(int(fields[2]))
+    return ids
+
+
 def host_path(root: Path, inner: str, max_links: int = 40) -> Path:
     """Where the chroot's path ``inner`` lives on the host: absolute symlinks inside resolve under ``root``.
 
@@ -446,7 +499,7 @@ def template_context(config: Config) -> dict[str, object]:
     return {
         "sip": config.sip,
         "ami": config.ami,
-        "ami_secret": config.ami.password.get_secret_value(),
+        "ami_secret": ami_secret(config),
         "agi": config.agi,
         "queues": config.queues,
         "phones": [

@@ -284,11 +284,16 @@ class Phones:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="cc-sipp-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.processes: list[SippProcess] = []
-        self._media_port = 16000 + (os.getpid() % 500) * 20
+        # Media ports stay clear of Asterisk's RTP range (sip.rtp_start..rtp_end, 10000-20000 by default) and
+        # wrap around, so a long demo never runs out of them.
+        self._media_base = 30000 + (os.getpid() % 100) * 100
+        self._media_next = 0
 
     def _next_media_port(self) -> int:
-        self._media_port += 4
-        return self._media_port
+        # SIPp uses the given port and the next ones (RTP, RTCP, and the same again for video).
+        port = self._media_base + self._media_next
+        self._media_next = (self._media_next + 4) % 10000
+        return port
 
     def _start(self, name: str, scenario: str, extra: list[str]) -> SippProcess:
         path = self.workdir / f"{name}.xml"

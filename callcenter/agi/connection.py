@@ -42,11 +42,16 @@ class AgiConnection(asyncio.Protocol):
         header_timeout: float,
         max_header_lines: int,
         max_line: int,
+        max_header_bytes: int = 65536,
     ) -> None:
         self._owner = owner
         self._header_timeout = header_timeout
         self._max_header_lines = max_header_lines
         self._max_line = max_line
+        self._max_header_bytes = max_header_bytes
+        # How far the header has been searched for its blank line, so no byte is scanned twice.
+        self._scanned = 0
+        self._header_newlines = 0
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -123,14 +128,19 @@ class AgiConnection(asyncio.Protocol):
         if buffer[:4] != b"agi_"[: len(buffer)]:
             self._fail(AgiProtocolError("not an AGI environment line", bytes(buffer[:80]).decode("latin-1")))
             return False
-        end = buffer.find(b"\n\n")
-        skip = 2
+        if len(buffer) > self._max_header_bytes:
+            self._fail(AgiProtocolError(f"environment longer than {self._max_header_bytes} bytes"))
+            return False
+        # Resume two bytes back: the blank line may straddle the previous chunk's end.
+        resume = max(0, self._scanned - 2)
+        end, skip = buffer.find(b"\n\n", resume), 2
         if end < 0:
-            end = buffer.find(b"\n\r\n")
-            skip = 3
+            end, skip = buffer.find(b"\n\r\n", resume), 3
         if end < 0:
+            self._header_newlines += buffer.count(b"\n", self._scanned)
+            self._scanned = len(buffer)
             # Bounded while incomplete: never more lines than allowed, never a line longer than allowed.
-            if buffer.count(b"\n") > self._max_header_lines:
+            if self._header_newlines > self._max_header_lines:
                 self._fail(AgiProtocolError(f"environment longer than {self._max_header_lines} lines"))
             elif len(buffer) - (buffer.rfind(b"\n") + 1) > self._max_line:
                 self._fail(AgiProtocolError(f"line longer than {self._max_line} bytes"))

@@ -137,8 +137,15 @@ def parse_environment_block(text: str, max_lines: int) -> AgiEnvironment:
 
 
 def environment_from_pairs(pairs: Iterable[tuple[str, str]]) -> AgiEnvironment:
-    """Builds the environment from ``(name, value)`` pairs already checked by :func:`parse_environment_line`."""
-    values = dict(pairs)
+    """Builds the environment from ``(name, value)`` pairs already checked by :func:`parse_environment_line`.
+
+    A name given twice is refused: whichever copy won, a forged later line could override what Asterisk said.
+    """
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise AgiProtocolError("environment repeats a variable", name)
+        values[name] = value
     if "agi_request" not in values and "agi_network_script" not in values:
         raise AgiProtocolError("environment has neither agi_request nor agi_network_script")
     args = []

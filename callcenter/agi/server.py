@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from callcenter.agi import protocol
 from callcenter.agi.connection import AgiConnection
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from callcenter.agi.protocol import AgiEnvironment
@@ -55,7 +56,9 @@ class ServerLimits:
     max_sessions: int = 500
     max_header_lines: int = 200
     # Lines longer than this are a protocol error, never buffered without bound.
-    max_line: int = 16384
+    max_line: int = protocol.MAX_LINE
+    # The whole environment block; Asterisk's is about 2 KB. Bounds the work a trickling peer can cause.
+    max_header_bytes: int = 65536
     # The kernel's accept queue: a burst of new calls larger than this waits a SYN retransmit (1 s).
     backlog: int = 1024
 
@@ -139,6 +142,7 @@ class FastAgiServer:
             header_timeout=self._limits.read_timeout,
             max_header_lines=self._limits.max_header_lines,
             max_line=self._limits.max_line,
+            max_header_bytes=self._limits.max_header_bytes,
         )
 
     # ConnectionOwner: called by AgiConnection from the event loop.

@@ -78,6 +78,7 @@ class AgiSession:
         self.stats = SessionStats()
         self.variables_set: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self._broken: str | None = None
 
     @property
     def uniqueid(self) -> str:
@@ -100,14 +101,21 @@ class AgiSession:
         async with self._lock:
             if self.hung_up and verb not in _ALLOWED_WHEN_DEAD:
                 raise AgiHangup("caller hung up")
+            if self._broken is not None:
+                raise AgiConnectionLost(f"session unusable: {self._broken}")
             try:
                 self._connection.write(line.encode("utf-8"))
-            except (ConnectionError, OSError) as exc:
-                raise AgiConnectionLost(f"cannot send {verb}: {exc}") from exc
-            await self._connection.drain(self._read_timeout)
-            self.stats.commands += 1
+                await self._connection.drain(self._read_timeout)
+                self.stats.commands += 1
+                lines = await self._read_response(timeout)
+            except BaseException as exc:
+                # Timed out, cancelled or cut off before the answer arrived: a late answer would be read as
+                # the next command's. The session cannot be trusted any more, so the connection goes.
+                self._broken = f"{verb} got no answer ({type(exc).__name__})"
+                self._connection.close()
+                raise
             try:
-                return protocol.parse_response(await self._read_response(timeout))
+                return protocol.parse_response(lines)
             except AgiDeadChannel:
                 # 511 is a hangup report like the HANGUP line: later commands must see the dead channel.
                 self.hung_up = True
@@ -135,6 +143,9 @@ class AgiSession:
     async def _media(self, verb: str, *args: str | int, timeout: float | None = None) -> AgiResponse:  # noqa: ASYNC109
         """A command that plays or listens: ``result=-1`` means hangup or failure, and we find out which."""
         response = await self.command(verb, *args, timeout=timeout or self._command_timeout)
+        return await self._checked(verb, response)
+
+    async def _checked(self, verb: str, response: AgiResponse) -> AgiResponse:
         if response.result >= 0:
             return response
         if not self.hung_up and await self._channel_alive():
@@ -218,7 +229,12 @@ class AgiSession:
             args.append("BEEP")
         if silence_seconds is not None:
             args.append(f"s={silence_seconds}")
-        response = await self._media("RECORD FILE", *args, timeout=timeout_ms / 1000 + self._command_timeout)
+        response = await self.command("RECORD FILE", *args, timeout=timeout_ms / 1000 + self._command_timeout)
+        if response.result == -1 and response.data == "hangup":
+            # The usual end of a voicemail: the caller hangs up. What was said is kept, up to endpos.
+            self.hung_up = True
+            return RecordResult(digit=None, endpos=response.endpos, reason="hangup")
+        response = await self._checked("RECORD FILE", response)
         digit = protocol.digit_from_result(response.result)
         reason = response.data or ("dtmf" if digit else "timeout")
         return RecordResult(digit=digit, endpos=response.endpos, reason=reason)

@@ -82,3 +82,25 @@ async def probe_ami(
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+class CachedProbe:
+    """The probe's answer reused for ``ttl`` seconds, so /healthz polled by anyone costs one login at most.
+
+    Concurrent callers share one probe in flight.
+    """
+
+    def __init__(self, host: str, port: int, username: str, secret: str, ttl: float = 5.0) -> None:
+        self._args = (host, port, username, secret)
+        self._ttl = ttl
+        self._result: ProbeResult | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if self._result is None or loop.time() - self._at >= self._ttl:
+                self._result = await probe_ami(*self._args)
+                self._at = loop.time()
+            return self._result

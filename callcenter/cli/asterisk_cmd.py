@@ -10,6 +10,7 @@ import click
 from callcenter.ami.probe import probe_ami
 from callcenter.cli.common import get_config
 from callcenter.sandbox import Sandbox, SandboxError
+from callcenter.secrets import ami_secret
 
 
 def _sandbox(ctx: click.Context) -> Sandbox:
@@ -69,9 +70,7 @@ def status(ctx: click.Context) -> None:
     sandbox = _sandbox(ctx)
 
     def ami_check() -> tuple[bool, str]:
-        result = asyncio.run(
-            probe_ami(config.ami.host, config.ami.port, config.ami.username, config.ami.password.get_secret_value())
-        )
+        result = asyncio.run(probe_ami(config.ami.host, config.ami.port, config.ami.username, ami_secret(config)))
         return result.ok, result.detail
 
     try:

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from callcenter.agi.server import Handler
 from callcenter.app import build_app
 from callcenter.bus import Bus
 from callcenter.config import Config, Phone, load_config
@@ -46,7 +47,7 @@ def integration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def config(integration_dir: Path) -> Config:
     base = load_config(environ={})
     phones = [
-        Phone(extension=ext, kind=kind, password=f"pw{ext}", contact=f"sip:{ext}@{PHONE_IP}:{AGENT_PORTS[ext]}")
+        Phone(extension=ext, kind=kind, password=f"phone-pw-{ext}", contact=f"sip:{ext}@{PHONE_IP}:{AGENT_PORTS[ext]}")
         for ext, kind in (("1001", "agent"), ("1002", "agent"), ("2001", "expert"), ("3001", "supervisor"))
     ]
     data = integration_dir / "data"
@@ -99,10 +100,12 @@ def phones(config: Config, sandbox: Sandbox, tmp_path: Path) -> Iterator[Phones]
 
 
 @contextlib.asynccontextmanager
-async def running_engine(config: Config, bus: Bus) -> AsyncIterator[web.Application]:
+async def running_engine(
+    config: Config, bus: Bus, agi_routes: Mapping[str, Handler] | None = None
+) -> AsyncIterator[web.Application]:
     """The whole engine in this test's event loop, stopped again however the test ends."""
     await migrate(config.database_url)
-    app = build_app(config, bus=bus)
+    app = build_app(config, bus=bus, agi_routes=agi_routes)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.web.host, config.web.port)

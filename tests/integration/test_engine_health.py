@@ -52,6 +52,8 @@ def test_asterisk_status_shows_version_uptime_and_ami(config: Config, sandbox: S
     env = {
         "CALLCENTER_AMI_PORT": str(config.ami.port),
         "CALLCENTER_ASTERISK_SANDBOX_DIR": str(config.asterisk.sandbox_dir),
+        # The generated AMI secret lives in the data directory: the CLI must read the same one.
+        "CALLCENTER_PATHS_DATA_DIR": str(config.paths.data_dir),
     }
     result = CliRunner().invoke(main, ["asterisk", "status"], env=env)
     assert result.exit_code == 0, result.output
@@ -64,6 +66,8 @@ def test_asterisk_status_shows_version_uptime_and_ami(config: Config, sandbox: S
 
 async def test_database_survives_a_second_engine_start(config: Config, sandbox: Sandbox) -> None:
     # Migrations at start are idempotent: starting the engine twice on one database keeps its users.
+    async with running_engine(config, Bus()) as app:
+        await app[AUTH].create_user("keeper", "kept across restarts", roles=["qa"])
     async with running_engine(config, Bus()):
         pass
     database = Database(config.database_url)
@@ -72,4 +76,4 @@ async def test_database_survives_a_second_engine_start(config: Config, sandbox: 
         names = {user.username for user in await AuthService(database, config.auth).list_users()}
     finally:
         await database.close()
-    assert "sup1" in names
+    assert "keeper" in names

@@ -6,6 +6,7 @@ import asyncio
 
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
+from callcenter.keys import METRICS
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine
@@ -88,3 +89,31 @@ async def test_hostile_caller_id_reaches_the_engine_as_plain_text(
     assert events[0].data["caller_name"] == hostile
     assert events[0].data["caller_number"] == "5550666"
     assert events[0].data["did"] == config.sip.dids[1]
+
+
+async def test_a_call_the_engine_refuses_still_reaches_the_queue(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    # The engine is up but has no `ivr` route: it closes the connection, Asterisk reports AGISTATUS=SUCCESS
+    # with no action set, and the dialplan must treat that like an engine that is down.
+    sandbox.cli(f"queue add member PJSIP/1002 to {config.queues.general}")
+    queue_member.append(f"1002@{config.queues.general}")
+    sandbox_log = sandbox.root / "var/log/asterisk/messages.log"
+    log_start = len(sandbox_log.read_text(encoding="utf-8", errors="replace"))
+    async with running_engine(config, Bus(), agi_routes={}) as app:
+        agent = phones.desk_phone("agent-1002", local_ip=PHONE_IP, local_port=AGENT_PORTS["1002"])
+        caller = phones.call(
+            "caller",
+            config.sip.dids[0],
+            CallerScript(caller_number="5550125", digits="", talk_ms=9000),
+            local_ip=PSTN,
+            local_port=5273,
+        )
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+        agent_rc = await asyncio.to_thread(agent.wait, 15)
+        rejected = app[METRICS].registry.get_sample_value("callcenter_agi_rejected_total", {"reason": "route"})
+    dialplan_log = sandbox_log.read_text(encoding="utf-8", errors="replace")[log_start:]
+    assert rejected == 1
+    assert "callcenter/apology" in dialplan_log, dialplan_log[-3000:]
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    assert agent_rc == 0, "the refused call never reached the agent:\n" + agent.output()[-2000:]

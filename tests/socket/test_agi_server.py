@@ -14,12 +14,13 @@ import pytest
 
 from callcenter.agi.exceptions import (
     AgiCommandFailed,
+    AgiConnectionLost,
     AgiDeadChannel,
     AgiHangup,
     AgiUsageError,
 )
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
-from callcenter.agi.session import AgiSession, DataResult
+from callcenter.agi.session import AgiSession, DataResult, RecordResult
 from callcenter.calllog import LOG_FORMAT, CallContextFilter
 from callcenter.dialplan import ACTION_FALLBACK, VAR_ACTION
 
@@ -677,3 +678,77 @@ async def test_log_records_inside_a_call_name_uniqueid_and_linkedid(
     outside = [r for r in caplog.records if r.getMessage() == "outside any call"]
     assert len(outside) == 1
     assert getattr(outside[0], "call", None) == ""
+
+
+# -- review fixes: out-of-step sessions, voicemail hangup, header bounds --------------------------------
+
+
+async def test_a_command_without_an_answer_closes_the_session_instead_of_reading_a_late_answer(
+    start_server: StartServer,
+) -> None:
+    seen: list[BaseException] = []
+
+    async def ivr(session: AgiSession) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await session.get_data("callcenter/welcome", 5000, 1)
+        try:
+            await session.set_variable("CC_ACTION", "queue")
+        except Exception as exc:
+            seen.append(exc)
+            raise
+
+    server, observer = await start_server({"ivr": ivr})
+    async with fake_asterisk(server.port) as channel:
+        await channel.send_header()
+        line = await channel.next_line()
+        assert line is not None
+        assert line.startswith("GET DATA")
+        await asyncio.sleep(0.4)
+        # The late answer to GET DATA must never be taken as SET VARIABLE's answer: the server hangs up.
+        await channel.send(b"200 result=5\n")
+        await channel.expect_closed()
+
+    await eventually(lambda: len(observer.ended) == 1)
+    assert len(seen) == 1
+    assert isinstance(seen[0], AgiConnectionLost)
+    assert observer.outcomes == ["connection_lost"]
+
+
+async def test_a_voicemail_ended_by_hangup_returns_what_was_recorded(start_server: StartServer) -> None:
+    results: list[RecordResult] = []
+
+    async def voicemail(session: AgiSession) -> None:
+        results.append(await session.record_file("vm/1", "wav", "#", 60_000, silence_seconds=5))
+
+    server, observer = await start_server({"ivr": voicemail})
+    commands = await run_call(server.port, [("RECORD FILE", ["200 result=-1 (hangup) endpos=48000", "HANGUP"])])
+
+    assert commands == ['RECORD FILE "vm/1" "wav" "#" 60000 0 "BEEP" "s=5"']
+    assert results == [RecordResult(digit=None, endpos=48000, reason="hangup")]
+    await eventually(lambda: len(observer.ended) == 1)
+    assert observer.outcomes == ["hangup"]
+
+
+async def test_a_repeated_environment_variable_is_refused(start_server: StartServer) -> None:
+    server, observer = await start_server({"ivr": answer_and_hang_up})
+    header = asterisk_header().replace(b"agi_callerid: 5551234\n", b"agi_callerid: 5551234\nagi_network_script: x\n")
+    async with fake_asterisk(server.port) as channel:
+        await channel.send(header)
+        await channel.expect_closed()
+    await eventually(lambda: observer.rejected == ["header"])
+    assert observer.started == []
+
+
+async def test_an_oversized_trickled_header_is_cut_off_cheaply(start_server: StartServer) -> None:
+    server, observer = await start_server({"ivr": answer_and_hang_up}, max_header_bytes=8192)
+    line = b"agi_padding_" + b"x" * 100 + b": y\n"
+    started = time.process_time()
+    async with fake_asterisk(server.port) as channel:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(200):
+                await channel.send(line)
+        await channel.expect_closed()
+    assert time.process_time() - started < 2.0
+    await eventually(lambda: observer.rejected == ["header"])
+    assert server.active_sessions == 0

@@ -46,6 +46,10 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
         ("[sip]\ndids = ['1001']\n", {}, "repeated: 1001"),
         ("[auth]\nfree_failures = 5\nlockout_after = 3\n", {}, "lockout_after must be greater"),
         ("[web\n", {}, "not valid TOML"),
+        ("", {"CALLCENTER_AMI_PASSWORD": "short"}, "ami.password: Value error, must be 12"),
+        ('[ami]\npassword = "abcdefghijkl\\n[evil]"\n', {}, "ami.password"),
+        ('[ami]\npassword = "abcdefghijkl;x"\n', {}, "ami.password"),
+        ('[[sip.phones]]\nextension = "1001"\npassword = ""\n', {}, "sip.phones.0.password"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(
@@ -63,13 +67,25 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_secrets_are_masked_when_dumped() -> None:
-    config = load_config(environ={"CALLCENTER_AMI_PASSWORD": "hunter2"})
-    assert config.ami.password.get_secret_value() == "hunter2"
-    assert "hunter2" not in str(config.redacted())
-    assert "hunter2" not in repr(config)
+    config = load_config(environ={"CALLCENTER_AMI_PASSWORD": "hunter2-hunter2"})
+    assert config.ami.password.get_secret_value() == "hunter2-hunter2"
+    assert "hunter2-hunter2" not in str(config.redacted())
+    assert "hunter2-hunter2" not in repr(config)
 
 
 def test_example_file_in_the_repository_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "callcenter.example.toml"
     config = load_config(example, environ={})
     assert config.queues.general == "support"
+
+
+def test_an_empty_ami_password_gets_a_private_random_secret(tmp_path: Path) -> None:
+    from callcenter.secrets import ami_secret
+
+    config = load_config(environ={"CALLCENTER_PATHS_DATA_DIR": str(tmp_path)})
+    first = ami_secret(config)
+    assert len(first) >= 24
+    assert ami_secret(config) == first
+    assert (tmp_path / "ami.secret").stat().st_mode & 0o777 == 0o600
+    other = load_config(environ={"CALLCENTER_PATHS_DATA_DIR": str(tmp_path / "other")})
+    assert ami_secret(other) != first

@@ -32,8 +32,8 @@ def _rendered(tmp_path: Path, config: Config) -> dict[str, str]:
 
 def test_render_writes_only_our_files_with_the_config_values(tmp_path: Path) -> None:
     phones = [
-        Phone(extension="1001", kind="agent", password="s3cret", contact="sip:1001@127.0.0.3:5081"),
-        Phone(extension="3001", kind="supervisor", password="boss"),
+        Phone(extension="1001", kind="agent", password="s3cret-pass", contact="sip:1001@127.0.0.3:5081"),
+        Phone(extension="3001", kind="supervisor", password="boss-pass1"),
     ]
     config = _config(tmp_path, sip={"port": 5999, "phones": phones, "dids": ["4444"]}, ami={"port": 5555})
     etc = config.asterisk.sandbox_dir / "etc/asterisk"
@@ -46,12 +46,15 @@ def test_render_writes_only_our_files_with_the_config_values(tmp_path: Path) -> 
     assert "bind = 127.0.0.1:5999" in pjsip
     assert "match = 127.0.0.2" in pjsip
     assert "contact = sip:1001@127.0.0.3:5081" in pjsip
-    assert "password = s3cret" in pjsip
+    assert "password = s3cret-pass" in pjsip
     assert "dtmf_mode = rfc4733" in pjsip
     extensions = files["extensions.conf"]
     assert "exten => 4444,1,Set(__CC_DID=${EXTEN})" in extensions
     assert "AGI(agi://127.0.0.1:4573/ivr?linkedid=${CHANNEL(linkedid)}&did=${CC_DID})" in extensions
-    assert '$["${AGISTATUS}" = "FAILURE"]?fallback' in extensions
+    # Only an explicit queue or hangup is obeyed; a refused or dropped session (AGISTATUS SUCCESS with no
+    # action) falls through to the fallback queue like an unreachable engine.
+    inbound = extensions[extensions.index("[cc-inbound]") : extensions.index("(fallback),Answer()")]
+    assert inbound.index('"queue"]?queue') < inbound.index("Goto(fallback)") < inbound.index("n(done),Hangup()")
     assert "Queue(${CC_QUEUE})" in extensions
     assert "Queue(support)" in extensions
 
@@ -67,6 +70,10 @@ def test_manager_user_is_loopback_only_without_system_command_or_config(tmp_path
     for key in ("read ", "write "):
         assert not classes[key] & {"system", "command", "config", "all"}
     assert "live_dangerously = yes" not in manager
+    # Name-based filters only: a regex filter would also match caller-controlled header values.
+    filters = [line for line in manager.splitlines() if line.startswith("eventfilter")]
+    assert "eventfilter(action(exclude),name(VarSet)) =" in filters
+    assert all(line.startswith("eventfilter(action(exclude),name(") for line in filters)
 
 
 def test_queues_never_use_the_reserved_general_name(tmp_path: Path) -> None:
@@ -126,10 +133,15 @@ def test_start_refuses_a_taken_port(tmp_path: Path) -> None:
             box._check_ports()
 
 
-def test_stop_without_a_running_asterisk_touches_nothing(tmp_path: Path) -> None:
+def test_stop_without_a_running_asterisk_touches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     box = Sandbox(_config(tmp_path))
     pid_file = box.pid_file
     pid_file.parent.mkdir(parents=True)
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")  # a live pid that is not this sandbox's Asterisk
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    monkeypatch.setattr("callcenter.sandbox.subprocess.run", lambda *a, **k: pytest.fail(f"ran {a}"))
     assert box.running_pid() is None
     assert box.stop() is False
+    assert killed == []
+    assert pid_file.read_text(encoding="utf-8") == f"{os.getpid()}\n"
