@@ -1,8 +1,9 @@
 """The FastAGI server: one asyncio task per call, routed by ``agi_network_script``.
 
 When the server refuses a call (over the concurrency limit, an unknown route, a broken header) it closes the
-socket; Asterisk then sets AGISTATUS=FAILURE and the dialplan's fallback queues the caller, so no call is
-lost.
+socket without setting CC_ACTION. Asterisk ends the AGI with AGISTATUS=SUCCESS (FAILURE only when it could not
+connect at all), and the dialplan obeys nothing but an explicit `queue` or `hangup`: everything else goes to
+the fallback that queues the caller, so no call is lost.
 """
 
 from __future__ import annotations
