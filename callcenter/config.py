@@ -237,6 +237,12 @@ class AuthConfig(_Section):
     lockout_after: int = Field(10, ge=2, le=1000)
     lockout_minutes: float = Field(15.0, gt=0, le=24 * 60)
     max_delay_seconds: float = Field(30.0, ge=0, le=600)
+    # Login attempts per client address (IPv6: per /64), checked before any database or password work: a burst
+    # of this many, then this many more per minute. Loopback is not exempt.
+    address_burst: int = Field(20, ge=1, le=10_000)
+    address_per_minute: float = Field(10.0, gt=0, le=10_000)
+    # Password hashes and verifies running at once; each argon2 run takes 64 MiB and tens of ms of CPU.
+    max_concurrent_hashes: int = Field(2, ge=1, le=64)
 
     @model_validator(mode="after")
     def _ordered(self) -> AuthConfig:

@@ -22,10 +22,10 @@ class NotLoggedIn(Unauthenticated):
 
 
 class LoginThrottled(TooManyAttempts):
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, message: str = "too many failed logins; wait before trying again") -> None:
         self.retry_after = max(1, math.ceil(retry_after))
         super().__init__(
-            "too many failed logins; wait before trying again",
+            message,
             {"retry_after": self.retry_after},
             headers={"Retry-After": str(self.retry_after)},
         )

@@ -2,6 +2,12 @@
 
 A session token comes in the ``Authorization: Bearer`` header (API clients) or the HttpOnly ``cc_session``
 cookie (the pages; SameSite=Strict keeps other sites from riding on it).
+
+SameSite does not separate origins of the same site (another port on 127.0.0.1, a sibling subdomain), so a
+state-changing request carried by the cookie must also come from this server's own origin: its ``Origin``
+header, when sent, names this scheme://host, and ``Sec-Fetch-Site``, when sent, says ``same-origin`` or
+``none``. Bearer-token requests are exempt (a browser never adds that header on its own), and public routes
+(the login) get the same check whenever the browser says where the request comes from.
 """
 
 from __future__ import annotations
@@ -9,12 +15,13 @@ from __future__ import annotations
 import logging
 
 from aiohttp import hdrs, web
+from yarl import URL
 
 from callcenter.auth.exceptions import NotLoggedIn, RouteAccessUndeclared
 from callcenter.auth.permissions import AccessRule, required_permissions, route_rule
 from callcenter.auth.services import Principal
 from callcenter.db import DatabaseUnavailable
-from callcenter.keys import AUTH
+from callcenter.keys import AUTH, CONFIG
 from callcenter.web.errors import Forbidden, Handler, Unavailable
 
 log = logging.getLogger("callcenter.auth")
@@ -23,19 +30,73 @@ COOKIE_NAME = "cc_session"
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("callcenter_principal")
 SESSION_TOKEN: web.RequestKey[str] = web.RequestKey("callcenter_session_token")
 
+UNSAFE_METHODS = frozenset({hdrs.METH_POST, hdrs.METH_PUT, hdrs.METH_PATCH, hdrs.METH_DELETE})
+# "none" is a navigation the user started (typed URL, bookmark); browsers send it only on safe requests anyway.
+SAME_ORIGIN_FETCH_SITES = frozenset({"same-origin", "none"})
+
 
 class UndeclaredRoutes(RuntimeError):
     """Raised at start-up when a route has neither ``@requires`` nor ``@public``."""
 
 
-def token_from(request: web.Request) -> str | None:
-    """The session token of a request: the bearer header first, then the cookie."""
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
     header = request.headers.get(hdrs.AUTHORIZATION, "")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    return None
+
+
+def token_from(request: web.Request) -> str | None:
+    """The session token of a request: the bearer header first, then the cookie."""
+    bearer = bearer_token(request)
+    if bearer is not None:
+        return bearer
     cookie = request.cookies.get(COOKIE_NAME, "").strip()
     return cookie or None
+
+
+def _origin_of(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme.lower(), (url.host or "").lower(), url.port)
+
+
+def _own_origins(request: web.Request) -> set[tuple[str, str, int | None]]:
+    # The Host header itself: request.host would fall back to socket.getfqdn(), a blocking lookup. Browsers
+    # always send Host, so a request without one has no origin that could match.
+    host = request.headers.get(hdrs.HOST, "").strip()
+    if not host:
+        return set()
+    schemes = {request.scheme}
+    config = request.config_dict.get(CONFIG)
+    if config is not None and config.web.secure_cookies:
+        # Served behind a TLS proxy: the browser says https while this server sees plain http.
+        schemes.add("https")
+    try:
+        return {_origin_of(URL.build(scheme=scheme, authority=host)) for scheme in schemes}
+    except ValueError:
+        return set()
+
+
+def check_same_origin(request: web.Request) -> None:
+    """Forbidden when the browser reports that the request comes from another origin than this server's."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None:
+        try:
+            claimed = _origin_of(URL(origin.strip()))
+        except ValueError:
+            claimed = None
+        if claimed is None or claimed not in _own_origins(request):
+            raise Forbidden(
+                "cross-origin request refused: the Origin header does not match this server",
+                {"origin": origin[:200]},
+            )
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.strip().lower() not in SAME_ORIGIN_FETCH_SITES:
+        raise Forbidden(
+            "cross-origin request refused: the browser reports it comes from another site or origin",
+            {"sec_fetch_site": fetch_site[:50]},
+        )
 
 
 def principal(request: web.Request) -> Principal:
@@ -70,6 +131,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise RouteAccessUndeclared()
     if not rule.public:
         await _admit(request, rule)
+    elif request.method in UNSAFE_METHODS:
+        # A public state change (the login) needs no cookie, but a foreign page must not make one either.
+        check_same_origin(request)
     try:
         return await handler(request)
     except DatabaseUnavailable as exc:
@@ -80,6 +144,9 @@ async def _admit(request: web.Request, rule: AccessRule) -> None:
     token = token_from(request)
     if token is None:
         raise NotLoggedIn()
+    if request.method in UNSAFE_METHODS and bearer_token(request) is None:
+        # Carried by the cookie, which the browser adds on its own: only this server's pages may use it so.
+        check_same_origin(request)
     try:
         found = await request.config_dict[AUTH].authenticate(token)
     except DatabaseUnavailable as exc:

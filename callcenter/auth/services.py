@@ -1,8 +1,14 @@
 """Logins, sessions, users and the audit log.
 
 Passwords are hashed with argon2 in a worker thread (a verify costs tens of milliseconds of CPU, too long for
-the event loop). Failed logins are throttled per username whether or not the user exists, and unknown
-usernames cost the same argon2 verify as known ones: neither the answer nor its timing tells which exist.
+the event loop), at most ``auth.max_concurrent_hashes`` at once (each takes 64 MiB). Failed logins are throttled
+per username whether or not the user exists, and unknown usernames cost the same argon2 verify as known ones:
+neither the answer nor its timing tells which exist.
+
+Before any of that, each client address has a token bucket of attempts (``auth.address_burst``, refilling at
+``auth.address_per_minute``), so an unauthenticated client cannot buy argon2 runs or database rows by inventing
+usernames. Refused attempts are audited at most once a minute per username (the metric counts them all), and
+throttle rows whose streak has expired are pruned now and then during failed logins.
 """
 
 from __future__ import annotations
@@ -17,14 +23,15 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, Result, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.auth.exceptions import InvalidCredentials, InvalidUser, LoginThrottled, UserExists
+from callcenter.auth.limits import AddressLimiter, RefusalAudits
 from callcenter.auth.models import (
     DISPLAY_NAME_MAX,
     TEAM_NAME_MAX,
@@ -39,7 +46,7 @@ from callcenter.auth.models import (
 )
 from callcenter.auth.permissions import Permission, Role, permissions_for
 from callcenter.config import AuthConfig
-from callcenter.db import ConstraintViolation, Database, utcnow
+from callcenter.db import ConstraintViolation, Database, DatabaseError, utcnow
 
 if TYPE_CHECKING:
     from callcenter.metrics import Metrics
@@ -52,6 +59,11 @@ TOKEN_MAX_CHARS = 256
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 AUDIT_LIMIT_MAX = 500
+# Refused attempts for one username write at most one audit row per interval; the metric counts every one.
+REFUSAL_AUDIT_INTERVAL = timedelta(minutes=1)
+# Expired login_throttle rows are deleted at most this often, and at most this many per pass.
+PRUNE_INTERVAL = timedelta(minutes=1)
+PRUNE_BATCH = 1000
 
 Clock = Callable[[], datetime]
 
@@ -228,6 +240,11 @@ def _clip(text: str | None, limit: int) -> str | None:
     return None if text is None else _storable(text[: limit * 2])[:limit]
 
 
+def _rowcount(result: Result[Any]) -> int:
+    # UPDATE and DELETE statements always give a CursorResult; only the static type says otherwise.
+    return cast("CursorResult[Any]", result).rowcount
+
+
 def _secret_bytes(password: str) -> bytes:
     # argon2-cffi would encode a str strictly and fail on a lone surrogate a client put in its JSON.
     return password.encode("utf-8", "surrogatepass")
@@ -258,6 +275,11 @@ class AuthService:
         self._dummy_hash: str | None = None
         # Attempts for one username run one at a time: concurrent guesses cannot slip past the delay together.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Bounds the memory (64 MiB each with the default parameters) and threads spent on argon2 at any moment.
+        self._hash_slots = asyncio.Semaphore(config.max_concurrent_hashes)
+        self._addresses = AddressLimiter(config.address_burst, config.address_per_minute, self._now)
+        self._refusals = RefusalAudits(REFUSAL_AUDIT_INTERVAL, self._now)
+        self._pruned_at: datetime | None = None
 
     @property
     def config(self) -> AuthConfig:
@@ -276,17 +298,21 @@ class AuthService:
     # passwords
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, _secret_bytes(password))
+        async with self._hash_slots:
+            return await asyncio.to_thread(self._hasher.hash, _secret_bytes(password))
 
     async def _verify(self, password_hash: str | None, password: str) -> bool:
         if password_hash is None:
             # Unknown user: spend the same work on a hash no password matches.
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash_password(secrets.token_hex(16))
-            password_hash = self._dummy_hash
-            await asyncio.to_thread(self._check, password_hash, password)
+            await self._check_in_thread(self._dummy_hash, password)
             return False
-        return await asyncio.to_thread(self._check, password_hash, password)
+        return await self._check_in_thread(password_hash, password)
+
+    async def _check_in_thread(self, password_hash: str, password: str) -> bool:
+        async with self._hash_slots:
+            return await asyncio.to_thread(self._check, password_hash, password)
 
     def _check(self, password_hash: str, password: str) -> bool:
         try:
@@ -331,6 +357,11 @@ class AuthService:
 
     async def login(self, username: str, password: str, remote: str | None = None) -> tuple[str, Principal]:
         """A new session token and who it belongs to; InvalidCredentials or LoginThrottled otherwise."""
+        # First, before any database or argon2 work: the cheap in-memory check is what bounds an attacker's cost.
+        address_wait = self._addresses.acquire(remote)
+        if address_wait is not None:
+            self._count("address_limited")
+            raise LoginThrottled(address_wait, "too many login attempts from this address; wait before trying again")
         name = canonical_username(username)
         key = _sha256(name)
         attempted = _clip(name, 255)
@@ -347,25 +378,28 @@ class AuthService:
             if wait is not None:
                 seconds, reason = wait
                 self._count(reason)
-                await self.audit(
-                    Action.LOGIN_FAILED,
-                    target=attempted,
-                    outcome="refused",
-                    remote=remote,
-                    details={"reason": reason, "retry_after": round(seconds, 3)},
-                )
+                unwritten = self._refusals.admit(key)
+                if unwritten is not None:
+                    details: dict[str, Any] = {"reason": reason, "retry_after": round(seconds, 3)}
+                    if unwritten:
+                        details["unaudited_refusals"] = unwritten
+                    await self.audit(
+                        Action.LOGIN_FAILED, target=attempted, outcome="refused", remote=remote, details=details
+                    )
                 raise LoginThrottled(seconds)
 
             matched = await self._verify(user.password_hash if user is not None else None, password)
             if user is not None and matched and user.is_active:
                 token, principal = await self._open_session(user, key, now, remote)
+                self._addresses.refund(remote)
                 self._count("success")
                 await self._maybe_rehash(user, password)
                 return token, principal
 
             reason = "unknown_user" if user is None else ("inactive" if matched else "wrong_password")
             await self._record_failure(key, state, now, attempted, remote, reason)
-            raise InvalidCredentials()
+        await self._prune_throttles(now)
+        raise InvalidCredentials()
 
     async def _open_session(self, user: User, key: str, now: datetime, remote: str | None) -> tuple[str, Principal]:
         token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -397,23 +431,16 @@ class AuthService:
         locked_until = None
         if failures >= self._config.lockout_after:
             locked_until = now + timedelta(minutes=self._config.lockout_minutes)
+        values: dict[str, Any] = {"failures": failures, "last_failure_at": now, "locked_until": locked_until}
         for attempt in range(2):
             try:
                 async with self._database.session() as session:
-                    row = await session.get(LoginThrottle, key)
-                    if row is None:
-                        session.add(
-                            LoginThrottle(
-                                username_key=key,
-                                failures=failures,
-                                last_failure_at=now,
-                                locked_until=locked_until,
-                            )
-                        )
-                    else:
-                        row.failures = failures
-                        row.last_failure_at = now
-                        row.locked_until = locked_until
+                    # An UPDATE rather than read-modify-write: a pruning pass may delete the row in between.
+                    updated = await session.execute(
+                        update(LoginThrottle).where(LoginThrottle.username_key == key).values(**values)
+                    )
+                    if _rowcount(updated) == 0:
+                        session.add(LoginThrottle(username_key=key, **values))
                     self._add_audit(
                         session,
                         Action.LOGIN_FAILED,
@@ -439,6 +466,35 @@ class AuthService:
         self._count("locked" if locked_until is not None else "failure")
         if locked_until is not None:
             log.warning("login locked for a username until %s after %d failures", locked_until, failures)
+
+    async def _prune_throttles(self, now: datetime) -> None:
+        """Deletes throttle rows whose streak has expired (they mean the same as no row), now and then."""
+        if self._pruned_at is not None and self._pruned_at <= now < self._pruned_at + PRUNE_INTERVAL:
+            return
+        self._pruned_at = now
+        cutoff = now - timedelta(minutes=self._config.lockout_minutes)
+        stale = (
+            select(LoginThrottle.username_key)
+            .where(
+                LoginThrottle.last_failure_at <= cutoff,
+                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+            )
+            .limit(PRUNE_BATCH)
+        )
+        try:
+            async with self._database.session() as session:
+                deleted = _rowcount(
+                    await session.execute(delete(LoginThrottle).where(LoginThrottle.username_key.in_(stale)))
+                )
+        except DatabaseError:
+            # Housekeeping only: the login's answer does not depend on it, and the next pass tries again.
+            log.warning("could not prune expired login throttle rows", exc_info=True)
+            return
+        if deleted >= PRUNE_BATCH:
+            # More remain: let the next failed login continue rather than wait a minute.
+            self._pruned_at = None
+        if deleted:
+            log.info("pruned %d expired login throttle rows", deleted)
 
     # sessions
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import ValidationError
 
 from callcenter.db import DatabaseUnavailable
@@ -54,6 +54,11 @@ class Conflict(ApiError):
     error_id = "conflict"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    error_id = "unsupported_media_type"
+
+
 class TooManyAttempts(ApiError):
     status = 429
     error_id = "too_many_attempts"
@@ -77,7 +82,29 @@ def validation_details(exc: ValidationError) -> dict[str, Any]:
     return {"fields": fields}
 
 
+JSON_CONTENT_TYPE = "application/json"
+
+
+def require_json_body(request: web.Request) -> None:
+    """UnsupportedMediaType unless the body is declared as application/json.
+
+    A cross-site page can POST text/plain, form or multipart bodies without a CORS preflight, and SameSite
+    cookies still ride along from sibling subdomains and other ports of the same host; application/json it
+    cannot send without the preflight, which this server never grants.
+    """
+    # aiohttp lower-cases the type and drops its parameters (charset); it reports application/octet-stream for
+    # a missing or unparsable header, so the message names the header as sent.
+    if request.content_type != JSON_CONTENT_TYPE:
+        shown = request.headers.get(hdrs.CONTENT_TYPE, "no content type")[:100]
+        raise UnsupportedMediaType(
+            f"the request body must be {JSON_CONTENT_TYPE} (got: {shown})",
+            {"content_type": shown, "expected": JSON_CONTENT_TYPE},
+        )
+
+
 async def read_json(request: web.Request) -> Any:
+    """The JSON body of a request: UnsupportedMediaType for another content type, InvalidInput if malformed."""
+    require_json_body(request)
     try:
         return await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -96,8 +96,15 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def auth_config() -> AuthConfig:
+    # A generous address allowance: tests that are not about it log in many times from one (or no) address.
     return AuthConfig(
-        token_ttl_hours=1.0, free_failures=2, lockout_after=5, lockout_minutes=10.0, max_delay_seconds=4.0
+        token_ttl_hours=1.0,
+        free_failures=2,
+        lockout_after=5,
+        lockout_minutes=10.0,
+        max_delay_seconds=4.0,
+        address_burst=1000,
+        address_per_minute=1000.0,
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from callcenter.auth.middleware import UndeclaredRoutes, check_routes_declared
+from callcenter.auth.middleware import UndeclaredRoutes, check_routes_declared, check_same_origin
 from callcenter.auth.permissions import (
     ROLE_PERMISSIONS,
     AccessRule,
@@ -17,6 +18,9 @@ from callcenter.auth.permissions import (
     requires,
     route_rule,
 )
+from callcenter.config import Config, WebConfig
+from callcenter.keys import CONFIG
+from callcenter.web.errors import Forbidden
 
 
 async def _handler(request: web.Request) -> web.Response:
@@ -161,3 +165,52 @@ def test_permission_values_are_stable_strings() -> None:
     assert Permission.RECORDINGS_PLAY_OWN == "recordings.play_own"
     assert Permission.FLOWS_MANAGE == "flows.manage"
     assert [role.value for role in Role] == ["agent", "expert", "supervisor", "qa", "admin"]
+
+
+def _post(headers: dict[str, str], *, secure_cookies: bool = False) -> web.Request:
+    app = web.Application()
+    app[CONFIG] = Config(web=WebConfig(secure_cookies=secure_cookies))
+    return make_mocked_request("POST", "/api/v1/logout", headers=headers, app=app)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "cc.example.org", "Origin": "http://cc.example.org"},
+        {"Host": "cc.example.org:80", "Origin": "http://cc.example.org"},  # the default port, spelled or not
+        {"Host": "CC.Example.Org", "Origin": "http://cc.example.ORG:80"},
+        {"Host": "[::1]:8080", "Origin": "http://[::1]:8080"},
+        {"Host": "cc.example.org", "Sec-Fetch-Site": "same-origin"},
+        {"Host": "cc.example.org", "Sec-Fetch-Site": "none"},
+        {"Host": "cc.example.org"},
+        {},
+    ],
+)
+def test_requests_from_our_own_origin_pass_the_origin_check(headers: dict[str, str]) -> None:
+    check_same_origin(_post(headers))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "cc.example.org", "Origin": "http://admin.example.org"},  # a sibling subdomain
+        {"Host": "127.0.0.1:8080", "Origin": "http://127.0.0.1:8081"},  # another port
+        {"Host": "127.0.0.1:8080", "Origin": "http://localhost:8080"},
+        {"Host": "cc.example.org", "Origin": "https://cc.example.org"},  # https only behind a declared TLS proxy
+        {"Host": "cc.example.org", "Origin": "null"},
+        {"Host": "cc.example.org", "Origin": "http://cc.example.org:0x50"},
+        {"Origin": "http://cc.example.org"},  # no Host: nothing the Origin could match
+        {"Host": "cc.example.org", "Origin": "http://cc.example.org", "Sec-Fetch-Site": "same-site"},
+        {"Host": "cc.example.org", "Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_requests_from_another_origin_are_forbidden(headers: dict[str, str]) -> None:
+    with pytest.raises(Forbidden, match="cross-origin request refused"):
+        check_same_origin(_post(headers))
+
+
+def test_behind_a_tls_proxy_both_schemes_of_our_host_are_ours() -> None:
+    for origin in ("https://cc.example.org", "http://cc.example.org"):
+        check_same_origin(_post({"Host": "cc.example.org", "Origin": origin}, secure_cookies=True))
+    with pytest.raises(Forbidden):
+        check_same_origin(_post({"Host": "cc.example.org", "Origin": "https://evil.example.org"}, secure_cookies=True))
