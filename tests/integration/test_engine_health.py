@@ -77,3 +77,20 @@ async def test_database_survives_a_second_engine_start(config: Config, sandbox: 
     finally:
         await database.close()
     assert "keeper" in names
+
+
+def test_the_rendered_configuration_is_what_asterisk_runs(config: Config, sandbox: Sandbox) -> None:
+    endpoints = sandbox.cli("pjsip show endpoints").stdout
+    for phone in config.sip.phones:
+        assert f"Endpoint:  {phone.extension}/" in endpoints
+    assert "Endpoint:  pstn" in endpoints
+    identify = sandbox.cli("pjsip show identifies").stdout
+    assert config.sip.pstn_address in identify
+    queues = sandbox.cli("queue show").stdout
+    assert f"{config.queues.general} has" in queues
+    assert f"{config.queues.expert} has" in queues
+    globals_ = sandbox.cli("dialplan show globals").stdout
+    assert f"CC_RECORDINGS={config.recordings_dir}" in globals_
+    user = sandbox.cli(f"manager show user {config.ami.username}").stdout
+    assert "system" not in user.split("write perm:")[1].split("\n")[0]
+    assert "originate" in user

@@ -57,6 +57,7 @@ def test_render_writes_only_our_files_with_the_config_values(tmp_path: Path) -> 
     assert inbound.index('"queue"]?queue') < inbound.index("Goto(fallback)") < inbound.index("n(done),Hangup()")
     assert "Queue(${CC_QUEUE})" in extensions
     assert "Queue(support)" in extensions
+    assert f"CC_RECORDINGS = {tmp_path / 'rec'}" in extensions
 
 
 def test_manager_user_is_loopback_only_without_system_command_or_config(tmp_path: Path) -> None:
