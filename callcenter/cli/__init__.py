@@ -7,6 +7,7 @@ import click
 from callcenter.cli.asterisk_cmd import asterisk
 from callcenter.cli.common import pass_context_options
 from callcenter.cli.db_cmd import db
+from callcenter.cli.flows_cmd import flows
 from callcenter.cli.run_cmd import demo, run
 from callcenter.cli.users_cmd import users
 
@@ -22,3 +23,4 @@ main.add_command(demo)
 main.add_command(asterisk)
 main.add_command(db)
 main.add_command(users)
+main.add_command(flows)

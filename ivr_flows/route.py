@@ -1,0 +1,145 @@
+"""The FastAGI ``ivr`` route: the flow engine behind ``AGI(agi://engine/ivr)``.
+
+The flows are checked when the route is made, so an engine with broken flows does not start. Reloading (SIGHUP,
+``POST /api/v1/flows/reload``) checks the new files the same way and keeps the running flows when any problem
+is found; calls already in the IVR finish on the flows they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from callcenter.agi.exceptions import AgiConnectionLost, AgiProtocolError
+from callcenter.agi.session import AgiSession
+from callcenter.config import Config
+from ivr_flows.engine import CallResult, FlowEngine
+from ivr_flows.ports import Clock, EventPublisher, FlowPorts
+from ivr_flows.prompts import PrepareReport, PromptResolver, TtsPrompts
+from ivr_flows.schema import FlowSet
+from ivr_flows.validator import (
+    MISSING_FLOW,
+    FlowIssue,
+    FlowValidationError,
+    check_flow_set,
+    check_path,
+    load_flows,
+)
+
+log = logging.getLogger("ivr_flows.route")
+
+SHIPPED_FLOWS = Path(__file__).resolve().parent / "flows"
+ENTRY_FLOW = "main"
+
+
+class FlowRoute:
+    def __init__(
+        self,
+        flows: FlowSet,
+        *,
+        ports: FlowPorts,
+        bus: EventPublisher,
+        prompts: PromptResolver,
+        queues: Mapping[str, str],
+        clock: Clock | None = None,
+        entry: str = ENTRY_FLOW,
+        sounds_dir: Path | None = None,
+        directory: Path | None = None,
+    ) -> None:
+        issues = check_flow_set(flows, sounds_dir=sounds_dir)
+        if entry not in flows:
+            issues.append(FlowIssue(str(directory or "<flows>"), None, MISSING_FLOW, f"no entry flow {entry!r}"))
+        if issues:
+            raise FlowValidationError(issues)
+        self._prompts = prompts
+        self._sounds_dir = sounds_dir
+        self._directory = directory
+        self._engine = FlowEngine(flows, ports=ports, bus=bus, prompts=prompts, queues=queues, clock=clock, entry=entry)
+
+    @classmethod
+    def from_directory(
+        cls,
+        directory: Path,
+        *,
+        ports: FlowPorts,
+        bus: EventPublisher,
+        prompts: PromptResolver,
+        queues: Mapping[str, str],
+        clock: Clock | None = None,
+        entry: str = ENTRY_FLOW,
+        sounds_dir: Path | None = None,
+    ) -> FlowRoute:
+        flows = load_flows(directory, sounds_dir=sounds_dir, entry=entry)
+        return cls(
+            flows,
+            ports=ports,
+            bus=bus,
+            prompts=prompts,
+            queues=queues,
+            clock=clock,
+            entry=entry,
+            sounds_dir=sounds_dir,
+            directory=directory,
+        )
+
+    @property
+    def engine(self) -> FlowEngine:
+        return self._engine
+
+    @property
+    def flows(self) -> FlowSet:
+        return self._engine.flows
+
+    async def __call__(self, session: AgiSession) -> None:
+        await self.run(session)
+
+    async def run(self, session: AgiSession) -> CallResult:
+        result = await self._engine.run(session)
+        if isinstance(result.error, AgiConnectionLost | AgiProtocolError):
+            # The session is unusable: let the FastAGI server count and log it as such.
+            raise result.error
+        return result
+
+    def reload(self, directory: Path | None = None) -> list[FlowIssue]:
+        """Loads the flows again; returns the problems found, and replaces the running flows only when none."""
+        source = directory or self._directory
+        if source is None:
+            return [FlowIssue("<flows>", None, MISSING_FLOW, "the route was not made from a directory")]
+        report = check_path(source, sounds_dir=self._sounds_dir, entry=self._engine.entry)
+        if report.issues:
+            log.warning("flows in %s not reloaded (%d problem(s)); the running flows stay", source, len(report.issues))
+            return report.issues
+        self._engine.replace_flows(report.flows)
+        self._directory = source
+        log.info("flows reloaded from %s: %s", source, ", ".join(sorted(report.flows.flows)))
+        return []
+
+    async def prepare(self) -> PrepareReport | None:
+        """Makes every fixed text prompt before the first call (in a thread: espeak-ng and sox take a while)."""
+        if isinstance(self._prompts, TtsPrompts):
+            return await asyncio.to_thread(self._prompts.prepare, self.flows)
+        return None
+
+
+def build_ivr_route(
+    config: Config,
+    *,
+    bus: EventPublisher,
+    ports: FlowPorts,
+    clock: Clock | None = None,
+    directory: Path = SHIPPED_FLOWS,
+) -> FlowRoute:
+    """The route as the composition root makes it from the config."""
+    sounds = config.asterisk.sounds_path
+    return FlowRoute.from_directory(
+        directory,
+        ports=ports,
+        bus=bus,
+        prompts=TtsPrompts(sounds),
+        queues={"general": config.queues.general, "expert": config.queues.expert},
+        clock=clock,
+        # File prompts are checked only where Asterisk's sounds are (the sandbox may not be installed yet).
+        sounds_dir=sounds if sounds.is_dir() else None,
+    )

@@ -1,0 +1,537 @@
+"""One handler per step type, and the per-call state they share.
+
+A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
+step, :class:`Jump` to another node, or :class:`Finish` to end the IVR. Each handler records what it did on
+the call's path (``state.trace``); the table :data:`STEP_HANDLERS` maps a step type to its handler.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, VoicemailMessage
+from ivr_flows.prompts import PromptResolver
+from ivr_flows.schema import (
+    MENU_DIGITS,
+    PLACEHOLDER,
+    WEEKDAYS,
+    Flow,
+    FlowSet,
+    GotoStep,
+    HangupStep,
+    HoursStep,
+    InputStep,
+    LookupStep,
+    MenuStep,
+    PlayStep,
+    QueueStep,
+    RecordStep,
+    SayStep,
+    Schedule,
+    SetStep,
+    SwitchLanguageStep,
+    VoicemailStep,
+)
+
+log = logging.getLogger("ivr_flows.steps")
+
+# What GET DATA can hand back as typed keys ('#' ends the input and is not part of it).
+INPUT_CHARS = frozenset("0123456789*")
+# A product code as data: only keys a phone can send, and short. The input step's pattern is the real gate.
+_PRODUCT_CODE = re.compile(r"[0-9*]{1,32}")
+# Recording format "wav" is 8 kHz signed linear: RECORD FILE reports its end position in samples.
+_WAV_RATE = 8000
+# Caller-controlled text kept on the path and in events is cut to this length.
+_CLIP = 64
+_VALUE_LIMIT = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Outcome(enum.StrEnum):
+    QUEUED = "queued"
+    VOICEMAIL = "voicemail"
+    HUNG_UP_IN_IVR = "hung_up_in_ivr"
+    ERROR = "error"
+    # The flow itself ended the call (a hangup step) without a voicemail.
+    HANGUP = "hangup"
+
+
+class FlowRuntimeError(Exception):
+    """The flow cannot go on (a loop without end, a node without a way out that slipped past validation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathStep:
+    """One thing that happened in the IVR: which step of which node, the keys pressed, and how it ended."""
+
+    flow: str
+    node: str
+    step: str
+    index: int
+    digits: str | None
+    result: str | None
+    detail: str | None
+    monotonic: float
+    wall: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "node": self.node,
+            "step": self.step,
+            "index": self.index,
+            "digits": self.digits,
+            "result": self.result,
+            "detail": self.detail,
+            "monotonic": self.monotonic,
+            "at": self.wall.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    outcome: Outcome
+
+
+Transition = Jump | Finish | None
+
+
+def clip(text: str | None, limit: int = _CLIP) -> str | None:
+    """Caller-controlled text made safe to log and store: no control characters, bounded length."""
+    if text is None:
+        return None
+    cleaned = _CONTROL.sub("?", text)
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "…"
+
+
+@dataclass(slots=True)
+class CallState:
+    """Everything one call's walk through the flows knows and has done."""
+
+    session: FlowSession
+    flows: FlowSet
+    flow: Flow
+    language: str
+    ports: FlowPorts
+    prompts: PromptResolver
+    clock: Clock
+    bus: EventPublisher
+    queues: Mapping[str, str]
+    caller: str
+    variables: dict[str, str] = field(default_factory=dict)
+    path: list[PathStep] = field(default_factory=list)
+    node: str = ""
+    step_kind: str = ""
+    step_index: int = 0
+    step_traced: bool = False
+    queue: str | None = None
+    priority: int | None = None
+    choice: str | None = None
+    voicemails: list[VoicemailMessage] = field(default_factory=list)
+
+    def begin(self, node: str, index: int, kind: str) -> None:
+        self.node = node
+        self.step_index = index
+        self.step_kind = kind
+        self.step_traced = False
+
+    def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> PathStep:
+        entry = PathStep(
+            flow=self.flow.name,
+            node=self.node,
+            step=self.step_kind,
+            index=self.step_index,
+            digits=clip(digits),
+            result=result,
+            detail=clip(detail, 200),
+            monotonic=self.clock.monotonic(),
+            wall=self.clock.now(),
+        )
+        self.path.append(entry)
+        self.step_traced = True
+        self.bus.publish("ivr.step", uniqueid=self.session.uniqueid, linkedid=self.session.linkedid, **entry.as_dict())
+        return entry
+
+    async def playable(self, prompt: str, values: Mapping[str, str] | None = None) -> str:
+        """The name Asterisk plays for a prompt of the current flow in the caller's language."""
+        spec = self.flow.prompts[prompt]
+        if spec.file is not None:
+            return spec.file
+        spoken = spec.text(self.language) or spec.text(self.flow.language)
+        if spoken is None:
+            raise FlowRuntimeError(f"prompt {prompt!r} has no text for {self.language}")
+        text, voice = spoken
+        if values is not None:
+            text = render(text, values)
+        return await self.prompts.text(prompt, self.language, text, voice)
+
+    async def speak(self, slug: str, text: str) -> None:
+        name = await self.prompts.text(slug, self.language, text)
+        await self.session.stream_file(name, "")
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Fills ``{name}`` placeholders; nothing else in the text is interpreted (no format spec, no attributes)."""
+    return PLACEHOLDER.sub(lambda match: values.get(match.group(1), ""), template)
+
+
+# -- spoken values --------------------------------------------------------------------------------------
+
+_CURRENCY_WORDS = {
+    "en": {"CNY": ("yuan", "fen"), "USD": ("dollars", "cents"), "EUR": ("euros", "cents")},
+    "zh": {"CNY": ("元", "分"), "USD": ("美元", "美分"), "EUR": ("欧元", "欧分")},
+}
+_ZH_WEEKDAYS = "一二三四五六日"
+
+
+def money_text(amount: Decimal, currency: str, lang: str) -> str:
+    cents_total = int((amount.copy_abs() * 100).to_integral_value())
+    whole, cents = divmod(cents_total, 100)
+    sign = "-" if amount < 0 else ""
+    words = _CURRENCY_WORDS.get(lang, _CURRENCY_WORDS["en"])
+    unit, sub = words.get(currency, words["CNY"])
+    if lang == "zh":
+        if currency == "CNY":
+            jiao, fen = divmod(cents, 10)
+            text = f"{sign}{whole}元"
+            if jiao:
+                text += f"{jiao}角"
+            if fen:
+                text += f"{'零' if not jiao else ''}{fen}分"
+            return text
+        return f"{sign}{whole}{unit}" + (f"{cents}{sub}" if cents else "")
+    text = f"{sign}{whole} {unit}"
+    return text + (f" {cents} {sub}" if cents else "")
+
+
+def date_text(day: date, lang: str) -> str:
+    if lang == "zh":
+        return f"{day.year}年{day.month}月{day.day}日，星期{_ZH_WEEKDAYS[day.weekday()]}"  # noqa: RUF001
+    return f"{day:%A}, {day:%B} {day.day}, {day.year}"
+
+
+def digits_text(digits: str) -> str:
+    # One token per key, so the synthesizer reads "1 0 0 1" and not "one thousand and one".
+    return " ".join(digits)
+
+
+# -- business hours -------------------------------------------------------------------------------------
+
+
+def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal["open", "closed", "holiday"]:
+    """Open, closed or holiday at ``at`` (aware), in the schedule's time zone.
+
+    A special day decides alone; then a holiday; then the weekday's spans.
+    """
+    local = at.astimezone(zone)
+    day = local.date()
+    minute = local.hour * 60 + local.minute
+    if day in schedule.special:
+        return "open" if any(span.contains(minute) for span in schedule.special[day]) else "closed"
+    if any(holiday.covers(day) for holiday in schedule.holidays):
+        return "holiday"
+    weekday = WEEKDAYS[day.weekday()]
+    spans = next((spans for key, spans in schedule.weekly.items() if key == weekday), ())
+    return "open" if any(span.contains(minute) for span in spans) else "closed"
+
+
+# -- the handlers ---------------------------------------------------------------------------------------
+
+
+async def run_play(step: PlayStep, state: CallState) -> Transition:
+    for prompt in step.prompts:
+        await state.session.stream_file(await state.playable(prompt), "")
+    state.trace(detail=",".join(step.prompts))
+    return None
+
+
+async def _one_key(state: CallState, files: list[str], timeout_ms: int) -> str | None:
+    """Plays the prompts listening for any key; a key pressed during an early one answers at once."""
+    for name in files[:-1]:
+        early = await state.session.stream_file(name, MENU_DIGITS)
+        if early.digit:
+            return early.digit
+    result = await state.session.get_option(files[-1], MENU_DIGITS, timeout_ms)
+    return result.digit
+
+
+async def _feedback(state: CallState, prompt: str | None) -> None:
+    if prompt is not None:
+        await state.session.stream_file(await state.playable(prompt), "")
+
+
+async def run_menu(step: MenuStep, state: CallState) -> Transition:
+    files = [await state.playable(name) for name in step.prompt]
+    timeout_ms = int(step.timeout * 1000)
+    for _attempt in range(step.attempts):
+        digit = await _one_key(state, files, timeout_ms)
+        if not digit:
+            state.trace("no_input")
+            await _feedback(state, step.no_input)
+            continue
+        if len(digit) == 1 and digit in step.options:
+            target = step.options[digit]
+            state.trace("chosen", digits=digit, detail=target)
+            state.bus.publish(
+                "ivr.choice",
+                uniqueid=state.session.uniqueid,
+                linkedid=state.session.linkedid,
+                digits=digit,
+                flow=state.flow.name,
+                node=state.node,
+                target=target,
+            )
+            return Jump(target)
+        state.trace("invalid", digits=digit)
+        await _feedback(state, step.invalid)
+    state.trace("retries_exhausted", detail=step.on_fail)
+    return Jump(step.on_fail)
+
+
+def check_input(step: InputStep, digits: str) -> str:
+    """Why typed input is refused, or ``accepted``. Length comes first, so no pattern ever sees a flood."""
+    if not digits:
+        return "no_input"
+    if len(digits) > step.max_digits:
+        return "too_long"
+    if not set(digits) <= INPUT_CHARS:
+        return "not_digits"
+    if len(digits) < step.min_digits:
+        return "too_short"
+    if step.regex.fullmatch(digits) is None:
+        return "no_match"
+    return "accepted"
+
+
+async def run_input(step: InputStep, state: CallState) -> Transition:
+    file = await state.playable(step.prompt[0])
+    timeout_ms = int(step.timeout * 1000)
+    for _attempt in range(step.attempts):
+        result = await state.session.get_data(file, timeout_ms, step.max_digits)
+        digits = result.digits
+        verdict = check_input(step, digits)
+        state.trace(verdict, digits=digits)
+        if verdict == "accepted":
+            state.variables[step.var] = digits
+            return None
+        await _feedback(state, step.no_input if verdict == "no_input" else step.invalid)
+    state.trace("retries_exhausted", detail=step.on_fail)
+    return Jump(step.on_fail)
+
+
+async def run_say(step: SayStep, state: CallState) -> Transition:
+    value = render(step.value, state.variables).strip()
+    lang = state.language
+    try:
+        if step.format == "digits":
+            if not value.isdigit() or len(value) > _CLIP:
+                raise ValueError(value)
+            # Asterisk's own recordings exist for English; other languages are synthesized.
+            if lang == "en":
+                await state.session.say_digits(value)
+            else:
+                await state.speak("say-digits", digits_text(value))
+        elif step.format == "number":
+            number = int(value)
+            if abs(number) > 10**12:
+                raise ValueError(value)
+            if lang == "en":
+                await state.session.say_number(number)
+            else:
+                await state.speak("say-number", str(number))
+        elif step.format == "date":
+            day = state.clock.now().astimezone(state.flow.zone()).date() if value == "today" else None
+            day = day or date.fromisoformat(value)
+            await state.speak("say-date", date_text(day, lang))
+        else:
+            amount = Decimal(value)
+            if not amount.is_finite() or abs(amount) > 10**12:
+                raise ValueError(value)
+            await state.speak("say-money", money_text(amount, step.currency, lang))
+    except (ValueError, InvalidOperation):
+        # A variable that does not hold what the step says it holds: skip the read-out, keep the call going.
+        state.trace("skipped", detail=f"not a {step.format}: {clip(value, 32)}")
+        return None
+    state.trace(step.format, detail=value)
+    return None
+
+
+async def run_lookup(step: LookupStep, state: CallState) -> Transition:
+    code = state.variables.get(step.code, "")
+    if _PRODUCT_CODE.fullmatch(code) is None:
+        # Only a set step could put such a value here; the input step's pattern refuses it before any lookup.
+        state.trace("invalid_code", digits=code)
+        return Jump(step.not_found)
+    product = await state.ports.catalog.find(code)
+    if product is None:
+        state.trace("not_found", digits=code, detail=step.not_found)
+        return Jump(step.not_found)
+    lang = state.language
+    words = step.availability.get(product.availability, {})
+    values = {
+        "code": digits_text(code),
+        "name": _db_text(product.name),
+        "price": money_text(product.price, step.currency, lang),
+        "availability": _db_text(next((text for key, text in words.items() if key == lang), product.availability)),
+        "spoken": _db_text(product.spoken.get(lang, "")),
+    }
+    name = await state.playable(step.found, values)
+    await state.session.stream_file(name, "")
+    state.variables["product_name"] = values["name"]
+    state.trace("found", digits=code, detail=product.name)
+    return None
+
+
+def _db_text(text: str) -> str:
+    # Text from the database is spoken, never interpreted: espeak-ng reads it from stdin without SSML.
+    return _CONTROL.sub(" ", text)[:_VALUE_LIMIT]
+
+
+async def run_hours(step: HoursStep, state: CallState) -> Transition:
+    schedule = state.flow.schedules[step.schedule]
+    verdict = evaluate_hours(schedule, state.clock.now(), state.flow.zone(schedule))
+    target = {"open": step.open, "closed": step.closed, "holiday": step.holiday or step.closed}[verdict]
+    state.trace(verdict, detail=target)
+    return Jump(target)
+
+
+def caller_number(raw: str) -> str:
+    """Asterisk says ``unknown`` when there is no caller ID; anything else is kept, as data, bounded."""
+    value = raw.strip()
+    if not value or value.lower() == "unknown":
+        return ""
+    return _CONTROL.sub("", value)[:_CLIP]
+
+
+async def run_queue(step: QueueStep, state: CallState) -> Transition:
+    priority = step.priority
+    tier: str | None = None
+    if priority is None:
+        if state.caller:
+            try:
+                tier = await state.ports.directory.tier(state.caller)
+            except Exception:
+                # The caller still gets an agent when the CRM does not answer, just without VIP priority.
+                log.warning("customer tier lookup failed; queueing with the default priority", exc_info=True)
+        priority = state.flow.priorities.get(tier, state.flow.default_priority) if tier else None
+        if priority is None:
+            priority = state.flow.default_priority
+    state.queue = state.queues[step.queue]
+    state.priority = priority
+    state.choice = step.reason
+    state.trace("queued", detail=f"{state.queue} priority={priority} tier={tier or '-'} reason={step.reason}")
+    return Finish(Outcome.QUEUED)
+
+
+async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
+    if step.prompt is not None:
+        await state.session.stream_file(await state.playable(step.prompt), "")
+    target = state.ports.voicemail.allocate(uniqueid=state.session.uniqueid, intent=step.intent)
+    started = state.clock.monotonic()
+    recorded_at = state.clock.now()
+    result = await state.session.record_file(
+        target.record_as,
+        target.fmt,
+        "#",
+        step.max_seconds * 1000,
+        beep=step.beep,
+        silence_seconds=step.silence_seconds,
+    )
+    elapsed = max(0.0, state.clock.monotonic() - started)
+    duration = result.endpos / _WAV_RATE if result.endpos is not None else elapsed
+    if duration <= 0:
+        state.trace("empty", digits=result.digit, detail=result.reason)
+        return Finish(Outcome.HUNG_UP_IN_IVR) if result.reason == "hangup" else None
+    message = VoicemailMessage(
+        intent=step.intent,
+        caller_number=state.caller,
+        path=target.path,
+        duration=round(duration, 3),
+        uniqueid=state.session.uniqueid,
+        linkedid=state.session.linkedid,
+        recorded_at=recorded_at,
+        language=state.language,
+        flow=state.flow.name,
+        ended_by=result.reason,
+    )
+    # Stored even when the caller hung up while speaking: what was said is kept.
+    await state.ports.voicemail.store(message)
+    state.voicemails.append(message)
+    state.trace("recorded", digits=result.digit, detail=f"{step.intent} {message.duration}s ended_by={result.reason}")
+    if result.reason == "hangup":
+        return Finish(Outcome.VOICEMAIL)
+    return None
+
+
+async def run_record(step: RecordStep, state: CallState) -> Transition:
+    session = state.session
+    try:
+        await state.ports.recording.start_on_demand(
+            uniqueid=session.uniqueid, linkedid=session.linkedid, channel=session.env.channel, reason=step.reason
+        )
+    except Exception:
+        # Losing the recording is bad; losing the caller over it is worse.
+        log.warning("could not start the on-demand recording (%s)", step.reason, exc_info=True)
+        state.trace("failed", detail=step.reason)
+        return None
+    state.trace("started", detail=step.reason)
+    return None
+
+
+async def run_set(step: SetStep, state: CallState) -> Transition:
+    state.variables.update(step.values)
+    state.trace(detail=",".join(f"{key}={value}" for key, value in step.values.items()))
+    return None
+
+
+async def run_goto(step: GotoStep, state: CallState) -> Transition:
+    state.trace(detail=step.target)
+    return Jump(step.target)
+
+
+async def run_hangup(step: HangupStep, state: CallState) -> Transition:
+    state.trace()
+    return Finish(Outcome.VOICEMAIL if state.voicemails else Outcome.HANGUP)
+
+
+async def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transition:
+    spoken = list(state.flow.spoken_languages)
+    if step.to == "next":
+        position = spoken.index(state.language) if state.language in spoken else -1
+        state.language = spoken[(position + 1) % len(spoken)]
+    else:
+        state.language = step.to
+    state.trace(state.language)
+    return None
+
+
+StepHandler = Callable[[Any, CallState], Awaitable[Transition]]
+
+STEP_HANDLERS: Mapping[type, StepHandler] = {
+    PlayStep: run_play,
+    MenuStep: run_menu,
+    InputStep: run_input,
+    SayStep: run_say,
+    LookupStep: run_lookup,
+    HoursStep: run_hours,
+    QueueStep: run_queue,
+    VoicemailStep: run_voicemail,
+    RecordStep: run_record,
+    SetStep: run_set,
+    GotoStep: run_goto,
+    HangupStep: run_hangup,
+    SwitchLanguageStep: run_switch_language,
+}
