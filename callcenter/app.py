@@ -14,6 +14,7 @@ from aiohttp import web
 
 from callcenter import health
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
+from callcenter.ami.connection import AmiConnection
 from callcenter.ami.probe import CachedProbe
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
@@ -22,7 +23,8 @@ from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.dialplan import ROUTE_IVR
-from callcenter.keys import AGI_SERVER, AMI_PROBE, AUTH, BUS, CONFIG, DATABASE, METRICS
+from callcenter.keys import AGI_SERVER, AMI_PROBE, AUTH, BUS, CONFIG, DATABASE, LIVE, METRICS
+from callcenter.live import LiveService
 from callcenter.metrics import Metrics
 from callcenter.openapi import openapi_routes
 from callcenter.secrets import ami_secret
@@ -68,7 +70,15 @@ def build_app(
     app[DATABASE] = database
     app[AGI_SERVER] = agi
     app[AUTH] = auth
-    app[AMI_PROBE] = CachedProbe(config.ami.host, config.ami.port, config.ami.username, ami_secret(config))
+    secret = ami_secret(config)
+    app[AMI_PROBE] = CachedProbe(config.ami.host, config.ami.port, config.ami.username, secret)
+    wrapup = {
+        config.queues.general: float(config.queues.wrapup_time),
+        config.queues.expert: float(config.queues.wrapup_time),
+    }
+    app[LIVE] = LiveService(
+        lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers), bus, wrapup=wrapup
+    )
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)
@@ -76,6 +86,7 @@ def build_app(
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_live_ctx)
     app.cleanup_ctx.append(_agi_ctx)
     return app
 
@@ -87,6 +98,13 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await database.open()
     yield
     await database.close()
+
+
+async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
+    live = app[LIVE]
+    await live.start()
+    yield
+    await live.close()
 
 
 async def _agi_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from callcenter.bus import Bus
     from callcenter.config import Config
     from callcenter.db import Database
+    from callcenter.live import LiveService
     from callcenter.metrics import Metrics
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -22,3 +23,4 @@ DATABASE: web.AppKey[Database] = web.AppKey("database")
 AGI_SERVER: web.AppKey[FastAgiServer] = web.AppKey("agi_server")
 AUTH: web.AppKey[AuthService] = web.AppKey("auth")
 AMI_PROBE: web.AppKey[CachedProbe] = web.AppKey("ami_probe")
+LIVE: web.AppKey[LiveService] = web.AppKey("live")

@@ -1,0 +1,67 @@
+"""The live model follows a real call through Asterisk's AMI events and agrees with Asterisk's own listing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from callcenter.bus import Bus, Event
+from callcenter.config import Config
+from callcenter.keys import LIVE
+from callcenter.model import AgentStatus, CallOutcome
+from callcenter.sandbox import Sandbox
+from callcenter.sipp import CallerScript, Phones
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
+
+
+def _asterisk_channels(sandbox: Sandbox) -> set[str]:
+    listing = sandbox.cli("core show channels concise").stdout
+    return {line.split("!")[0] for line in listing.splitlines() if "!" in line}
+
+
+async def test_a_queued_call_answered_by_an_agent_is_followed_by_the_live_model(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    bus = Bus()
+    events: list[Event] = []
+    bus.subscribe("*", events.append)
+    async with running_engine(config, bus) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        sandbox.cli(f"queue add member PJSIP/1001 to {config.queues.general}")
+        queue_member.append(f"1001@{config.queues.general}")
+        assert await wait_for(lambda: "PJSIP/1001" in live.model.agents, timeout=5)
+        agent = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
+        caller = phones.call(
+            "caller",
+            config.sip.dids[0],
+            CallerScript(caller_number="5550777", caller_name="Live Caller", digits="1", talk_ms=12000),
+            local_ip=PSTN,
+            local_port=5274,
+        )
+        answered = await wait_for(
+            lambda: any(call.answered_at is not None for call in live.model.calls.values()), timeout=30
+        )
+        assert answered, caller.output()[-1500:]
+        await asyncio.sleep(1.0)
+        # During the call, the model holds exactly the channels Asterisk lists.
+        model_channels = {channel.name for channel in live.model.channels.values()}
+        assert model_channels == _asterisk_channels(sandbox)
+        (call,) = live.model.calls.values()
+        assert call.caller_number == "5550777"
+        assert call.caller_name == "Live Caller"
+        assert call.queue == config.queues.general
+        assert call.agent == "PJSIP/1001"
+        assert live.model.agents["PJSIP/1001"].status is AgentStatus.ON_CALL
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+        agent_rc = await asyncio.to_thread(agent.wait, 15)
+        assert await wait_for(lambda: not live.model.calls, timeout=10)
+        await bus.drain()
+    assert caller_rc == 0
+    assert agent_rc == 0
+    kinds = [event.type for event in events]
+    assert "call.offered" in kinds
+    assert "call.answered" in kinds
+    ended = [event.data["call"] for event in events if event.type == "call.ended"]
+    assert len(ended) == 1
+    assert ended[0]["outcome"] == CallOutcome.ANSWERED
+    assert ended[0]["talk_time"] > 0
