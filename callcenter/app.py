@@ -15,7 +15,6 @@ from aiohttp import web
 from callcenter import health
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
 from callcenter.ami.connection import AmiConnection
-from callcenter.ami.probe import CachedProbe
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
@@ -23,7 +22,7 @@ from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.dialplan import ROUTE_IVR
-from callcenter.keys import AGI_SERVER, AMI_PROBE, AUTH, BUS, CONFIG, DATABASE, LIVE, METRICS
+from callcenter.keys import AGI_SERVER, AUTH, BUS, CONFIG, DATABASE, LIVE, METRICS
 from callcenter.live import LiveService
 from callcenter.metrics import Metrics
 from callcenter.openapi import openapi_routes
@@ -71,14 +70,13 @@ def build_app(
     app[AGI_SERVER] = agi
     app[AUTH] = auth
     secret = ami_secret(config)
-    app[AMI_PROBE] = CachedProbe(config.ami.host, config.ami.port, config.ami.username, secret)
     wrapup = {
         config.queues.general: float(config.queues.wrapup_time),
         config.queues.expert: float(config.queues.wrapup_time),
     }
-    app[LIVE] = LiveService(
-        lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers), bus, wrapup=wrapup
-    )
+    live = LiveService(lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers), bus, wrapup=wrapup)
+    app[LIVE] = live
+    metrics.watch_ami(live)
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)

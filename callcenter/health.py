@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from callcenter.auth.permissions import public
-from callcenter.keys import AGI_SERVER, AMI_PROBE, DATABASE, METRICS
+from callcenter.keys import AGI_SERVER, DATABASE, LIVE, METRICS
 
 routes = web.RouteTableDef()
 
@@ -17,14 +16,17 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 @public
 async def healthz(request: web.Request) -> web.Response:
-    database_ok, ami = await asyncio.gather(request.app[DATABASE].ping(), request.app[AMI_PROBE].check())
+    database_ok = await request.app[DATABASE].ping()
+    connection = request.app[LIVE].connection
+    problem = connection.last_error or "connecting"
+    ami_detail = "connected" if connection.connected else f"not connected: {problem}"
     checks: dict[str, dict[str, Any]] = {
         "fastagi": {
             "ok": request.app[AGI_SERVER].listening,
             "active_sessions": request.app[AGI_SERVER].active_sessions,
         },
         "database": {"ok": database_ok},
-        "ami": {"ok": ami.ok, "detail": ami.detail},
+        "ami": {"ok": connection.connected, "detail": ami_detail, "reconnects": connection.stats.reconnects},
     }
     healthy = all(check["ok"] for check in checks.values())
     return web.json_response(

@@ -8,7 +8,6 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from callcenter.agi.server import FastAgiServer
-    from callcenter.ami.probe import CachedProbe
     from callcenter.auth.services import AuthService
     from callcenter.bus import Bus
     from callcenter.config import Config
@@ -22,5 +21,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 AGI_SERVER: web.AppKey[FastAgiServer] = web.AppKey("agi_server")
 AUTH: web.AppKey[AuthService] = web.AppKey("auth")
-AMI_PROBE: web.AppKey[CachedProbe] = web.AppKey("ami_probe")
 LIVE: web.AppKey[LiveService] = web.AppKey("live")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from callcenter.agi.session import AgiSession
+
+if TYPE_CHECKING:
+    from callcenter.live import LiveService
 
 
 class Metrics:
@@ -32,6 +37,20 @@ class Metrics:
             registry=self.registry,
         )
         self.logins = Counter("callcenter_logins", "Login attempts, by result", ["result"], registry=self.registry)
+
+    def watch_ami(self, live: LiveService) -> None:
+        """AMI health read at scrape time from the live service's connection."""
+        connection = live.connection
+        gauges = {
+            "callcenter_ami_connected": ("1 while the AMI connection is logged in", lambda: int(connection.connected)),
+            "callcenter_ami_reconnects": ("AMI logins after the first", lambda: connection.stats.reconnects),
+            "callcenter_ami_events": ("AMI events received", lambda: connection.stats.events),
+            "callcenter_ami_events_dropped": ("AMI events lost to a full queue", lambda: connection.stats.dropped),
+            "callcenter_ami_resyncs": ("Live model rebuilds from Asterisk's listings", lambda: live.resyncs),
+            "callcenter_live_calls": ("Calls in the live model", lambda: len(live.model.calls)),
+        }
+        for name, (documentation, read) in gauges.items():
+            Gauge(name, documentation, registry=self.registry).set_function(read)
 
     # FastAGI SessionObserver
     def session_started(self, session: AgiSession) -> None:

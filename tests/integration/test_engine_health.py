@@ -11,20 +11,21 @@ from callcenter.bus import Bus
 from callcenter.cli import main
 from callcenter.config import Config
 from callcenter.db import Database
-from callcenter.keys import AUTH
+from callcenter.keys import AUTH, LIVE
 from callcenter.sandbox import Sandbox
-from tests.integration.conftest import running_engine
+from tests.integration.conftest import running_engine, wait_for
 
 
 async def test_healthz_reports_fastagi_database_and_ami_and_login_works(config: Config, sandbox: Sandbox) -> None:
     base = f"http://{config.web.host}:{config.web.port}"
     async with running_engine(config, Bus()) as app, aiohttp.ClientSession() as http:
         auth: AuthService = app[AUTH]
+        assert await wait_for(lambda: app[LIVE].connection.connected, timeout=10)
         await auth.create_user("sup1", "correct horse", roles=["supervisor"], display_name="Sup One")
         async with http.get(f"{base}/healthz") as response:
             health = await response.json()
             assert response.status == 200, health
-        assert health["checks"]["ami"]["ok"] is True
+        assert health["checks"]["ami"]["ok"] is True, health
         assert health["checks"]["fastagi"]["ok"] is True
         assert health["checks"]["database"]["ok"] is True
         async with http.post(f"{base}/api/v1/login", json={"username": "sup1", "password": "correct horse"}) as resp:
@@ -36,16 +37,19 @@ async def test_healthz_reports_fastagi_database_and_ami_and_login_works(config: 
         async with http.get(f"{base}/metrics") as resp:
             text = await resp.text()
         assert 'callcenter_logins_total{result="success"} 1.0' in text
+    assert "callcenter_ami_connected 1.0" in text
 
 
 async def test_healthz_is_degraded_when_ami_refuses_the_login(config: Config, sandbox: Sandbox) -> None:
     wrong = config.model_copy(update={"ami": config.ami.model_copy(update={"password": SecretStr("not-the-secret")})})
     url = f"http://{config.web.host}:{config.web.port}/healthz"
-    async with running_engine(wrong, Bus()), aiohttp.ClientSession() as http, http.get(url) as response:
-        health = await response.json()
+    async with running_engine(wrong, Bus()) as app, aiohttp.ClientSession() as http:
+        await wait_for(lambda: app[LIVE].connection.last_error is not None, timeout=10)
+        async with http.get(url) as response:
+            health = await response.json()
     assert response.status == 503
     assert health["checks"]["ami"]["ok"] is False
-    assert "login refused" in health["checks"]["ami"]["detail"]
+    assert "Authentication failed" in health["checks"]["ami"]["detail"], health
 
 
 def test_asterisk_status_shows_version_uptime_and_ami(config: Config, sandbox: Sandbox) -> None:
