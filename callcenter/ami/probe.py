@@ -1,4 +1,4 @@
-"""A one-shot AMI check: connect, read the banner, log in, log off. Used by `asterisk status` and /healthz.
+"""A one-shot AMI check: connect, read the banner, log in, log off. Used by `callcenter asterisk status`.
 
 It is not the engine's AMI connection (that one stays open, reconnects and matches actions by ActionID);
 it answers one question: does Asterisk's manager interface accept our credentials right now?
@@ -83,24 +83,3 @@ async def probe_ami(
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-
-class CachedProbe:
-    """The probe's answer reused for ``ttl`` seconds, so /healthz polled by anyone costs one login at most.
-
-    Concurrent callers share one probe in flight.
-    """
-
-    def __init__(self, host: str, port: int, username: str, secret: str, ttl: float = 5.0) -> None:
-        self._args = (host, port, username, secret)
-        self._ttl = ttl
-        self._result: ProbeResult | None = None
-        self._at = 0.0
-        self._lock = asyncio.Lock()
-
-    async def check(self) -> ProbeResult:
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            if self._result is None or loop.time() - self._at >= self._ttl:
-                self._result = await probe_ami(*self._args)
-                self._at = loop.time()
-            return self._result
