@@ -17,7 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from callcenter.agi.exceptions import AgiHangup
-from callcenter.agi.protocol import AgiEnvironment, build_command
+from callcenter.agi.protocol import AgiEnvironment, build_command, record_file_arguments
 from callcenter.agi.session import DataResult, DigitResult, RecordResult
 from ivr_flows.engine import CallResult, FlowEngine
 from ivr_flows.ports import EventPublisher, FakeClock, FlowPorts, in_memory_ports
@@ -224,11 +224,9 @@ class ScriptedSession:
         beep: bool = True,
         silence_seconds: int | None = None,
     ) -> RecordResult:
-        args: list[str | int] = [filename, fmt, escape_digits, timeout_ms, 0]
-        if beep:
-            args.append("BEEP")
-        if silence_seconds is not None:
-            args.append(f"s={silence_seconds}")
+        args = record_file_arguments(
+            filename, fmt, escape_digits, timeout_ms, beep=beep, silence_seconds=silence_seconds
+        )
         seconds = min(self.script.record_seconds, timeout_ms / 1000)
         hangs_up = self._issue("RECORD FILE", *args)
         if not hangs_up and self._inputs and self._inputs[0] in HANGUP_TOKENS:

@@ -243,6 +243,18 @@ def build_command(verb: str, *args: str | int) -> str:
     return " ".join(parts) + "\n"
 
 
+def record_file_arguments(
+    filename: str, fmt: str, escape_digits: str, timeout_ms: int, *, beep: bool, silence_seconds: int | None
+) -> list[str | int]:
+    """RECORD FILE's arguments in res_agi's order: file, format, escape digits, timeout, offset, BEEP, s=N."""
+    args: list[str | int] = [filename, fmt, escape_digits, timeout_ms, 0]
+    if beep:
+        args.append("BEEP")
+    if silence_seconds is not None:
+        args.append(f"s={silence_seconds}")
+    return args
+
+
 def digit_from_result(result: int) -> str | None:
     """Commands that wait for a key report the key's ASCII code; 0 means no key was pressed."""
     if result <= 0:

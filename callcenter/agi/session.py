@@ -224,11 +224,9 @@ class AgiSession:
         beep: bool = True,
         silence_seconds: int | None = None,
     ) -> RecordResult:
-        args: list[str | int] = [filename, fmt, escape_digits, timeout_ms, 0]
-        if beep:
-            args.append("BEEP")
-        if silence_seconds is not None:
-            args.append(f"s={silence_seconds}")
+        args = protocol.record_file_arguments(
+            filename, fmt, escape_digits, timeout_ms, beep=beep, silence_seconds=silence_seconds
+        )
         response = await self.command("RECORD FILE", *args, timeout=timeout_ms / 1000 + self._command_timeout)
         if response.result == -1 and response.data == "hangup":
             # The usual end of a voicemail: the caller hangs up. What was said is kept, up to endpos.

@@ -82,4 +82,3 @@ async def probe_ami(
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
