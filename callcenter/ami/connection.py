@@ -358,6 +358,15 @@ class AmiConnection:
         session = self._session
         return session is not None and not session.dead
 
+    def drop(self, reason: str = "dropped on request") -> None:
+        """Aborts the current connection as a network failure would; the supervisor reconnects with its backoff.
+
+        Actions in flight fail as they would on a real loss. For operators (a stuck session) and for the tests
+        that prove the live model survives a lost connection.
+        """
+        if self._session is not None:
+            self._session.fail(reason)
+
     @property
     def needs_resync(self) -> bool:
         """Events were lost since the last :meth:`clear_needs_resync`: the live model is not to be trusted."""

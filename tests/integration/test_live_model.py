@@ -65,3 +65,44 @@ async def test_a_queued_call_answered_by_an_agent_is_followed_by_the_live_model(
     assert len(ended) == 1
     assert ended[0]["outcome"] == CallOutcome.ANSWERED
     assert ended[0]["talk_time"] > 0
+
+
+async def test_after_the_ami_connection_is_cut_mid_call_the_model_matches_asterisk_again(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    bus = Bus()
+    ended: list[Event] = []
+    bus.subscribe("call.ended", ended.append)
+    async with running_engine(config, bus) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        sandbox.cli(f"queue add member PJSIP/1002 to {config.queues.general}")
+        queue_member.append(f"1002@{config.queues.general}")
+        agent = phones.desk_phone("agent-1002", local_ip=PHONE_IP, local_port=AGENT_PORTS["1002"])
+        caller = phones.call(
+            "caller",
+            config.sip.dids[0],
+            CallerScript(caller_number="5550888", digits="1", talk_ms=12000),
+            local_ip=PSTN,
+            local_port=5275,
+        )
+        assert await wait_for(
+            lambda: any(call.answered_at is not None for call in live.model.calls.values()), timeout=30
+        )
+        resyncs_before = live.resyncs
+        live.connection.drop("cut by the test")
+        assert not live.connection.connected
+        # Asterisk's state moves on while the engine is deaf: the agent's phone is still in the call.
+        assert await wait_for(lambda: live.connection.connected and live.resyncs > resyncs_before, timeout=15)
+        assert live.connection.stats.reconnects == 1
+        model_channels = {channel.name for channel in live.model.channels.values()}
+        assert model_channels == _asterisk_channels(sandbox)
+        assert len(live.model.calls) == 1
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+        agent_rc = await asyncio.to_thread(agent.wait, 15)
+        assert await wait_for(lambda: not live.model.calls, timeout=10)
+        await bus.drain()
+    assert caller_rc == 0
+    assert agent_rc == 0
+    # The call is closed exactly once, whether its end was seen live or found by a resync.
+    assert len(ended) == 1
