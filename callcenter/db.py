@@ -223,7 +223,7 @@ class Database:
             return False
         return True
 
-    async def migrate(self, revision: str = "head") -> None:
+    async def migrate(self, revision: str = "heads") -> None:
         """Brings the schema up to ``revision`` with Alembic (same URL and search_path as this database)."""
         await migrate(self.url.render_as_string(hide_password=False), schema=self.schema, revision=revision)
 
@@ -265,7 +265,7 @@ async def _migrate_here(url: str, schema: str | None, revision: str) -> None:
         await database.close()
 
 
-def run_migrations(url: str, *, schema: str | None = None, revision: str = "head") -> None:
+def run_migrations(url: str, *, schema: str | None = None, revision: str = "heads") -> None:
     """Upgrades the database at ``url`` (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``) to ``revision``.
 
     Synchronous, for callers outside an event loop (the CLI, scripts).
@@ -273,7 +273,7 @@ def run_migrations(url: str, *, schema: str | None = None, revision: str = "head
     asyncio.run(_migrate_here(url, schema, revision))
 
 
-async def migrate(url: str, *, schema: str | None = None, revision: str = "head") -> None:
+async def migrate(url: str, *, schema: str | None = None, revision: str = "heads") -> None:
     """The async form of :func:`run_migrations`.
 
     Alembic reads its scripts from disk with blocking calls, so the upgrade runs in a worker thread with an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -73,6 +74,20 @@ def sandbox(config: Config) -> Iterator[Sandbox]:
         box.install()
     except SandboxError as exc:
         _unavailable(str(exc))
+    # One Asterisk per sandbox: two test runs on one machine take turns instead of fighting over it.
+    lock = (box.root.parent / f"{box.root.name}.tests.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another test run is using the Asterisk sandbox; waiting for it", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _started(box)
+    finally:
+        lock.close()
+
+
+def _started(box: Sandbox) -> Iterator[Sandbox]:
     running = box.running_pid()
     if running is not None:
         pytest.fail(
