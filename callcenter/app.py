@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -29,14 +30,28 @@ from callcenter.openapi import openapi_routes
 from callcenter.secrets import ami_secret
 from callcenter.web.errors import error_middleware
 
+if TYPE_CHECKING:
+    from ivr_flows.ports import Clock, FlowPorts
+    from ivr_flows.services import FlowsService
+
 log = logging.getLogger("callcenter.app")
 
 
-def default_routes(config: Config, bus: Bus) -> dict[str, Handler]:
-    """The FastAGI routes of the engine. Feature packages are imported here, in the composition root."""
-    from ivr_flows.basic import BasicIvr
+def build_flows(
+    config: Config, bus: Bus, *, clock: Clock | None = None, ports: FlowPorts | None = None
+) -> FlowsService:
+    """The IVR flows from ``[flows]``, checked now: an engine whose flows are broken does not start."""
+    from callcenter.adapters import flow_ports
+    from ivr_flows.route import build_ivr_route
+    from ivr_flows.services import FlowsService
 
-    return {ROUTE_IVR: BasicIvr(bus=bus, general_queue=config.queues.general)}
+    route = build_ivr_route(config, bus=bus, ports=ports or flow_ports(config), clock=clock)
+    return FlowsService(route, bus=bus, prepare_prompts=config.flows.prepare_prompts)
+
+
+def default_routes(flows: FlowsService) -> dict[str, Handler]:
+    """The FastAGI routes of the engine. Feature packages are imported here, in the composition root."""
+    return {ROUTE_IVR: flows.route}
 
 
 def build_app(
@@ -44,12 +59,19 @@ def build_app(
     *,
     agi_routes: Mapping[str, Handler] | None = None,
     bus: Bus | None = None,
+    clock: Clock | None = None,
+    flow_ports: FlowPorts | None = None,
 ) -> web.Application:
+    """The engine. ``clock`` is the flows' clock (tests set the time of day); ``flow_ports`` replaces the
+    adapters the flows get by default (callcenter.adapters)."""
+    from ivr_flows import plugin as flows_plugin
+
     bus = bus or Bus()
     metrics = Metrics()
     database = Database(config.database_url, echo=config.database.echo)
+    flows = build_flows(config, bus, clock=clock, ports=flow_ports)
     agi = FastAgiServer(
-        agi_routes if agi_routes is not None else default_routes(config, bus),
+        agi_routes if agi_routes is not None else default_routes(flows),
         config.agi.host,
         config.agi.port,
         ServerLimits(
@@ -81,12 +103,21 @@ def build_app(
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)
     app.add_routes(auth_routes)
+    flows_plugin.install(app, flows)
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_live_ctx)
     app.cleanup_ctx.append(_agi_ctx)
     return app
+
+
+def request_reload(app: web.Application) -> None:
+    """What SIGHUP does: reload what may change without a restart (the IVR flows; broken new files are refused
+    and the running ones stay)."""
+    from ivr_flows.plugin import request_reload as reload_flows
+
+    reload_flows(app, "sighup")
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -219,6 +219,29 @@ class AsteriskConfig(_Section):
         return self.sounds_dir or self.sandbox_dir / "usr/share/asterisk/sounds"
 
 
+class FlowsConfig(_Section):
+    """The IVR flows (ivr_flows): where the YAML files are and which one a call starts in."""
+
+    # A directory of flow files; empty means the flows shipped in ivr_flows/flows.
+    directory: Path | None = None
+    entry: str = Field("main", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    # The time zone of flows and schedules that name none (opening hours are evaluated in it).
+    timezone: str = "UTC"
+    # Make every text prompt with espeak-ng when the engine starts, before the first caller needs it.
+    prepare_prompts: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from exc
+        return value
+
+
 class DatabaseConfig(_Section):
     # Empty means the embedded SQLite file in paths.data_dir.
     url: str = ""
@@ -258,6 +281,7 @@ class Config(_Section):
     sip: SipConfig = SipConfig()
     queues: QueuesConfig = QueuesConfig()
     asterisk: AsteriskConfig = AsteriskConfig()
+    flows: FlowsConfig = FlowsConfig()
     database: DatabaseConfig = DatabaseConfig()
     paths: PathsConfig = PathsConfig()
     auth: AuthConfig = AuthConfig()

@@ -13,6 +13,15 @@ VAR_QUEUE = "CC_QUEUE"
 VAR_PRIORITY = "CC_PRIORITY"
 # The caller's menu choice, kept on the channel for the queue and the records.
 VAR_IVR_CHOICE = "CC_IVR_CHOICE"
+# Why the caller is queued (the IVR's reason, e.g. fault_consultation). The engine sets it inheritable
+# (``__CC_REASON``), so the agent's channel that the queue dials carries it too.
+VAR_REASON = "CC_REASON"
+
+
+def inherited(name: str) -> str:
+    """The name that sets ``name`` on a channel and on every channel it creates (Dial, Queue members)."""
+    return f"__{name}"
+
 
 ACTION_QUEUE = "queue"
 ACTION_HANGUP = "hangup"

@@ -3,7 +3,8 @@
 Every step taken is kept on the call's path (node, step, keys, result, monotonic and wall time) and published as
 ``ivr.step``; the walk starts with ``ivr.started`` and ends with ``ivr.ended`` carrying the whole path and the
 outcome. A caller who hangs up mid-menu ends the path at that node. The engine ends by setting CC_QUEUE,
-CC_PRIORITY, CC_IVR_CHOICE and, last, CC_ACTION (the dialplan obeys only an explicit queue or hangup).
+CC_PRIORITY, CC_IVR_CHOICE, __CC_REASON (inherited by the agent's channel) and, last, CC_ACTION (the dialplan
+obeys only an explicit queue or hangup).
 """
 
 from __future__ import annotations
@@ -230,6 +231,7 @@ class FlowEngine:
                 await session.set_variable(dialplan.VAR_PRIORITY, str(state.priority or 0))
                 if state.choice:
                     await session.set_variable(dialplan.VAR_IVR_CHOICE, state.choice)
+                    await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), state.choice)
                 await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
             elif outcome in (Outcome.HANGUP, Outcome.VOICEMAIL):
                 await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)

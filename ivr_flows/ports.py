@@ -118,6 +118,25 @@ class FakeClock:
         self._elapsed += seconds
 
 
+class ShiftedClock:
+    """Real time, started at another wall-clock moment: a call at "22:00" whose path still takes real seconds.
+
+    For integration tests and demos that need a time of day the machine is not at.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ShiftedClock needs an aware datetime (a time zone decides opening hours)")
+        self._start = start
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._origin)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
 # -- the CRM --------------------------------------------------------------------------------------------
 
 

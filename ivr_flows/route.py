@@ -23,6 +23,7 @@ from ivr_flows.validator import (
     MISSING_FLOW,
     FlowIssue,
     FlowValidationError,
+    Report,
     check_flow_set,
     check_path,
     load_flows,
@@ -47,6 +48,7 @@ class FlowRoute:
         entry: str = ENTRY_FLOW,
         sounds_dir: Path | None = None,
         directory: Path | None = None,
+        default_timezone: str | None = None,
     ) -> None:
         issues = check_flow_set(flows, sounds_dir=sounds_dir)
         if entry not in flows:
@@ -56,6 +58,7 @@ class FlowRoute:
         self._prompts = prompts
         self._sounds_dir = sounds_dir
         self._directory = directory
+        self._default_timezone = default_timezone
         self._engine = FlowEngine(flows, ports=ports, bus=bus, prompts=prompts, queues=queues, clock=clock, entry=entry)
 
     @classmethod
@@ -70,8 +73,9 @@ class FlowRoute:
         clock: Clock | None = None,
         entry: str = ENTRY_FLOW,
         sounds_dir: Path | None = None,
+        default_timezone: str | None = None,
     ) -> FlowRoute:
-        flows = load_flows(directory, sounds_dir=sounds_dir, entry=entry)
+        flows = load_flows(directory, sounds_dir=sounds_dir, entry=entry, default_timezone=default_timezone)
         return cls(
             flows,
             ports=ports,
@@ -82,11 +86,28 @@ class FlowRoute:
             entry=entry,
             sounds_dir=sounds_dir,
             directory=directory,
+            default_timezone=default_timezone,
         )
 
     @property
     def engine(self) -> FlowEngine:
         return self._engine
+
+    @property
+    def directory(self) -> Path | None:
+        return self._directory
+
+    @property
+    def sounds_dir(self) -> Path | None:
+        return self._sounds_dir
+
+    @property
+    def default_timezone(self) -> str | None:
+        return self._default_timezone
+
+    @property
+    def prompts(self) -> PromptResolver:
+        return self._prompts
 
     @property
     def flows(self) -> FlowSet:
@@ -102,12 +123,19 @@ class FlowRoute:
             raise result.error
         return result
 
-    def reload(self, directory: Path | None = None) -> list[FlowIssue]:
-        """Loads the flows again; returns the problems found, and replaces the running flows only when none."""
+    def check(self, directory: Path | None = None) -> Report:
+        """Loads and checks the flow files as a reload would, changing nothing (safe to run in a thread)."""
         source = directory or self._directory
         if source is None:
-            return [FlowIssue("<flows>", None, MISSING_FLOW, "the route was not made from a directory")]
-        report = check_path(source, sounds_dir=self._sounds_dir, entry=self._engine.entry)
+            issue = FlowIssue("<flows>", None, MISSING_FLOW, "the route was not made from a directory")
+            return Report(FlowSet({}), [issue])
+        return check_path(
+            source, sounds_dir=self._sounds_dir, entry=self._engine.entry, default_timezone=self._default_timezone
+        )
+
+    def install(self, report: Report, directory: Path | None = None) -> list[FlowIssue]:
+        """Makes the checked flows of ``report`` the running ones, unless it found any problem."""
+        source = directory or self._directory
         if report.issues:
             log.warning("flows in %s not reloaded (%d problem(s)); the running flows stay", source, len(report.issues))
             return report.issues
@@ -115,6 +143,10 @@ class FlowRoute:
         self._directory = source
         log.info("flows reloaded from %s: %s", source, ", ".join(sorted(report.flows.flows)))
         return []
+
+    def reload(self, directory: Path | None = None) -> list[FlowIssue]:
+        """Loads the flows again; returns the problems found, and replaces the running flows only when none."""
+        return self.install(self.check(directory), directory)
 
     async def prepare(self) -> PrepareReport | None:
         """Makes every fixed text prompt before the first call (in a thread: espeak-ng and sox take a while)."""
@@ -129,17 +161,20 @@ def build_ivr_route(
     bus: EventPublisher,
     ports: FlowPorts,
     clock: Clock | None = None,
-    directory: Path = SHIPPED_FLOWS,
+    directory: Path | None = None,
+    prompts: PromptResolver | None = None,
 ) -> FlowRoute:
-    """The route as the composition root makes it from the config."""
+    """The route as the composition root makes it from the config (``[flows]`` and Asterisk's sounds)."""
     sounds = config.asterisk.sounds_path
     return FlowRoute.from_directory(
-        directory,
+        directory or config.flows.directory or SHIPPED_FLOWS,
         ports=ports,
         bus=bus,
-        prompts=TtsPrompts(sounds),
+        prompts=prompts or TtsPrompts(sounds),
         queues={"general": config.queues.general, "expert": config.queues.expert},
         clock=clock,
+        entry=config.flows.entry,
         # File prompts are checked only where Asterisk's sounds are (the sandbox may not be installed yet).
         sounds_dir=sounds if sounds.is_dir() else None,
+        default_timezone=config.flows.timezone,
     )

@@ -105,9 +105,11 @@ class Report:
 # -- loading --------------------------------------------------------------------------------------------
 
 
-def parse_document(doc: YamlDocument) -> LoadedFlow:
-    """The schema check of one loaded YAML document."""
+def parse_document(doc: YamlDocument, *, default_timezone: str | None = None) -> LoadedFlow:
+    """The schema check of one loaded YAML document; a flow that names no time zone gets ``default_timezone``."""
     data, lines = normalise(doc.data, doc.lines)
+    if default_timezone is not None and isinstance(data, dict) and "timezone" not in data:
+        data = {**data, "timezone": default_timezone}
     source = FlowSource(file=doc.source, lines=lines)
     issues = [_duplicate_issue(doc.source, dup.path, dup.key, dup.first_line, dup.line) for dup in doc.duplicates]
     raw_name = data.get("name") if isinstance(data, dict) else None
@@ -123,13 +125,13 @@ def parse_document(doc: YamlDocument) -> LoadedFlow:
     return LoadedFlow(doc.source, flow, source, tuple(issues), flow.name)
 
 
-def load_flow_file(path: Path) -> LoadedFlow:
+def load_flow_file(path: Path, *, default_timezone: str | None = None) -> LoadedFlow:
     try:
         doc = load_yaml_file(path)
     except LoadError as exc:
         issue = FlowIssue(exc.source, exc.line, YAML, exc.message)
         return LoadedFlow(str(path), None, FlowSource(str(path)), (issue,))
-    return parse_document(doc)
+    return parse_document(doc, default_timezone=default_timezone)
 
 
 def flow_files(path: Path) -> list[Path]:
@@ -138,13 +140,19 @@ def flow_files(path: Path) -> list[Path]:
     return [path]
 
 
-def check_path(path: Path, *, sounds_dir: Path | None = None, entry: str | None = None) -> Report:
+def check_path(
+    path: Path,
+    *,
+    sounds_dir: Path | None = None,
+    entry: str | None = None,
+    default_timezone: str | None = None,
+) -> Report:
     """Loads and checks a flow file or a directory of them.
 
     A single file is checked against the names of the flows beside it, so its ``flow:`` references resolve,
-    but only its own problems are reported.
+    but only its own problems are reported. Flows that name no time zone get ``default_timezone`` (else UTC).
     """
-    loaded = [load_flow_file(file) for file in flow_files(path)]
+    loaded = [load_flow_file(file, default_timezone=default_timezone) for file in flow_files(path)]
     known: list[str] = []
     if path.is_file():
         for sibling in flow_files(path.parent):
@@ -200,9 +208,15 @@ def check_flow_set(flows: FlowSet, *, sounds_dir: Path | None = None) -> list[Fl
     return issues
 
 
-def load_flows(path: Path, *, sounds_dir: Path | None = None, entry: str | None = None) -> FlowSet:
+def load_flows(
+    path: Path,
+    *,
+    sounds_dir: Path | None = None,
+    entry: str | None = None,
+    default_timezone: str | None = None,
+) -> FlowSet:
     """Every flow under ``path``, or :class:`FlowValidationError` listing every problem."""
-    report = check_path(path, sounds_dir=sounds_dir, entry=entry)
+    report = check_path(path, sounds_dir=sounds_dir, entry=entry, default_timezone=default_timezone)
     if report.issues:
         raise FlowValidationError(report.issues)
     return report.flows

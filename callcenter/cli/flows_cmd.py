@@ -22,6 +22,15 @@ def _shipped() -> Path:
     return SHIPPED_FLOWS
 
 
+def _flows_config(ctx: click.Context) -> tuple[Path, str | None]:
+    """The flows directory the engine runs (``[flows] directory``, else the shipped flows) and the default zone."""
+    try:
+        flows = get_config(ctx).flows
+    except click.ClickException:
+        return _shipped(), None
+    return flows.directory or _shipped(), flows.timezone
+
+
 def _sounds_dir(ctx: click.Context, given: Path | None) -> Path | None:
     if given is not None:
         return given
@@ -47,12 +56,13 @@ def flows() -> None:
 )
 @click.pass_context
 def validate(ctx: click.Context, path: Path | None, sounds_dir: Path | None) -> None:
-    """Check PATH (a flow file or a directory of them; default: the shipped flows). Exits 1 on any problem."""
+    """Check PATH (a flow file or a directory of them; default: the engine's flows). Exits 1 on any problem."""
     from ivr_flows.validator import check_path
 
-    target = path or _shipped()
+    default_dir, zone = _flows_config(ctx)
+    target = path or default_dir
     sounds = _sounds_dir(ctx, sounds_dir)
-    report = check_path(target, sounds_dir=sounds)
+    report = check_path(target, sounds_dir=sounds, default_timezone=zone)
     for issue in report.issues:
         click.echo(str(issue), err=True)
     if sounds is None:
@@ -63,20 +73,21 @@ def validate(ctx: click.Context, path: Path | None, sounds_dir: Path | None) -> 
     click.echo(f"{len(report.flows.flows)} flow(s) OK: {names}")
 
 
-def _load(flow: str, directory: Path | None) -> tuple[FlowSet, str]:
+def _load(ctx: click.Context, flow: str, directory: Path | None) -> tuple[FlowSet, str]:
     """The flows FLOW runs with (its directory's, for flow: references) and its name."""
     from ivr_flows.validator import FlowValidationError, load_flow_file, load_flows
 
+    default_dir, zone = _flows_config(ctx)
     candidate = Path(flow)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         directory = candidate.parent
     try:
-        flow_set = load_flows(directory or _shipped())
+        flow_set = load_flows(directory or default_dir, default_timezone=zone)
     except FlowValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     name = flow
     if candidate.suffix in (".yaml", ".yml"):
-        loaded = load_flow_file(candidate)
+        loaded = load_flow_file(candidate, default_timezone=zone)
         name = loaded.name or candidate.stem
     if name not in flow_set:
         raise click.ClickException(f"no flow {name!r} (flows: {', '.join(sorted(flow_set.flows))})")
@@ -123,7 +134,7 @@ def simulate_command(
     from ivr_flows.ports import in_memory_ports
     from ivr_flows.simulator import Script, simulate
 
-    flow_set, name = _load(flow, directory)
+    flow_set, name = _load(ctx, flow, directory)
     inputs = [part.strip() for part in digits.split(",")] if digits else []
     script = Script(inputs=inputs, when_done="silence" if silent_after else "hangup")
     ports = in_memory_ports(tiers={caller: tier} if tier else None)
@@ -149,11 +160,12 @@ def simulate_command(
     show_default=True,
     help="Where to write FLOW.mmd and FLOW.svg.",
 )
-def graph_command(flow: str, directory: Path | None, out_dir: Path) -> None:
+@click.pass_context
+def graph_command(ctx: click.Context, flow: str, directory: Path | None, out_dir: Path) -> None:
     """Draw FLOW (a name, or a .yaml file) as Mermaid text and as SVG."""
     from ivr_flows.graph import write_graph
 
-    flow_set, name = _load(flow, directory)
+    flow_set, name = _load(ctx, flow, directory)
     try:
         mermaid, svg = write_graph(flow_set[name], out_dir)
     except OSError as exc:

@@ -27,9 +27,9 @@ def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
 @click.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """Run the engine: FastAGI server and web server, until SIGINT or SIGTERM."""
+    """Run the engine: FastAGI server and web server, until SIGINT or SIGTERM. SIGHUP reloads the IVR flows."""
     # The engine's modules load only for the commands that run it, so `callcenter asterisk ...` stays light.
-    from callcenter.app import serve
+    from callcenter.app import build_app, request_reload, serve
     from callcenter.db import migrate
 
     config = get_config(ctx)
@@ -37,8 +37,12 @@ def run(ctx: click.Context) -> None:
 
     async def main() -> None:
         await migrate(config.database_url)
-        stop = _stop_event_on_signals(asyncio.get_running_loop())
-        await serve(config, stop=stop)
+        loop = asyncio.get_running_loop()
+        stop = _stop_event_on_signals(loop)
+        app = build_app(config)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, request_reload, app)
+        await serve(config, stop=stop, app=app)
 
     run_async(main())
 

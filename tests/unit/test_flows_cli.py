@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -151,3 +158,65 @@ def test_every_shipped_flow_can_be_drawn(tmp_path: Path) -> None:
         result = invoke("graph", path.stem, "--out", str(tmp_path))
         assert result.exit_code == 0, result.output
         ET.fromstring((tmp_path / f"{path.stem}.svg").read_text(encoding="utf-8"))  # noqa: S314
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = path.read_text(encoding="utf-8", errors="replace")
+        if text in seen:
+            return seen
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in the engine's log:\n{path.read_text(errors='replace')[-3000:]}")
+
+
+def test_sighup_reloads_the_flows_of_a_running_engine_and_refuses_broken_ones(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(SHIPPED_FLOWS, flows)
+    env = {
+        **os.environ,
+        "CALLCENTER_CONFIG": "",
+        "CALLCENTER_PATHS_DATA_DIR": str(tmp_path / "data"),
+        "CALLCENTER_PATHS_RECORDINGS_DIR": str(tmp_path / "data" / "recordings"),
+        "CALLCENTER_WEB_PORT": str(_free_port()),
+        "CALLCENTER_AGI_PORT": str(_free_port()),
+        # Nothing listens there: the engine keeps retrying AMI in the background, which this test ignores.
+        "CALLCENTER_AMI_PORT": str(_free_port()),
+        "CALLCENTER_AMI_PASSWORD": "not-a-real-secret-1",
+        "CALLCENTER_ASTERISK_SOUNDS_DIR": str(tmp_path / "sounds"),
+        "CALLCENTER_FLOWS_DIRECTORY": str(flows),
+        "CALLCENTER_FLOWS_PREPARE_PROMPTS": "false",
+    }
+    log = tmp_path / "engine.log"
+    callcenter = Path(sys.executable).with_name("callcenter")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(callcenter), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_text(log, "web server on", proc)
+        main = flows / "main.yaml"
+        good = main.read_text(encoding="utf-8")
+        main.write_text(good.replace("on_fail: agent_fallback", "on_fail: nowhere", 1), encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        seen = _wait_for_text(log, "IVR flows not reloaded (sighup)", proc)
+        assert "unknown node 'nowhere'" in seen
+        main.write_text(good, encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        _wait_for_text(log, "IVR flows reloaded (sighup): after_hours, holiday, main", proc)
+        assert proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]

@@ -136,6 +136,8 @@ async def test_a_vip_caller_is_queued_first_with_the_reason_attached(flows: Flow
         dialplan.VAR_QUEUE: "support",
         dialplan.VAR_PRIORITY: "10",
         dialplan.VAR_IVR_CHOICE: "fault_consultation",
+        # The reason rides along to the agent's channel the queue dials (inherited: two underscores).
+        "__CC_REASON": "fault_consultation",
         dialplan.VAR_ACTION: dialplan.ACTION_QUEUE,
     }
     assert list(sim.session.variables_set)[-1] == dialplan.VAR_ACTION

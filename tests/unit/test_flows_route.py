@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,8 +12,9 @@ import pytest
 from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost
 from callcenter.bus import Bus, Event
-from callcenter.config import AsteriskConfig, Config, QueuesConfig
-from ivr_flows.ports import FakeClock, in_memory_ports
+from callcenter.config import AsteriskConfig, Config, ConfigError, FlowsConfig, QueuesConfig, load_config
+from callcenter.keys import AGI_SERVER
+from ivr_flows.ports import FakeClock, ShiftedClock, in_memory_ports
 from ivr_flows.prompts import DryPrompts, TtsPrompts, prompt_name, prompt_path
 from ivr_flows.route import SHIPPED_FLOWS, FlowRoute, build_ivr_route
 from ivr_flows.simulator import ScriptedSession
@@ -153,3 +154,104 @@ def test_the_composition_root_builds_the_route_from_the_config(tmp_path: Path) -
     route = build_ivr_route(config, bus=Bus(), ports=in_memory_ports())
     assert set(route.flows.flows) == {"main", "after_hours", "holiday"}
     assert route.engine.entry == "main"
+
+
+def test_the_flows_config_has_working_defaults_and_environment_overrides(tmp_path: Path) -> None:
+    defaults = load_config(environ={})
+    assert (defaults.flows.directory, defaults.flows.entry, defaults.flows.timezone) == (None, "main", "UTC")
+    assert defaults.flows.prepare_prompts is True
+    config = load_config(
+        environ={
+            "CALLCENTER_FLOWS_DIRECTORY": str(tmp_path),
+            "CALLCENTER_FLOWS_TIMEZONE": "Asia/Shanghai",
+            "CALLCENTER_FLOWS_PREPARE_PROMPTS": "false",
+        }
+    )
+    assert (config.flows.directory, config.flows.timezone, config.flows.prepare_prompts) == (
+        tmp_path,
+        "Asia/Shanghai",
+        False,
+    )
+    with pytest.raises(ConfigError, match=r"flows\.timezone: .*unknown time zone 'Mars/Olympus'"):
+        load_config(environ={"CALLCENTER_FLOWS_TIMEZONE": "Mars/Olympus"})
+    with pytest.raises(ConfigError, match=r"flows\.entry"):
+        load_config(environ={"CALLCENTER_FLOWS_ENTRY": "Main Menu"})
+
+
+def test_the_route_follows_the_flows_config(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    text = "name: reception\nprompts:\n  hi: {en: Hi.}\nnodes:\n  start:\n    - play: hi\n    - hangup\n"
+    (flows / "reception.yaml").write_text(text, encoding="utf-8")
+    config = Config(
+        asterisk=AsteriskConfig(sounds_dir=tmp_path / "sounds"),
+        flows=FlowsConfig(directory=flows, entry="reception", timezone="America/New_York"),
+    )
+    route = build_ivr_route(config, bus=Bus(), ports=in_memory_ports(), prompts=DryPrompts())
+    assert route.engine.entry == "reception"
+    assert route.directory == flows
+    # A flow that names no zone gets the configured one; one that names its own keeps it.
+    assert route.flows["reception"].timezone == "America/New_York"
+    (flows / "reception.yaml").write_text(text.replace("name: reception\n", "name: reception\ntimezone: UTC\n"))
+    assert route.reload() == []
+    assert route.flows["reception"].timezone == "UTC"
+
+
+def test_a_shifted_clock_starts_at_the_given_time_and_runs_on() -> None:
+    start = datetime(2026, 11, 23, 22, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    clock = ShiftedClock(start)
+    first = clock.now()
+    assert timedelta(0) <= first - start < timedelta(seconds=5)
+    assert clock.now() >= first
+    assert clock.monotonic() <= clock.monotonic()
+    with pytest.raises(ValueError, match="aware"):
+        ShiftedClock(datetime(2026, 11, 23, 22, 0))
+
+
+async def test_the_composition_root_runs_the_flows_on_the_ivr_route(tmp_path: Path) -> None:
+    from callcenter.app import build_app
+    from ivr_flows.plugin import FLOWS
+
+    config = load_config(
+        environ={
+            "CALLCENTER_PATHS_DATA_DIR": str(tmp_path),
+            "CALLCENTER_ASTERISK_SOUNDS_DIR": str(tmp_path / "sounds"),
+        }
+    )
+    clock = FakeClock(OPEN)
+    app = build_app(config, clock=clock)
+    route = app[AGI_SERVER]._routes[dialplan.ROUTE_IVR]
+    assert route is app[FLOWS].route
+    assert isinstance(route, FlowRoute)
+    # The injected clock decides the time of day: 10:00 on a Monday is open, so "7" queues a suggestion.
+    result = await route.run(ScriptedSession(["7"]))  # type: ignore[arg-type]
+    assert result.path[0].wall == OPEN
+    assert (result.outcome, result.queue, result.choice) == (Outcome.QUEUED, "support", "suggestion")
+
+
+def test_broken_flows_stop_the_engine_from_being_built(tmp_path: Path) -> None:
+    from callcenter.app import build_app
+
+    (tmp_path / "main.yaml").write_text("name: main\nnodes:\n  a: {goto: nowhere}\n", encoding="utf-8")
+    config = load_config(
+        environ={"CALLCENTER_PATHS_DATA_DIR": str(tmp_path / "data"), "CALLCENTER_FLOWS_DIRECTORY": str(tmp_path)}
+    )
+    with pytest.raises(FlowValidationError, match="unknown node 'nowhere'"):
+        build_app(config)
+
+
+async def test_voicemail_goes_to_a_spool_directory_made_like_the_recordings_directory(tmp_path: Path) -> None:
+    from callcenter.adapters import VOICEMAIL_SUBDIR, flow_ports
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir(mode=0o750)
+    recordings.chmod(0o750)
+    config = load_config(environ={"CALLCENTER_PATHS_RECORDINGS_DIR": str(recordings)})
+    ports = flow_ports(config)
+    target = ports.voicemail.allocate(uniqueid="1700000000.7", intent="complaint")
+    spool = recordings / VOICEMAIL_SUBDIR
+    assert spool.is_dir()
+    assert spool.stat().st_mode & 0o777 == 0o750
+    assert (spool.stat().st_uid, spool.stat().st_gid) == (recordings.stat().st_uid, recordings.stat().st_gid)
+    assert target.path.parent == spool
+    assert target.record_as == str(target.path.with_suffix(""))
