@@ -19,14 +19,19 @@ from callcenter.ami.connection import AmiConnection
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
-from callcenter.bus import Bus
+from callcenter.bus import Bus, Event
+from callcenter.calls.handoff import HandoffService
+from callcenter.calls.http import call_routes
+from callcenter.calls.service import CallRecorder
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.dialplan import ROUTE_IVR
-from callcenter.keys import AGI_SERVER, AUTH, BUS, CONFIG, DATABASE, LIVE, METRICS
+from callcenter.keys import AGI_SERVER, AUTH, BUS, CALLS, CONFIG, DATABASE, HANDOFF, LIVE, METRICS, SEATS
 from callcenter.live import LiveService
 from callcenter.metrics import Metrics
 from callcenter.openapi import openapi_routes
+from callcenter.seats.http import seat_routes
+from callcenter.seats.services import SeatService
 from callcenter.secrets import ami_secret
 from callcenter.web.errors import error_middleware
 
@@ -93,20 +98,33 @@ def build_app(
     app[AUTH] = auth
     secret = ami_secret(config)
     wrapup = {
-        config.queues.general: float(config.queues.wrapup_time),
-        config.queues.expert: float(config.queues.wrapup_time),
+        config.queues.general: float(config.queues.wrapup_for(config.queues.general)),
+        config.queues.expert: float(config.queues.wrapup_for(config.queues.expert)),
     }
     live = LiveService(lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers), bus, wrapup=wrapup)
     app[LIVE] = live
     metrics.watch_ami(live)
+    app[SEATS] = SeatService(database, auth, config, lambda: live.connection, lambda: live.model)
+    app[CALLS] = CallRecorder(
+        database,
+        bus,
+        lambda: live.model,
+        cel_log=config.cel_log,
+        expert_queue=config.queues.expert,
+        reconcile_interval=config.calls.reconcile_interval,
+    )
+    app[HANDOFF] = HandoffService(database, bus, auth, config, lambda: live.connection, lambda: live.model)
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)
     app.add_routes(auth_routes)
+    app.add_routes(seat_routes)
+    app.add_routes(call_routes)
     flows_plugin.install(app, flows)
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_calls_ctx)
     app.cleanup_ctx.append(_live_ctx)
     app.cleanup_ctx.append(_agi_ctx)
     return app
@@ -127,6 +145,30 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await database.open()
     yield
     await database.close()
+
+
+async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Call records, the handoff and seat restoring: started before the AMI connection so that nothing the
+    first resync publishes is missed, stopped after it."""
+    recorder, handoff, seats, bus = app[CALLS], app[HANDOFF], app[SEATS], app[BUS]
+    await recorder.start()
+    handoff.start()
+    first = asyncio.Event()
+
+    async def after_resync(_event: Event) -> None:
+        try:
+            await seats.restore()
+        except Exception:
+            log.exception("restoring seats failed")
+        if not first.is_set():
+            first.set()
+            await recorder.reconcile()
+
+    unsubscribe = bus.subscribe("live.resynced", after_resync)
+    yield
+    unsubscribe()
+    handoff.close()
+    await recorder.close()
 
 
 async def _live_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from callcenter.dialplan import CEL_LOG
+
 ENV_PREFIX = "CALLCENTER_"
 CONFIG_ENV = "CALLCENTER_CONFIG"
 
@@ -187,7 +189,26 @@ class QueuesConfig(_Section):
     expert: str = "expert"
     # Seconds a queue member rings before the next one is tried.
     ring_timeout: int = Field(15, ge=1, le=300)
+    # Seconds of wrap-up after each call (queues.conf wrapuptime), for the general and the expert queue.
     wrapup_time: int = Field(10, ge=0, le=3600)
+    expert_wrapup_time: int = Field(30, ge=0, le=3600)
+    # The reasons an agent may give for a pause (what the statistics group pause time by).
+    pause_reasons: list[str] = Field(
+        default_factory=lambda: ["break", "lunch", "training", "meeting", "after_call_work", "technical"]
+    )
+
+    @field_validator("pause_reasons")
+    @classmethod
+    def _reasons(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one pause reason is needed")
+        for reason in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", reason):
+                raise ValueError(f"pause reason {reason!r}: use lowercase letters, digits and '_'")
+        return value
+
+    def wrapup_for(self, queue: str) -> int:
+        return self.expert_wrapup_time if queue == self.expert else self.wrapup_time
 
     @field_validator("general", "expert")
     @classmethod
@@ -195,6 +216,18 @@ class QueuesConfig(_Section):
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value) or value == "general":
             raise ValueError("a queue name is lowercase letters, digits, '_' or '-', and not 'general'")
         return value
+
+
+class CallsConfig(_Section):
+    # Asterisk's channel event log (JSON lines, asterisk-conf/cel_custom.conf) as the engine's host sees it;
+    # empty: the sandbox's (<sandbox_dir>/var/log/asterisk/cel-custom/<dialplan.CEL_LOG>).
+    cel_log: Path | None = None
+    # Seconds between reconciliations of unfinished call records against the channel event log.
+    reconcile_interval: float = Field(30.0, ge=1, le=3600)
+    # Expert handoff: how long the caller waits in the expert queue before being offered voicemail or a
+    # callback, and the queue priority that puts them ahead of callers who have not waited yet.
+    expert_timeout: int = Field(60, ge=5, le=3600)
+    expert_priority: int = Field(100, ge=1, le=1000)
 
 
 class AsteriskConfig(_Section):
@@ -253,6 +286,19 @@ class PathsConfig(_Section):
     recordings_dir: Path = Path("var/recordings")
 
 
+class RecordingsConfig(_Section):
+    # Days a recording is kept, per kind; 0 keeps it forever. Expired files are deleted, their index rows stay
+    # (marked erased) so that statistics and the audit trail still add up.
+    retention_full_days: int = Field(0, ge=0, le=36500)
+    retention_on_demand_days: int = Field(0, ge=0, le=36500)
+    retention_voicemail_days: int = Field(0, ge=0, le=36500)
+    # Minutes between passes of the retention job (which also drops old mp3/ogg conversions).
+    retention_check_minutes: float = Field(60.0, gt=0, le=24 * 60)
+    # mp3/ogg conversions running at once (each is an ffmpeg process), and days a conversion is kept.
+    max_concurrent_transcodes: int = Field(2, ge=1, le=32)
+    transcode_cache_days: float = Field(7.0, gt=0, le=365)
+
+
 class AuthConfig(_Section):
     token_ttl_hours: float = Field(12.0, gt=0, le=24 * 30)
     # After this many failed logins in a row each further attempt waits longer, doubling up to the lockout.
@@ -280,10 +326,12 @@ class Config(_Section):
     ami: AmiConfig = AmiConfig()
     sip: SipConfig = SipConfig()
     queues: QueuesConfig = QueuesConfig()
+    calls: CallsConfig = CallsConfig()
     asterisk: AsteriskConfig = AsteriskConfig()
     flows: FlowsConfig = FlowsConfig()
     database: DatabaseConfig = DatabaseConfig()
     paths: PathsConfig = PathsConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     auth: AuthConfig = AuthConfig()
 
     @property
@@ -299,6 +347,10 @@ class Config(_Section):
     @property
     def recordings_dir(self) -> Path:
         return self.paths.recordings_dir.resolve()
+
+    @property
+    def cel_log(self) -> Path:
+        return self.calls.cel_log or self.asterisk.sandbox_dir / "var/log/asterisk/cel-custom" / CEL_LOG
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret masked, safe to log or print."""

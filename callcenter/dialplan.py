@@ -37,3 +37,19 @@ CONTEXT_PHONES = "from-phones"
 PROMPT_DIR = "callcenter"
 PROMPT_APOLOGY = "callcenter/apology"
 PROMPT_WELCOME = "callcenter/welcome"
+
+# Asterisk's channel event log (asterisk-conf/cel_custom.conf), one JSON object per line, in Asterisk's
+# log directory under cel-custom/; the engine reads it to reconcile call records.
+CEL_LOG = "callcenter-cel.jsonl"
+
+# The number the caller dialled, set by the dialplan on every inbound call and sent with channel events.
+VAR_DID = "CC_DID"
+# Expert handoff: the caller is redirected to this context with the handoff's id and the priority to use.
+CONTEXT_EXPERT = "cc-expert"
+VAR_HANDOFF = "CC_HANDOFF"
+VAR_EXPERT_PRIORITY = "CC_EXPERT_PRIORITY"
+VAR_EXPERT_TIMEOUT = "CC_EXPERT_TIMEOUT"
+# Where the expert voicemail of a handoff nobody answered is recorded (without extension), set by the engine.
+VAR_EXPERT_VOICEMAIL = "CC_EXPERT_VOICEMAIL"
+PROMPT_EXPERT_BUSY = "callcenter/expert-busy"
+PROMPT_CALLBACK_NOTED = "callcenter/callback-noted"

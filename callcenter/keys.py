@@ -10,10 +10,13 @@ if TYPE_CHECKING:
     from callcenter.agi.server import FastAgiServer
     from callcenter.auth.services import AuthService
     from callcenter.bus import Bus
+    from callcenter.calls.handoff import HandoffService
+    from callcenter.calls.service import CallRecorder
     from callcenter.config import Config
     from callcenter.db import Database
     from callcenter.live import LiveService
     from callcenter.metrics import Metrics
+    from callcenter.seats.services import SeatService
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
@@ -22,3 +25,6 @@ DATABASE: web.AppKey[Database] = web.AppKey("database")
 AGI_SERVER: web.AppKey[FastAgiServer] = web.AppKey("agi_server")
 AUTH: web.AppKey[AuthService] = web.AppKey("auth")
 LIVE: web.AppKey[LiveService] = web.AppKey("live")
+SEATS: web.AppKey[SeatService] = web.AppKey("seats")
+CALLS: web.AppKey[CallRecorder] = web.AppKey("calls")
+HANDOFF: web.AppKey[HandoffService] = web.AppKey("handoff")

@@ -73,6 +73,9 @@ class LiveService:
             self._bus.publish(event_type(event), **asdict(event))
 
     def _on_event(self, message: AmiMessage) -> None:
+        if message.event == "UserEvent":
+            # Dialplan signals (the expert handoff's outcome...) for whoever listens; the model ignores them.
+            self._bus.publish("asterisk.user_event", name=message.get("UserEvent"), headers=message.to_dict())
         self.model, events = apply(self.model, message, self._clock())
         self._publish(list(events))
         if self.model.resync_needed:
@@ -106,6 +109,7 @@ class LiveService:
             self.model, events = rebuild(self.model, results, self._clock())
             self.connection.clear_needs_resync()
             self.resyncs += 1
+            self._bus.publish("live.resynced", reason=reason, resyncs=self.resyncs)
             log.info(
                 "live model rebuilt (%s): %d calls, %d channels",
                 reason,

@@ -54,6 +54,19 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSegment:
+    """One stay of the call in one queue: an expert handoff gives a call a second segment in the expert queue."""
+
+    queue: str
+    entered: float
+    agent: str = ""  # the member's interface that answered this segment
+    answered_at: float | None = None
+    wait_time: float | None = None
+    talk_time: float | None = None
+    abandoned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """Every channel that shares one linkedid; it ends when the last of them hangs up."""
 
@@ -73,6 +86,7 @@ class Call:
     talk_time: float | None = None
     outcome: CallOutcome = CallOutcome.NONE
     ended: float | None = None
+    segments: tuple[QueueSegment, ...] = ()  # every queue the call went through, in order
 
 
 @dataclass(frozen=True, slots=True)

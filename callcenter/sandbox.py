@@ -36,6 +36,11 @@ _WRITABLE = ("etc/asterisk", "var/lib/asterisk", "var/log/asterisk", "var/spool/
 _PROMPTS = {
     dialplan.PROMPT_APOLOGY: "We are sorry, our system is having a problem. Please hold for the next available agent.",
     dialplan.PROMPT_WELCOME: "Welcome to the hotline. Please press a key to choose a service.",
+    dialplan.PROMPT_EXPERT_BUSY: (
+        "All our experts are busy. Press 1 to leave a message for an expert after the tone, "
+        "or press 2 to be called back."
+    ),
+    dialplan.PROMPT_CALLBACK_NOTED: "Thank you. An expert will call you back. Goodbye.",
 }
 
 Progress = Callable[[str], None]

@@ -29,6 +29,7 @@ from callcenter.model import (
     LiveModel,
     QueueChanged,
     QueueMember,
+    QueueSegment,
     QueueState,
     Transfer,
     WaitingCaller,
@@ -43,6 +44,9 @@ V = TypeVar("V")
 _RINGING_STATES = frozenset({6})
 # FullyBooted's start time is derived from Uptime, which has a one-second resolution.
 _BOOT_TOLERANCE = 2.0
+# The channel variable (manager.conf channelvars) that carries the number the caller dialled: a snapshot's Exten
+# is wherever the dialplan is now, so CoreShowChannel can tell the DID only through it.
+DID_VARIABLE = "CC_DID"
 
 
 def _int(value: str, default: int = 0) -> int:
@@ -98,7 +102,13 @@ def _channel(event: AmiMessage, now: float, old: Channel | None) -> Channel:
     )
 
 
-def _with_leg(model: LiveModel, channel: Channel, now: float) -> LiveModel:
+def _did(event: AmiMessage) -> str:
+    if "ChanVariable" not in event:
+        return ""
+    return event.variables().get(DID_VARIABLE, "")
+
+
+def _with_leg(model: LiveModel, channel: Channel, now: float, did: str = "") -> LiveModel:
     """The model with ``channel`` stored and counted as a leg of its call (a call is made for its first leg)."""
     channels = _put(model.channels, channel.uniqueid, channel)
     call = model.calls.get(channel.linkedid)
@@ -108,8 +118,10 @@ def _with_leg(model: LiveModel, channel: Channel, now: float) -> LiveModel:
             started=channel.created if channel.created <= now else now,
             caller_number=channel.caller_number,
             caller_name=channel.caller_name,
-            did=channel.exten,
+            did=did or channel.exten,
         )
+    elif did and call.did != did:
+        call = replace(call, did=did)
     if channel.uniqueid not in call.legs:
         call = replace(call, legs=(*call.legs, channel.uniqueid))
     if channel.bridge_id and channel.bridge_id not in call.bridges:
@@ -124,18 +136,35 @@ def _update_call(model: LiveModel, linkedid: str, **changes: object) -> LiveMode
     return replace(model, calls=_put(model.calls, linkedid, replace(call, **changes)))  # type: ignore[arg-type]
 
 
+def _segment_update(call: Call, queue: str, **changes: object) -> Call:
+    """The call with its latest segment in ``queue`` changed (made if the call has none there yet)."""
+    for index in range(len(call.segments) - 1, -1, -1):
+        if call.segments[index].queue == queue:
+            segment = replace(call.segments[index], **changes)  # type: ignore[arg-type]
+            return replace(call, segments=(*call.segments[:index], segment, *call.segments[index + 1 :]))
+    entered = changes.pop("entered", call.queued_at if call.queued_at is not None else call.started)
+    segment = replace(QueueSegment(queue=queue, entered=float(entered)), **changes)  # type: ignore[arg-type]
+    return replace(call, segments=(*call.segments, segment))
+
+
 def _end_call(call: Call, now: float) -> Call:
     talk = call.talk_time
     if talk is None and call.answered_at is not None:
         talk = max(0.0, now - call.answered_at)
-    return replace(call, ended=now, talk_time=talk)
+    segments = tuple(
+        replace(segment, talk_time=max(0.0, now - segment.answered_at))
+        if segment.answered_at is not None and segment.talk_time is None
+        else segment
+        for segment in call.segments
+    )
+    return replace(call, ended=now, talk_time=talk, segments=segments)
 
 
 def _on_newchannel(model: LiveModel, event: AmiMessage, now: float) -> Result:
     uniqueid = event.get("Uniqueid")
     if not uniqueid:
         return model, []
-    return _with_leg(model, _channel(event, now, model.channels.get(uniqueid)), now), []
+    return _with_leg(model, _channel(event, now, model.channels.get(uniqueid)), now, _did(event)), []
 
 
 def _on_channel_update(model: LiveModel, event: AmiMessage, now: float) -> Result:
@@ -144,7 +173,7 @@ def _on_channel_update(model: LiveModel, event: AmiMessage, now: float) -> Resul
     if not uniqueid:
         return model, []
     channel = _channel(event, now, model.channels.get(uniqueid))
-    model = _with_leg(model, channel, now)
+    model = _with_leg(model, channel, now, _did(event))
     call = model.calls[channel.linkedid]
     if call.legs and call.legs[0] == uniqueid:
         model = _update_call(model, call.linkedid, caller_number=channel.caller_number, caller_name=channel.caller_name)
@@ -158,11 +187,40 @@ def _on_hangup(model: LiveModel, event: AmiMessage, now: float) -> Result:
         return model, []
     model = replace(model, channels=_drop(model.channels, uniqueid))
     linkedid = channel.linkedid
+    events: list[DomainEvent] = []
+    model = _agent_leg_ended(model, channel, now, events)
     call = model.calls.get(linkedid)
     if call is None or any(other.linkedid == linkedid for other in model.channels.values()):
-        return model, []
+        return model, events
     ended = _end_call(call, now)
-    return replace(model, calls=_drop(model.calls, linkedid)), [CallEnded(ended)]
+    return replace(model, calls=_drop(model.calls, linkedid)), [*events, CallEnded(ended)]
+
+
+def _agent_leg_ended(model: LiveModel, channel: Channel, now: float, events: list[DomainEvent]) -> LiveModel:
+    """A seat's own channel hung up while the seat was on that call: the seat's part of the call is over.
+
+    Usually AgentComplete says so, but when the caller is taken out of the queue's bridge (a Redirect, as the
+    expert handoff does) Asterisk hangs up the agent's leg without one. The segment the seat answered closes
+    with its talk time, and the seat goes to wrap-up.
+    """
+    interface, _, _ = channel.name.rpartition("-")
+    agent = model.agents.get(interface)
+    if agent is None or agent.status is not AgentStatus.ON_CALL or agent.linkedid != channel.linkedid:
+        return model
+    call = model.calls.get(channel.linkedid)
+    queue = ""
+    if call is not None:
+        for segment in reversed(call.segments):
+            if segment.agent == interface:
+                queue = segment.queue
+                if segment.talk_time is None and segment.answered_at is not None:
+                    call = _segment_update(call, queue, talk_time=max(0.0, now - segment.answered_at))
+                    model = replace(model, calls=_put(model.calls, call.linkedid, call))
+                break
+    wrapup = model.wrapup.get(queue, 0.0)
+    if wrapup > 0 and not agent.paused and agent.queues:
+        return _set_agent(model, agent, AgentStatus.WRAP_UP, now, events, linkedid="", wrapup_until=now + wrapup)
+    return _set_agent(model, agent, _idle(agent), now, events, linkedid="")
 
 
 def _on_bridge_enter(model: LiveModel, event: AmiMessage, now: float) -> Result:
@@ -278,7 +336,11 @@ def _on_caller_join(model: LiveModel, event: AmiMessage, now: float) -> Result:
     # A caller who joins ahead of others (a priority) pushes them one place back, as Asterisk does.
     shifted = [replace(c, position=c.position + 1) if c.position >= caller.position else c for c in others]
     model = _put_queue(model, replace(queue, waiting=_renumber([*shifted, caller])), events)
-    model = _update_call(model, caller.linkedid, queue=queue.name, queued_at=now)
+    call = model.calls.get(caller.linkedid)
+    if call is not None:
+        segment = QueueSegment(queue=queue.name, entered=now)
+        call = replace(call, queue=queue.name, queued_at=now, segments=(*call.segments, segment))
+        model = replace(model, calls=_put(model.calls, call.linkedid, call))
     return model, events
 
 
@@ -301,7 +363,11 @@ def _on_caller_abandon(model: LiveModel, event: AmiMessage, now: float) -> Resul
     if call is not None:
         held = _float(event.get("HoldTime"))
         wait = held if held is not None else (now - call.queued_at if call.queued_at is not None else None)
-        model = _update_call(model, linkedid, outcome=CallOutcome.ABANDONED, wait_time=wait)
+        call = _segment_update(call, queue.name, abandoned=True, wait_time=wait)
+        call = replace(
+            call, wait_time=wait, outcome=CallOutcome.ABANDONED if call.answered_at is None else call.outcome
+        )
+        model = replace(model, calls=_put(model.calls, linkedid, call))
     return model, events
 
 
@@ -405,9 +471,9 @@ def _on_agent_connect(model: LiveModel, event: AmiMessage, now: float) -> Result
     if held is None:
         held = now - call.queued_at if call is not None and call.queued_at is not None else 0.0
     if call is not None:
-        model = _update_call(
-            model, linkedid, agent=interface, answered_at=now, wait_time=held, outcome=CallOutcome.ANSWERED
-        )
+        call = _segment_update(call, queue, agent=interface, answered_at=now, wait_time=held)
+        call = replace(call, agent=interface, answered_at=now, wait_time=held, outcome=CallOutcome.ANSWERED)
+        model = replace(model, calls=_put(model.calls, linkedid, call))
     events.append(CallAnswered(linkedid, queue, interface, held, now))
     return model, events
 
@@ -418,12 +484,17 @@ def _on_agent_complete(model: LiveModel, event: AmiMessage, now: float) -> Resul
     linkedid = event.get("Linkedid")
     queue_name = event.get("Queue")
     talk = _float(event.get("TalkTime"))
-    if talk is not None:
-        model = _update_call(model, linkedid, talk_time=talk)
+    call = model.calls.get(linkedid)
+    if talk is not None and call is not None:
+        call = replace(_segment_update(call, queue_name, talk_time=talk), talk_time=talk)
+        model = replace(model, calls=_put(model.calls, linkedid, call))
     queue = model.queues.get(queue_name)
     if queue is not None:
         model = replace(model, queues=_put(model.queues, queue_name, replace(queue, completed=queue.completed + 1)))
     agent = _agent(model, interface)
+    if agent.status is AgentStatus.WRAP_UP or (agent.linkedid and agent.linkedid != linkedid):
+        # The seat's leg ended first (its Hangup came before this event) or it has moved on to another call.
+        return model, events
     wrapup = model.wrapup.get(queue_name, 0.0)
     if wrapup > 0 and not agent.paused and agent.queues:
         model = _set_agent(model, agent, AgentStatus.WRAP_UP, now, events, linkedid="", wrapup_until=now + wrapup)
@@ -453,10 +524,11 @@ def _on_core_show_channel(model: LiveModel, event: AmiMessage, now: float) -> Re
     if old is None:
         channel = replace(channel, created=now - _duration(event.get("Duration")))
     new_call = channel.linkedid not in model.calls
-    model = _with_leg(model, channel, now)
+    did = _did(event)
+    model = _with_leg(model, channel, now, did)
     call = model.calls[channel.linkedid]
-    if new_call:
-        # Exten is where the dialplan is now, not the number dialled: a snapshot cannot tell the DID.
+    if new_call and not did:
+        # Exten is where the dialplan is now, not the number dialled: only CC_DID tells the DID.
         call = replace(call, did="")
     if channel.created < call.started:
         call = replace(call, started=channel.created)
@@ -497,7 +569,8 @@ def _on_queue_entry(model: LiveModel, event: AmiMessage, now: float) -> Result:
     model = _put_queue(model, replace(queue, waiting=waiting), events)
     call = model.calls.get(caller.linkedid)
     if call is not None and call.queued_at is None:
-        model = _update_call(model, caller.linkedid, queue=queue.name, queued_at=caller.entered)
+        call = _segment_update(replace(call, queue=queue.name, queued_at=caller.entered), queue.name)
+        model = replace(model, calls=_put(model.calls, call.linkedid, call))
     return model, events
 
 
@@ -581,8 +654,10 @@ def rebuild(model: LiveModel, results: Iterable[AmiResult], now: float) -> Resul
             continue
         legs = (*old.legs, *(leg for leg in call.legs if leg not in old.legs))
         bridges = (*old.bridges, *(bridge for bridge in call.bridges if bridge not in old.bridges))
+        segments = old.segments or call.segments
         calls[linkedid] = replace(old, legs=legs, bridges=bridges, queue=old.queue or call.queue,
-                                  queued_at=old.queued_at if old.queued_at is not None else call.queued_at)  # fmt: skip
+                                  queued_at=old.queued_at if old.queued_at is not None else call.queued_at,
+                                  did=old.did or call.did, segments=segments)  # fmt: skip
     for linkedid, call in model.calls.items():
         if linkedid not in fresh.calls:
             events.append(CallEnded(_end_call(call, now)))

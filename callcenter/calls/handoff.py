@@ -1,0 +1,215 @@
+"""The expert handoff: an agent hands the caller, with notes, to the expert queue.
+
+The caller's channel is sent (AMI Redirect) to the ``cc-expert`` dialplan context, which queues it in the expert
+queue with a priority above every caller who has not waited yet; the agent's leg ends and goes to wrap-up. If
+no expert answers in time the dialplan offers an expert voicemail or a callback and tells the engine which
+(a UserEvent); the caller is never dropped and never sent back to the general queue. The notes stay in the
+engine (the database and the bus): only the handoff's generated id goes to Asterisk.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from callcenter import dialplan
+from callcenter.ami import actions
+from callcenter.ami.connection import AmiConnection
+from callcenter.ami.exceptions import AmiError
+from callcenter.auth.services import AuthService, Principal
+from callcenter.bus import Bus, Event
+from callcenter.calls.models import ExpertHandoff
+from callcenter.config import Config
+from callcenter.db import Database
+from callcenter.model import AgentStatus, LiveModel
+from callcenter.web.errors import Conflict, Forbidden, NotFound, Unavailable
+
+log = logging.getLogger("callcenter.calls.handoff")
+
+NOTES_MAX = 4000
+USER_EVENT = "CCExpert"
+
+
+def new_handoff_id() -> str:
+    return "ho-" + secrets.token_hex(8)
+
+
+def voicemail_stem(recordings_dir: Path, at: datetime) -> tuple[str, Path]:
+    """A fresh voicemail id and its path without extension, in the recordings store's dated layout."""
+    recording_id = "rec-" + secrets.token_hex(16)
+    return recording_id, recordings_dir / "voicemail" / f"{at:%Y}" / f"{at:%m}" / f"{at:%d}" / recording_id
+
+
+class HandoffService:
+    def __init__(
+        self,
+        database: Database,
+        bus: Bus,
+        auth: AuthService,
+        config: Config,
+        ami: Callable[[], AmiConnection],
+        model: Callable[[], LiveModel],
+    ) -> None:
+        self._database = database
+        self._bus = bus
+        self._auth = auth
+        self._config = config
+        self._ami = ami
+        self._model = model
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        self._unsubscribe = [
+            self._bus.subscribe("call.answered", self._on_answered),
+            self._bus.subscribe("asterisk.user_event", self._on_user_event),
+        ]
+
+    def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+
+    async def transfer_to_expert(
+        self, who: Principal, linkedid: str, notes: str, *, remote: str | None
+    ) -> dict[str, Any]:
+        model = self._model()
+        call = model.calls.get(linkedid)
+        if call is None:
+            raise NotFound("no such live call", {"linkedid": linkedid[:64]})
+        interface = f"PJSIP/{who.extension}" if who.extension else ""
+        seat = model.agents.get(interface)
+        on_it = seat is not None and seat.linkedid == linkedid and seat.status is AgentStatus.ON_CALL
+        if not on_it:
+            raise Forbidden("only the agent on the call can hand it to an expert", {"linkedid": linkedid[:64]})
+        if any(segment.queue == self._config.queues.expert for segment in call.segments):
+            raise Conflict("this call has been handed to an expert already", {"linkedid": linkedid})
+        caller = model.channels.get(call.legs[0]) if call.legs else None
+        if caller is None:
+            raise Conflict("the caller's channel is gone", {"linkedid": linkedid})
+        now = datetime.now(UTC)
+        handoff_id = new_handoff_id()
+        recording_id, stem = voicemail_stem(self._config.recordings_dir, now)
+        async with self._database.session() as session:
+            waiting = await session.scalar(
+                select(ExpertHandoff.id).where(ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting")
+            )
+            if waiting is not None:
+                raise Conflict("this call is being handed to an expert already", {"handoff": waiting})
+            session.add(
+                ExpertHandoff(
+                    id=handoff_id,
+                    linkedid=linkedid,
+                    from_user=who.username,
+                    from_interface=interface,
+                    notes=notes,
+                    requested_at=now,
+                    outcome="waiting",
+                    voicemail_path=str(stem) + ".wav",
+                )
+            )
+        variables = {
+            dialplan.VAR_HANDOFF: handoff_id,
+            dialplan.VAR_EXPERT_PRIORITY: str(self._config.calls.expert_priority),
+            dialplan.VAR_EXPERT_TIMEOUT: str(self._config.calls.expert_timeout),
+            dialplan.VAR_EXPERT_VOICEMAIL: str(stem),
+        }
+        try:
+            for name, value in variables.items():
+                await self._ami().send(actions.setvar(name, value, caller.name))
+            await self._ami().send(actions.redirect(caller.name, context=dialplan.CONTEXT_EXPERT, exten="s"))
+        except AmiError as exc:
+            await self._set_outcome(handoff_id, "failed")
+            raise Unavailable(f"Asterisk did not take the handoff: {exc}", {"linkedid": linkedid}) from exc
+        data = {
+            "linkedid": linkedid,
+            "handoff_id": handoff_id,
+            "from_user": who.username,
+            "from_interface": interface,
+            "notes": notes,
+            "requested_at": now.isoformat(),
+            "voicemail_recording_id": recording_id,
+        }
+        self._bus.publish("call.expert_requested", **data)
+        await self._auth.audit(
+            "call.expert_handoff",
+            actor=who.username,
+            target=linkedid,
+            remote=remote,
+            details={"handoff": handoff_id, "notes_length": len(notes)},
+        )
+        return {**data, "outcome": "waiting"}
+
+    async def notes_for(self, linkedid: str) -> list[dict[str, Any]]:
+        async with self._database.session() as session:
+            rows = (
+                await session.scalars(
+                    select(ExpertHandoff).where(ExpertHandoff.linkedid == linkedid).order_by(ExpertHandoff.requested_at)
+                )
+            ).all()
+        return [
+            {
+                "handoff_id": row.id,
+                "from_user": row.from_user,
+                "notes": row.notes,
+                "requested_at": row.requested_at.isoformat(),
+                "expert": row.expert,
+                "outcome": row.outcome,
+            }
+            for row in rows
+        ]
+
+    async def _set_outcome(self, handoff_id: str, outcome: str, **changes: Any) -> ExpertHandoff | None:
+        async with self._database.session() as session:
+            row = await session.get(ExpertHandoff, handoff_id)
+            if row is None:
+                return None
+            row.outcome = outcome
+            for name, value in changes.items():
+                setattr(row, name, value)
+            return row
+
+    async def _on_answered(self, event: Event) -> None:
+        if event.data.get("queue") != self._config.queues.expert:
+            return
+        linkedid = str(event.data.get("linkedid") or "")
+        async with self._database.session() as session:
+            row = await session.scalar(
+                select(ExpertHandoff).where(ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting")
+            )
+            if row is None:
+                return
+            row.outcome, row.expert, row.answered_at = "answered", str(event.data.get("agent")), datetime.now(UTC)
+            handoff_id = row.id
+        self._bus.publish(
+            "call.expert_outcome",
+            linkedid=linkedid,
+            handoff_id=handoff_id,
+            outcome="answered",
+            expert=event.data.get("agent"),
+        )
+
+    async def _on_user_event(self, event: Event) -> None:
+        if event.data.get("name") != USER_EVENT:
+            return
+        headers = event.data.get("headers") or {}
+        handoff_id = str(headers.get("Handoff", ""))
+        outcome = str(headers.get("Outcome", ""))
+        if outcome not in ("voicemail", "callback") or not handoff_id.startswith("ho-"):
+            log.warning("ignoring expert user event %r/%r", handoff_id[:40], outcome[:20])
+            return
+        row = await self._set_outcome(handoff_id, outcome)
+        if row is None:
+            return
+        self._bus.publish(
+            "call.expert_outcome",
+            linkedid=row.linkedid,
+            handoff_id=handoff_id,
+            outcome=outcome,
+            caller_number=str(headers.get("Callerid", "")),
+            voicemail_path=row.voicemail_path if outcome == "voicemail" else None,
+        )

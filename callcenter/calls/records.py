@@ -1,0 +1,162 @@
+"""What a finished call's record says, made from the live model's call and what the IVR and the handoff added.
+
+Pure: :func:`build_record` takes plain data and returns the row's values; no clock, no database. The outcome
+follows one rule set (docs/api.md, "Call records"):
+
+- ``answered``: a seat answered in some queue (an expert handoff keeps the call answered);
+- ``voicemail``: the caller left a message (after hours, or for an expert nobody took);
+- ``after_hours``: the closed or holiday flow ran and the caller left no message;
+- ``abandoned``: the caller hung up while waiting in a queue;
+- ``abandoned_in_ivr``: the caller hung up in the menus;
+- ``failed``: anything else (the IVR failed, Asterisk went away, a desk call nobody answered).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+CLOSED_FLOWS = frozenset({"after_hours", "holiday"})
+
+
+class RecordOutcome(StrEnum):
+    ANSWERED = "answered"
+    VOICEMAIL = "voicemail"
+    AFTER_HOURS = "after_hours"
+    ABANDONED = "abandoned"
+    ABANDONED_IN_IVR = "abandoned_in_ivr"
+    FAILED = "failed"
+
+
+def when(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    queue: str
+    entered: float
+    agent: str = ""
+    answered_at: float | None = None
+    wait_time: float | None = None
+    talk_time: float | None = None
+    abandoned: bool = False
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Segment:
+        return cls(
+            queue=str(data.get("queue", "")),
+            entered=float(data.get("entered") or 0.0),
+            agent=str(data.get("agent") or ""),
+            answered_at=data.get("answered_at"),
+            wait_time=data.get("wait_time"),
+            talk_time=data.get("talk_time"),
+            abandoned=bool(data.get("abandoned", False)),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "agent": self.agent or None,
+            "entered": when(self.entered).isoformat() if self.entered else None,  # type: ignore[union-attr]
+            "answered_at": when(self.answered_at).isoformat() if self.answered_at else None,  # type: ignore[union-attr]
+            "wait_time": self.wait_time,
+            "talk_time": self.talk_time,
+            "abandoned": self.abandoned,
+        }
+
+
+def _closed_flow(ivr: Mapping[str, Any] | None) -> bool:
+    if not ivr:
+        return False
+    if ivr.get("flow") in CLOSED_FLOWS:
+        return True
+    return any(step.get("flow") in CLOSED_FLOWS for step in ivr.get("path") or () if isinstance(step, Mapping))
+
+
+def outcome_of(
+    segments: Sequence[Segment],
+    ivr: Mapping[str, Any] | None,
+    handoff: Mapping[str, Any] | None,
+    *,
+    bridged: bool = False,
+) -> RecordOutcome:
+    if any(segment.answered_at is not None for segment in segments):
+        return RecordOutcome.ANSWERED
+    if (ivr and ivr.get("voicemails")) or (handoff and handoff.get("outcome") == "voicemail"):
+        return RecordOutcome.VOICEMAIL
+    if _closed_flow(ivr):
+        return RecordOutcome.AFTER_HOURS
+    if segments:
+        return RecordOutcome.ABANDONED
+    if ivr:
+        if ivr.get("outcome") in ("hangup", "hung_up") and not ivr.get("error"):
+            return RecordOutcome.ABANDONED_IN_IVR
+        return RecordOutcome.FAILED
+    return RecordOutcome.ANSWERED if bridged else RecordOutcome.FAILED
+
+
+def build_record(
+    call: Mapping[str, Any],
+    *,
+    ivr: Mapping[str, Any] | None = None,
+    handoff: Mapping[str, Any] | None = None,
+    recording_ids: Sequence[str] = (),
+    source: str = "live",
+    ended: float | None = None,
+    expert_queue: str = "expert",
+) -> dict[str, Any]:
+    """The values of one call_records row from a live-model call (``dataclasses.asdict(Call)``)."""
+    segments = [Segment.of(item) for item in call.get("segments") or ()]
+    if not segments and call.get("queue"):
+        # A call seen only through a snapshot (or from before segments existed) has its queue fields only.
+        segments = [
+            Segment(
+                queue=str(call["queue"]),
+                entered=float(call.get("queued_at") or call.get("started") or 0.0),
+                agent=str(call.get("agent") or ""),
+                answered_at=call.get("answered_at"),
+                wait_time=call.get("wait_time"),
+                talk_time=call.get("talk_time"),
+                abandoned=call.get("outcome") == "abandoned",
+            )
+        ]
+    started = float(call.get("started") or 0.0)
+    end = ended if ended is not None else call.get("ended")
+    end = float(end) if end is not None else started
+    waits = [segment.wait_time for segment in segments if segment.wait_time is not None]
+    talks = [segment.talk_time for segment in segments if segment.talk_time is not None]
+    answered = [segment for segment in segments if segment.agent and segment.answered_at is not None]
+    first_agent = next((segment.agent for segment in answered if segment.queue != expert_queue), None)
+    expert = next((segment.agent for segment in answered if segment.queue == expert_queue), None)
+    if first_agent is None and expert is None and call.get("agent"):
+        first_agent = str(call["agent"])
+    outcome = outcome_of(segments, ivr, handoff, bridged=bool(call.get("bridges")))
+    did = str(call.get("did") or "")
+    return {
+        "linkedid": str(call["linkedid"]),
+        "direction": str(call.get("direction") or ("inbound" if did or ivr else "internal")),
+        "caller_number": str(call.get("caller_number") or ""),
+        "caller_name": str(call.get("caller_name") or ""),
+        "did": did[:32],
+        "started_at": when(started),
+        "ended_at": when(max(end, started)),
+        "outcome": str(outcome),
+        "ivr_flow": (ivr or {}).get("flow"),
+        "ivr_outcome": (ivr or {}).get("outcome"),
+        "ivr_choice": ((ivr or {}).get("choice") or None) and str((ivr or {}).get("choice"))[:64],
+        "ivr_path": json.dumps(list((ivr or {}).get("path") or []), default=str),
+        "queues": json.dumps([segment.queue for segment in segments]),
+        "segments": json.dumps([segment.as_json() for segment in segments]),
+        "wait_time": round(sum(waits), 3) if waits else None,
+        "talk_time": round(sum(talks), 3) if talks else None,
+        "agent": first_agent,
+        "expert": expert,
+        "handoff_notes": (handoff or {}).get("notes"),
+        "recording_ids": json.dumps(list(recording_ids)),
+        "source": source,
+    }
