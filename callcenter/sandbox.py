@@ -32,7 +32,15 @@ from callcenter.secrets import ami_secret
 PACKAGES = ("asterisk", "asterisk-core-sounds-en-wav", "asterisk-moh-opsound-wav", "ca-certificates")
 MARKER = ".callcenter-sandbox"
 # Directories Asterisk writes to; they must belong to the chroot's asterisk user when it runs with -U.
-_WRITABLE = ("etc/asterisk", "var/lib/asterisk", "var/log/asterisk", "var/spool/asterisk", "run/asterisk")
+# var/log/asterisk/cel-custom is listed because cel_custom never creates its directory (it only logs an error).
+_WRITABLE = (
+    "etc/asterisk",
+    "var/lib/asterisk",
+    "var/log/asterisk",
+    "var/log/asterisk/cel-custom",
+    "var/spool/asterisk",
+    "run/asterisk",
+)
 _PROMPTS = {
     dialplan.PROMPT_APOLOGY: "We are sorry, our system is having a problem. Please hold for the next available agent.",
     dialplan.PROMPT_WELCOME: "Welcome to the hotline. Please press a key to choose a service.",

@@ -1,0 +1,142 @@
+"""Call records through the real Asterisk: written once when the engine restarts mid-call (reconciled from
+Asterisk's channel event log), and an expert handoff nobody answers ends in a voicemail, never a drop."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import math
+import wave
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from callcenter import dialplan
+from callcenter.auth.permissions import Role
+from callcenter.bus import Bus, Event
+from callcenter.calls.models import CallRecord, ExpertHandoff
+from callcenter.config import Config
+from callcenter.db import Database
+from callcenter.keys import CALLS, LIVE
+from callcenter.model import AgentStatus
+from callcenter.sandbox import Sandbox
+from callcenter.sipp import CallerScript, Phones
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
+from tests.integration.test_seats_and_handoff import queue_route, user_api
+
+
+async def _records(config: Config, linkedid: str) -> list[CallRecord]:
+    database = Database(config.database_url)
+    await database.open()
+    try:
+        async with database.session() as session:
+            return list((await session.scalars(select(CallRecord).where(CallRecord.linkedid == linkedid))).all())
+    finally:
+        await database.close()
+
+
+async def test_a_call_that_ends_while_the_engine_is_down_is_recorded_once_from_asterisks_event_log(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    general = config.queues.general
+    sandbox.cli(f"queue add member PJSIP/1002 to {general}")
+    queue_member.append(f"1002@{general}")
+    route = {dialplan.ROUTE_IVR: queue_route(general)}
+    async with running_engine(config, Bus(), route) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        phone = phones.desk_phone("agent-1002", local_ip=PHONE_IP, local_port=AGENT_PORTS["1002"])
+        caller = phones.call(
+            "caller",
+            config.sip.dids[0],
+            CallerScript(caller_number="5550401", caller_name="Restart Caller", talk_ms=12000),
+            local_ip=PSTN,
+            local_port=5279,
+        )
+        assert await wait_for(lambda: any(c.answered_at for c in live.model.calls.values()), timeout=30)
+        (linkedid,) = live.model.calls
+        assert await app[CALLS].snapshot() >= 1
+    # The engine is gone; the call goes on and ends without it.
+    assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
+    assert await asyncio.to_thread(phone.wait, 15) == 0
+    assert await _records(config, linkedid) == []
+    bus = Bus()
+    recorded: list[Event] = []
+    bus.subscribe("call.recorded", recorded.append)
+    async with running_engine(config, bus, route) as app:
+        assert await wait_for(lambda: bool(recorded), timeout=15)
+        # Reconciling again finds nothing left to do.
+        assert await app[CALLS].reconcile() == 0
+    (record,) = await _records(config, linkedid)
+    assert record.source == "reconciled"
+    assert record.outcome == "answered"
+    assert record.agent == "PJSIP/1002"
+    assert record.caller_number == "5550401"
+    assert record.did == config.sip.dids[0]
+    # The end comes from CEL's LINKEDID_END: after the answer, about 14 s after the start (2 s + 12 s of talk).
+    duration = (record.ended_at - record.started_at).total_seconds()
+    assert 11.0 <= duration <= 20.0, duration
+
+
+async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    general, expert = config.queues.general, config.queues.expert
+    quick = config.model_copy(update={"calls": config.calls.model_copy(update={"expert_timeout": 5})})
+    bus = Bus()
+    outcomes: list[Event] = []
+    bus.subscribe("call.expert_outcome", outcomes.append)
+    async with running_engine(quick, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        async with user_api(app, Role.AGENT, "1001") as agent_api:
+            assert (await agent_api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]}))[0] == 200
+            agent_phone = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
+            # The caller is offered voicemail or a callback about 7 s in (5 s in the empty expert queue after the
+            # handoff) and presses nothing: after two offers (about 26 s) the message is recorded, which is the
+            # default so that nobody is dropped. They speak from 34 s and hang up at 39 s.
+            caller = phones.call(
+                "caller",
+                quick.sip.dids[0],
+                CallerScript(caller_number="5550402", wait_before_digits_ms=34000, talk_ms=5000, speech=True),
+                local_ip=PSTN,
+                local_port=5280,
+            )
+            agent = "PJSIP/1001"
+            assert await wait_for(
+                lambda: agent in live.model.agents and live.model.agents[agent].status is AgentStatus.ON_CALL,
+                timeout=30,
+            )
+            linkedid = live.model.agents[agent].linkedid
+            status, handoff = await agent_api.call(
+                "POST", f"/api/v1/calls/{linkedid}/transfer-to-expert", {"notes": "needs firmware expert"}
+            )
+            assert status == 202, handoff
+            assert await asyncio.to_thread(agent_phone.wait, 15) == 0
+            # Nobody staffs the expert queue: after 5 s the caller is offered voicemail, and records one.
+            assert await asyncio.to_thread(caller.wait, 70) == 0, caller.output()[-1500:]
+            assert await wait_for(lambda: bool(outcomes), timeout=10)
+    assert outcomes[0].data["outcome"] == "voicemail"
+    assert outcomes[0].data["linkedid"] == linkedid
+    path = Path(outcomes[0].data["voicemail_path"])
+    assert path.is_relative_to(quick.recordings_dir)
+    assert path.name.startswith("rec-")
+    assert path.is_file()
+    with wave.open(str(path)) as message:
+        seconds = message.getnframes() / message.getframerate()
+        samples = array.array("h", message.readframes(message.getnframes()))
+    assert seconds > 1.5
+    # The caller's speech is in it, not silence.
+    assert math.sqrt(sum(sample * sample for sample in samples) / len(samples)) > 100
+    database = Database(quick.database_url)
+    await database.open()
+    try:
+        async with database.session() as session:
+            row = await session.get(ExpertHandoff, handoff["handoff_id"])
+            assert row is not None
+            assert row.outcome == "voicemail"
+            records = await session.scalar(select(func.count()).where(CallRecord.linkedid == linkedid))
+    finally:
+        await database.close()
+    assert records == 1
+    assert expert not in (row.expert or "")
