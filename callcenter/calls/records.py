@@ -8,6 +8,7 @@ follows one rule set (docs/api.md, "Call records"):
 - ``after_hours``: the closed or holiday flow ran and the caller left no message;
 - ``abandoned``: the caller hung up while waiting in a queue;
 - ``abandoned_in_ivr``: the caller hung up in the menus;
+- ``completed_in_ivr``: the flow itself ended the call (self-service: the caller got what they needed there);
 - ``failed``: anything else (the IVR failed, Asterisk went away, a desk call nobody answered).
 """
 
@@ -29,6 +30,7 @@ class RecordOutcome(StrEnum):
     AFTER_HOURS = "after_hours"
     ABANDONED = "abandoned"
     ABANDONED_IN_IVR = "abandoned_in_ivr"
+    COMPLETED_IN_IVR = "completed_in_ivr"
     FAILED = "failed"
 
 
@@ -94,8 +96,12 @@ def outcome_of(
     if segments:
         return RecordOutcome.ABANDONED
     if ivr:
-        if ivr.get("outcome") in ("hangup", "hung_up") and not ivr.get("error"):
+        if ivr.get("error"):
+            return RecordOutcome.FAILED
+        if ivr.get("outcome") == "hung_up_in_ivr":
             return RecordOutcome.ABANDONED_IN_IVR
+        if ivr.get("outcome") == "hangup":
+            return RecordOutcome.COMPLETED_IN_IVR
         return RecordOutcome.FAILED
     return RecordOutcome.ANSWERED if bridged else RecordOutcome.FAILED
 

@@ -103,18 +103,13 @@ def test_a_caller_who_hangs_up_in_the_queue_is_abandoned_with_the_wait() -> None
     assert json.loads(record["segments"])[0]["abandoned"] is True
 
 
-def test_a_flow_that_hangs_up_in_the_menus_counts_as_abandoned_in_ivr() -> None:
+def test_a_flow_that_ends_the_call_itself_is_completed_in_ivr() -> None:
     record = build_record(ended_call(), ivr=ivr_result(outcome="hangup"))
-    assert record["outcome"] == "abandoned_in_ivr"
+    assert record["outcome"] == "completed_in_ivr"
     assert json.loads(record["queues"]) == []
     assert record["wait_time"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="records.outcome_of knows only 'hangup'/'hung_up'; the flow engine reports a caller who hangs up in "
-    "the menus as 'hung_up_in_ivr' (ivr_flows.steps.Outcome.HUNG_UP_IN_IVR), which becomes 'failed'",
-)
 def test_a_caller_who_hangs_up_in_the_menus_is_abandoned_in_ivr() -> None:
     record = build_record(ended_call(), ivr=ivr_result(outcome=str(IvrOutcome.HUNG_UP_IN_IVR)))
     assert record["outcome"] == "abandoned_in_ivr"
