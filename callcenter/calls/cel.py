@@ -92,11 +92,17 @@ class CelCall:
 
     def answered_by(self) -> str:
         """The interface (PJSIP/1001) of the first channel other than the caller's that entered a bridge."""
+        seat, _ = self.answer()
+        return seat
+
+    def answer(self) -> tuple[str, float | None]:
+        """The first seat that joined the caller in a bridge, and when. The caller's channel is the call's first
+        (an inbound call's linkedid is its caller's uniqueid)."""
         caller = self.linkedid
         for event in self.events:
             if event.type == "BRIDGE_ENTER" and event.uniqueid != caller and event.channel:
-                return event.channel.rsplit("-", 1)[0]
-        return ""
+                return event.channel.rsplit("-", 1)[0], event.time
+        return "", None
 
 
 class CelReader:

@@ -63,6 +63,8 @@ class HandoffService:
         self._ami = ami
         self._model = model
         self._unsubscribe: list[Callable[[], None]] = []
+        # Calls whose handoff is being made now: a double click must not redirect the caller twice.
+        self._in_flight: set[str] = set()
 
     def start(self) -> None:
         self._unsubscribe = [
@@ -91,6 +93,17 @@ class HandoffService:
         caller = model.channels.get(call.legs[0]) if call.legs else None
         if caller is None:
             raise Conflict("the caller's channel is gone", {"linkedid": linkedid})
+        if linkedid in self._in_flight:
+            raise Conflict("this call is being handed to an expert already", {"linkedid": linkedid})
+        self._in_flight.add(linkedid)
+        try:
+            return await self._hand_over(who, linkedid, caller.name, interface, notes, remote)
+        finally:
+            self._in_flight.discard(linkedid)
+
+    async def _hand_over(
+        self, who: Principal, linkedid: str, channel: str, interface: str, notes: str, remote: str | None
+    ) -> dict[str, Any]:
         now = datetime.now(UTC)
         handoff_id = new_handoff_id()
         recording_id, stem = voicemail_stem(self._config.recordings_dir, now)
@@ -120,8 +133,8 @@ class HandoffService:
         }
         try:
             for name, value in variables.items():
-                await self._ami().send(actions.setvar(name, value, caller.name))
-            await self._ami().send(actions.redirect(caller.name, context=dialplan.CONTEXT_EXPERT, exten="s"))
+                await self._ami().send(actions.setvar(name, value, channel))
+            await self._ami().send(actions.redirect(channel, context=dialplan.CONTEXT_EXPERT, exten="s"))
         except AmiError as exc:
             await self._set_outcome(handoff_id, "failed")
             raise Unavailable(f"Asterisk did not take the handoff: {exc}", {"linkedid": linkedid}) from exc

@@ -38,6 +38,9 @@ log = logging.getLogger("callcenter.calls")
 BACKFILL_GRACE_SECONDS = 30.0
 # Snapshots newer than this are not reconciled: the live model may not have seen the call's first event yet.
 PROGRESS_GRACE_SECONDS = 5.0
+# Events of calls that ended longer ago than this and still have no record are given up on (a record from CEL
+# alone is written well before).
+CEL_MEMORY_SECONDS = 3600.0
 _MEMORY = 10_000
 
 
@@ -206,7 +209,7 @@ class CallRecorder:
                 changed[linkedid] = text
         if not changed:
             return 0
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self._clock(), UTC)
         async with self._lock, self._database.session() as session:
             known = set(
                 (await session.scalars(select(CallProgress.linkedid).where(CallProgress.linkedid.in_(changed)))).all()
@@ -244,7 +247,15 @@ class CallRecorder:
                 if await self._close_from_snapshot(linkedid, text, updated_at.timestamp()):
                     written += 1
             written += await self._backfill(now, live)
+            self._forget_cel(now)
             return written
+
+    def _forget_cel(self, now: float) -> None:
+        """Drops the log's events of calls that are recorded or long over, so memory does not grow."""
+        for linkedid, cel in list(self.cel.calls.items()):
+            ended = cel.ended
+            if linkedid in self._written or (ended is not None and now - ended > CEL_MEMORY_SECONDS):
+                self.cel.forget(linkedid)
 
     async def _close_from_snapshot(self, linkedid: str, text: str, updated: float) -> bool:
         try:
@@ -265,9 +276,19 @@ class CallRecorder:
             # Asterisk has no end for it (it restarted and lost the call): the last thing anyone saw of it.
             ended = max(updated, cel.last if cel is not None else 0.0)
         if cel is not None and not call.get("answered_at"):
-            seat = cel.answered_by()
-            if seat and call.get("queue"):
-                call["agent"], call["answered_at"] = seat, cel.last
+            seat, at = cel.answer()
+            queue = call.get("queue")
+            if seat and queue:
+                at = at if at is not None else cel.last
+                call["agent"], call["answered_at"] = seat, at
+                segments = [dict(item) for item in call.get("segments") or ()]
+                for segment in reversed(segments):
+                    if segment.get("queue") == queue:
+                        if segment.get("answered_at") is None:
+                            entered = float(segment.get("entered") or at)
+                            segment.update(agent=seat, answered_at=at, wait_time=max(0.0, at - entered))
+                        break
+                call["segments"] = segments
         return await self.write(call, source="reconciled", ended=ended)
 
     async def _backfill(self, now: float, live: Mapping[str, Any]) -> int:

@@ -9,6 +9,7 @@ empty astdb) after each resync of the live model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -197,18 +198,30 @@ class SeatService:
         if holder is not None and holder.user_id != who.user_id:
             raise Conflict(f"seat {interface} is taken by another user", {"interface": interface})
         current = {item.queue: item for item in (_queues_of(row) if row else ())}
-        for item in queues:
-            await self._send(
-                actions.queue_add(
-                    item.queue,
-                    interface,
-                    penalty=item.penalty,
-                    paused=bool(row and row.paused),
-                    member_name=who.display_name[:60] or who.username,
-                    state_interface=interface,
-                ),
-                tolerate=("Already there",),
-            )
+        added: list[str] = []
+        try:
+            for item in queues:
+                await self._send(
+                    actions.queue_add(
+                        item.queue,
+                        interface,
+                        penalty=item.penalty,
+                        paused=bool(row and row.paused),
+                        member_name=who.display_name[:60] or who.username,
+                        state_interface=interface,
+                    ),
+                    tolerate=("Already there",),
+                )
+                if item.queue not in current:
+                    added.append(item.queue)
+        except (Conflict, Unavailable):
+            # All or nothing: memberships this request made are taken back, so no seat exists without a row.
+            for queue in added:
+                try:
+                    await self._ami().send(actions.queue_remove(queue, interface))
+                except AmiError as exc:
+                    log.warning("could not take back %s from %s after a failed login: %s", interface, queue, exc)
+            raise
         merged = {**current, **{item.queue: item for item in queues}}
         queues_json = json.dumps([item.as_json() for item in merged.values()])
         async with self._database.session() as session:
@@ -351,6 +364,12 @@ class SeatService:
                     if "Already there" not in str(exc):
                         log.warning("could not restore %s in %s: %s", row.interface, item.queue, exc)
                     continue
+                if row.paused and row.pause_reason:
+                    # QueueAdd has no reason; the pause is stated again so the board shows why.
+                    with contextlib.suppress(AmiError):
+                        await self._ami().send(
+                            actions.queue_pause(row.interface, True, queue=item.queue, reason=row.pause_reason)
+                        )
                 restored += 1
                 log.info("seat %s restored in queue %s", row.interface, item.queue)
         return restored

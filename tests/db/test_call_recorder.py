@@ -274,11 +274,11 @@ async def test_reconcile_closes_a_snapshot_whose_call_is_gone_with_the_cel_end(w
     after = await world.recorder()
 
     # Too fresh a snapshot is left alone: the live model may not have seen the call yet.
-    world.clock.now = time.time()
+    world.clock.now = NOW + 1
     assert await after.reconcile() == 0
     assert set(await world.progress()) == {"5.1"}
 
-    world.clock.now = time.time() + PROGRESS_GRACE_SECONDS + 1
+    world.clock.now = NOW + PROGRESS_GRACE_SECONDS + 1
     assert await after.reconcile() == 1
     (record,) = await world.records()
     assert record.source == "reconciled"
@@ -320,12 +320,6 @@ async def test_a_snapshot_asterisk_has_no_end_for_is_closed_at_the_last_sight(wo
     assert record.started_at == datetime.fromtimestamp(NOW - 120, UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service._close_from_snapshot puts the seat CEL saw only on the call's scalar agent/answered_at, but "
-    "build_record reads the segments whenever there are any, so a caller snapshotted while waiting and answered "
-    "while the engine was away is recorded 'abandoned' (with that agent named)",
-)
 async def test_a_caller_snapshotted_in_the_queue_and_answered_unobserved_is_answered(world: World) -> None:
     before = await world.recorder()
     waiting = replace(a_call("8.1"), queue=QUEUE, queued_at=NOW - 115, segments=(QueueSegment(QUEUE, NOW - 115),))
@@ -409,12 +403,6 @@ async def test_cel_lines_of_a_call_recorded_live_make_no_second_record(world: Wo
     assert "12.1" not in again.cel.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CallRecorder.write forgets the linkedid's CEL events, but the CEL lines of a call recorded live are "
-    "usually read afterwards (reconcile runs every 30 s); _backfill skips linkedids in _written and never forgets "
-    "them, so CelReader.calls grows by every call for the life of the engine",
-)
 async def test_the_cel_events_of_a_call_recorded_live_are_not_kept_forever(world: World) -> None:
     recorder = await world.recorder()
     world.bus.publish("call.ended", call=asdict(answered(a_call("13.1", started=NOW - 90), ended=NOW - 60)))
