@@ -281,6 +281,21 @@ class DatabaseConfig(_Section):
     echo: bool = False
 
 
+class SupervisorConfig(_Section):
+    """The supervisor's live board, listening in and statistics (the supervisor package)."""
+
+    # A call counts towards the service level when a seat answered it within this many seconds of queueing.
+    service_level_seconds: int = Field(20, ge=1, le=3600)
+    # Each websocket page gets at most one board frame per this many seconds (the newest wins).
+    board_interval: float = Field(1.0, ge=0.1, le=60)
+    # A board frame is sent this often even when nothing changed, so that durations and waits move on screen.
+    board_refresh: float = Field(5.0, ge=1, le=300)
+    # Seconds the supervisor's own phone rings with a listen, whisper or barge call before it is given up.
+    spy_ring_timeout: int = Field(30, ge=5, le=120)
+    # The longest range one statistics request may cover, in days.
+    stats_max_days: int = Field(366, ge=1, le=3660)
+
+
 class PathsConfig(_Section):
     data_dir: Path = Path("var")
     recordings_dir: Path = Path("var/recordings")
@@ -333,6 +348,7 @@ class Config(_Section):
     paths: PathsConfig = PathsConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     auth: AuthConfig = AuthConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
 
     @property
     def database_url(self) -> str:

@@ -76,6 +76,8 @@ class LiveService:
         if message.event == "UserEvent":
             # Dialplan signals (the expert handoff's outcome...) for whoever listens; the model ignores them.
             self._bus.publish("asterisk.user_event", name=message.get("UserEvent"), headers=message.to_dict())
+        elif message.event in ("ChanSpyStart", "ChanSpyStop"):
+            self._bus.publish("asterisk.chanspy", name=message.event, headers=message.to_dict())
         self.model, events = apply(self.model, message, self._clock())
         self._publish(list(events))
         if self.model.resync_needed:
