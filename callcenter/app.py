@@ -26,7 +26,20 @@ from callcenter.calls.service import CallRecorder
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.dialplan import ROUTE_IVR
-from callcenter.keys import AGI_SERVER, AUTH, BUS, CALLS, CONFIG, DATABASE, HANDOFF, LIVE, METRICS, SEATS
+from callcenter.keys import (
+    AGI_SERVER,
+    AUTH,
+    BUS,
+    CALLS,
+    CONFIG,
+    CRM,
+    CRM_OUTBOX,
+    DATABASE,
+    HANDOFF,
+    LIVE,
+    METRICS,
+    SEATS,
+)
 from callcenter.live import LiveService
 from callcenter.metrics import Metrics
 from callcenter.openapi import openapi_routes
@@ -34,6 +47,10 @@ from callcenter.seats.http import seat_routes
 from callcenter.seats.services import SeatService
 from callcenter.secrets import ami_secret
 from callcenter.web.errors import error_middleware
+from crm_bridge.http import crm_routes
+from crm_bridge.outbox import ServiceRecordOutbox
+from crm_bridge.phones import PhoneRules
+from crm_bridge.services import CrmService
 
 if TYPE_CHECKING:
     from ivr_flows.ports import Clock, FlowPorts
@@ -96,6 +113,9 @@ def build_app(
     app[DATABASE] = database
     app[AGI_SERVER] = agi
     app[AUTH] = auth
+    crm = CrmService(database, rules=_phone_rules(config), audit=auth)
+    app[CRM] = crm
+    app[CRM_OUTBOX] = ServiceRecordOutbox(crm, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max)
     secret = ami_secret(config)
     wrapup = {
         config.queues.general: float(config.queues.wrapup_for(config.queues.general)),
@@ -120,10 +140,12 @@ def build_app(
     app.add_routes(auth_routes)
     app.add_routes(seat_routes)
     app.add_routes(call_routes)
+    app.add_routes(crm_routes)
     flows_plugin.install(app, flows)
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_crm_ctx)
     app.cleanup_ctx.append(_calls_ctx)
     app.cleanup_ctx.append(_live_ctx)
     app.cleanup_ctx.append(_agi_ctx)
@@ -145,6 +167,26 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await database.open()
     yield
     await database.close()
+
+
+def _phone_rules(config: Config) -> PhoneRules:
+    crm = config.crm
+    return PhoneRules(
+        country_code=crm.country_code,
+        trunk_prefix=crm.trunk_prefix,
+        international_prefix=crm.international_prefix,
+        area_code=crm.area_code,
+        local_max_digits=crm.local_max_digits,
+        national_max_digits=crm.national_max_digits,
+    )
+
+
+async def _crm_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The service-record outbox: replays what an earlier run left, then writes what waits whenever it can."""
+    outbox = app[CRM_OUTBOX]
+    outbox.start()
+    yield
+    await outbox.close()
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:

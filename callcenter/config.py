@@ -296,6 +296,37 @@ class SupervisorConfig(_Section):
     stats_max_days: int = Field(366, ge=1, le=3660)
 
 
+class CrmConfig(_Section):
+    """How phone numbers are written in the center's country, so that every form of one number finds its owner."""
+
+    country_code: str = Field("86", pattern=r"^[1-9][0-9]{0,3}$")
+    # What a national number starts with when dialled inside the country, and what dials out of it.
+    trunk_prefix: str = Field("0", pattern=r"^[0-9]{0,4}$")
+    international_prefix: str = Field("00", pattern=r"^[0-9]{0,4}$")
+    # Local numbers (at most local_max_digits digits, no prefix) are placed in this area; empty keeps them as is.
+    area_code: str = Field("", pattern=r"^[0-9]{0,4}$")
+    local_max_digits: int = Field(8, ge=0, le=12)
+    # Longer numbers without a prefix are international without their '+' (8613800138000).
+    national_max_digits: int = Field(11, ge=1, le=15)
+    # Seconds the service-record outbox waits at most between attempts while the database is down.
+    outbox_retry_max: float = Field(30.0, ge=0.1, le=3600)
+
+    @field_validator("country_code", "trunk_prefix", "international_prefix", "area_code", mode="before")
+    @classmethod
+    def _digits_as_text(cls, value: Any) -> Any:
+        # CALLCENTER_CRM_AREA_CODE=10 arrives as the TOML integer 10 (TOML has no integers with leading zeros,
+        # so "010" stays text): the digits are the same.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CrmConfig:
+        if self.local_max_digits >= self.national_max_digits:
+            raise ValueError("local_max_digits must be below national_max_digits")
+        if self.international_prefix and self.trunk_prefix.startswith(self.international_prefix):
+            raise ValueError("trunk_prefix cannot start with international_prefix")
+        return self
+
+
 class PathsConfig(_Section):
     data_dir: Path = Path("var")
     recordings_dir: Path = Path("var/recordings")
@@ -348,6 +379,7 @@ class Config(_Section):
     paths: PathsConfig = PathsConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     auth: AuthConfig = AuthConfig()
+    crm: CrmConfig = CrmConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
 
     @property

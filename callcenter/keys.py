@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from callcenter.live import LiveService
     from callcenter.metrics import Metrics
     from callcenter.seats.services import SeatService
+    from crm_bridge.outbox import ServiceRecordOutbox
+    from crm_bridge.services import CrmService
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
@@ -28,3 +30,5 @@ LIVE: web.AppKey[LiveService] = web.AppKey("live")
 SEATS: web.AppKey[SeatService] = web.AppKey("seats")
 CALLS: web.AppKey[CallRecorder] = web.AppKey("calls")
 HANDOFF: web.AppKey[HandoffService] = web.AppKey("handoff")
+CRM: web.AppKey[CrmService] = web.AppKey("crm")
+CRM_OUTBOX: web.AppKey[ServiceRecordOutbox] = web.AppKey("crm_outbox")

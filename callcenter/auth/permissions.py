@@ -46,7 +46,8 @@ class Permission(StrEnum):
     RECORDINGS_PLAY_ALL = "recordings.play_all"
     # CRM
     CUSTOMERS_READ = "customers.read"
-    CUSTOMERS_MAINTAIN = "customers.maintain"
+    CUSTOMERS_CREATE = "customers.create"  # open a file for an unknown caller
+    CUSTOMERS_MAINTAIN = "customers.maintain"  # edit any customer's file (audited)
     SERVICE_RECORDS_WRITE = "service_records.write"
     KNOWLEDGE_READ = "knowledge.read"
     # configuration
@@ -62,6 +63,7 @@ _AGENT = frozenset(
         P.RECORDINGS_CONTROL,
         P.RECORDINGS_PLAY_OWN,
         P.CUSTOMERS_READ,
+        P.CUSTOMERS_CREATE,
         P.SERVICE_RECORDS_WRITE,
         P.KNOWLEDGE_READ,
     }
@@ -80,6 +82,10 @@ _SUPERVISOR = frozenset(
         P.STATS_READ,
         P.USERS_READ,
         P.CUSTOMERS_READ,
+        P.CUSTOMERS_CREATE,
+        P.CUSTOMERS_MAINTAIN,
+        # Supervisors assign service records and see them through their lifecycle.
+        P.SERVICE_RECORDS_WRITE,
         P.KNOWLEDGE_READ,
         P.RECORDINGS_SEARCH,
         P.RECORDINGS_PLAY_ALL,
@@ -97,6 +103,7 @@ _ADMIN = frozenset(
         P.FLOWS_MANAGE,
         P.STATS_READ,
         P.CUSTOMERS_READ,
+        P.CUSTOMERS_CREATE,
         P.CUSTOMERS_MAINTAIN,
         P.KNOWLEDGE_READ,
     }

@@ -1,4 +1,4 @@
-"""`callcenter db init|migrate`: create the database and keep its schema at the newest revision."""
+"""`callcenter db init|migrate|seed`: create the database, keep its schema at the newest revision, fill it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from alembic.util import CommandError
 
 from callcenter.cli.common import get_config
-from callcenter.db import DatabaseError, mask_url, migrate
+from callcenter.db import Database, DatabaseError, mask_url, migrate
 
 
 @click.group()
@@ -42,3 +42,41 @@ def init(ctx: click.Context) -> None:
 def migrate_command(ctx: click.Context) -> None:
     """Upgrade the database schema to the newest revision (safe to run again)."""
     _upgrade(get_config(ctx).database_url)
+
+
+@db.command("seed")
+@click.option("--customers", type=click.IntRange(0, 10_000_000), required=True, help="How many customers to add.")
+@click.option(
+    "--products", type=click.IntRange(3, 8000), default=200, show_default=True, help="Products in the catalog."
+)
+@click.option("--seed", "seed_value", type=int, default=1, show_default=True, help="Same seed, same data.")
+@click.option("--force", is_flag=True, help="Add customers even when the database already has some.")
+@click.pass_context
+def seed_command(ctx: click.Context, customers: int, products: int, seed_value: int, force: bool) -> None:
+    """Fill the CRM with realistic demo data: customers, numbers, contacts, service records, products, articles.
+
+    Migrates the schema first. Refuses a database that already has customers unless --force.
+    """
+    from crm_bridge.exceptions import SeedRefused
+    from crm_bridge.seed import SeedOptions, seed
+
+    url = get_config(ctx).database_url
+    _upgrade(url)
+    options = SeedOptions(customers=customers, products=products, seed=seed_value, force=force)
+
+    async def run() -> str:
+        database = Database(url)
+        await database.open()
+        try:
+            report = await seed(database, options, progress=lambda line: click.echo(f"  {line}"))
+        finally:
+            await database.close()
+        return report.summary()
+
+    try:
+        summary = asyncio.run(run())
+    except SeedRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    except DatabaseError as exc:
+        raise click.ClickException(f"seeding failed: {exc}") from exc
+    click.echo(f"seeded {summary}")

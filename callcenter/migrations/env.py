@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import callcenter.auth.models  # noqa: F401  (registers the tables on Base.metadata for autogenerate)
 import callcenter.calls.models  # noqa: F401
 import callcenter.seats.models  # noqa: F401
+import crm_bridge.models  # noqa: F401
 from callcenter.db import Base
 
 config = context.config

@@ -1,0 +1,142 @@
+"""HTTP handlers of the CRM API: validate, call CrmService (or the outbox), serialise. Nothing else happens here."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from callcenter.auth.middleware import principal
+from callcenter.auth.permissions import Permission, requires
+from callcenter.keys import CRM, CRM_OUTBOX
+from callcenter.web.errors import read_json
+from crm_bridge.exceptions import CustomerNotFound, ProductNotFound, ServiceRecordNotFound
+from crm_bridge.schemas import (
+    CustomerIn,
+    CustomerPatch,
+    CustomerQuery,
+    KbQuery,
+    ServiceRecordIn,
+    ServiceRecordQuery,
+    TransitionIn,
+)
+
+crm_routes = web.RouteTableDef()
+
+# Ids are 32-bit in the tables; a longer number in a path names nothing rather than failing in the database.
+_ID_MAX = 2**31 - 1
+
+
+def _path_id(request: web.Request, name: str) -> int | None:
+    value = int(request.match_info[name])
+    return value if 1 <= value <= _ID_MAX else None
+
+
+def _customer_id(request: web.Request) -> int:
+    found = _path_id(request, "customer_id")
+    if found is None:
+        raise CustomerNotFound(0)
+    return found
+
+
+def _record_id(request: web.Request) -> int:
+    found = _path_id(request, "record_id")
+    if found is None:
+        raise ServiceRecordNotFound(0)
+    return found
+
+
+@crm_routes.get("/api/v1/customers")
+@requires(Permission.CUSTOMERS_READ)
+async def find_customers(request: web.Request) -> web.Response:
+    query = CustomerQuery.model_validate(dict(request.query))
+    service = request.config_dict[CRM]
+    if query.number is not None:
+        files = await service.files_by_number(query.number, limit=query.limit)
+        normalized = service.phone_key(query.number)
+        return web.json_response({"items": [item.as_json() for item in files], "normalized": normalized})
+    assert query.name is not None
+    files = await service.files_by_name(query.name, match=query.match, limit=query.limit)
+    return web.json_response({"items": [item.as_json() for item in files]})
+
+
+@crm_routes.post("/api/v1/customers")
+@requires(Permission.CUSTOMERS_CREATE)
+async def create_customer(request: web.Request) -> web.Response:
+    body = CustomerIn.model_validate(await read_json(request))
+    created = await request.config_dict[CRM].create_customer(
+        body, actor=principal(request).username, remote=request.remote
+    )
+    return web.json_response(created.as_json(), status=201)
+
+
+@crm_routes.get(r"/api/v1/customers/{customer_id:\d{1,12}}")
+@requires(Permission.CUSTOMERS_READ)
+async def customer_file(request: web.Request) -> web.Response:
+    found = await request.config_dict[CRM].customer_file(_customer_id(request))
+    return web.json_response(found.as_json())
+
+
+@crm_routes.patch(r"/api/v1/customers/{customer_id:\d{1,12}}")
+@requires(Permission.CUSTOMERS_MAINTAIN)
+async def update_customer(request: web.Request) -> web.Response:
+    customer_id = _customer_id(request)
+    patch = CustomerPatch.model_validate(await read_json(request))
+    updated = await request.config_dict[CRM].update_customer(
+        customer_id, patch, actor=principal(request).username, remote=request.remote
+    )
+    return web.json_response(updated.as_json())
+
+
+@crm_routes.get("/api/v1/kb")
+@requires(Permission.KNOWLEDGE_READ)
+async def search_kb(request: web.Request) -> web.Response:
+    query = KbQuery.model_validate(dict(request.query))
+    found = await request.config_dict[CRM].search_kb(query.q, limit=query.limit)
+    return web.json_response({"items": [article.as_json() for article in found]})
+
+
+@crm_routes.get("/api/v1/products/{code}")
+@requires(Permission.KNOWLEDGE_READ)
+async def product(request: web.Request) -> web.Response:
+    found = await request.config_dict[CRM].product(request.match_info["code"])
+    if found is None:
+        raise ProductNotFound()
+    return web.json_response(found.as_json())
+
+
+@crm_routes.post("/api/v1/service-records")
+@requires(Permission.SERVICE_RECORDS_WRITE)
+async def create_service_record(request: web.Request) -> web.Response:
+    body = ServiceRecordIn.model_validate(await read_json(request))
+    result = await request.config_dict[CRM_OUTBOX].submit(body, actor=principal(request).username)
+    if result.record is None:
+        # Journalled, not yet in the database: written (once) when it is back.
+        return web.json_response({"queued": True, "idempotency_key": result.key}, status=202)
+    return web.json_response(
+        {**result.record.as_json(), "created": result.created}, status=201 if result.created else 200
+    )
+
+
+@crm_routes.get("/api/v1/service-records")
+@requires(Permission.CUSTOMERS_READ)
+async def list_service_records(request: web.Request) -> web.Response:
+    query = ServiceRecordQuery.model_validate(dict(request.query))
+    items = await request.config_dict[CRM].list_service_records(query)
+    return web.json_response(
+        {"items": [item.as_json() for item in items], "limit": query.limit, "offset": query.offset}
+    )
+
+
+@crm_routes.get(r"/api/v1/service-records/{record_id:\d{1,12}}")
+@requires(Permission.CUSTOMERS_READ)
+async def service_record(request: web.Request) -> web.Response:
+    record, history = await request.config_dict[CRM].service_record(_record_id(request))
+    return web.json_response({**record.as_json(), "history": [entry.as_json() for entry in history]})
+
+
+@crm_routes.post(r"/api/v1/service-records/{record_id:\d{1,12}}/transition")
+@requires(Permission.SERVICE_RECORDS_WRITE)
+async def transition(request: web.Request) -> web.Response:
+    record_id = _record_id(request)
+    body = TransitionIn.model_validate(await read_json(request))
+    record = await request.config_dict[CRM].transition(record_id, body, actor=principal(request).username)
+    return web.json_response(record.as_json())

@@ -1,0 +1,263 @@
+"""Service records that must not be lost: written ahead to a journal, then to the database, retried until it is.
+
+Every record gets an idempotency key and goes first to an append-only JSON-lines journal under the data
+directory, fsync'd before anything else happens; then to the database. When the database is down the record stays
+in the journal, and a background task retries with backoff until the database answers again. A record is marked
+done in the journal once written; a crash between the write and the mark replays it, which the unique
+idempotency key turns into a no-op. So a record is written once, and only once, whatever fails when.
+
+A record the database refuses for good (its customer was deleted meanwhile) is not dropped either: it moves to
+a ``.rejected.jsonl`` file beside the journal for an operator, and the log says so.
+
+Journal lines: ``{"op": "put", "key", "actor", "queued_at", "record"}``, then ``{"op": "done", "key"}`` or
+``{"op": "rejected", "key"}``. The journal is rewritten down to the pending entries when it has grown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from callcenter.db import ConstraintViolation, DatabaseError, DatabaseUnavailable, utcnow
+from crm_bridge.exceptions import InvalidCrmInput
+from crm_bridge.schemas import ServiceRecordIn
+from crm_bridge.services import CrmService, ServiceRecordInfo
+
+log = logging.getLogger("crm_bridge.outbox")
+
+JOURNAL_NAME = "service_records.jsonl"
+REJECTED_NAME = "service_records.rejected.jsonl"
+# The journal is rewritten to its pending entries once it holds this many finished ones.
+COMPACT_AFTER = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What became of a submitted record: written (``record`` set; ``created`` False when the key was already
+    written), or queued until the database is back (``queued``)."""
+
+    key: str
+    record: ServiceRecordInfo | None
+    created: bool
+    queued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    key: str
+    actor: str
+    queued_at: str
+    record: dict[str, Any]
+
+    def line(self) -> str:
+        return json.dumps(
+            {"op": "put", "key": self.key, "actor": self.actor, "queued_at": self.queued_at, "record": self.record},
+            sort_keys=True,
+        )
+
+
+def _append(path: Path, lines: list[str], *, sync: bool) -> None:
+    created = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as journal:
+        journal.write("".join(line + "\n" for line in lines))
+        journal.flush()
+        if sync:
+            os.fsync(journal.fileno())
+    if created and sync:
+        _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    # The new name of a file is durable only once its directory is.
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _rewrite(path: Path, lines: list[str]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as journal:
+        journal.write("".join(line + "\n" for line in lines))
+        journal.flush()
+        os.fsync(journal.fileno())
+    os.replace(temporary, path)
+    _sync_directory(path.parent)
+
+
+def _read(path: Path) -> tuple[dict[str, _Entry], int]:
+    """The pending entries of a journal, in order, and how many finished ones it holds."""
+    pending: dict[str, _Entry] = {}
+    finished = 0
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return pending, 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            op, key = item["op"], str(item["key"])
+            if op == "put":
+                pending[key] = _Entry(key, str(item["actor"]), str(item["queued_at"]), dict(item["record"]))
+            elif op in ("done", "rejected"):
+                pending.pop(key, None)
+                finished += 1
+        except (ValueError, KeyError, TypeError):
+            # A line torn by a crash mid-append: its submit never returned, so no one was told it was kept.
+            log.warning("outbox journal %s: skipping unreadable line %d", path, number)
+    return pending, finished
+
+
+class ServiceRecordOutbox:
+    def __init__(
+        self,
+        service: CrmService,
+        directory: Path,
+        *,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+    ) -> None:
+        self._service = service
+        self.path = directory / JOURNAL_NAME
+        self.rejected_path = directory / REJECTED_NAME
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._pending: dict[str, _Entry] = {}
+        self._finished = 0
+        self._inflight: set[str] = set()
+        self._journal_lock = asyncio.Lock()
+        self._drain_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._loaded = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Records waiting for the database."""
+        return len(self._pending)
+
+    async def load(self) -> None:
+        """Reads what an earlier run left in the journal (the drain task does this first)."""
+        async with self._journal_lock:
+            if self._loaded:
+                return
+            pending, finished = await asyncio.to_thread(_read, self.path)
+            pending.update(self._pending)
+            self._pending, self._finished, self._loaded = pending, self._finished + finished, True
+        if self._pending:
+            log.info("outbox: %d service record(s) from an earlier run wait for the database", len(self._pending))
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="crm-outbox")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def submit(self, data: ServiceRecordIn, *, actor: str) -> Submitted:
+        """Journals the record, then writes it; queued (not failed) when the database is unavailable.
+
+        A record the database refuses (an unknown customer) raises here, to the writer, and is not retried.
+        """
+        key = data.idempotency_key or f"outbox-{uuid.uuid4().hex}"
+        if data.idempotency_key is None:
+            data = data.model_copy(update={"idempotency_key": key})
+        entry = _Entry(key, actor, utcnow().isoformat(), data.model_dump(mode="json"))
+        async with self._journal_lock:
+            await asyncio.to_thread(_append, self.path, [entry.line()], sync=True)
+            self._pending[key] = entry
+            self._inflight.add(key)
+        try:
+            record, created = await self._service.create_service_record(data, actor=actor)
+        except DatabaseUnavailable:
+            log.warning("database unavailable: service record %s waits in the outbox", key)
+            self._inflight.discard(key)
+            self._wake.set()
+            return Submitted(key, None, False, True)
+        except (InvalidCrmInput, ConstraintViolation):
+            # The writer hears why; there is nothing to retry.
+            await self._finish(key, "rejected")
+            raise
+        except BaseException:
+            # Anything else (a cancelled request, an unexpected error): the journal keeps it for the drain.
+            self._inflight.discard(key)
+            self._wake.set()
+            raise
+        await self._finish(key, "done")
+        return Submitted(key, record, created, False)
+
+    async def _finish(self, key: str, op: str, entry: _Entry | None = None) -> None:
+        async with self._journal_lock:
+            if entry is not None:
+                # Kept for an operator before the journal forgets it.
+                await asyncio.to_thread(_append, self.rejected_path, [entry.line()], sync=True)
+            # Not fsync'd: if this line is lost, the replay finds the key written and adds nothing.
+            await asyncio.to_thread(_append, self.path, [json.dumps({"op": op, "key": key})], sync=False)
+            self._pending.pop(key, None)
+            self._inflight.discard(key)
+            self._finished += 1
+            if not self._pending and not self._inflight:
+                await asyncio.to_thread(_rewrite, self.path, [])
+                self._finished = 0
+            elif self._finished >= COMPACT_AFTER:
+                await asyncio.to_thread(_rewrite, self.path, [item.line() for item in self._pending.values()])
+                self._finished = 0
+
+    async def drain(self) -> bool:
+        """Writes every pending record it can; False when the database is still unavailable."""
+        await self.load()
+        async with self._drain_lock:
+            for key, entry in list(self._pending.items()):
+                if key in self._inflight:
+                    continue
+                try:
+                    data = ServiceRecordIn.model_validate(entry.record)
+                    await self._service.create_service_record(data, actor=entry.actor)
+                except DatabaseUnavailable:
+                    return False
+                except (InvalidCrmInput, ConstraintViolation, ValidationError) as exc:
+                    log.error("outbox: service record %s refused (%s); kept in %s", key, exc, self.rejected_path)
+                    await self._finish(key, "rejected", entry)
+                    continue
+                except DatabaseError as exc:
+                    # Neither clearly transient nor clearly permanent: keep it and try again later.
+                    log.warning("outbox: service record %s not written yet: %s", key, exc)
+                    continue
+                await self._finish(key, "done")
+                log.info("outbox: service record %s written", key)
+        return True
+
+    async def _run(self) -> None:
+        delay = self._retry_initial
+        while True:
+            try:
+                reachable = await self.drain()
+            except Exception:
+                log.exception("outbox drain failed")
+                reachable = False
+            if reachable and not self._pending:
+                delay = self._retry_initial
+                self._wake.clear()
+                if not self._pending:
+                    await self._wake.wait()
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max)

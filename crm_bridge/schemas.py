@@ -1,0 +1,178 @@
+"""What the CRM accepts, validated with pydantic: from the HTTP API, from the flows and from the outbox alike.
+
+A bad value becomes a 400 naming the field. Text is kept as given (markup, quotes, CR/LF and all): it is data,
+bound as a parameter and escaped wherever it is shown. Only what no database can store is refused: NUL (which
+PostgreSQL rejects) and unpaired surrogates (which are not text).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from crm_bridge import models as m
+
+# Bounds of free text without a column limit (notes, content): generous, but a request cannot fill the disk.
+LONG_TEXT_MAX = 20_000
+SEARCH_MAX = 200
+PAGE_MAX = 200
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("give a time zone (e.g. 2030-01-01T09:00:00+08:00)")
+    return None if value is None else value.astimezone(UTC)
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Name = Annotated[str, Field(min_length=1, max_length=m.NAME_MAX), AfterValidator(_storable), AfterValidator(_not_blank)]
+AwareTime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhoneIn(_Payload):
+    # Whether it is a phone number at all is the service's to say: it knows the configured numbering rules.
+    number: Annotated[Text, Field(min_length=1, max_length=m.NUMBER_MAX)]
+    kind: m.PhoneKind = m.PhoneKind.MOBILE
+
+
+class ContactIn(_Payload):
+    name: Name
+    role: Annotated[Text, Field(max_length=m.ROLE_TEXT_MAX)] | None = None
+    phone: Annotated[Text, Field(max_length=m.NUMBER_MAX)] | None = None
+    email: Annotated[Text, Field(max_length=m.EMAIL_MAX)] | None = None
+
+
+class CustomerIn(_Payload):
+    """A new customer file (e.g. from the form an unknown caller's screen-pop offers)."""
+
+    name: Name
+    company: Annotated[Text, Field(max_length=m.COMPANY_MAX)] | None = None
+    tier: m.Tier = m.Tier.STANDARD
+    address: Annotated[Text, Field(max_length=m.ADDRESS_MAX)] | None = None
+    notes: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
+    account_manager: Annotated[Text, Field(max_length=m.PERSON_MAX)] | None = None
+    first_contact: AwareTime | None = None
+    last_contact: AwareTime | None = None
+    churn_risk: bool = False
+    phones: list[PhoneIn] = Field(default_factory=list, max_length=20)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=50)
+
+
+class CustomerPatch(_Payload):
+    """Changes to a customer file: only the fields sent change; phones and contacts, when sent, replace the lists."""
+
+    name: Name | None = None
+    company: Annotated[Text, Field(max_length=m.COMPANY_MAX)] | None = None
+    tier: m.Tier | None = None
+    address: Annotated[Text, Field(max_length=m.ADDRESS_MAX)] | None = None
+    notes: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
+    account_manager: Annotated[Text, Field(max_length=m.PERSON_MAX)] | None = None
+    first_contact: AwareTime | None = None
+    last_contact: AwareTime | None = None
+    churn_risk: bool | None = None
+    phones: list[PhoneIn] | None = Field(None, max_length=20)
+    contacts: list[ContactIn] | None = Field(None, max_length=50)
+
+    @field_validator("name", "tier", "churn_risk", "phones", "contacts")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Validators run only on fields that were sent: None here is an explicit null.
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=m.IDEMPOTENCY_KEY_MAX, pattern=r"^[!-~]+$")]
+
+
+class ServiceRecordIn(_Payload):
+    """A new service record; it starts as ``new``. With an idempotency key, writing it twice writes it once."""
+
+    type: m.RecordType
+    content: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] = ""
+    customer_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    linkedid: Annotated[Text, Field(min_length=1, max_length=m.LINKEDID_MAX)] | None = None
+    outcome: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
+    follow_up: date | None = None
+    appointment_at: AwareTime | None = None
+    caller_number: Annotated[Text, Field(max_length=m.CALLER_NUMBER_MAX)] | None = None
+    caller_name: Annotated[Text, Field(max_length=m.NAME_MAX)] | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+TransitionAction = Literal["assign", "start", "resolve", "feedback", "archive"]
+
+
+class TransitionIn(_Payload):
+    action: TransitionAction
+    assigned_to: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(None, validate_default=True)
+    outcome: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
+    feedback: Annotated[Text, Field(min_length=1, max_length=LONG_TEXT_MAX)] | None = Field(None, validate_default=True)
+    note: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
+
+    @field_validator("assigned_to")
+    @classmethod
+    def _assignee(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None and info.data.get("action") == "assign":
+            raise ValueError("assign needs the user id to assign the record to")
+        return value
+
+    @field_validator("feedback")
+    @classmethod
+    def _feedback(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("action") == "feedback":
+            raise ValueError("feedback needs the customer's feedback")
+        return value
+
+
+# -- queries ---------------------------------------------------------------------------------------------
+
+
+class CustomerQuery(_Payload):
+    name: Annotated[Text, Field(min_length=1, max_length=SEARCH_MAX)] | None = None
+    # Any text: a caller ID as Asterisk gave it; what is not a phone number finds nobody.
+    number: Annotated[str, Field(min_length=1, max_length=SEARCH_MAX)] | None = Field(None, validate_default=True)
+    match: Literal["prefix", "contains"] = "prefix"
+    limit: int = Field(20, ge=1, le=50)
+
+    @field_validator("number")
+    @classmethod
+    def _number_or_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("name") is None:
+            raise ValueError("give number or name")
+        return value
+
+
+class KbQuery(_Payload):
+    q: Annotated[Text, Field(min_length=1, max_length=SEARCH_MAX), AfterValidator(_not_blank)]
+    limit: int = Field(20, ge=1, le=50)
+
+
+class ServiceRecordQuery(_Payload):
+    customer_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    status: m.RecordStatus | None = None
+    linkedid: Annotated[str, Field(min_length=1, max_length=m.LINKEDID_MAX)] | None = None
+    limit: int = Field(50, ge=1, le=PAGE_MAX)
+    offset: int = Field(0, ge=0, le=10**9)
