@@ -27,6 +27,7 @@ lint: $(VENV_STAMP)
 
 bench: $(VENV_STAMP)
 	.venv/bin/python bench/fastagi.py --quick
+	.venv/bin/python bench/ami.py --quick
 
 clean:
 	rm -rf .venv build *.egg-info
