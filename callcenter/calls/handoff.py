@@ -225,4 +225,6 @@ class HandoffService:
             outcome=outcome,
             caller_number=str(headers.get("Callerid", "")),
             voicemail_path=row.voicemail_path if outcome == "voicemail" else None,
+            notes=row.notes,
+            from_user=row.from_user,
         )

@@ -1,0 +1,135 @@
+"""Service records that calls leave on their own, whether or not an agent writes one.
+
+- A caller who gave up in a queue leaves a ``callback_visit`` task (call them back).
+- A caller who chose "complaint" in the IVR always leaves a ``complaint`` record (the agent adds the content).
+- An expert voicemail (a handoff nobody took) leaves a ``voicemail`` record with the first agent's notes.
+
+Writes go through the outbox with an idempotency key made from the call, so a record is written once even when
+the database is down for a while or an event is seen twice. After-hours voicemails are filed by the IVR's
+voicemail sink (callcenter/adapters.py), not here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from callcenter.bus import Bus, Event
+from callcenter.calls.models import CallRecord
+from callcenter.db import Database, DatabaseError
+from callcenter.model import LiveModel
+from crm_bridge.models import RecordType
+from crm_bridge.outbox import ServiceRecordOutbox
+from crm_bridge.schemas import ServiceRecordIn
+from crm_bridge.services import CrmService
+
+log = logging.getLogger("crm_bridge.from_calls")
+
+ACTOR = "system"
+
+
+class CallServiceRecords:
+    def __init__(
+        self,
+        crm: CrmService,
+        outbox: ServiceRecordOutbox,
+        database: Database,
+        bus: Bus,
+        model: Callable[[], LiveModel],
+    ) -> None:
+        self._model = model
+        self._crm = crm
+        self._outbox = outbox
+        self._database = database
+        self._bus = bus
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.written: list[str] = []
+
+    def start(self) -> None:
+        self._unsubscribe = [
+            self._bus.subscribe("call.recorded", self._on_recorded),
+            self._bus.subscribe("call.expert_outcome", self._on_expert_outcome),
+        ]
+
+    def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+
+    async def _customer(self, number: str) -> int | None:
+        """The customer a record is filed under: the one owner of the number (none when unknown or shared)."""
+        owners = await self._crm.owners_of(number, limit=2)
+        return owners[0] if len(owners) == 1 else None
+
+    async def _submit(self, key: str, record_type: RecordType, number: str, content: str, **extra: Any) -> None:
+        try:
+            customer = await self._customer(number) if number else None
+        except DatabaseError:
+            customer = None
+        data = ServiceRecordIn(
+            type=record_type,
+            content=content,
+            customer_id=customer,
+            caller_number=number[:64] or None,
+            idempotency_key=key,
+            **extra,
+        )
+        await self._outbox.submit(data, actor=ACTOR)
+        self.written.append(key)
+
+    async def _on_recorded(self, event: Event) -> None:
+        linkedid = str(event.data.get("linkedid") or "")
+        async with self._database.session() as session:
+            row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+        if row is None:
+            return
+        number = row.caller_number
+        if row.outcome == "abandoned":
+            waited = f" after waiting {row.wait_time:.0f} s" if row.wait_time is not None else ""
+            await self._submit(
+                f"abandoned:{linkedid}",
+                RecordType.CALLBACK_VISIT,
+                number,
+                f"The caller hung up in the queue{waited}. Call them back.",
+                linkedid=linkedid,
+                caller_name=row.caller_name[:200] or None,
+            )
+        if row.ivr_choice == RecordType.COMPLAINT and row.outcome != "voicemail":
+            await self._submit(
+                f"complaint:{linkedid}",
+                RecordType.COMPLAINT,
+                number,
+                "Complaint chosen in the voice menu.",
+                linkedid=linkedid,
+                caller_name=row.caller_name[:200] or None,
+            )
+
+    async def _on_expert_outcome(self, event: Event) -> None:
+        if event.data.get("outcome") not in ("voicemail", "callback"):
+            return
+        linkedid = str(event.data.get("linkedid") or "")
+        handoff = str(event.data.get("handoff_id") or "")
+        number = ""
+        call_notes = ""
+        async with self._database.session() as session:
+            row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+            if row is not None:
+                number, call_notes = row.caller_number, row.handoff_notes or ""
+        live = self._model().calls.get(linkedid)
+        if live is not None and not number:
+            number = live.caller_number
+        notes = str(event.data.get("notes") or "")
+        call_notes = call_notes or notes
+        if event.data.get("outcome") == "voicemail":
+            content = f"Voicemail for an expert ({event.data.get('voicemail_path')})."
+            record_type = RecordType.VOICEMAIL
+        else:
+            content = "The caller asked an expert to call back."
+            record_type = RecordType.CALLBACK_VISIT
+        if call_notes:
+            content += f" Agent's notes: {call_notes}"
+        await self._submit(
+            f"expert-{event.data.get('outcome')}:{handoff}", record_type, number, content, linkedid=linkedid
+        )
