@@ -53,3 +53,10 @@ VAR_EXPERT_TIMEOUT = "CC_EXPERT_TIMEOUT"
 VAR_EXPERT_VOICEMAIL = "CC_EXPERT_VOICEMAIL"
 PROMPT_EXPERT_BUSY = "callcenter/expert-busy"
 PROMPT_CALLBACK_NOTED = "callcenter/callback-noted"
+
+# Callbacks: the engine rings the agent's phone into this context, which then dials the customer.
+CONTEXT_CALLBACK = "cc-callback"
+VAR_CALLBACK_ID = "CC_CALLBACK_ID"
+VAR_CALLBACK_NUMBER = "CC_CALLBACK_NUMBER"
+# The longest a callback may last, in milliseconds (Dial's L() option hangs up then).
+VAR_CALLBACK_LIMIT = "CC_CALLBACK_LIMIT"

@@ -14,10 +14,18 @@ from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
 from callcenter.calls.handoff import NOTES_MAX
 from callcenter.calls.models import CallRecord
-from callcenter.keys import DATABASE, HANDOFF, LIVE
+from callcenter.keys import CALLBACKS, DATABASE, HANDOFF, LIVE
 from callcenter.web.errors import NotFound, read_json
 
 call_routes = web.RouteTableDef()
+
+
+class CallbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: str = Field(min_length=1, max_length=40)
+    service_record_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    customer_id: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
 class HandoffIn(BaseModel):
@@ -74,8 +82,23 @@ def record_json(row: CallRecord) -> dict[str, Any]:
         "expert": row.expert,
         "handoff_notes": row.handoff_notes,
         "recording_ids": json.loads(row.recording_ids),
+        "service_record_id": row.service_record_id,
         "source": row.source,
     }
+
+
+@call_routes.post("/api/v1/callbacks")
+@requires(Permission.SERVICE_RECORDS_WRITE)
+async def callback(request: web.Request) -> web.Response:
+    body = CallbackIn.model_validate(await read_json(request))
+    result = await request.config_dict[CALLBACKS].start(
+        principal(request),
+        body.number,
+        service_record_id=body.service_record_id,
+        customer_id=body.customer_id,
+        remote=request.remote,
+    )
+    return web.json_response(result, status=202)
 
 
 @call_routes.get("/api/v1/call-records/{linkedid}")

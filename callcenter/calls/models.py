@@ -43,6 +43,8 @@ class CallRecord(Base):
     expert: Mapped[str | None] = mapped_column(String(80))
     handoff_notes: Mapped[str | None] = mapped_column(Text)
     recording_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    # The CRM service record the call was made for (a callback), if any.
+    service_record_id: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16))  # live | reconciled | cel
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

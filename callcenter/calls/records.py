@@ -164,5 +164,6 @@ def build_record(
         "expert": expert,
         "handoff_notes": (handoff or {}).get("notes"),
         "recording_ids": json.dumps(list(recording_ids)),
+        "service_record_id": call.get("service_record_id"),
         "source": source,
     }

@@ -77,6 +77,7 @@ class CallRecorder:
         self._handoffs: _Lru = _Lru()
         self._recordings: _Lru = _Lru()
         self._written: _Lru = _Lru()
+        self._outbound: _Lru = _Lru()
         self._snapshots: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
@@ -144,6 +145,14 @@ class CallRecorder:
             if recording not in known:
                 self._recordings.put(linkedid, [*known, recording])
 
+    def mark_outbound(self, linkedid: str, *, number: str, agent: str, **extra: Any) -> None:
+        """The call with this linkedid is one the engine places (a callback): its record is outbound, its
+        number the customer's, its seat ``agent``."""
+        self._outbound.put(linkedid, {"number": number, "agent": agent, **extra})
+
+    def forget_outbound(self, linkedid: str) -> None:
+        self._outbound.pop(linkedid, None)
+
     # -- the live path --------------------------------------------------------------------------------------
 
     async def _on_ended(self, event: Event) -> None:
@@ -155,6 +164,16 @@ class CallRecorder:
     async def write(self, call: Mapping[str, Any], *, source: str, ended: float | None = None) -> bool:
         """Stores the record of ``call``; False when the call had one already."""
         linkedid = str(call["linkedid"])
+        outbound = self._outbound.pop(linkedid, None)
+        if outbound is not None:
+            call = {
+                **call,
+                "direction": "outbound",
+                "caller_number": outbound["number"],
+                "caller_name": "",
+                "agent": call.get("agent") or outbound["agent"],
+                "service_record_id": outbound.get("service_record_id"),
+            }
         values = build_record(
             call,
             ivr=self._ivr.get(linkedid),

@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("expert", sa.String(80), nullable=True),
         sa.Column("handoff_notes", sa.Text(), nullable=True),
         sa.Column("recording_ids", sa.Text(), nullable=False),
+        sa.Column("service_record_id", sa.Integer(), nullable=True),
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("created_at", _time(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_call_records"),
