@@ -42,6 +42,10 @@ class Bus:
 
         return unsubscribe
 
+    def wants(self, event_type: str) -> bool:
+        """Whether anyone listens to ``event_type``: a publisher may skip building events nobody reads."""
+        return bool(self._subscribers.get(event_type) or self._subscribers.get("*"))
+
     def publish(self, event_type: str, **data: Any) -> Event:
         event = Event(type=event_type, data=data)
         for subscriber in [*self._subscribers.get(event_type, ()), *self._subscribers.get("*", ())]:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,45 @@ def dtmf_pcap(digit: str) -> Path:
     return PCAP_DIR / f"dtmf_2833_{_DTMF_NAMES[digit]}.pcap"
 
 
+_PCAP_HEADER = 24
+_PACKET_HEADER = 16
+_ETHERNET = 14
+_UDP = 8
+
+
+def renumbered_dtmf(digit: str, position: int, directory: Path) -> Path:
+    """sip-tester's capture of ``digit``, renumbered as the key at ``position`` (0-based) of one call.
+
+    The captures were taken one after another on one RTP stream, so each carries fixed sequence numbers and a
+    fixed timestamp, and Asterisk drops an RFC 4733 event that is not newer than the last one it saw (it takes
+    it for a retransmission). Replayed as they are, a key pressed twice in a row, or after a key whose capture
+    is newer (9 then 1), never arrives. The copy made here keeps each capture's packets and spacing but moves
+    its sequence numbers and timestamp past those of every earlier key of the call.
+    """
+    raw = dtmf_pcap(digit).read_bytes()
+    out = bytearray(raw[:_PCAP_HEADER])
+    offset = _PCAP_HEADER
+    first: tuple[int, int] | None = None
+    while offset + _PACKET_HEADER <= len(raw):
+        header = raw[offset : offset + _PACKET_HEADER]
+        (length,) = struct.unpack("<I", header[8:12])
+        frame = bytearray(raw[offset + _PACKET_HEADER : offset + _PACKET_HEADER + length])
+        offset += _PACKET_HEADER + length
+        rtp = _ETHERNET + (frame[_ETHERNET] & 0x0F) * 4 + _UDP
+        seq, timestamp = struct.unpack("!HI", frame[rtp + 2 : rtp + 8])
+        if first is None:
+            first = (seq, timestamp)
+        # 64 sequence numbers and 2 s of 8 kHz timestamps per key: far more than one key's few packets.
+        new_seq = ((position + 1) * 64 + seq - first[0]) & 0xFFFF
+        new_timestamp = ((position + 1) * 16000 + timestamp - first[1]) & 0xFFFFFFFF
+        frame[rtp + 2 : rtp + 8] = struct.pack("!HI", new_seq, new_timestamp)
+        out += header + frame
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"dtmf_{position:03d}_{_DTMF_NAMES[digit]}.pcap"
+    target.write_bytes(bytes(out))
+    return target
+
+
 def _sip_quoted(text: str) -> str:
     """A SIP quoted-string for a display name; CR/LF never reach the wire."""
     text = text.replace("\r", " ").replace("\n", " ")
@@ -54,12 +94,18 @@ class CallerScript:
     gap_between_digits_ms: int = 800
     talk_ms: int = 3000
     speech: bool = False
+    # Silence between the last key and the speech (e.g. while a voicemail prompt plays before the beep).
+    pause_before_speech_ms: int = 0
     # True: wait for Asterisk to hang up (e.g. the IVR ends the call) instead of sending BYE.
     remote_hangup: bool = False
     offer_alaw: bool = field(default=False)
 
 
-def caller_scenario(script: CallerScript) -> str:
+def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) -> str:
+    """The UAC scenario of ``script``; ``dtmf_files`` are the captures to play for its keys, one per key
+    (default: sip-tester's own, which only work for keys in ascending capture order, see renumbered_dtmf)."""
+    if dtmf_files is not None and len(dtmf_files) != len(script.digits):
+        raise SippError("one DTMF capture per key")
     number = "".join(ch for ch in script.caller_number if ch.isalnum() or ch in "+*#") or "anonymous"
     name = _sip_quoted(script.caller_name)
     codec = "8 101" if script.offer_alaw or script.speech else "0 8 101"
@@ -67,8 +113,11 @@ def caller_scenario(script: CallerScript) -> str:
     for index, digit in enumerate(script.digits):
         if index:
             steps.append(f'  <pause milliseconds="{script.gap_between_digits_ms}"/>')
-        steps.append(f'  <nop><action><exec play_pcap_audio="{escape(str(dtmf_pcap(digit)))}"/></action></nop>')
+        capture = dtmf_files[index] if dtmf_files is not None else dtmf_pcap(digit)
+        steps.append(f'  <nop><action><exec play_pcap_audio="{escape(str(capture))}"/></action></nop>')
     if script.speech:
+        if script.pause_before_speech_ms:
+            steps.append(f'  <pause milliseconds="{script.pause_before_speech_ms}"/>')
         steps.append(f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>')
     steps.append(f'  <pause milliseconds="{script.talk_ms}"/>')
     if script.remote_hangup:
@@ -338,7 +387,10 @@ class Phones:
             "-timeout_error",
             "-recv_timeout", f"{timeout_s * 1000}",
         ]  # fmt: skip
-        return self._start(name, caller_scenario(script), extra)
+        captures = [
+            renumbered_dtmf(digit, index, self.workdir / f"{name}-dtmf") for index, digit in enumerate(script.digits)
+        ]
+        return self._start(name, caller_scenario(script, captures), extra)
 
     def desk_phone(
         self,

@@ -92,6 +92,12 @@ class CallResult:
         }
 
 
+def _wants(bus: EventPublisher, event_type: str) -> bool:
+    """Whether the bus has listeners for ``event_type`` (a publisher that cannot tell is assumed to have)."""
+    wants = getattr(bus, "wants", None)
+    return bool(wants(event_type)) if callable(wants) else True
+
+
 class FlowEngine:
     """Runs the flows; one instance serves every call. ``replace_flows`` swaps the flows for new calls only."""
 
@@ -143,6 +149,8 @@ class FlowEngine:
         flows = self._flows
         first = flows[flow or self._entry]
         env = session.env
+        uniqueid, linkedid = session.uniqueid, session.linkedid
+        did = env.params.get("did", env.extension)
         state = CallState(
             session=session,
             flows=flows,
@@ -154,18 +162,22 @@ class FlowEngine:
             bus=self._bus,
             queues=self._queues,
             caller=caller_number(env.callerid),
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            publish_steps=_wants(self._bus, "ivr.step"),
+            publish_choices=_wants(self._bus, "ivr.choice"),
         )
-        state.variables.update(caller=state.caller, language=state.language, did=env.params.get("did", env.extension))
+        state.variables.update(caller=state.caller, language=state.language, did=did)
         state.begin(first.start_node, 0, "answer")
         started_at = self._clock.now()
         started = self._clock.monotonic()
         self._bus.publish(
             "ivr.started",
-            uniqueid=session.uniqueid,
-            linkedid=session.linkedid,
+            uniqueid=uniqueid,
+            linkedid=linkedid,
             caller_number=env.callerid,
             caller_name=env.calleridname,
-            did=env.params.get("did", env.extension),
+            did=did,
             flow=first.name,
             language=state.language,
             at=started_at.isoformat(),
@@ -250,8 +262,8 @@ class FlowEngine:
         started: float,
     ) -> CallResult:
         result = CallResult(
-            uniqueid=state.session.uniqueid,
-            linkedid=state.session.linkedid,
+            uniqueid=state.uniqueid,
+            linkedid=state.linkedid,
             caller_number=state.caller,
             flow=entry_flow,
             outcome=outcome,

@@ -127,11 +127,11 @@ class ShiftedClock:
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("ShiftedClock needs an aware datetime (a time zone decides opening hours)")
-        self._start = start
-        self._origin = time.monotonic()
+        # The system clock plus a fixed offset: as cheap as the system clock, which each step of a call reads.
+        self._offset = start - datetime.now(UTC)
 
     def now(self) -> datetime:
-        return self._start + timedelta(seconds=time.monotonic() - self._origin)
+        return datetime.now(UTC) + self._offset
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -10,6 +10,7 @@ channel's, decides what is heard.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import threading
@@ -39,8 +40,9 @@ def text_hash(text: str, voice: str) -> str:
     return hashlib.sha256(f"{voice}\0{text}".encode()).hexdigest()[:8]
 
 
+@functools.lru_cache(maxsize=4096)
 def prompt_name(slug: str, lang: str, text: str, voice: str | None = None) -> str:
-    """The name Asterisk plays (no extension)."""
+    """The name Asterisk plays (no extension). Cached: every call plays the same few prompts."""
     return f"{FLOW_PROMPTS_DIR}/{lang}/{slugify(slug)}-{text_hash(text, voice or lang)}"
 
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, VoicemailMessage
@@ -96,13 +96,11 @@ class PathStep:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Jump:
+class Jump(NamedTuple):
     target: str
 
 
-@dataclass(frozen=True, slots=True)
-class Finish:
+class Finish(NamedTuple):
     outcome: Outcome
 
 
@@ -111,8 +109,8 @@ Transition = Jump | Finish | None
 
 def clip(text: str | None, limit: int = _CLIP) -> str | None:
     """Caller-controlled text made safe to log and store: no control characters, bounded length."""
-    if text is None:
-        return None
+    if not text or (len(text) <= limit and text.isprintable()):
+        return text
     cleaned = _CONTROL.sub("?", text)
     return cleaned if len(cleaned) <= limit else cleaned[:limit] + "…"
 
@@ -131,8 +129,14 @@ class CallState:
     bus: EventPublisher
     queues: Mapping[str, str]
     caller: str
+    # The call's ids, read once: the session works them out of the AGI environment on every access.
+    uniqueid: str = ""
+    linkedid: str = ""
     variables: dict[str, str] = field(default_factory=dict)
     path: list[PathStep] = field(default_factory=list)
+    # Whether anyone listens to ``ivr.step``/``ivr.choice``: nobody reading them, no event is built.
+    publish_steps: bool = True
+    publish_choices: bool = True
     node: str = ""
     step_kind: str = ""
     step_index: int = 0
@@ -149,20 +153,22 @@ class CallState:
         self.step_traced = False
 
     def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> PathStep:
+        clock = self.clock
         entry = PathStep(
-            flow=self.flow.name,
-            node=self.node,
-            step=self.step_kind,
-            index=self.step_index,
-            digits=clip(digits),
-            result=result,
-            detail=clip(detail, 200),
-            monotonic=self.clock.monotonic(),
-            wall=self.clock.now(),
+            self.flow.name,
+            self.node,
+            self.step_kind,
+            self.step_index,
+            clip(digits),
+            result,
+            clip(detail, 200),
+            clock.monotonic(),
+            clock.now(),
         )
         self.path.append(entry)
         self.step_traced = True
-        self.bus.publish("ivr.step", uniqueid=self.session.uniqueid, linkedid=self.session.linkedid, **entry.as_dict())
+        if self.publish_steps:
+            self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **entry.as_dict())
         return entry
 
     async def playable(self, prompt: str, values: Mapping[str, str] | None = None) -> str:
@@ -285,15 +291,16 @@ async def run_menu(step: MenuStep, state: CallState) -> Transition:
         if len(digit) == 1 and digit in step.options:
             target = step.options[digit]
             state.trace("chosen", digits=digit, detail=target)
-            state.bus.publish(
-                "ivr.choice",
-                uniqueid=state.session.uniqueid,
-                linkedid=state.session.linkedid,
-                digits=digit,
-                flow=state.flow.name,
-                node=state.node,
-                target=target,
-            )
+            if state.publish_choices:
+                state.bus.publish(
+                    "ivr.choice",
+                    uniqueid=state.uniqueid,
+                    linkedid=state.linkedid,
+                    digits=digit,
+                    flow=state.flow.name,
+                    node=state.node,
+                    target=target,
+                )
             return Jump(target)
         state.trace("invalid", digits=digit)
         await _feedback(state, step.invalid)
@@ -439,7 +446,7 @@ async def run_queue(step: QueueStep, state: CallState) -> Transition:
 async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     if step.prompt is not None:
         await state.session.stream_file(await state.playable(step.prompt), "")
-    target = state.ports.voicemail.allocate(uniqueid=state.session.uniqueid, intent=step.intent)
+    target = state.ports.voicemail.allocate(uniqueid=state.uniqueid, intent=step.intent)
     started = state.clock.monotonic()
     recorded_at = state.clock.now()
     result = await state.session.record_file(
@@ -460,8 +467,8 @@ async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
         caller_number=state.caller,
         path=target.path,
         duration=round(duration, 3),
-        uniqueid=state.session.uniqueid,
-        linkedid=state.session.linkedid,
+        uniqueid=state.uniqueid,
+        linkedid=state.linkedid,
         recorded_at=recorded_at,
         language=state.language,
         flow=state.flow.name,
@@ -480,7 +487,7 @@ async def run_record(step: RecordStep, state: CallState) -> Transition:
     session = state.session
     try:
         await state.ports.recording.start_on_demand(
-            uniqueid=session.uniqueid, linkedid=session.linkedid, channel=session.env.channel, reason=step.reason
+            uniqueid=state.uniqueid, linkedid=state.linkedid, channel=session.env.channel, reason=step.reason
         )
     except Exception:
         # Losing the recording is bad; losing the caller over it is worse.

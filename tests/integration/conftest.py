@@ -14,6 +14,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -116,11 +117,14 @@ def phones(config: Config, sandbox: Sandbox, tmp_path: Path) -> Iterator[Phones]
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    config: Config, bus: Bus, agi_routes: Mapping[str, Handler] | None = None
+    config: Config, bus: Bus, agi_routes: Mapping[str, Handler] | None = None, **build: Any
 ) -> AsyncIterator[web.Application]:
-    """The whole engine in this test's event loop, stopped again however the test ends."""
+    """The whole engine in this test's event loop, stopped again however the test ends.
+
+    ``build`` goes to ``build_app`` (``clock=`` sets the IVR's time of day, ``flow_ports=`` its CRM and storage).
+    """
     await migrate(config.database_url)
-    app = build_app(config, bus=bus, agi_routes=agi_routes)
+    app = build_app(config, bus=bus, agi_routes=agi_routes, **build)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.web.host, config.web.port)

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import wave
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
 
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
 from callcenter.keys import METRICS
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
+from ivr_flows.plugin import FLOWS
+from ivr_flows.ports import ShiftedClock
+from ivr_flows.prompts import prompt_name, prompt_path
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine
+
+# A Monday morning in the flows' time zone: the main menu is open.
+OPEN = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def _welcome_ms(app: web.Application) -> int:
+    """How long the welcome prompt plays before the main menu listens for a key."""
+    route = app[FLOWS].route
+    spoken = route.flows["main"].prompts["welcome"].text("en")
+    assert spoken is not None
+    assert route.sounds_dir is not None
+    with wave.open(str(prompt_path(route.sounds_dir, prompt_name("welcome", "en", *spoken))), "rb") as audio:
+        return int(audio.getnframes() / audio.getframerate() * 1000)
 
 
 async def test_caller_dtmf_reaches_the_engine_ivr_and_the_call_is_queued_to_an_agent(
@@ -20,22 +41,31 @@ async def test_caller_dtmf_reaches_the_engine_ivr_and_the_call_is_queued_to_an_a
     bus = Bus()
     events: list[Event] = []
     bus.subscribe("*", events.append)
-    async with running_engine(config, bus):
+    async with running_engine(config, bus, clock=ShiftedClock(OPEN)) as app:
+        await app[FLOWS].wait_ready()
         agent = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
-        caller = phones.call(
-            "caller",
-            config.sip.dids[0],
-            CallerScript(caller_number="5550123", caller_name="Dana Caller", digits="7", talk_ms=6000),
-            local_ip=PSTN,
-            local_port=5270,
+        # 7 (a suggestion) once the welcome is over and the main menu plays.
+        script = CallerScript(
+            caller_number="5550123",
+            caller_name="Dana Caller",
+            digits="7",
+            wait_before_digits_ms=_welcome_ms(app) + 1200,
+            talk_ms=9000,
         )
+        caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5270)
         caller_rc = await asyncio.to_thread(caller.wait, 60)
         agent_rc = await asyncio.to_thread(agent.wait, 15)
     choices = [event.data for event in events if event.type == "ivr.choice"]
     started = [event.data for event in events if event.type == "ivr.started"]
+    ended = [event.data for event in events if event.type == "ivr.ended"]
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
     assert choices, events
-    assert choices[0]["digits"] == "7"
+    assert (choices[0]["digits"], choices[0]["target"]) == ("7", "suggestion")
+    assert (ended[0]["outcome"], ended[0]["queue"], ended[0]["choice"]) == (
+        "queued",
+        config.queues.general,
+        "suggestion",
+    )
     assert started[0]["caller_number"] == "5550123"
     assert started[0]["caller_name"] == "Dana Caller"
     assert started[0]["did"] == config.sip.dids[0]
@@ -75,7 +105,7 @@ async def test_hostile_caller_id_reaches_the_engine_as_plain_text(
     bus = Bus()
     events: list[Event] = []
     bus.subscribe("ivr.started", events.append)
-    async with running_engine(config, bus):
+    async with running_engine(config, bus, clock=ShiftedClock(OPEN)):
         caller = phones.call(
             "caller",
             config.sip.dids[1],

@@ -1,0 +1,339 @@
+"""The YAML flows through the real Asterisk: SIPp callers key RFC 4733 digits into the engine's IVR.
+
+The flows' clock is set per test (``build_app(clock=...)``): a Monday 10:00 in the flows' time zone is open,
+22:00 is after hours. Keys are timed from the prompts' real lengths (the WAVs the engine made with espeak-ng),
+so each one lands while the prompt that listens for it plays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import wave
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from callcenter import dialplan
+from callcenter.adapters import flow_ports
+from callcenter.agi.protocol import build_command
+from callcenter.agi.server import FastAgiServer
+from callcenter.agi.session import AgiSession
+from callcenter.bus import Bus, Event
+from callcenter.config import Config
+from callcenter.keys import AGI_SERVER
+from callcenter.sandbox import Sandbox
+from callcenter.sipp import CallerScript, Phones
+from ivr_flows.engine import CallResult
+from ivr_flows.plugin import FLOWS
+from ivr_flows.ports import (
+    DEMO_PRODUCTS,
+    InMemoryCatalog,
+    InMemoryVoicemailSink,
+    Product,
+    ShiftedClock,
+    in_memory_ports,
+)
+from ivr_flows.prompts import prompt_name, prompt_path
+from ivr_flows.steps import Outcome
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+VIP = "5550001"
+# A product of this test's own catalog, beside the demo ones.
+PRODUCT = Product("2718", "Tide water purifier", Decimal("899.00"), "in_stock", {"en": "Five stage filter."})
+# What the shipped main flow says for it (its product_info template).
+INFO_TEXT = "Tide water purifier. Price: 899 yuan. In stock. Five stage filter."
+
+
+def at_local(hour: int) -> datetime:
+    """``hour``:00 in Shanghai on Monday 2026-11-23, a working day in the shipped schedule (09:00-18:00)."""
+    return datetime(2026, 11, 23, hour, 0, tzinfo=SHANGHAI)
+
+
+class Calls:
+    """Wraps the engine's ivr route: every AGI command line it sends, and each call's result."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.route = app[FLOWS].route
+        self.commands: list[str] = []
+        self.results: list[CallResult] = []
+        server: FastAgiServer = app[AGI_SERVER]
+        server.add_route(dialplan.ROUTE_IVR, self._serve)
+
+    async def _serve(self, session: AgiSession) -> None:
+        original = session.command
+
+        async def command(verb: str, *args: str | int, timeout: float | None = None) -> Any:
+            self.commands.append(build_command(verb, *args).rstrip("\n"))
+            return await original(verb, *args, timeout=timeout)
+
+        session.command = command  # type: ignore[method-assign]
+        self.results.append(await self.route.run(session))
+
+
+def seconds(app: web.Application, flow: str, prompt: str, lang: str = "en") -> float:
+    """How long a text prompt of the running flows plays (its WAV, made when the engine started)."""
+    route = app[FLOWS].route
+    spoken = route.flows[flow].prompts[prompt].text(lang)
+    assert spoken is not None
+    sounds = route.sounds_dir
+    assert sounds is not None
+    return wav_seconds(prompt_path(sounds, prompt_name(prompt, lang, spoken[0], spoken[1])))
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+def ms(value: float) -> int:
+    return int(value * 1000)
+
+
+def path_of(result: CallResult) -> list[tuple[str, str, str, str | None]]:
+    return [(entry.flow, entry.node, entry.step, entry.result) for entry in result.path]
+
+
+async def ready(app: web.Application) -> None:
+    # The text prompts are made when the engine starts; the keys below are timed from their lengths.
+    await app[FLOWS].wait_ready()
+
+
+async def finished(calls: Calls, count: int = 1, timeout: float = 30) -> None:
+    assert await wait_for(lambda: len(calls.results) >= count, timeout=timeout), calls.commands
+
+
+async def test_a_product_code_keyed_in_is_looked_up_and_read_back(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    bus = Bus()
+    ports = in_memory_ports(products=[*DEMO_PRODUCTS, PRODUCT])
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(10)), flow_ports=ports) as app:
+        await ready(app)
+        calls = Calls(app)
+        route = app[FLOWS].route
+        gap = seconds(app, "main", "invalid_choice") + 1.2
+        welcome = seconds(app, "main", "welcome")
+        # The read-out is made from the catalog's text when a caller asks; made here first to time the hangup.
+        info = await route.prompts.text("product_info", "en", INFO_TEXT)
+        assert route.sounds_dir is not None
+        read_out = seconds(app, "main", "you_entered") + 4 * 0.8 + wav_seconds(prompt_path(route.sounds_dir, info))
+        # 1 during the main menu (product guide); 9 during the guide, which it refuses (an invalid key: the
+        # guide is played again after the apology); 1 (by code); then the code and '#'. The caller hangs up
+        # three seconds into the menu that follows the read-out.
+        script = CallerScript(
+            caller_number="5550301",
+            digits="1912718#",
+            wait_before_digits_ms=ms(welcome + 1.2),
+            gap_between_digits_ms=ms(gap),
+            talk_ms=ms(read_out + 3.0),
+        )
+        caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5280)
+        caller_rc = await asyncio.to_thread(caller.wait, 90)
+        await finished(calls)
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    (result,) = calls.results
+    info = prompt_name("product_info", "en", INFO_TEXT)
+    catalog = ports.catalog
+    assert isinstance(catalog, InMemoryCatalog)
+    # The code reached the catalog exactly as keyed, once, and the product was found.
+    assert catalog.lookups == ["2718"], [(e.node, e.step, e.result, e.digits) for e in result.path]
+    guide = [(entry.result, entry.digits) for entry in result.path if entry.node == "product_guide"]
+    assert guide == [("invalid", "9"), ("chosen", "1")]
+    lookup = next(entry for entry in result.path if entry.step == "lookup")
+    assert (lookup.result, lookup.digits, lookup.detail) == ("found", "2718", "Tide water purifier")
+    code = next(entry for entry in result.path if entry.step == "input")
+    assert (code.result, code.digits) == ("accepted", "2718")
+    # The commands, in order: the menus, GET DATA for up to 8 digits, the code read back digit by digit,
+    # then the product's own read-out, a prompt made from the catalog's text for this call.
+    listening = [line for line in calls.commands if line.startswith(("GET OPTION", "GET DATA", "SAY", "STREAM"))]
+    expected_order = [
+        'STREAM FILE "callcenter/flows/en/main_menu-',
+        'GET OPTION "callcenter/flows/en/product_guide-',
+        'STREAM FILE "callcenter/flows/en/invalid_choice-',
+        'GET DATA "callcenter/flows/en/enter_code-',
+        'STREAM FILE "callcenter/flows/en/you_entered-',
+        'SAY DIGITS "2718" ""',
+        f'STREAM FILE "{info}" ""',
+        'GET OPTION "callcenter/flows/en/after_product-',
+    ]
+    positions = [next(i for i, line in enumerate(listening) if line.startswith(prefix)) for prefix in expected_order]
+    assert positions == sorted(positions), listening
+    assert next(line for line in listening if line.startswith("GET DATA")).endswith(" 8000 8")
+    # The caller hung up while the after-product menu played: the path ends there.
+    assert result.outcome is Outcome.HUNG_UP_IN_IVR
+    assert path_of(result)[-1][:3] == ("main", "after_product", "menu")
+
+
+async def test_a_vip_caller_reaches_the_general_queue_first_with_the_reason_attached(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
+) -> None:
+    bus = Bus()
+    ended: list[Event] = []
+    bus.subscribe("ivr.ended", ended.append)
+    ports = in_memory_ports(tiers={VIP: "vip"})
+    queue = config.queues.general
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(10)), flow_ports=ports) as app:
+        await ready(app)
+        calls = Calls(app)
+        welcome = seconds(app, "main", "welcome")
+        agent = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
+        script = CallerScript(
+            caller_number=VIP, digits="2", wait_before_digits_ms=ms(welcome + 1.2), talk_ms=ms(20 + welcome)
+        )
+        caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5281)
+        # Nobody staffs the queue yet (joinempty): the caller waits in it, where Asterisk shows the priority.
+        entry: list[tuple[str, str]] = []
+
+        def waiting() -> bool:
+            listing = sandbox.cli(f"queue show {queue}").stdout
+            entry[:] = re.findall(r"\d+\. (PJSIP/pstn-\S+) \(wait: [^,]+, prio: (\d+)\)", listing)
+            return bool(entry)
+
+        assert await wait_for(waiting, timeout=40), calls.commands
+        channel, priority = entry[0]
+        caller_variables = sandbox.cli(f"core show channel {channel}").stdout
+        # Now the agent's phone joins, the queue rings it, and the reason rides along to the agent's channel.
+        sandbox.cli(f"queue add member PJSIP/1001 to {queue}")
+        queue_member.append(f"1001@{queue}")
+        agent_variables: list[str] = []
+
+        def agent_leg() -> bool:
+            legs = [
+                line.split("!")[0]
+                for line in sandbox.cli("core show channels concise").stdout.splitlines()
+                if line.startswith("PJSIP/1001-")
+            ]
+            if legs:
+                agent_variables[:] = [sandbox.cli(f"core show channel {legs[0]}").stdout]
+            return bool(legs)
+
+        assert await wait_for(agent_leg, timeout=20)
+        caller_rc = await asyncio.to_thread(caller.wait, 90)
+        agent_rc = await asyncio.to_thread(agent.wait, 20)
+        await bus.drain()
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    assert agent_rc == 0, agent.output()[-2000:] + agent.errors()
+    assert priority == "10"
+    assert "CC_REASON=fault_consultation" in caller_variables, caller_variables
+    assert "CC_REASON=fault_consultation" in agent_variables[0], agent_variables[0]
+    (result,) = calls.results
+    assert (result.outcome, result.queue, result.priority, result.choice) == (
+        Outcome.QUEUED,
+        queue,
+        10,
+        "fault_consultation",
+    )
+    assert calls.commands[-5:] == [
+        f'SET VARIABLE "{dialplan.VAR_QUEUE}" "{queue}"',
+        f'SET VARIABLE "{dialplan.VAR_PRIORITY}" "10"',
+        f'SET VARIABLE "{dialplan.VAR_IVR_CHOICE}" "fault_consultation"',
+        f'SET VARIABLE "{dialplan.inherited(dialplan.VAR_REASON)}" "fault_consultation"',
+        f'SET VARIABLE "{dialplan.VAR_ACTION}" "{dialplan.ACTION_QUEUE}"',
+    ]
+    (event,) = ended
+    assert (event.data["outcome"], event.data["queue"], event.data["priority"], event.data["choice"]) == (
+        "queued",
+        queue,
+        10,
+        "fault_consultation",
+    )
+
+
+def rms_amplitude(path: Path) -> float:
+    """sox's RMS amplitude of the whole file (0 is digital silence)."""
+    stat = subprocess.run(["sox", str(path), "-n", "stat"], capture_output=True, text=True, check=True, timeout=30)
+    match = re.search(r"RMS\s+amplitude:\s+([0-9.]+)", stat.stderr)
+    assert match is not None, stat.stderr
+    return float(match.group(1))
+
+
+async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_audio(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    bus = Bus()
+    # The engine's own adapters: Asterisk records into <recordings>/voicemail, made on the first message.
+    ports = flow_ports(config)
+    sink = ports.voicemail
+    assert isinstance(sink, InMemoryVoicemailSink)
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(22)), flow_ports=ports) as app:
+        await ready(app)
+        calls = Calls(app)
+        closed = seconds(app, "after_hours", "closed")
+        before_beep = seconds(app, "after_hours", "leave_complaint")
+        # 1 during the closed menu; the speech starts after the prompt and the beep; the caller hangs up while
+        # still on the line after speaking, so the message ends with the hangup and keeps what was said.
+        script = CallerScript(
+            caller_number="5550302",
+            digits="1",
+            wait_before_digits_ms=ms(closed + 1.5),
+            speech=True,
+            pause_before_speech_ms=ms(before_beep + 1.5),
+            talk_ms=9000,
+        )
+        caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5282)
+        caller_rc = await asyncio.to_thread(caller.wait, 90)
+        await finished(calls)
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    (result,) = calls.results
+    assert result.outcome is Outcome.VOICEMAIL
+    assert result.flow == "main"
+    assert [entry.flow for entry in result.path][-1] == "after_hours"
+    (message,) = sink.messages
+    assert (message.intent, message.caller_number, message.flow) == ("complaint", "5550302", "after_hours")
+    assert message.recorded_at.astimezone(SHANGHAI).hour == 22
+    record = next(line for line in calls.commands if line.startswith("RECORD FILE"))
+    assert record.startswith(f'RECORD FILE "{message.path.with_suffix("")}" "wav" "#" 180000')
+    assert message.path.is_file(), f"{message.path} missing; {record}"
+    audio_seconds = wav_seconds(message.path)
+    assert 3.0 < audio_seconds < 30.0
+    assert abs(audio_seconds - message.duration) < 1.5
+    # Not silence: the caller's recorded speech (sip-tester's g711a capture) is in the file.
+    assert rms_amplitude(message.path) > 0.01
+
+
+async def test_a_caller_who_hangs_up_mid_menu_leaves_a_complete_path_ending_there(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    bus = Bus()
+    steps: list[Event] = []
+    ended: list[Event] = []
+    bus.subscribe("ivr.step", steps.append)
+    bus.subscribe("ivr.ended", ended.append)
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
+        await ready(app)
+        calls = Calls(app)
+        welcome = seconds(app, "main", "welcome")
+        # No key at all: the caller hangs up three seconds into the main menu.
+        script = CallerScript(caller_number="5550303", digits="", wait_before_digits_ms=0, talk_ms=ms(welcome + 3))
+        caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5283)
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+        await finished(calls)
+        await bus.drain()
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    (result,) = calls.results
+    assert result.outcome is Outcome.HUNG_UP_IN_IVR
+    assert path_of(result) == [
+        ("main", "entry", "hours", "open"),
+        ("main", "welcome", "play", None),
+        ("main", "welcome", "goto", None),
+        ("main", "main_menu", "menu", "caller_hangup"),
+    ]
+    # Every step was published as it happened, and the call's end carries the same path.
+    (event,) = ended
+    assert event.data["outcome"] == "hung_up_in_ivr"
+    assert [step.data["node"] for step in steps] == [entry.node for entry in result.path]
+    assert event.data["path"] == [entry.as_dict() for entry in result.path]
+    times = [entry.wall for entry in result.path]
+    assert times == sorted(times)
+    assert result.ended_at >= times[-1]
+    # The hangup came while the menu prompt played: no answer was sent to the dialplan.
+    assert not any(line.startswith('SET VARIABLE "CC_ACTION"') for line in calls.commands)
+    media = [line for line in calls.commands if not line.startswith("CHANNEL STATUS")]
+    assert media[-1].startswith('STREAM FILE "callcenter/flows/en/main_menu-')
