@@ -38,6 +38,7 @@ from callcenter.keys import (
     HANDOFF,
     LIVE,
     METRICS,
+    RECORDINGS,
     SEATS,
 )
 from callcenter.live import LiveService
@@ -51,6 +52,8 @@ from crm_bridge.http import crm_routes
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
 from crm_bridge.services import CrmService
+from recordings.http import recordings_routes
+from recordings.plugin import build_recordings, recordings_ctx
 
 if TYPE_CHECKING:
     from ivr_flows.ports import Clock, FlowPorts
@@ -134,6 +137,7 @@ def build_app(
         reconcile_interval=config.calls.reconcile_interval,
     )
     app[HANDOFF] = HandoffService(database, bus, auth, config, lambda: live.connection, lambda: live.model)
+    app[RECORDINGS] = build_recordings(config, database, auth)
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)
@@ -141,12 +145,14 @@ def build_app(
     app.add_routes(seat_routes)
     app.add_routes(call_routes)
     app.add_routes(crm_routes)
+    app.add_routes(recordings_routes)
     flows_plugin.install(app, flows)
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_crm_ctx)
     app.cleanup_ctx.append(_calls_ctx)
+    app.cleanup_ctx.append(recordings_ctx)
     app.cleanup_ctx.append(_live_ctx)
     app.cleanup_ctx.append(_agi_ctx)
     return app

@@ -343,6 +343,22 @@ class RecordingsConfig(_Section):
     # mp3/ogg conversions running at once (each is an ffmpeg process), and days a conversion is kept.
     max_concurrent_transcodes: int = Field(2, ge=1, le=32)
     transcode_cache_days: float = Field(7.0, gt=0, le=365)
+    # Searches count matches exactly up to this many and then answer "at least this many" (total_exact false):
+    # an exact count of a million rows costs more than the page itself. 0 always counts everything.
+    search_count_limit: int = Field(10_000, ge=0, le=100_000_000)
+
+
+class RecordingsConfig(_Section):
+    # Days a recording is kept, per kind; 0 keeps it forever. Expired files are deleted, their index rows stay
+    # (marked erased) so that statistics and the audit trail still add up.
+    retention_full_days: int = Field(0, ge=0, le=36500)
+    retention_on_demand_days: int = Field(0, ge=0, le=36500)
+    retention_voicemail_days: int = Field(0, ge=0, le=36500)
+    # Minutes between passes of the retention job (which also drops old mp3/ogg conversions).
+    retention_check_minutes: float = Field(60.0, gt=0, le=24 * 60)
+    # mp3/ogg conversions running at once (each is an ffmpeg process), and days a conversion is kept.
+    max_concurrent_transcodes: int = Field(2, ge=1, le=32)
+    transcode_cache_days: float = Field(7.0, gt=0, le=365)
 
 
 class AuthConfig(_Section):
@@ -377,6 +393,7 @@ class Config(_Section):
     flows: FlowsConfig = FlowsConfig()
     database: DatabaseConfig = DatabaseConfig()
     paths: PathsConfig = PathsConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     auth: AuthConfig = AuthConfig()
     crm: CrmConfig = CrmConfig()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -42,6 +43,22 @@ NAMING_CONVENTION: dict[str, str] = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# Search structures that migrations build with engine-specific DDL the models cannot describe: SQLite FTS5
+# tables (a name segment "fts": ``fts_recordings``, ``kb_articles_fts``, with their ``..._data``... shadow
+# tables) and PostgreSQL trigram indexes (``..._trgm``).
+_ENGINE_SPECIFIC = re.compile(r"(?:^|_)fts(?:_|$)|_trgm$")
+
+
+def engine_specific(name: str | None) -> bool:
+    """Whether a table or index is one of the engine-specific search structures named above."""
+    return bool(name) and _ENGINE_SPECIFIC.search(str(name)) is not None
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's ``include_name`` hook: schema comparisons (autogenerate, tests) skip the search structures."""
+    return not (type_ in ("table", "index") and engine_specific(name))
+
 
 # Milliseconds a SQLite writer waits for another writer before giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000

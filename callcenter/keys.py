@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from callcenter.seats.services import SeatService
     from crm_bridge.outbox import ServiceRecordOutbox
     from crm_bridge.services import CrmService
+    from recordings.services import RecordingService
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
@@ -32,3 +33,4 @@ CALLS: web.AppKey[CallRecorder] = web.AppKey("calls")
 HANDOFF: web.AppKey[HandoffService] = web.AppKey("handoff")
 CRM: web.AppKey[CrmService] = web.AppKey("crm")
 CRM_OUTBOX: web.AppKey[ServiceRecordOutbox] = web.AppKey("crm_outbox")
+RECORDINGS: web.AppKey[RecordingService] = web.AppKey("recordings")

@@ -36,6 +36,9 @@ SETVAR = "Setvar"
 STATUS = "Status"
 CORE_SETTINGS = "CoreSettings"
 CORE_STATUS = "CoreStatus"
+MIX_MONITOR = "MixMonitor"
+STOP_MIX_MONITOR = "StopMixMonitor"
+MIX_MONITOR_MUTE = "MixMonitorMute"
 
 # Header values never shown by repr() (tracebacks and logs must not carry the AMI secret).
 _SECRET_HEADERS = frozenset({"secret", "key"})
@@ -327,3 +330,41 @@ def redirect(
 def hangup(channel: str, cause: int | None = None) -> AmiAction:
     """Hangs up one channel by its exact name (never a ``/regex/``: that would match every channel)."""
     return _action(HANGUP, [("Channel", _channel(channel)), ("Cause", cause)], idempotent=False)
+
+
+_RECORDING_FILE = re.compile(r"^/[A-Za-z0-9_./-]{1,400}\.wav$")
+
+
+def mix_monitor(channel: str, file: str, *, options: str = "") -> AmiAction:
+    """Starts recording ``channel`` (both directions, mixed) into ``file``, an absolute .wav path.
+
+    The answer carries ``MixMonitorID``, which StopMixMonitor takes. The path comes from the recordings store
+    (generated ids, never caller text) and is checked here too: a ',' or '|' would add MixMonitor options or a
+    post-recording command.
+    """
+    if not _RECORDING_FILE.match(file) or "/../" in file or file.endswith("/.."):
+        raise AmiInjectionError(f"not a safe recording path: {file[:80]!r}")
+    if options and not re.fullmatch(r"[a-zA-Z]{1,8}", options):
+        raise AmiInjectionError(f"MixMonitor options must be plain flags: {options[:20]!r}")
+    return _action(
+        MIX_MONITOR,
+        [("Channel", _channel(channel)), ("File", file), ("Options", options or None)],
+        idempotent=False,
+    )
+
+
+def stop_mix_monitor(channel: str, mix_monitor_id: str | None = None) -> AmiAction:
+    return _action(
+        STOP_MIX_MONITOR, [("Channel", _channel(channel)), ("MixMonitorID", mix_monitor_id)], idempotent=False
+    )
+
+
+def mix_monitor_mute(channel: str, muted: bool, *, direction: str = "both") -> AmiAction:
+    """Silences (or unsilences) the recordings of ``channel``: the timeline keeps going with zeroed audio."""
+    if direction not in ("read", "write", "both"):
+        raise ValueError("direction is read, write or both")
+    return _action(
+        MIX_MONITOR_MUTE,
+        [("Channel", _channel(channel)), ("Direction", direction), ("State", "1" if muted else "0")],
+        idempotent=True,
+    )

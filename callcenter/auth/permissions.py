@@ -44,6 +44,7 @@ class Permission(StrEnum):
     RECORDINGS_SEARCH = "recordings.search"
     RECORDINGS_PLAY_OWN = "recordings.play_own"
     RECORDINGS_PLAY_ALL = "recordings.play_all"
+    RECORDINGS_ERASE = "recordings.erase"  # erase one customer's recordings on request (leaves a tombstone)
     # CRM
     CUSTOMERS_READ = "customers.read"
     CUSTOMERS_CREATE = "customers.create"  # open a file for an unknown caller
@@ -100,6 +101,7 @@ _ADMIN = frozenset(
         P.USERS_READ,
         P.USERS_MANAGE,
         P.AUDIT_READ,
+        P.RECORDINGS_ERASE,
         P.FLOWS_MANAGE,
         P.STATS_READ,
         P.CUSTOMERS_READ,

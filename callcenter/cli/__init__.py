@@ -8,6 +8,7 @@ from callcenter.cli.asterisk_cmd import asterisk
 from callcenter.cli.common import pass_context_options
 from callcenter.cli.db_cmd import db
 from callcenter.cli.flows_cmd import flows
+from callcenter.cli.recordings_cmd import recordings
 from callcenter.cli.run_cmd import demo, run
 from callcenter.cli.users_cmd import users
 
@@ -24,3 +25,4 @@ main.add_command(asterisk)
 main.add_command(db)
 main.add_command(users)
 main.add_command(flows)
+main.add_command(recordings)

@@ -12,7 +12,8 @@ import callcenter.auth.models  # noqa: F401  (registers the tables on Base.metad
 import callcenter.calls.models  # noqa: F401
 import callcenter.seats.models  # noqa: F401
 import crm_bridge.models  # noqa: F401
-from callcenter.db import Base
+import recordings.models  # noqa: F401
+from callcenter.db import Base, include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +26,7 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead, and is a no-op elsewhere.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
 
 
@@ -58,6 +60,7 @@ def _run_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=url.startswith("sqlite"),
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,245 @@
+"""Recording policy and control: what Asterisk records, when, and the index rows that go with it.
+
+- Full recording: every queue call from the moment a seat answers (``call.answered``), both directions mixed,
+  by MixMonitor on the seat's channel. An expert leg is a second full recording of the same call.
+- On demand: started and stopped by the agent (API) or by a program (the IVR's ``record`` step, for
+  complaints), by MixMonitor on the caller's channel, so that it is a recording of its own.
+- PCI pause: MixMonitorMute on every recorded channel of the call (the full and the on-demand recordings go
+  silent together, with the timeline kept) and a paused interval on each row.
+- A recording ends with the call (Asterisk closes the file at hangup) or when stopped; the row is then completed
+  with size, duration and SHA-256.
+
+Effects on Asterisk go through the AMI action API; file names are the store's generated ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from callcenter.ami import actions
+from callcenter.ami.connection import AmiConnection
+from callcenter.ami.exceptions import AmiError
+from callcenter.bus import Bus, Event
+from callcenter.db import Database
+from callcenter.model import Channel, LiveModel
+from callcenter.seats.models import AgentSeat
+from recordings.models import Kind
+from recordings.services import CallFacts, RecordingInfo, RecordingService
+
+log = logging.getLogger("recordings.control")
+
+# Asterisk closes a recording's file at hangup on its own thread: give it a moment before hashing the file.
+CLOSE_GRACE_SECONDS = 1.0
+
+
+class RecordingControlError(Exception):
+    """A recording could not be started, stopped or paused; the message is safe to show."""
+
+
+@dataclass(slots=True)
+class Active:
+    id: str
+    kind: Kind
+    channel: str
+    mix_monitor_id: str | None
+    linkedid: str
+
+
+@dataclass(slots=True)
+class _CallRecordings:
+    items: list[Active] = field(default_factory=list)
+    paused: bool = False
+
+
+class RecordingControl:
+    def __init__(
+        self,
+        service: RecordingService,
+        database: Database,
+        bus: Bus,
+        ami: Callable[[], AmiConnection],
+        model: Callable[[], LiveModel],
+        *,
+        full: bool = True,
+    ) -> None:
+        self._service = service
+        self._database = database
+        self._bus = bus
+        self._ami = ami
+        self._model = model
+        self._full = full
+        self._calls: dict[str, _CallRecordings] = {}
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._unsubscribe = [
+            self._bus.subscribe("call.answered", self._on_answered),
+            self._bus.subscribe("call.ended", self._on_ended),
+        ]
+
+    async def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+
+    def active(self, linkedid: str) -> list[Active]:
+        return list(self._calls.get(linkedid, _CallRecordings()).items)
+
+    def paused(self, linkedid: str) -> bool:
+        return self._calls.get(linkedid, _CallRecordings()).paused
+
+    # -- what the call is ---------------------------------------------------------------------------------
+
+    def _seat_channel(self, model: LiveModel, linkedid: str, interface: str) -> Channel | None:
+        prefix = interface + "-"
+        for channel in model.channels.values():
+            if channel.linkedid == linkedid and channel.name.startswith(prefix):
+                return channel
+        return None
+
+    def _caller_channel(self, model: LiveModel, linkedid: str) -> Channel | None:
+        call = model.calls.get(linkedid)
+        if call is None or not call.legs:
+            return None
+        return model.channels.get(call.legs[0])
+
+    async def _agent_user(self, interface: str) -> int | None:
+        async with self._database.session() as session:
+            user: int | None = await session.scalar(select(AgentSeat.user_id).where(AgentSeat.interface == interface))
+        return user
+
+    def _facts(self, model: LiveModel, linkedid: str, *, interface: str | None, queue: str | None) -> CallFacts:
+        call = model.calls.get(linkedid)
+        return CallFacts(
+            linkedid=linkedid,
+            uniqueid=call.legs[0] if call and call.legs else None,
+            agent_interface=interface,
+            queue=queue,
+            caller_number=call.caller_number if call else None,
+            called_number=call.did if call else None,
+            did=call.did if call else None,
+        )
+
+    # -- starting and stopping ----------------------------------------------------------------------------
+
+    async def _begin(self, kind: Kind, channel: Channel, facts: CallFacts, actor: str | None) -> RecordingInfo:
+        info, allocation = await self._service.start(kind, facts, actor=actor)
+        try:
+            await asyncio.to_thread(self._service.store.ensure_directory, kind, info.started_at)
+            result = await self._ami().send(actions.mix_monitor(channel.name, allocation.asterisk_path))
+        except (AmiError, OSError) as exc:
+            await self._service.finish(info.id)
+            raise RecordingControlError(f"Asterisk did not start the recording: {exc}") from exc
+        mix_id = result.get("MixMonitorID") or None
+        calls = self._calls.setdefault(channel.linkedid, _CallRecordings())
+        calls.items.append(Active(info.id, kind, channel.name, mix_id, channel.linkedid))
+        if calls.paused:
+            # A recording started during a PCI pause starts silent too.
+            with contextlib.suppress(AmiError):
+                await self._ami().send(actions.mix_monitor_mute(channel.name, True))
+            await self._service.pause(info.id, actor=actor)
+        self._bus.publish("recording.started", id=info.id, linkedid=channel.linkedid, kind=str(kind))
+        return info
+
+    async def _on_answered(self, event: Event) -> None:
+        if not self._full:
+            return
+        linkedid = str(event.data.get("linkedid") or "")
+        interface = str(event.data.get("agent") or "")
+        model = self._model()
+        channel = self._seat_channel(model, linkedid, interface)
+        if channel is None:
+            log.warning("no channel of %s in call %s: the call is not recorded", interface, linkedid)
+            return
+        facts = self._facts(model, linkedid, interface=interface, queue=str(event.data.get("queue") or ""))
+        facts = replace(facts, agent_user_id=await self._agent_user(interface))
+        try:
+            await self._begin(Kind.FULL, channel, facts, None)
+        except RecordingControlError as exc:
+            log.error("full recording of %s failed: %s", linkedid, exc)
+
+    async def start_on_demand(self, *, uniqueid: str, linkedid: str, channel: str = "", reason: str = "") -> None:
+        """The flows' RecordingControl port: record the call from now (the IVR's ``record`` step)."""
+        await self.record(linkedid, actor=None, description=reason)
+
+    async def record(self, linkedid: str, *, actor: str | None, description: str = "") -> RecordingInfo:
+        model = self._model()
+        caller = self._caller_channel(model, linkedid)
+        if caller is None:
+            raise RecordingControlError("the call is not live")
+        if any(item.kind is Kind.ON_DEMAND for item in self.active(linkedid)):
+            raise RecordingControlError("an on-demand recording of this call is running already")
+        agent = next((a.interface for a in model.agents.values() if a.linkedid == linkedid), None)
+        facts = self._facts(model, linkedid, interface=agent, queue=None)
+        user = await self._agent_user(agent) if agent else None
+        facts = replace(facts, agent_user_id=user, description=description[:500])
+        return await self._begin(Kind.ON_DEMAND, caller, facts, actor)
+
+    async def stop(self, linkedid: str, *, actor: str | None) -> RecordingInfo:
+        calls = self._calls.get(linkedid)
+        item = next((a for a in (calls.items if calls else []) if a.kind is Kind.ON_DEMAND), None)
+        if calls is None or item is None:
+            raise RecordingControlError("no on-demand recording of this call is running")
+        try:
+            await self._ami().send(actions.stop_mix_monitor(item.channel, item.mix_monitor_id))
+        except AmiError as exc:
+            raise RecordingControlError(f"Asterisk did not stop the recording: {exc}") from exc
+        calls.items.remove(item)
+        await asyncio.sleep(CLOSE_GRACE_SECONDS / 4)
+        return await self._service.finish(item.id)
+
+    async def set_paused(self, linkedid: str, paused: bool, *, actor: str | None) -> list[RecordingInfo]:
+        """PCI pause (or resume) of every recording of the call; returns the rows with their intervals."""
+        calls = self._calls.get(linkedid)
+        if calls is None or not calls.items:
+            raise RecordingControlError("this call is not being recorded")
+        if calls.paused == paused:
+            raise RecordingControlError("the recording is paused already" if paused else "the recording is not paused")
+        channels = dict.fromkeys(item.channel for item in calls.items)
+        try:
+            for channel in channels:
+                await self._ami().send(actions.mix_monitor_mute(channel, paused))
+        except AmiError as exc:
+            raise RecordingControlError(f"Asterisk did not {'pause' if paused else 'resume'}: {exc}") from exc
+        calls.paused = paused
+        now = datetime.now(UTC)
+        rows = []
+        for item in calls.items:
+            if paused:
+                rows.append(await self._service.pause(item.id, at=now, actor=actor))
+            else:
+                rows.append(await self._service.resume(item.id, at=now, actor=actor))
+        return rows
+
+    # -- the end of the call --------------------------------------------------------------------------------
+
+    def _on_ended(self, event: Event) -> None:
+        call: Any = event.data.get("call") or {}
+        linkedid = str(call.get("linkedid") or "")
+        calls = self._calls.pop(linkedid, None)
+        if calls is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._finish_all(calls.items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish_all(self, items: list[Active]) -> None:
+        await asyncio.sleep(CLOSE_GRACE_SECONDS)
+        for item in items:
+            try:
+                info = await self._service.finish(item.id)
+            except Exception:
+                log.exception("finishing recording %s failed", item.id)
+                continue
+            self._bus.publish("recording.finished", id=info.id, linkedid=item.linkedid, kind=str(item.kind))
