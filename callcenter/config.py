@@ -348,19 +348,6 @@ class RecordingsConfig(_Section):
     search_count_limit: int = Field(10_000, ge=0, le=100_000_000)
 
 
-class RecordingsConfig(_Section):
-    # Days a recording is kept, per kind; 0 keeps it forever. Expired files are deleted, their index rows stay
-    # (marked erased) so that statistics and the audit trail still add up.
-    retention_full_days: int = Field(0, ge=0, le=36500)
-    retention_on_demand_days: int = Field(0, ge=0, le=36500)
-    retention_voicemail_days: int = Field(0, ge=0, le=36500)
-    # Minutes between passes of the retention job (which also drops old mp3/ogg conversions).
-    retention_check_minutes: float = Field(60.0, gt=0, le=24 * 60)
-    # mp3/ogg conversions running at once (each is an ffmpeg process), and days a conversion is kept.
-    max_concurrent_transcodes: int = Field(2, ge=1, le=32)
-    transcode_cache_days: float = Field(7.0, gt=0, le=365)
-
-
 class AuthConfig(_Section):
     token_ttl_hours: float = Field(12.0, gt=0, le=24 * 30)
     # After this many failed logins in a row each further attempt waits longer, doubling up to the lockout.
@@ -393,7 +380,6 @@ class Config(_Section):
     flows: FlowsConfig = FlowsConfig()
     database: DatabaseConfig = DatabaseConfig()
     paths: PathsConfig = PathsConfig()
-    recordings: RecordingsConfig = RecordingsConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     auth: AuthConfig = AuthConfig()
     crm: CrmConfig = CrmConfig()
