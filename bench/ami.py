@@ -2,9 +2,9 @@
 
 The stream is built from the transcripts recorded on the real sandbox (``tests/fixtures/ami/*.ami``): their
 unsolicited events, in the order Asterisk sent them and byte for byte, repeated with fresh uniqueids,
-linkedids, channel sequence numbers and bridge ids until there are at least 100,000 events, so that the
-reducer sees that many distinct calls. Every measured configuration gets the same bytes, cut into the same
-chunks, in one process and on one event loop:
+linkedids, channel sequence numbers and bridge ids until there are at least 100,000 events (3 calls a copy,
+3,573 distinct calls in all). Every measured configuration gets the same bytes, cut into the same chunks, in
+one process and on one event loop:
 
 - **ours**: ``_Session.data_received`` of :mod:`callcenter.ami.connection` on a transport that goes nowhere,
   that is the engine's whole inbound path (parse, route, bounded queue, dispatcher task) up to ``on_event``;
@@ -408,6 +408,7 @@ async def run_panoramisk(chunks: Sequence[bytes], scenario: str = "") -> Run:
         manager.register_event(pattern, counter(pattern))
     dispatch = manager.dispatch
 
+    # Counts what reaches dispatch: one more Python call per event, well under 1% of panoramisk's cost.
     def counting_dispatch(event: Any) -> Any:
         nonlocal events
         events += 1
