@@ -35,6 +35,8 @@ from supervisor.stats import ANSWER_LOOKBACK, bucket_start, stays
 log = logging.getLogger("callcenter.supervisor")
 
 BUSY = frozenset({AgentStatus.RINGING, AgentStatus.ON_CALL, AgentStatus.WRAP_UP})
+# Seconds between two lookups of seats the live model shows but the directory does not know.
+UNKNOWN_SEAT_REFRESH = 2.0
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -282,14 +284,24 @@ class BoardService:
         # Counts the changes seen (bus events); a frame carries the count it was built at.
         self.version = 0
         self._refresh: asyncio.Task[None] | None = None
+        self._unknown_refreshed_at = -UNKNOWN_SEAT_REFRESH
 
     def touch(self) -> int:
         self.version += 1
         return self.version
 
     def snapshot(self) -> dict[str, Any]:
+        model = self._model()
+        if any(
+            interface not in self.directory
+            for interface, agent in model.agents.items()
+            if agent.status is not AgentStatus.LOGGED_OUT
+        ):
+            # A seat Asterisk knows but the directory does not: its login row may have been written just after
+            # the event that showed it. Looked up again, at most every few seconds.
+            self._refresh_soon()
         return build_board(
-            self._model(),
+            model,
             self._clock(),
             directory=self.directory,
             tally=self.tally,
@@ -323,6 +335,17 @@ class BoardService:
             interface: SeatInfo(user_id, username, display_name, tuple(sorted(teams.get(user_id, ()))))
             for interface, user_id, username, display_name in rows
         }
+
+    def _refresh_soon(self) -> None:
+        now = time.monotonic()
+        if now - self._unknown_refreshed_at < UNKNOWN_SEAT_REFRESH:
+            return
+        self._unknown_refreshed_at = now
+        try:
+            self.refresh_directory()
+        except RuntimeError:
+            # No event loop (a synchronous caller): the next snapshot in the loop will do it.
+            self._unknown_refreshed_at = 0.0
 
     def refresh_directory(self) -> None:
         """Reloads who sits where in the background (a seat logged in or out); one reload at a time."""

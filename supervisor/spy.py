@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from callcenter.ami import actions
@@ -51,12 +51,13 @@ from callcenter.db import Database
 from callcenter.model import AgentStatus, Channel, LiveModel
 from callcenter.seats.models import AgentSeat
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from supervisor.stats import SPY_CALL_PREFIX
 
 log = logging.getLogger("callcenter.supervisor")
 
 PLAY_DTMF = "PlayDTMF"
 # The uniqueid given to each spy call's channel: also the session's id in the API.
-SESSION_PREFIX = "ccspy-"
+SESSION_PREFIX = SPY_CALL_PREFIX
 SESSION_ID = re.compile(r"^ccspy-[0-9a-f]{16}$")
 _INTERFACE = re.compile(r"^PJSIP/([0-9]{2,8})$")
 # ChannelState 6 is "Up": a channel that talks.
@@ -256,11 +257,6 @@ class SpyService:
         async with self._database.session() as session:
             return list(await session.scalars(query))
 
-    async def leads_any(self, supervisor_id: int) -> bool:
-        query = select(func.count()).where(TeamMember.user_id == supervisor_id, TeamMember.is_lead.is_(True))
-        async with self._database.session() as session:
-            return bool(await session.scalar(query))
-
     # -- the API's operations -------------------------------------------------------------------------------
 
     async def _send(self, action: AmiAction) -> None:
@@ -282,13 +278,8 @@ class SpyService:
         )
 
     async def begin(self, who: Principal, target: str, mode: SpyMode, *, remote: str | None = None) -> SpySession:
-        if not who.extension or who.extension not in self._phones:
-            raise Conflict(
-                "you need a phone of your own to listen on; an admin must give you a configured extension",
-                {"extension": who.extension},
-            )
         agent = await self._target(target.strip())
-        if agent.interface == f"PJSIP/{who.extension}":
+        if who.extension and agent.interface == f"PJSIP/{who.extension}":
             raise InvalidInput("you cannot listen to your own phone", {"fields": {"agent": target[:150]}})
         teams = await self.shared_teams(who.user_id, agent.user_id)
         if not teams:
@@ -296,6 +287,11 @@ class SpyService:
             raise Forbidden(
                 "you may only listen to agents of the teams you lead",
                 {"agent": agent.interface, "user": agent.username},
+            )
+        if not who.extension or who.extension not in self._phones:
+            raise Conflict(
+                "you need a phone of your own to listen on; an admin must give you a configured extension",
+                {"extension": who.extension},
             )
         async with self._lock:
             mine = self.sessions_of(who)

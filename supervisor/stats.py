@@ -7,10 +7,10 @@ give the same answers and the center's time zone (``[flows] timezone``) decides 
 Definitions (docs/supervisor.md says the same for users):
 
 - Call volume counts inbound calls (``direction = inbound``; a supervisor's listen call or a desk-to-desk call
-  is not a customer's call) by the period their call started in. The ``totals`` rows count each call once, by
-  its outcome; the ``queues`` rows count each stay in a queue (an expert handoff is a second stay, in the expert
-  queue), and calls that never reached a queue (after hours, voicemail, hung up in the menus) in a row whose
-  queue is empty.
+  is not a customer's call, and listen calls are also told by their ``ccspy-`` linkedid) by the period their
+  call started in. The ``totals`` rows count each call once, by its outcome; the ``queues`` rows count each
+  stay in a queue (an expert handoff is a second stay, in the expert queue), and calls that never reached a
+  queue (after hours, voicemail, hung up in the menus) in a row whose queue is empty.
 - A stay is answered when a seat answered it, abandoned when the caller hung up while waiting, and within the
   service level when answered after at most ``[supervisor] service_level_seconds`` of waiting. The service
   level is answered-within over every stay offered to the queue (abandons and time-outs count against it).
@@ -48,6 +48,10 @@ MAX_BUCKETS = 10_000
 # A call answered in the range may have started this much before it (a long wait across midnight).
 ANSWER_LOOKBACK = timedelta(days=1)
 NO_QUEUE = ""
+# The uniqueid (and so the linkedid) of every listen/whisper/barge call the engine places (supervisor.spy). The
+# call recorder keeps a record of those calls too, and takes the dialplan's "s" for a DID, so the direction alone
+# does not tell them from a customer's call.
+SPY_CALL_PREFIX = "ccspy-"
 
 # The CRM's table, read if it is there: the supervisor package does not depend on crm_bridge being installed.
 _SERVICE_RECORDS = table(
@@ -526,7 +530,10 @@ class StatsService:
 
     async def call_volume(self, start: datetime, end: datetime, interval: str) -> dict[str, Any]:
         query = select(CallRecord.started_at, CallRecord.outcome, CallRecord.segments).where(
-            CallRecord.direction == "inbound", CallRecord.started_at >= start, CallRecord.started_at < end
+            CallRecord.direction == "inbound",
+            CallRecord.started_at >= start,
+            CallRecord.started_at < end,
+            ~CallRecord.linkedid.startswith(SPY_CALL_PREFIX, autoescape=True),
         )
         async with self._database.session() as session:
             rows = [tuple(row) for row in await session.execute(query)]

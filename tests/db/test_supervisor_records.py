@@ -104,7 +104,8 @@ def calls() -> list[CallRecord]:
         call("c6", at(10, 30), "voicemail"),
         call("c7", at(10, 50), "abandoned_in_ivr"),
         # A supervisor's listen call and a call of another day are not the day's customer calls.
-        call("spy", at(10, 20), "failed", direction="internal"),
+        call("desk", at(10, 20), "failed", direction="internal"),
+        call("ccspy-0123456789abcdef", at(10, 21), "failed"),
         call(
             "old",
             at(9) - timedelta(days=1),
@@ -374,7 +375,7 @@ async def test_the_board_counts_today_s_records_once_and_knows_who_sits_where(
     await board.load_directory()
     assert board.directory["PJSIP/1001"].username == "ann"
     assert board.directory["PJSIP/1001"].teams == ("blue", "night")
-    assert await board.load_today() == 10
+    assert await board.load_today() == 11
     assert await board.load_today() == 0
     assert not await board.record("c1")
     assert not await board.record("unknown")
