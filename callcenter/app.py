@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from callcenter import health
+from callcenter import adapters, health
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
 from callcenter.ami.connection import AmiConnection
 from callcenter.auth.http import auth_routes
@@ -62,15 +62,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("callcenter.app")
 
 
-def build_flows(
-    config: Config, bus: Bus, *, clock: Clock | None = None, ports: FlowPorts | None = None
-) -> FlowsService:
+def build_flows(config: Config, bus: Bus, ports: FlowPorts, *, clock: Clock | None = None) -> FlowsService:
     """The IVR flows from ``[flows]``, checked now: an engine whose flows are broken does not start."""
-    from callcenter.adapters import flow_ports
     from ivr_flows.route import build_ivr_route
     from ivr_flows.services import FlowsService
 
-    route = build_ivr_route(config, bus=bus, ports=ports or flow_ports(config), clock=clock)
+    route = build_ivr_route(config, bus=bus, ports=ports, clock=clock)
     return FlowsService(route, bus=bus, prepare_prompts=config.flows.prepare_prompts)
 
 
@@ -94,9 +91,8 @@ def build_app(
     bus = bus or Bus()
     metrics = Metrics()
     database = Database(config.database_url, echo=config.database.echo)
-    flows = build_flows(config, bus, clock=clock, ports=flow_ports)
     agi = FastAgiServer(
-        agi_routes if agi_routes is not None else default_routes(flows),
+        agi_routes if agi_routes is not None else {},
         config.agi.host,
         config.agi.port,
         ServerLimits(
@@ -119,6 +115,12 @@ def build_app(
     crm = CrmService(database, rules=_phone_rules(config), audit=auth)
     app[CRM] = crm
     app[CRM_OUTBOX] = ServiceRecordOutbox(crm, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max)
+    flows = build_flows(
+        config, bus, flow_ports or adapters.flow_ports(config, crm=crm, outbox=app[CRM_OUTBOX]), clock=clock
+    )
+    if agi_routes is None:
+        for name, handler in default_routes(flows).items():
+            agi.add_route(name, handler)
     secret = ami_secret(config)
     wrapup = {
         config.queues.general: float(config.queues.wrapup_for(config.queues.general)),

@@ -189,8 +189,8 @@ class VoicemailMessage:
 
 
 class VoicemailSink(Protocol):
-    def allocate(self, *, uniqueid: str, intent: str) -> VoicemailTarget:
-        """A fresh place to record one message."""
+    async def allocate(self, *, uniqueid: str, intent: str) -> VoicemailTarget:
+        """A fresh place to record one message (its directory made, writable by Asterisk)."""
         ...
 
     async def store(self, message: VoicemailMessage) -> None:
@@ -252,7 +252,7 @@ class InMemoryVoicemailSink:
         self._directory = directory
         self.messages: list[VoicemailMessage] = []
 
-    def allocate(self, *, uniqueid: str, intent: str) -> VoicemailTarget:
+    async def allocate(self, *, uniqueid: str, intent: str) -> VoicemailTarget:
         stem = f"{safe_file_part(uniqueid)}-{safe_file_part(intent)}-{len(self.messages) + 1}"
         path = self._directory / f"{stem}.wav"
         return VoicemailTarget(record_as=str(self._directory / stem), path=path)

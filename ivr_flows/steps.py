@@ -446,7 +446,7 @@ async def run_queue(step: QueueStep, state: CallState) -> Transition:
 async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     if step.prompt is not None:
         await state.session.stream_file(await state.playable(step.prompt), "")
-    target = state.ports.voicemail.allocate(uniqueid=state.uniqueid, intent=step.intent)
+    target = await state.ports.voicemail.allocate(uniqueid=state.uniqueid, intent=step.intent)
     started = state.clock.monotonic()
     recorded_at = state.clock.now()
     result = await state.session.record_file(

@@ -18,35 +18,49 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from sqlalchemy import select
 
 from callcenter import dialplan
-from callcenter.adapters import flow_ports
 from callcenter.agi.protocol import build_command
 from callcenter.agi.server import FastAgiServer
 from callcenter.agi.session import AgiSession
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
-from callcenter.keys import AGI_SERVER
+from callcenter.db import Database
+from callcenter.keys import AGI_SERVER, CRM, DATABASE
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
+from crm_bridge.models import Product
+from crm_bridge.schemas import CustomerIn
 from ivr_flows.engine import CallResult
 from ivr_flows.plugin import FLOWS
-from ivr_flows.ports import (
-    DEMO_PRODUCTS,
-    InMemoryCatalog,
-    InMemoryVoicemailSink,
-    Product,
-    ShiftedClock,
-    in_memory_ports,
-)
+from ivr_flows.ports import ShiftedClock
 from ivr_flows.prompts import prompt_name, prompt_path
 from ivr_flows.steps import Outcome
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 VIP = "5550001"
-# A product of this test's own catalog, beside the demo ones.
-PRODUCT = Product("2718", "Tide water purifier", Decimal("899.00"), "in_stock", {"en": "Five stage filter."})
+
+
+async def add_product(database: Database) -> None:
+    """A product of the CRM's catalog that the test keys in (made once per test session's database)."""
+    async with database.session() as session:
+        if await session.scalar(select(Product).where(Product.code == "2718")) is None:
+            session.add(
+                Product(
+                    code="2718",
+                    name="Tide water purifier",
+                    category="test",
+                    price=Decimal("899.00"),
+                    availability="in_stock",
+                    description=None,
+                    spoken_en="Five stage filter.",
+                    spoken_zh=None,
+                )
+            )
+
+
 # What the shipped main flow says for it (its product_info template).
 INFO_TEXT = "Tide water purifier. Price: 899 yuan. In stock. Five stage filter."
 
@@ -113,8 +127,8 @@ async def test_a_product_code_keyed_in_is_looked_up_and_read_back(
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    ports = in_memory_ports(products=[*DEMO_PRODUCTS, PRODUCT])
-    async with running_engine(config, bus, clock=ShiftedClock(at_local(10)), flow_ports=ports) as app:
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
+        await add_product(app[DATABASE])
         await ready(app)
         calls = Calls(app)
         route = app[FLOWS].route
@@ -140,14 +154,11 @@ async def test_a_product_code_keyed_in_is_looked_up_and_read_back(
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
     (result,) = calls.results
     info = prompt_name("product_info", "en", INFO_TEXT)
-    catalog = ports.catalog
-    assert isinstance(catalog, InMemoryCatalog)
-    # The code reached the catalog exactly as keyed, once, and the product was found.
-    assert catalog.lookups == ["2718"], [(e.node, e.step, e.result, e.digits) for e in result.path]
+    # The code reached the CRM's catalog exactly as keyed, once, and the product was found there.
+    lookups = [(entry.result, entry.digits, entry.detail) for entry in result.path if entry.step == "lookup"]
+    assert lookups == [("found", "2718", "Tide water purifier")], [(e.node, e.step, e.result) for e in result.path]
     guide = [(entry.result, entry.digits) for entry in result.path if entry.node == "product_guide"]
     assert guide == [("invalid", "9"), ("chosen", "1")]
-    lookup = next(entry for entry in result.path if entry.step == "lookup")
-    assert (lookup.result, lookup.digits, lookup.detail) == ("found", "2718", "Tide water purifier")
     code = next(entry for entry in result.path if entry.step == "input")
     assert (code.result, code.digits) == ("accepted", "2718")
     # The commands, in order: the menus, GET DATA for up to 8 digits, the code read back digit by digit,
@@ -177,9 +188,13 @@ async def test_a_vip_caller_reaches_the_general_queue_first_with_the_reason_atta
     bus = Bus()
     ended: list[Event] = []
     bus.subscribe("ivr.ended", ended.append)
-    ports = in_memory_ports(tiers={VIP: "vip"})
     queue = config.queues.general
-    async with running_engine(config, bus, clock=ShiftedClock(at_local(10)), flow_ports=ports) as app:
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
+        # The caller's number belongs to a VIP customer in the CRM.
+        crm = app[CRM]
+        if await crm.best_tier(VIP) is None:
+            customer = {"name": "Wang Wei", "tier": "vip", "phones": [{"number": VIP}]}
+            await crm.create_customer(CustomerIn.model_validate(customer))
         await ready(app)
         calls = Calls(app)
         welcome = seconds(app, "main", "welcome")
@@ -258,11 +273,8 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    # The engine's own adapters: Asterisk records into <recordings>/voicemail, made on the first message.
-    ports = flow_ports(config)
-    sink = ports.voicemail
-    assert isinstance(sink, InMemoryVoicemailSink)
-    async with running_engine(config, bus, clock=ShiftedClock(at_local(22)), flow_ports=ports) as app:
+    # The engine's own adapters: Asterisk records into <recordings>/voicemail, the CRM files the message.
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(22))) as app:
         await ready(app)
         calls = Calls(app)
         closed = seconds(app, "after_hours", "closed")
@@ -280,17 +292,23 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
         caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5282)
         caller_rc = await asyncio.to_thread(caller.wait, 90)
         await finished(calls)
+        (result,) = calls.results
+        (message,) = result.voicemails
+        record = await app[CRM].record_by_key(f"ivr-voicemail:{message.path.stem}")
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
-    (result,) = calls.results
     assert result.outcome is Outcome.VOICEMAIL
     assert result.flow == "main"
     assert [entry.flow for entry in result.path][-1] == "after_hours"
-    (message,) = sink.messages
+    # Filed in the CRM: a new complaint record from the caller's number, naming the message.
+    assert record is not None
+    assert (record.type, record.status, record.linkedid) == ("complaint", "new", message.linkedid)
+    assert record.caller_number == "5550302"
+    assert message.path.name in record.content
     assert (message.intent, message.caller_number, message.flow) == ("complaint", "5550302", "after_hours")
     assert message.recorded_at.astimezone(SHANGHAI).hour == 22
-    record = next(line for line in calls.commands if line.startswith("RECORD FILE"))
-    assert record.startswith(f'RECORD FILE "{message.path.with_suffix("")}" "wav" "#" 180000')
-    assert message.path.is_file(), f"{message.path} missing; {record}"
+    command = next(line for line in calls.commands if line.startswith("RECORD FILE"))
+    assert command.startswith(f'RECORD FILE "{message.path.with_suffix("")}" "wav" "#" 180000')
+    assert message.path.is_file(), f"{message.path} missing; {command}"
     audio_seconds = wav_seconds(message.path)
     assert 3.0 < audio_seconds < 30.0
     assert abs(audio_seconds - message.duration) < 1.5

@@ -241,17 +241,22 @@ def test_broken_flows_stop_the_engine_from_being_built(tmp_path: Path) -> None:
 
 
 async def test_voicemail_goes_to_a_spool_directory_made_like_the_recordings_directory(tmp_path: Path) -> None:
-    from callcenter.adapters import VOICEMAIL_SUBDIR, flow_ports
+    from callcenter.adapters import VoicemailFiler
 
     recordings = tmp_path / "recordings"
-    recordings.mkdir(mode=0o750)
+    recordings.mkdir()
     recordings.chmod(0o750)
-    config = load_config(environ={"CALLCENTER_PATHS_RECORDINGS_DIR": str(recordings)})
-    ports = flow_ports(config)
-    target = ports.voicemail.allocate(uniqueid="1700000000.7", intent="complaint")
-    spool = recordings / VOICEMAIL_SUBDIR
+    spool = recordings / "voicemail"
+    # Allocating a place touches no database: the outbox is only used when a message is stored.
+    filer = VoicemailFiler(spool, outbox=None)  # type: ignore[arg-type]
+    first = await filer.allocate(uniqueid="1700000000.7", intent="complaint")
+    second = await filer.allocate(uniqueid="1700000000.7", intent="complaint")
     assert spool.is_dir()
     assert spool.stat().st_mode & 0o777 == 0o750
     assert (spool.stat().st_uid, spool.stat().st_gid) == (recordings.stat().st_uid, recordings.stat().st_gid)
-    assert target.path.parent == spool
-    assert target.record_as == str(target.path.with_suffix(""))
+    assert first.path.parent == spool
+    assert first.record_as == str(first.path.with_suffix(""))
+    assert first.path.name.startswith("1700000000.7-complaint-")
+    assert first.path != second.path
+    hostile = await filer.allocate(uniqueid="../../etc/passwd", intent="x")
+    assert hostile.path.parent == spool
