@@ -6,20 +6,18 @@ module fills them in; feature packages never import each other.
 
 - Products and customer tiers come from the CRM (``crm_bridge.catalog``), which binds the caller's keys as
   parameters and refuses anything that is not a code or a number before any query.
-- An after-hours message is recorded by Asterisk into ``<recordings_dir>/voicemail``, and filed as a CRM service
-  record of its intent (complaint, suggestion, repair booking) with status ``new``, through the outbox, so that
-  a database that is down for a while loses nothing.
+- An after-hours message is allocated in the recordings store as kind ``voicemail`` (Asterisk records it there),
+  filed as a CRM service record of its intent (complaint, suggestion, repair booking) with status ``new`` through
+  the outbox (a database that is down for a while loses nothing), and indexed with its intent, the caller's
+  number, the time and the duration (read from the file), linked to that service record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
-from callcenter.config import Config
 from crm_bridge.catalog import CrmCustomerDirectory, CrmProductCatalog
 from crm_bridge.models import RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
@@ -33,10 +31,11 @@ from ivr_flows.ports import (
     VoicemailTarget,
     safe_file_part,
 )
+from recordings.models import Kind
+from recordings.services import CallFacts, RecordingService
 
 log = logging.getLogger("callcenter.adapters")
 
-VOICEMAIL_SUBDIR = "voicemail"
 # Who the service records of the IVR are written by, in their history.
 IVR_ACTOR = "ivr"
 # The service record type of each voicemail intent of the shipped flows; any other intent files a plain voicemail.
@@ -48,51 +47,61 @@ RECORD_TYPES = {
 INTENT_WORDS = {"complaint": "complaint", "suggestion": "suggestion", "repair_request": "repair request"}
 
 
-def writable_like_parent(directory: Path) -> None:
-    """Makes ``directory`` with the owner, group and mode of its parent (blocking).
-
-    The recordings directory is Asterisk's: it writes the messages there as the sandbox's own user.
-    """
-    if directory.is_dir():
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    parent = directory.parent.stat()
-    if os.geteuid() == 0:
-        os.chown(directory, parent.st_uid, parent.st_gid)
-    directory.chmod(parent.st_mode & 0o7777)
-
-
 class VoicemailFiler:
-    """``ivr_flows.ports.VoicemailSink`` for the engine: the file, then the CRM service record of its intent."""
+    """``ivr_flows.ports.VoicemailSink`` for the engine: the recordings store, the CRM and the recordings index."""
 
-    def __init__(self, spool: Path, outbox: ServiceRecordOutbox) -> None:
-        self.spool = spool
+    def __init__(self, recordings: RecordingService, outbox: ServiceRecordOutbox) -> None:
+        self._recordings = recordings
         self._outbox = outbox
-        self._ready = False
 
     async def allocate(self, *, uniqueid: str, intent: str) -> VoicemailTarget:
-        if not self._ready:
-            try:
-                await asyncio.to_thread(writable_like_parent, self.spool)
-                self._ready = True
-            except OSError as exc:
-                # Asterisk then cannot record; the flow goes on and the log says why.
-                log.error("voicemail directory %s cannot be made: %s", self.spool, exc)
-        # A random part: two messages of one call (or a reused uniqueid after a restart) never share a file.
-        stem = f"{safe_file_part(uniqueid)}-{safe_file_part(intent)}-{secrets.token_hex(4)}"
-        return VoicemailTarget(record_as=str(self.spool / stem), path=self.spool / f"{stem}.wav")
+        store = self._recordings.store
+        now = datetime.now(UTC)
+        allocation = store.allocate(Kind.VOICEMAIL, now)
+        try:
+            # Made with the store root's owner: Asterisk, which writes the file, runs as the sandbox's user.
+            await asyncio.to_thread(store.ensure_directory, Kind.VOICEMAIL, now)
+        except OSError as exc:
+            # Asterisk then cannot record; the flow goes on and the log says why.
+            log.error("voicemail directory for %s cannot be made: %s", allocation.relative, exc)
+        # RECORD FILE takes the name without its extension and adds the format's (.wav).
+        return VoicemailTarget(record_as=allocation.asterisk_path.removesuffix(".wav"), path=allocation.path)
 
     async def store(self, message: VoicemailMessage) -> None:
-        """Files the message; a CRM that refuses it is logged, never the caller's problem (the file is kept)."""
-        record_type = RECORD_TYPES.get(message.intent, RecordType.VOICEMAIL)
-        words = INTENT_WORDS.get(message.intent, message.intent.replace("_", " "))
+        """Files the message. A CRM or an index that refuses it is logged, never the caller's problem: the file
+        is kept on disk, and the recordings check reports a file without an index row."""
+        record_id = await self._service_record(message)
+        facts = CallFacts(
+            linkedid=message.linkedid or None,
+            uniqueid=message.uniqueid or None,
+            caller_number=message.caller_number or None,
+            called_number=message.did or None,
+            did=message.did or None,
+            service_record_id=record_id,
+            service_record_type=str(record_type(message.intent)),
+            intent=message.intent,
+            description=f"After-hours voicemail: {intent_words(message.intent)}",
+            tags=("after_hours", message.intent),
+        )
+        try:
+            await self._recordings.register_file(
+                message.path,
+                facts,
+                kind=Kind.VOICEMAIL,
+                started_at=message.recorded_at,
+                ended_at=message.recorded_at + timedelta(seconds=message.duration),
+            )
+        except Exception:
+            log.exception("voicemail %s: not indexed in the recordings", message.path.name)
+
+    async def _service_record(self, message: VoicemailMessage) -> int | None:
         content = (
-            f"After-hours voicemail ({words}), {message.duration:.1f} s, left at "
+            f"After-hours voicemail ({intent_words(message.intent)}), {message.duration:.1f} s, left at "
             f"{message.recorded_at.isoformat(timespec='seconds')}: {message.path.name}"
         )
         try:
             data = ServiceRecordIn(
-                type=record_type,
+                type=record_type(message.intent),
                 content=content,
                 linkedid=message.linkedid[:64] or None,
                 caller_number=message.caller_number or None,
@@ -103,22 +112,31 @@ class VoicemailFiler:
             # Refused (or broken) records are the CRM's to report; the message is on disk and the caller is
             # thanked all the same: a failure here must not send them to the fallback queue.
             log.exception("voicemail %s: the CRM did not take its service record", message.path.name)
-            return
+            return None
         if submitted.queued:
             log.warning("voicemail %s: service record waits in the outbox (database unavailable)", message.path.name)
+        return submitted.record.id if submitted.record is not None else None
+
+
+def record_type(intent: str) -> RecordType:
+    return RECORD_TYPES.get(intent, RecordType.VOICEMAIL)
+
+
+def intent_words(intent: str) -> str:
+    return INTENT_WORDS.get(intent, intent.replace("_", " "))
 
 
 def flow_ports(
-    config: Config,
     *,
     crm: CrmService,
     outbox: ServiceRecordOutbox,
+    recordings: RecordingService,
     recording: RecordingControl | None = None,
 ) -> FlowPorts:
     """The flow engine's ports for this engine."""
     return FlowPorts(
         catalog=CrmProductCatalog(crm),
         directory=CrmCustomerDirectory(crm),
-        voicemail=VoicemailFiler(config.recordings_dir / VOICEMAIL_SUBDIR, outbox),
+        voicemail=VoicemailFiler(recordings, outbox),
         recording=recording or InMemoryRecordingControl(),
     )

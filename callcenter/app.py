@@ -115,12 +115,6 @@ def build_app(
     crm = CrmService(database, rules=_phone_rules(config), audit=auth)
     app[CRM] = crm
     app[CRM_OUTBOX] = ServiceRecordOutbox(crm, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max)
-    flows = build_flows(
-        config, bus, flow_ports or adapters.flow_ports(config, crm=crm, outbox=app[CRM_OUTBOX]), clock=clock
-    )
-    if agi_routes is None:
-        for name, handler in default_routes(flows).items():
-            agi.add_route(name, handler)
     secret = ami_secret(config)
     wrapup = {
         config.queues.general: float(config.queues.wrapup_for(config.queues.general)),
@@ -140,6 +134,11 @@ def build_app(
     )
     app[HANDOFF] = HandoffService(database, bus, auth, config, lambda: live.connection, lambda: live.model)
     app[RECORDINGS] = build_recordings(config, database, auth)
+    ports = flow_ports or adapters.flow_ports(crm=crm, outbox=app[CRM_OUTBOX], recordings=app[RECORDINGS])
+    flows = build_flows(config, bus, ports, clock=clock)
+    if agi_routes is None:
+        for name, handler in default_routes(flows).items():
+            agi.add_route(name, handler)
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)

@@ -186,6 +186,8 @@ class VoicemailMessage:
     flow: str
     # How the recording ended: dtmf (#), timeout, hangup (the caller hung up while speaking), ...
     ended_by: str
+    # The number the caller dialled (the hotline's DID).
+    did: str = ""
 
 
 class VoicemailSink(Protocol):

@@ -473,6 +473,7 @@ async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
         language=state.language,
         flow=state.flow.name,
         ended_by=result.reason,
+        did=state.variables.get("did", ""),
     )
     # Stored even when the caller hung up while speaking: what was said is kept.
     await state.ports.voicemail.store(message)

@@ -6,7 +6,11 @@ come from the CRM tables, and after-hours messages become CRM service records.
 
 from __future__ import annotations
 
+import math
+import struct
+import wave
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, func, select
 
-from callcenter.adapters import RECORD_TYPES, VOICEMAIL_SUBDIR, VoicemailFiler, flow_ports
+from callcenter.adapters import RECORD_TYPES, VoicemailFiler, flow_ports
 from callcenter.auth.services import AuthService
 from callcenter.config import Config, load_config
 from callcenter.db import Database
@@ -25,12 +29,15 @@ from crm_bridge.models import Product, ServiceRecord
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import CustomerIn
 from crm_bridge.services import CrmService
-from ivr_flows.ports import FlowPorts
+from ivr_flows.ports import FlowPorts, VoicemailMessage
 from ivr_flows.route import SHIPPED_FLOWS
 from ivr_flows.schema import FlowSet
 from ivr_flows.simulator import Script, Simulation, simulate
 from ivr_flows.steps import Outcome
 from ivr_flows.validator import load_flows
+from recordings.models import Recording
+from recordings.plugin import build_recordings
+from recordings.services import RecordingService
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 OPEN = datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
@@ -50,12 +57,38 @@ def crm(database: Database, service: AuthService) -> CrmService:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return load_config(environ={"CALLCENTER_PATHS_RECORDINGS_DIR": str(tmp_path / "recordings")})
+    (tmp_path / "recordings").mkdir()
+    return load_config(
+        environ={
+            "CALLCENTER_PATHS_RECORDINGS_DIR": str(tmp_path / "recordings"),
+            "CALLCENTER_PATHS_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
 
 
 @pytest.fixture
-def ports(config: Config, crm: CrmService, tmp_path: Path) -> FlowPorts:
-    return flow_ports(config, crm=crm, outbox=ServiceRecordOutbox(crm, tmp_path / "outbox"))
+def recordings(config: Config, database: Database, service: AuthService) -> RecordingService:
+    return build_recordings(config, database, service)
+
+
+class AsteriskWrites(VoicemailFiler):
+    """The engine's filer, with the file Asterisk would have recorded written first (one second of a tone)."""
+
+    async def store(self, message: VoicemailMessage) -> None:
+        with wave.open(str(message.path), "wb") as audio:
+            audio.setnchannels(1)
+            audio.setsampwidth(2)
+            audio.setframerate(8000)
+            tone = (int(8000 * math.sin(2 * math.pi * 440 * n / 8000)) for n in range(8000))
+            audio.writeframes(b"".join(struct.pack("<h", sample) for sample in tone))
+        await super().store(message)
+
+
+@pytest.fixture
+def ports(crm: CrmService, recordings: RecordingService, tmp_path: Path) -> FlowPorts:
+    outbox = ServiceRecordOutbox(crm, tmp_path / "outbox")
+    made = flow_ports(crm=crm, outbox=outbox, recordings=recordings)
+    return replace(made, voicemail=AsteriskWrites(recordings, outbox))
 
 
 @pytest.fixture
@@ -92,7 +125,10 @@ async def call(flows: FlowSet, ports: FlowPorts, inputs: list[str], *, at: datet
     return await simulate(flows, "main", at=at, caller=kw.pop("caller", CALLER), ports=ports, script=script)
 
 
-async def test_the_engine_s_adapters_are_the_crm_s(ports: FlowPorts) -> None:
+async def test_the_engine_s_adapters_are_the_crm_s_and_the_recordings(
+    crm: CrmService, recordings: RecordingService, tmp_path: Path
+) -> None:
+    ports = flow_ports(crm=crm, outbox=ServiceRecordOutbox(crm, tmp_path / "outbox"), recordings=recordings)
     assert isinstance(ports.catalog, CrmProductCatalog)
     assert isinstance(ports.directory, CrmCustomerDirectory)
     assert isinstance(ports.voicemail, VoicemailFiler)
@@ -138,7 +174,7 @@ async def test_a_vip_customer_calling_is_queued_first(flows: FlowSet, ports: Flo
 
 
 @pytest.mark.parametrize(("key", "intent"), [("1", "complaint"), ("2", "suggestion"), ("3", "repair_request")])
-async def test_an_after_hours_message_becomes_a_new_service_record_of_its_intent(
+async def test_an_after_hours_message_is_stored_indexed_and_filed_as_a_new_service_record_of_its_intent(
     flows: FlowSet, ports: FlowPorts, crm: CrmService, database: Database, config: Config, key: str, intent: str
 ) -> None:
     owner = await crm.create_customer(
@@ -148,21 +184,30 @@ async def test_an_after_hours_message_becomes_a_new_service_record_of_its_intent
     assert sim.result.outcome is Outcome.VOICEMAIL
     (message,) = sim.result.voicemails
     assert message.intent == intent
-    assert message.path.parent == config.recordings_dir / VOICEMAIL_SUBDIR
-    assert message.path.parent.is_dir()
+    # In the recordings store, under voicemail/<year>/<month>/<day>/, named by the store.
+    assert message.path.is_relative_to(config.recordings_dir / "voicemail")
     async with database.session() as session:
-        rows = list(await session.scalars(select(ServiceRecord)))
-    (row,) = rows
+        (row,) = list(await session.scalars(select(ServiceRecord)))
+        (indexed,) = list(await session.scalars(select(Recording)))
     assert row.type == RECORD_TYPES[intent]
     assert row.status == "new"
     assert row.customer_id == owner.customer.id
     assert row.caller_number == CALLER
     assert row.linkedid == message.linkedid
     assert message.path.name in row.content
-    # Filed once, however often the sink hears of it (an idempotency key per message file).
+    # Indexed as a voicemail with its intent, the caller's number, the time and the duration of the file.
+    assert (indexed.kind, indexed.status, indexed.intent) == ("voicemail", "complete", intent)
+    assert (indexed.caller_number, indexed.did, indexed.linkedid) == (CALLER, "4000", message.linkedid)
+    assert indexed.started_at == message.recorded_at
+    assert indexed.duration == pytest.approx(1.0)
+    assert (indexed.service_record_id, indexed.service_record_type) == (row.id, RECORD_TYPES[intent])
+    assert config.recordings_dir / indexed.file_path == message.path
+    # Filed and indexed once, however often the sink hears of it (an idempotency key per message file; the
+    # file's name is its recording id).
     await ports.voicemail.store(message)
     async with database.session() as session:
         assert await session.scalar(select(func.count()).select_from(ServiceRecord)) == 1
+        assert await session.scalar(select(func.count()).select_from(Recording)) == 1
 
 
 async def test_a_caller_who_hangs_up_while_speaking_still_leaves_the_record(

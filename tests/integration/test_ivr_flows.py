@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiohttp import web
 from sqlalchemy import select
 
@@ -37,6 +38,7 @@ from ivr_flows.plugin import FLOWS
 from ivr_flows.ports import ShiftedClock
 from ivr_flows.prompts import prompt_name, prompt_path
 from ivr_flows.steps import Outcome
+from recordings.models import Recording
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -295,6 +297,8 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
         (result,) = calls.results
         (message,) = result.voicemails
         record = await app[CRM].record_by_key(f"ivr-voicemail:{message.path.stem}")
+        async with app[DATABASE].session() as session:
+            indexed = await session.scalar(select(Recording).where(Recording.id == message.path.stem))
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
     assert result.outcome is Outcome.VOICEMAIL
     assert result.flow == "main"
@@ -304,6 +308,18 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
     assert (record.type, record.status, record.linkedid) == ("complaint", "new", message.linkedid)
     assert record.caller_number == "5550302"
     assert message.path.name in record.content
+    # Stored in the recordings store as a voicemail, and indexed with its intent, number, time and duration.
+    assert message.path.is_relative_to(config.recordings_dir / "voicemail")
+    assert indexed is not None
+    assert (indexed.kind, indexed.status, indexed.intent, indexed.caller_number) == (
+        "voicemail",
+        "complete",
+        "complaint",
+        "5550302",
+    )
+    assert indexed.started_at == message.recorded_at
+    assert indexed.service_record_id == record.id
+    assert indexed.duration is not None
     assert (message.intent, message.caller_number, message.flow) == ("complaint", "5550302", "after_hours")
     assert message.recorded_at.astimezone(SHANGHAI).hour == 22
     command = next(line for line in calls.commands if line.startswith("RECORD FILE"))
@@ -312,6 +328,7 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
     audio_seconds = wav_seconds(message.path)
     assert 3.0 < audio_seconds < 30.0
     assert abs(audio_seconds - message.duration) < 1.5
+    assert indexed.duration == pytest.approx(audio_seconds, abs=0.01)
     # Not silence: the caller's recorded speech (sip-tester's g711a capture) is in the file.
     assert rms_amplitude(message.path) > 0.01
 

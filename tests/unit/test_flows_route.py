@@ -240,23 +240,23 @@ def test_broken_flows_stop_the_engine_from_being_built(tmp_path: Path) -> None:
         build_app(config)
 
 
-async def test_voicemail_goes_to_a_spool_directory_made_like_the_recordings_directory(tmp_path: Path) -> None:
+async def test_voicemail_is_allocated_in_the_recordings_store_as_kind_voicemail(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
     from callcenter.adapters import VoicemailFiler
+    from recordings.storage import RecordingStore
 
     recordings = tmp_path / "recordings"
     recordings.mkdir()
-    recordings.chmod(0o750)
-    spool = recordings / "voicemail"
-    # Allocating a place touches no database: the outbox is only used when a message is stored.
-    filer = VoicemailFiler(spool, outbox=None)  # type: ignore[arg-type]
+    # Allocating a place touches no database (the index row comes when the message is stored).
+    service = SimpleNamespace(store=RecordingStore(recordings))
+    filer = VoicemailFiler(service, outbox=None)  # type: ignore[arg-type]
     first = await filer.allocate(uniqueid="1700000000.7", intent="complaint")
-    second = await filer.allocate(uniqueid="1700000000.7", intent="complaint")
-    assert spool.is_dir()
-    assert spool.stat().st_mode & 0o777 == 0o750
-    assert (spool.stat().st_uid, spool.stat().st_gid) == (recordings.stat().st_uid, recordings.stat().st_gid)
-    assert first.path.parent == spool
+    second = await filer.allocate(uniqueid="../../etc/passwd", intent="x")
+    assert first.path.is_relative_to(recordings / "voicemail")
+    assert first.path.parent.is_dir()
+    assert first.path.suffix == ".wav"
+    # RECORD FILE names the file without its extension; Asterisk adds the format's.
     assert first.record_as == str(first.path.with_suffix(""))
-    assert first.path.name.startswith("1700000000.7-complaint-")
     assert first.path != second.path
-    hostile = await filer.allocate(uniqueid="../../etc/passwd", intent="x")
-    assert hostile.path.parent == spool
+    assert second.path.parent == first.path.parent
