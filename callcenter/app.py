@@ -48,6 +48,7 @@ from callcenter.seats.http import seat_routes
 from callcenter.seats.services import SeatService
 from callcenter.secrets import ami_secret
 from callcenter.web.errors import error_middleware
+from callcenter.web.pages import page_routes
 from crm_bridge.http import crm_routes
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
@@ -147,6 +148,7 @@ def build_app(
     app.add_routes(call_routes)
     app.add_routes(crm_routes)
     app.add_routes(recordings_routes)
+    app.add_routes(page_routes)
     flows_plugin.install(app, flows)
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
-from callcenter.keys import SEATS
+from callcenter.keys import CONFIG, SEATS
 from callcenter.seats.schemas import PauseIn, SeatLoginIn
-from callcenter.seats.services import QueueLogin
+from callcenter.seats.services import MAX_PENALTY, QueueLogin
 from callcenter.web.errors import read_json
 
 seat_routes = web.RouteTableDef()
@@ -19,6 +19,20 @@ seat_routes = web.RouteTableDef()
 async def list_seats(request: web.Request) -> web.Response:
     seats = await request.config_dict[SEATS].seats()
     return web.json_response({"items": [seat.as_json() for seat in seats]})
+
+
+@seat_routes.get("/api/v1/agents/pause-reasons")
+@requires(Permission.SEATS_OWN)
+async def pause_reasons(request: web.Request) -> web.Response:
+    """What the seat form offers: the configured pause reasons and the queues this user may log in to."""
+    seats = request.config_dict[SEATS]
+    return web.json_response(
+        {
+            "reasons": list(request.config_dict[CONFIG].queues.pause_reasons),
+            "queues": sorted(seats.allowed_queues(principal(request))),
+            "max_penalty": MAX_PENALTY,
+        }
+    )
 
 
 @seat_routes.get("/api/v1/agents/me")
