@@ -11,16 +11,26 @@ import contextlib
 import logging
 import random
 import signal
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
 
 from callcenter.app import build_app, serve
-from callcenter.auth.services import AuthService
+from callcenter.auth.services import AuthService, Principal
+from callcenter.bus import Event
 from callcenter.config import Config
 from callcenter.db import Database, migrate
+from callcenter.keys import AUTH, BUS, HANDOFF, SEATS
 from callcenter.runtime import run_async
 from callcenter.sandbox import Sandbox, SandboxError
+from callcenter.seats.services import QueueLogin
 from callcenter.sipp import CallerScript, Phones, SippError
+from callcenter.web.errors import ApiError
 
 log = logging.getLogger("callcenter.demo")
 
@@ -30,8 +40,42 @@ PHONE_BASE_PORT = 5081
 CALLER_BASE_PORT = 5070
 
 
+# Customers seeded into an empty CRM for the demo (the callers below are among them, most of the time).
+DEMO_CUSTOMERS = 2000
+# One demo call in this many is handed to an expert by the agent who answers it.
+HANDOFF_ONE_IN = 4
+# The demo's clock cycles through opening hours: this many minutes open, then this many closed.
+OPEN_MINUTES, CLOSED_MINUTES = 6, 2
+# The time zone of the shipped main flow's opening hours (ivr_flows/flows/main.yaml).
+DEMO_HOURS_ZONE = "Asia/Shanghai"
+# What demo callers press in the main menu: mostly a service, sometimes a product code, a complaint, an agent.
+_CHOICES = ("2", "3", "4", "5", "6", "7", "0", "0", "11", "6")
+
+
 class DemoError(Exception):
     pass
+
+
+class DemoClock:
+    """The flows' clock in the demo: real time shifted so that the center is open for a few minutes, then closed
+    for a couple, and again; the wallboard then shows both the day's traffic and after-hours voicemails."""
+
+    def __init__(self, timezone: str) -> None:
+        self._zone = ZoneInfo(timezone)
+        self._started = time.monotonic()
+
+    def _open(self) -> bool:
+        minute = int((time.monotonic() - self._started) // 60)
+        return minute % (OPEN_MINUTES + CLOSED_MINUTES) < OPEN_MINUTES
+
+    def now(self) -> datetime:
+        real = datetime.now(self._zone)
+        hour = 10 if self._open() else 22
+        # A weekday at that hour, in the flows' time zone (Wednesday 2026-11-25 has no holiday).
+        return datetime(2026, 11, 25, hour, real.minute, real.second, real.microsecond, tzinfo=self._zone)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +136,7 @@ class Demo:
     async def _main(self) -> None:
         await migrate(self.config.database_url)
         await self._seed_users()
+        await self._seed_crm()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,14 +154,15 @@ class Demo:
         phones: Phones | None = None
         engine: asyncio.Task[None] | None = None
         try:
-            app = build_app(self.config)
+            app = build_app(self.config, clock=DemoClock(DEMO_HOURS_ZONE))
             engine = asyncio.create_task(serve(self.config, stop=stop, app=app))
             phones = Phones(self.config.sip.host, self.config.sip.port, Path(self.config.data_dir) / "demo-sipp")
             self._start_desk_phones(phones)
-            await asyncio.to_thread(self._staff_queues)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
             if engine.done():
                 return  # the engine could not start (a port taken, say): the finally block reports why
+            seats = await self._log_in_seats(app)
+            app[BUS].subscribe("call.answered", self._handoffs(app, seats))
             self._print_banner()
             traffic = asyncio.create_task(self._traffic(phones, stop)) if self.calls_every > 0 else None
             stopped = asyncio.create_task(stop.wait())
@@ -177,14 +223,69 @@ class Demo:
                 speech=True,
             )
 
-    def _staff_queues(self) -> None:
-        # Until seats are managed through the API, the demo puts its phones into the queues directly.
+    async def _seed_crm(self) -> None:
+        from crm_bridge.exceptions import SeedRefused
+        from crm_bridge.schemas import CustomerIn, PhoneIn
+        from crm_bridge.seed import SeedOptions, seed
+        from crm_bridge.services import CrmService
+
+        database = Database(self.config.database_url)
+        await database.open()
+        try:
+            try:
+                report = await seed(database, SeedOptions(customers=DEMO_CUSTOMERS))
+            except SeedRefused:
+                return  # seeded by an earlier demo run
+            log.info("demo CRM seeded: %s", report)
+            crm = CrmService(database)
+            # The demo's callers have files too, so that their screen-pops show a customer.
+            for number, name in _CALLERS[:-1]:
+                tier = "vip" if number.startswith("+86139") else "gold"
+                await crm.create_customer(
+                    CustomerIn(name=name, tier=tier, phones=[PhoneIn(number=number)]), actor="demo"
+                )
+        finally:
+            await database.close()
+
+    async def _log_in_seats(self, app: web.Application) -> dict[str, Principal]:
+        """Every agent and expert of the demo logs in to their seat through the seats service (as the agent
+        page would), so the queues are staffed the way a real shift is."""
         queues = self.config.queues
-        for phone in self.config.sip.phones:
-            queue = {"agent": queues.general, "expert": queues.expert}.get(phone.kind)
-            if queue is None:
+        seats: dict[str, Principal] = {}
+        for user in DEMO_USERS:
+            queue = {"agent": queues.general, "expert": queues.expert}.get(user.roles[0])
+            if queue is None or user.extension is None:
                 continue
-            self.sandbox.cli(f"queue add member PJSIP/{phone.extension} to {queue}", check=False)
+            try:
+                _token, who = await app[AUTH].login(user.username, user.password)
+                await app[SEATS].login(who, [QueueLogin(queue)])
+            except ApiError as exc:
+                log.warning("demo seat of %s not logged in: %s", user.username, exc.message)
+                continue
+            seats[f"PJSIP/{user.extension}"] = who
+        return seats
+
+    def _handoffs(self, app: web.Application, seats: dict[str, Principal]) -> Any:
+        """Now and then an agent hands the answered call to an expert, with notes, as the agent page would."""
+        rng = random.Random()  # noqa: S311 - demo behaviour, not security
+        general = self.config.queues.general
+
+        async def maybe_hand_over(event: Event) -> None:
+            who = seats.get(str(event.data.get("agent")))
+            if event.data.get("queue") != general or who is None or rng.randrange(HANDOFF_ONE_IN):
+                return
+            await asyncio.sleep(rng.uniform(4.0, 8.0))
+            notes = rng.choice(
+                (
+                    "Router reboots every hour; firmware 2.1 already installed.",
+                    "Customer asks about bulk pricing for 40 units.",
+                    "Washing machine error E21 after the repair visit.",
+                )
+            )
+            with contextlib.suppress(ApiError):
+                await app[HANDOFF].transfer_to_expert(who, str(event.data.get("linkedid")), notes, remote=None)
+
+        return maybe_hand_over
 
     def _print_banner(self) -> None:
         web = f"http://{self.config.web.host}:{self.config.web.port}"
@@ -207,11 +308,15 @@ class Demo:
         count = 0
         while not stop.is_set():
             number, name = rng.choice(_CALLERS)
+            choice = rng.choice(_CHOICES)
+            if choice == "11":
+                choice += rng.choice(("1001#", "1002#", "2001#", "9999#"))
             script = CallerScript(
                 caller_number=number,
                 caller_name=name,
-                digits=rng.choice("1234567890"),
-                talk_ms=rng.randint(8000, 25000),
+                digits=choice,
+                wait_before_digits_ms=rng.randint(3000, 6000),
+                talk_ms=rng.randint(12000, 30000),
                 speech=True,
             )
             # Ports are reused after 40 calls; a demo call ends well before that.

@@ -31,7 +31,8 @@ from callcenter.bus import Bus, Event
 from callcenter.db import Database
 from callcenter.model import Channel, LiveModel
 from callcenter.seats.models import AgentSeat
-from recordings.models import Kind
+from recordings.models import Kind, Status
+from recordings.schemas import SearchQuery
 from recordings.services import CallFacts, RecordingInfo, RecordingService
 
 log = logging.getLogger("recordings.control")
@@ -92,6 +93,28 @@ class RecordingControl:
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await task
+        # Calls still running when the engine stops: their files are closed by Asterisk when the calls end;
+        # the rows are completed by recover() on the next start.
+
+    async def recover(self) -> int:
+        """Completes the rows left ``recording`` by an engine that stopped mid-call (their calls are over or no
+        longer ours to follow): size, duration and hash of what the file holds. Returns how many."""
+        query = SearchQuery(status=Status.RECORDING, limit=200)
+        page = await self._service.search(query)
+        live = self._model().calls
+        done = 0
+        for item in page.items:
+            if item.linkedid in live:
+                # Asterisk is still writing it; the call's end finishes it (it is followed again).
+                channel = self._caller_channel(self._model(), item.linkedid)
+                if channel is not None:
+                    calls = self._calls.setdefault(item.linkedid, _CallRecordings())
+                    if all(active.id != item.id for active in calls.items):
+                        calls.items.append(Active(item.id, Kind(item.kind), channel.name, None, item.linkedid))
+                continue
+            await self._service.finish(item.id)
+            done += 1
+        return done
 
     def active(self, linkedid: str) -> list[Active]:
         return list(self._calls.get(linkedid, _CallRecordings()).items)

@@ -61,6 +61,7 @@ class CallRecorder:
         *,
         cel_log: Path,
         expert_queue: str,
+        horizon_file: Path | None = None,
         reconcile_interval: float = 30.0,
         snapshot_interval: float = 2.0,
         clock: Callable[[], float] = time.time,
@@ -73,6 +74,10 @@ class CallRecorder:
         self._snapshot_interval = snapshot_interval
         self._clock = clock
         self.cel = CelReader(cel_log)
+        # Calls that started before this engine's database first met this Asterisk are not the engine's to
+        # record (a log older than the installation, another engine's test calls): CEL backfill starts here.
+        self._horizon_file = horizon_file
+        self.horizon = 0.0
         self._ivr: _Lru = _Lru()
         self._handoffs: _Lru = _Lru()
         self._recordings: _Lru = _Lru()
@@ -88,6 +93,8 @@ class CallRecorder:
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._horizon_file is not None:
+            self.horizon = await asyncio.to_thread(self._read_horizon, self._horizon_file)
         self._unsubscribe = [
             self._bus.subscribe("call.ended", self._on_ended),
             self._bus.subscribe("ivr.ended", self._on_ivr),
@@ -100,6 +107,18 @@ class CallRecorder:
             loop.create_task(self._every(self._snapshot_interval, self.snapshot), name="calls-snapshot"),
             loop.create_task(self._every(self._reconcile_interval, self.reconcile), name="calls-reconcile"),
         ]
+
+    def _read_horizon(self, path: Path) -> float:
+        try:
+            return float(path.read_text(encoding="ascii").strip())
+        except FileNotFoundError:
+            now = self._clock()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{now:.6f}\n", encoding="ascii")
+            return now
+        except ValueError:
+            log.error("%s is not a time; CEL backfill takes every call", path)
+            return 0.0
 
     async def close(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -318,6 +337,7 @@ class CallRecorder:
             and linkedid not in self._written
             and cel.ended is not None
             and now - cel.ended > BACKFILL_GRACE_SECONDS
+            and cel.started >= self.horizon
         ]
         if not candidates:
             return 0
