@@ -104,7 +104,7 @@ class RecordingControl:
         live = self._model().calls
         done = 0
         for item in page.items:
-            if item.linkedid in live:
+            if item.linkedid is not None and item.linkedid in live:
                 # Asterisk is still writing it; the call's end finishes it (it is followed again).
                 channel = self._caller_channel(self._model(), item.linkedid)
                 if channel is not None:
