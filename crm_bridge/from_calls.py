@@ -21,7 +21,7 @@ from callcenter.bus import Bus, Event
 from callcenter.calls.models import CallRecord
 from callcenter.db import Database, DatabaseError
 from callcenter.model import LiveModel
-from crm_bridge.models import RecordType
+from crm_bridge.models import CALLER_NUMBER_MAX, NAME_MAX, RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
 from crm_bridge.services import CrmService
@@ -72,7 +72,7 @@ class CallServiceRecords:
             type=record_type,
             content=content,
             customer_id=customer,
-            caller_number=number[:64] or None,
+            caller_number=number[:CALLER_NUMBER_MAX] or None,
             idempotency_key=key,
             **extra,
         )
@@ -94,7 +94,7 @@ class CallServiceRecords:
                 number,
                 f"The caller hung up in the queue{waited}. Call them back.",
                 linkedid=linkedid,
-                caller_name=row.caller_name[:200] or None,
+                caller_name=row.caller_name[:NAME_MAX] or None,
             )
         if row.ivr_choice == RecordType.COMPLAINT and row.outcome != "voicemail":
             await self._submit(
@@ -103,7 +103,7 @@ class CallServiceRecords:
                 number,
                 "Complaint chosen in the voice menu.",
                 linkedid=linkedid,
-                caller_name=row.caller_name[:200] or None,
+                caller_name=row.caller_name[:NAME_MAX] or None,
             )
 
     async def _on_expert_outcome(self, event: Event) -> None:
@@ -113,10 +113,14 @@ class CallServiceRecords:
         handoff = str(event.data.get("handoff_id") or "")
         number = ""
         call_notes = ""
-        async with self._database.session() as session:
-            row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
-            if row is not None:
-                number, call_notes = row.caller_number, row.handoff_notes or ""
+        try:
+            async with self._database.session() as session:
+                row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+        except DatabaseError:
+            # The event carries what the record needs; the outbox keeps it until the database is back.
+            row = None
+        if row is not None:
+            number, call_notes = row.caller_number, row.handoff_notes or ""
         live = self._model().calls.get(linkedid)
         if live is not None and not number:
             number = live.caller_number

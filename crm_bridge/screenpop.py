@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from callcenter.bus import Bus, Event
 from callcenter.calls.models import CallRecord
+from callcenter.calls.records import caller_tail
 from callcenter.db import Database, DatabaseError
 from callcenter.model import LiveModel
 from callcenter.web.ws import Hub
@@ -167,13 +168,19 @@ class ScreenPop:
             return [], []
         files = await self._crm.files_by_number(number)
         numbers = _numbers(files, number)
+        tails = sorted({tail for tail in map(caller_tail, numbers) if tail})
+        if not tails:
+            return files, []
+        keys = {key for key in map(self._crm.phone_key, numbers) if key}
         async with self._database.session() as session:
             rows = (
                 await session.scalars(
                     select(CallRecord)
-                    .where(CallRecord.caller_number.in_(numbers))
+                    .where(CallRecord.caller_tail.in_(tails))
                     .order_by(CallRecord.started_at.desc())
-                    .limit(HISTORY)
+                    .limit(HISTORY * 5)
                 )
             ).all()
-        return files, [_history_row(row) for row in rows]
+        # The tail finds candidates; the CRM's numbering rules say which are the same number.
+        same = [row for row in rows if row.caller_number in numbers or self._crm.phone_key(row.caller_number) in keys]
+        return files, [_history_row(row) for row in same[:HISTORY]]

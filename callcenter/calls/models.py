@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from callcenter.calls.records import caller_tail
 from callcenter.db import Base, UtcDateTime
 
 RecordId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _tail_of_caller(context: Any) -> str:
+    """Every insert gets the tail of its caller number, whoever writes the row."""
+    return caller_tail(str(context.get_current_parameters().get("caller_number") or ""))
 
 
 class CallRecord(Base):
@@ -19,6 +26,7 @@ class CallRecord(Base):
     __table_args__ = (
         Index("ix_call_records_started_at", "started_at"),
         Index("ix_call_records_caller_number", "caller_number"),
+        Index("ix_call_records_caller_tail", "caller_tail", "started_at"),
         Index("ix_call_records_agent", "agent"),
     )
 
@@ -27,6 +35,8 @@ class CallRecord(Base):
     direction: Mapped[str] = mapped_column(String(16))  # inbound | outbound | internal
     caller_number: Mapped[str] = mapped_column(Text)  # caller-controlled, verbatim
     caller_name: Mapped[str] = mapped_column(Text)
+    # The number's last digits (records.caller_tail): earlier calls of a caller however the number was written.
+    caller_tail: Mapped[str] = mapped_column(String(16), default=_tail_of_caller)
     did: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime] = mapped_column(UtcDateTime)

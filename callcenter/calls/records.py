@@ -34,6 +34,16 @@ class RecordOutcome(StrEnum):
     FAILED = "failed"
 
 
+# Digits kept from the end of a caller number for finding a caller's earlier calls whatever way the number was
+# written (+86 138..., 0138..., 138...): the subscriber part; the CRM's rules then confirm each match.
+TAIL_DIGITS = 8
+
+
+def caller_tail(number: str) -> str:
+    digits = "".join(ch for ch in number if "0" <= ch <= "9")
+    return digits[-TAIL_DIGITS:] if len(digits) >= 3 else ""
+
+
 def when(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 

@@ -197,11 +197,6 @@ async def test_caller_names_are_stored_verbatim(records: Records, name: str) -> 
     assert record.caller_name == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crm_bridge/from_calls.py _on_recorded cuts caller_name to 200 characters (row.caller_name[:200]) although "
-    "service_records.caller_name holds NAME_MAX = 1024 so that a hostile caller ID name is kept whole",
-)
 async def test_a_kilobyte_caller_name_is_stored_whole(records: Records) -> None:
     await add_call(records.database, "long.1", "13700000000", KILOBYTE_NAME)
 
@@ -337,12 +332,6 @@ async def test_a_record_waits_in_the_outbox_while_the_database_is_down_and_is_wr
     records.service.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crm_bridge/from_calls.py _on_expert_outcome reads call_records (line 116) before anything reaches the "
-    "outbox: with the database down the read raises in the bus subscriber and the expert voicemail record is lost, "
-    "although the event itself carries the linkedid, the caller number and the notes",
-)
 async def test_an_expert_voicemail_during_an_outage_is_queued_and_written_when_back(
     switchable: test_crm_outbox.Switchable, tmp_path: Path
 ) -> None:

@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("direction", sa.String(16), nullable=False),
         sa.Column("caller_number", sa.Text(), nullable=False),
         sa.Column("caller_name", sa.Text(), nullable=False),
+        sa.Column("caller_tail", sa.String(16), nullable=False),
         sa.Column("did", sa.String(32), nullable=False),
         sa.Column("started_at", _time(), nullable=False),
         sa.Column("ended_at", _time(), nullable=False),
@@ -87,6 +88,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_call_records_started_at", "call_records", ["started_at"])
     op.create_index("ix_call_records_caller_number", "call_records", ["caller_number"])
+    op.create_index("ix_call_records_caller_tail", "call_records", ["caller_tail", "started_at"])
     op.create_index("ix_call_records_agent", "call_records", ["agent"])
     op.create_table(
         "call_progress",
