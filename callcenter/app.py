@@ -20,6 +20,7 @@ from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
 from callcenter.bus import Bus, Event
+from callcenter.calls.callbacks import CallbackService
 from callcenter.calls.handoff import HandoffService
 from callcenter.calls.http import call_routes
 from callcenter.calls.service import CallRecorder
@@ -30,15 +31,20 @@ from callcenter.keys import (
     AGI_SERVER,
     AUTH,
     BUS,
+    CALL_SERVICE_RECORDS,
+    CALLBACKS,
     CALLS,
     CONFIG,
     CRM,
     CRM_OUTBOX,
     DATABASE,
     HANDOFF,
+    HUB,
     LIVE,
     METRICS,
+    RECORDING_CONTROL,
     RECORDINGS,
+    SCREEN_POP,
     SEATS,
 )
 from callcenter.live import LiveService
@@ -49,10 +55,15 @@ from callcenter.seats.services import SeatService
 from callcenter.secrets import ami_secret
 from callcenter.web.errors import error_middleware
 from callcenter.web.pages import page_routes
+from callcenter.web.ws import Hub, seat_notifier, ws_routes
+from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.http import crm_routes
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
+from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
+from recordings.control import RecordingControl
+from recordings.control_http import recording_control_routes
 from recordings.http import recordings_routes
 from recordings.plugin import build_recordings, recordings_ctx
 
@@ -88,6 +99,7 @@ def build_app(
     """The engine. ``clock`` is the flows' clock (tests set the time of day); ``flow_ports`` replaces the
     adapters the flows get by default (callcenter.adapters)."""
     from ivr_flows import plugin as flows_plugin
+    from supervisor import plugin as supervisor_plugin
 
     bus = bus or Bus()
     metrics = Metrics()
@@ -124,6 +136,8 @@ def build_app(
     live = LiveService(lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers), bus, wrapup=wrapup)
     app[LIVE] = live
     metrics.watch_ami(live)
+    app[HUB] = hub = Hub()
+    bus.subscribe("agent.state_changed", seat_notifier(hub))
     app[SEATS] = SeatService(database, auth, config, lambda: live.connection, lambda: live.model)
     app[CALLS] = CallRecorder(
         database,
@@ -131,25 +145,46 @@ def build_app(
         lambda: live.model,
         cel_log=config.cel_log,
         expert_queue=config.queues.expert,
+        horizon_file=config.data_dir / "cel-horizon",
         reconcile_interval=config.calls.reconcile_interval,
     )
     app[HANDOFF] = HandoffService(database, bus, auth, config, lambda: live.connection, lambda: live.model)
+    app[CALLBACKS] = CallbackService(config, bus, auth, app[CALLS], lambda: live.connection, lambda: live.model)
     app[RECORDINGS] = build_recordings(config, database, auth)
     ports = flow_ports or adapters.flow_ports(crm=crm, outbox=app[CRM_OUTBOX], recordings=app[RECORDINGS])
     flows = build_flows(config, bus, ports, clock=clock)
     if agi_routes is None:
         for name, handler in default_routes(flows).items():
             agi.add_route(name, handler)
+    app[RECORDING_CONTROL] = RecordingControl(
+        app[RECORDINGS], database, bus, lambda: live.connection, lambda: live.model
+    )
+    app[SCREEN_POP] = ScreenPop(crm, database, bus, hub, lambda: live.model, expert_queue=config.queues.expert)
+    app[CALL_SERVICE_RECORDS] = CallServiceRecords(crm, app[CRM_OUTBOX], database, bus, lambda: live.model)
 
     app.add_routes(health.routes)
     app.add_routes(openapi_routes)
     app.add_routes(auth_routes)
     app.add_routes(seat_routes)
+    app.add_routes(ws_routes)
     app.add_routes(call_routes)
     app.add_routes(crm_routes)
     app.add_routes(recordings_routes)
     app.add_routes(page_routes)
+    app.add_routes(recording_control_routes)
     flows_plugin.install(app, flows)
+    supervisor_plugin.install(
+        app,
+        config=config,
+        database=database,
+        bus=bus,
+        live=live,
+        hub=hub,
+        auth=auth,
+        metrics=metrics,
+        agi=agi,
+        outbox=app[CRM_OUTBOX],
+    )
     # A route that forgot to declare its permission stops the engine here, not in production.
     check_routes_declared(app)
     app.cleanup_ctx.append(_database_ctx)
@@ -204,6 +239,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder, handoff, seats, bus = app[CALLS], app[HANDOFF], app[SEATS], app[BUS]
     await recorder.start()
     handoff.start()
+    app[SCREEN_POP].start()
+    app[RECORDING_CONTROL].start()
+    app[CALL_SERVICE_RECORDS].start()
     first = asyncio.Event()
 
     async def after_resync(_event: Event) -> None:
@@ -214,10 +252,15 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         if not first.is_set():
             first.set()
             await recorder.reconcile()
+            await app[RECORDING_CONTROL].recover()
 
     unsubscribe = bus.subscribe("live.resynced", after_resync)
     yield
     unsubscribe()
+    await app[HUB].close()
+    app[CALL_SERVICE_RECORDS].close()
+    app[SCREEN_POP].close()
+    await app[RECORDING_CONTROL].close()
     handoff.close()
     await recorder.close()
 

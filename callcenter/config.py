@@ -228,6 +228,8 @@ class CallsConfig(_Section):
     # callback, and the queue priority that puts them ahead of callers who have not waited yet.
     expert_timeout: int = Field(60, ge=5, le=3600)
     expert_priority: int = Field(100, ge=1, le=1000)
+    # The longest a callback call may last; Asterisk hangs up then.
+    callback_max_seconds: int = Field(3600, ge=5, le=24 * 3600)
 
 
 class AsteriskConfig(_Section):

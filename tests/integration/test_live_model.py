@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from callcenter import dialplan
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
 from callcenter.keys import LIVE
@@ -11,6 +12,7 @@ from callcenter.model import AgentStatus, CallOutcome
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
+from tests.integration.test_seats_and_handoff import queue_route
 
 
 def _asterisk_channels(sandbox: Sandbox) -> set[str]:
@@ -24,7 +26,7 @@ async def test_a_queued_call_answered_by_an_agent_is_followed_by_the_live_model(
     bus = Bus()
     events: list[Event] = []
     bus.subscribe("*", events.append)
-    async with running_engine(config, bus) as app:
+    async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(config.queues.general)}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         sandbox.cli(f"queue add member PJSIP/1001 to {config.queues.general}")
@@ -73,7 +75,7 @@ async def test_after_the_ami_connection_is_cut_mid_call_the_model_matches_asteri
     bus = Bus()
     ended: list[Event] = []
     bus.subscribe("call.ended", ended.append)
-    async with running_engine(config, bus) as app:
+    async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(config.queues.general)}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         sandbox.cli(f"queue add member PJSIP/1002 to {config.queues.general}")

@@ -35,9 +35,7 @@ def upgrade() -> None:
         sa.Column("paused", sa.Boolean(), nullable=False),
         sa.Column("pause_reason", sa.String(32), nullable=True),
         sa.Column("paused_at", _time(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name="fk_agent_seats_user_id_users", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_agent_seats_user_id_users", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("user_id", name="pk_agent_seats"),
         sa.UniqueConstraint("interface", name="uq_agent_seats_interface"),
     )
