@@ -153,6 +153,9 @@ def build_record(
         first_agent = str(call["agent"])
     outcome = outcome_of(segments, ivr, handoff, bridged=bool(call.get("bridges")))
     did = str(call.get("did") or "")
+    if not did.lstrip("+").isdigit():
+        # An originated call's first channel starts at extension "s": that is no number anybody dialled.
+        did = ""
     return {
         "linkedid": str(call["linkedid"]),
         "direction": str(call.get("direction") or ("inbound" if did or ivr else "internal")),

@@ -42,6 +42,8 @@ PROGRESS_GRACE_SECONDS = 5.0
 # alone is written well before).
 CEL_MEMORY_SECONDS = 3600.0
 _MEMORY = 10_000
+# Channel ids of the engine's own technical calls, which get no call record (supervisor/spy.py).
+NOT_CALLS = ("ccspy-",)
 
 
 class _Lru(OrderedDict[str, Any]):
@@ -178,6 +180,9 @@ class CallRecorder:
         call = event.data.get("call")
         if not isinstance(call, Mapping):
             return
+        if str(call.get("linkedid", "")).startswith(NOT_CALLS):
+            # A supervisor's listen/whisper/barge leg is no call of the center's: the spy audit keeps it.
+            return
         await self.write(call, source="live")
 
     async def write(self, call: Mapping[str, Any], *, source: str, ended: float | None = None) -> bool:
@@ -240,7 +245,7 @@ class CallRecorder:
         """Writes the snapshots of running calls that changed; returns how many."""
         changed: dict[str, str] = {}
         for linkedid, call in self._model().calls.items():
-            if linkedid in self._written:
+            if linkedid in self._written or linkedid.startswith(NOT_CALLS):
                 continue
             text = self._snapshot_of(linkedid, asdict(call))
             if self._snapshots.get(linkedid) != text:
@@ -334,6 +339,7 @@ class CallRecorder:
             cel
             for linkedid, cel in list(self.cel.calls.items())
             if linkedid not in live
+            and not linkedid.startswith(NOT_CALLS)
             and linkedid not in self._written
             and cel.ended is not None
             and now - cel.ended > BACKFILL_GRACE_SECONDS
