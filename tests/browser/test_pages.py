@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from callcenter.auth.permissions import Permission, Role
-from callcenter.keys import HUB
+from callcenter.keys import CRM, HUB
 from tests.browser.conftest import Engine, OpenPage, add_user, log_in, screenshot
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -114,6 +114,14 @@ async def test_hostile_caller_text_in_a_screen_pop_and_on_the_board_is_shown_as_
     assert await page.locator("#record-call").inner_text() == "For call 1700000000.42"
     assert await page.locator("#callback-number").input_value() == "5550100"
 
+    # The knowledge base: found articles are text too.
+    await app[CRM].add_article(f"Router reset {HOSTILE}", f"Hold the button for ten seconds. {SCRIPT}", ["router"])
+    await page.fill("#kb-query", "router reset")
+    await page.click('#kb-form button[type="submit"]')
+    await page.locator("#kb-results .kb-item").filter(has_text="Hold the button").wait_for()
+    assert HOSTILE in await page.locator("#kb-results").inner_text()
+    await _no_injected_elements(page)
+
     # An unknown hostile caller gets the create-customer form, with the name as a field's value.
     unknown = {**pop, "linkedid": "1700000000.43", "customers": [], "unknown_caller": True, "handoff": None}
     unknown["new_customer"] = {"number": "5550101", "name": HOSTILE}
@@ -125,6 +133,7 @@ async def test_hostile_caller_text_in_a_screen_pop_and_on_the_board_is_shown_as_
     board_page = await open_page()
     await log_in(board_page, quiet_engine.base, "/supervisor", boss)
     await board_page.page.locator("#live.live").wait_for()
+    await board_page.page.locator('body[data-board="loaded"]').wait_for()
     board = {
         "version": 99,
         "day": "2026-01-01",

@@ -17,6 +17,7 @@ const state = {
   can: () => false,
   options: {reasons: [], queues: [], max_penalty: 100},
   seat: null,
+  stateFrames: 0,
   // The call the forms act on: the latest screen-pop, or the seat's call when the page opened mid-call.
   call: null,
   recordingControl: false,
@@ -57,9 +58,17 @@ function showSeat(seat) {
   }
 }
 
+// A seat as an answer of the API shows it, unless an agent_state frame came while the request was on its way:
+// the frame is newer, so its state stays.
+function fresher(seat, framesBefore) {
+  if (state.stateFrames === framesBefore || !state.seat) return seat;
+  return {...seat, state: state.seat.state, state_since: state.seat.state_since, pause_reason: state.seat.pause_reason};
+}
+
 async function loadSeat() {
+  const framesBefore = state.stateFrames;
   try {
-    showSeat(await api('/api/v1/agents/me'));
+    showSeat(fresher(await api('/api/v1/agents/me'), framesBefore));
   } catch (error) {
     byId('seat-phone').textContent = error.message;
     for (const id of ['seat-login-button', 'pause-button', 'unpause-button', 'seat-logout-button']) byId(id).disabled = true;
@@ -67,8 +76,9 @@ async function loadSeat() {
 }
 
 async function seatAction(path, body) {
+  const framesBefore = state.stateFrames;
   try {
-    showSeat(await api(path, {method: 'POST', body: body ?? {}}));
+    showSeat(fresher(await api(path, {method: 'POST', body: body ?? {}}), framesBefore));
   } catch (error) {
     reportError(error);
   }
@@ -345,7 +355,7 @@ function wireCall() {
   });
   if (!state.can('service_records.write')) {
     byId('record').classList.add('hidden');
-    byId('callback').classList.add('hidden');
+    byId('callback-form').classList.add('hidden');
   }
 }
 
@@ -379,8 +389,10 @@ function onFrame(frame) {
   if (frame.type === 'screen_pop') {
     showPop(frame);
   } else if (frame.type === 'agent_state') {
+    state.stateFrames += 1;
     showSeatState(frame.state, frame.since, frame.reason);
-    if (state.seat) state.seat = {...state.seat, state: frame.state, paused: frame.state === 'paused'};
+    state.seat = {...(state.seat || {}), state: frame.state, state_since: frame.since, pause_reason: frame.reason,
+      paused: frame.state === 'paused'};
   }
 }
 

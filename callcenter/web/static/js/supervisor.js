@@ -18,7 +18,9 @@ const MODES = ['listen', 'whisper', 'barge'];
 const STATS_REFRESH_MS = 60000;
 const SPY_POLL_MS = 3000;
 
-const state = {can: () => false, version: -1, spy: [], spyTimer: null, volumeChart: null, workloadChart: null};
+const state = {
+  can: () => false, frames: 0, spy: [], spyTimer: null, volumeChart: null, workloadChart: null,
+};
 
 export function serviceLevelClass(ratio) {
   if (ratio === null || ratio === undefined) return '';
@@ -96,7 +98,6 @@ function seatCard(seat) {
 function showBoard(board) {
   if (typeof board.at === 'string') syncClock(board.at);
   const receivedAt = serverNow();
-  state.version = board.version;
   const sl = board.service_level_seconds;
   byId('board-day').textContent = board.day ? `${board.day} (${board.timezone})` : '';
   const totals = board.totals || {seats: {}};
@@ -116,11 +117,15 @@ function showBoard(board) {
 }
 
 async function loadBoard() {
+  const framesBefore = state.frames;
   try {
-    showBoard(await api('/api/v1/board'));
+    const board = await api('/api/v1/board');
+    // A frame that came while the request was on its way is newer than this answer.
+    if (state.frames === framesBefore) showBoard(board);
   } catch (error) {
     reportError(error);
   }
+  document.body.dataset.board = 'loaded';
 }
 
 // -- listening ----------------------------------------------------------------------------------------------------
@@ -254,7 +259,10 @@ async function start() {
   byId('wall-toggle').addEventListener('click', () => document.body.classList.toggle('wall'));
   await loadBoard();
   liveSocket((frame) => {
-    if (frame.type === 'board') showBoard(frame);
+    if (frame.type === 'board') {
+      state.frames += 1;
+      showBoard(frame);
+    }
   }, {onOpen: loadBoard});
   if (state.can('spy')) refreshSpy().then((live) => live && pollSpy());
   const Chart = await loadChartLibrary();
