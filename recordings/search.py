@@ -1,9 +1,12 @@
 """QA search over the recordings index: filters to SQL, per engine, and keyset cursors.
 
 Text search works on words. Description and tags are cut into word tokens in Python (``recordings.text``),
-the same way for both engines and for queries. ``search_text`` keeps the tokens one space apart; SQLite indexes them with FTS5
-(``fts_recordings``), PostgreSQL with a GIN index on ``to_tsvector('simple', search_text)``. A query matches
-when every one of its tokens begins some token of the recording ("refund" finds "refunded").
+the same way for both engines and for queries; ``search_text`` keeps the tokens one space apart. A query
+matches when every one of its tokens begins some token of the recording ("refund" finds "refunded").
+SQLite indexes the tokens with FTS5 (``fts_recordings``, prefix queries). PostgreSQL keeps a narrow table of
+the recordings that have text, ``fts_recordings`` (pk, the tsvector with a GIN index, start, duration...),
+filled by a trigger, which also repeats the columns searches filter and sort on: a search on words is
+counted and paged in that table (and joins the recordings only for numbers or a linkedid).
 
 Partial number search means the digits occur anywhere in the caller's or the called number: SQLite's FTS5
 trigram table ``fts_recording_numbers``, PostgreSQL's pg_trgm indexes under ``LIKE '%...%'``; fewer than three
@@ -19,18 +22,53 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, or_, select, table, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Row,
+    Select,
+    String,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from callcenter.db import UtcDateTime
 from recordings.exceptions import InvalidFilter
 from recordings.models import Recording
 from recordings.schemas import SearchQuery
 from recordings.text import query_tokens
 
 TRIGRAM = 3
+# SQLite: up to this many FTS matches are looked up one by one; beyond, the sort order is walked instead.
+FTS_DRIVE_LIMIT = 2000
+FTS_COUNT_LIMIT = 200_000
 TEXT_FTS = "fts_recordings"
 NUMBERS_FTS = "fts_recording_numbers"
-# PostgreSQL: the text search configuration of the index expression (a literal, so the planner matches it).
+# PostgreSQL: the word table and its text search configuration (a literal, as in the trigger).
 _TS_CONFIG: ColumnElement[Any] = literal_column("'simple'")
+_WORDS = table(
+    TEXT_FTS,
+    column("pk", Integer),
+    column("document"),
+    column("started_at", UtcDateTime),
+    column("duration", Float),
+    column("kind", String),
+    column("status", String),
+    column("direction", String),
+    column("agent_interface", String),
+    column("agent_user_id", Integer),
+    column("queue", String),
+    column("service_record_type", String),
+)
 
 
 def _fts_string(term: str) -> str:
@@ -81,99 +119,146 @@ def decode_cursor(text: str, query: SearchQuery) -> Cursor:
     return Cursor(sort, order, value, pk)
 
 
-def _text_conditions(query: SearchQuery, dialect: str) -> list[ColumnElement[bool]]:
+@dataclass(frozen=True, slots=True)
+class FtsMatch:
+    """A MATCH on one of SQLite's FTS5 tables: the rowids it yields are recordings' pks."""
+
+    table: str
+    parameter: str
+    expression: str
+
+    def rowids(self) -> Select[Any]:
+        fts = table(self.table, literal_column("rowid"))
+        return (
+            select(literal_column("rowid"))
+            .select_from(fts)
+            .where(literal_column(self.table).op("MATCH")(bindparam(self.parameter, self.expression)))
+        )
+
+    def count(self, limit: int = 0) -> Select[int]:
+        matching = self.rowids()
+        if limit > 0:
+            matching = matching.limit(limit + 1)
+        return select(func.count()).select_from(matching.subquery())
+
+
+def fts_matches(query: SearchQuery, dialect: str) -> list[FtsMatch]:
+    """The FTS5 lookups of a search on SQLite (text words, partial numbers of three or more characters)."""
+    if dialect != "sqlite":
+        return []
+    matches = []
+    if query.q is not None:
+        expression = " AND ".join(_fts_string(token) + "*" for token in query_tokens(query.q))
+        matches.append(FtsMatch(TEXT_FTS, "fts_text", expression))
+    if query.number is not None and query.number_match == "partial" and len(query.number) >= TRIGRAM:
+        matches.append(FtsMatch(NUMBERS_FTS, "fts_numbers", _fts_string(query.number)))
+    return matches
+
+
+def _text_conditions(query: SearchQuery, dialect: str, drive: bool) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    tokens = query_tokens(query.q) if query.q is not None else []
+    # "pk + 0" hides the key from SQLite's planner: it then walks another index (the sort order, a filter)
+    # and checks each row against the FTS result, instead of looking up every FTS match in the table.
+    key = Recording.pk if drive else Recording.pk + 0
+    for match in fts_matches(query, dialect):
+        conditions.append(key.in_(match.rowids()))
+    if query.q is not None and dialect != "sqlite":
+        conditions.append(Recording.pk.in_(select(_WORDS.c.pk).where(_document_matches(query))))
     number = query.number if query.number_match == "partial" else None
-    if tokens:
-        if dialect == "sqlite":
-            expression = " AND ".join(_fts_string(token) + "*" for token in tokens)
-            conditions.append(Recording.pk.in_(_fts_rowids(TEXT_FTS, "fts_text", expression)))
-        else:
-            tsquery = " & ".join(_tsquery_lexeme(token) + ":*" for token in tokens)
-            document = func.to_tsvector(_TS_CONFIG, Recording.search_text)
-            conditions.append(document.op("@@")(func.to_tsquery(_TS_CONFIG, bindparam("tsquery", tsquery))))
-    if number is not None:
-        if dialect == "sqlite" and len(number) >= TRIGRAM:
-            conditions.append(Recording.pk.in_(_fts_rowids(NUMBERS_FTS, "fts_numbers", _fts_string(number))))
-        else:
-            conditions.append(
-                or_(
-                    Recording.caller_number.contains(number, autoescape=True),
-                    Recording.called_number.contains(number, autoescape=True),
-                )
+    if number is not None and (dialect != "sqlite" or len(number) < TRIGRAM):
+        conditions.append(
+            or_(
+                Recording.caller_number.contains(number, autoescape=True),
+                Recording.called_number.contains(number, autoescape=True),
             )
+        )
     return conditions
 
 
-def _fts_rowids(name: str, parameter: str, expression: str) -> Select[Any]:
-    fts = table(name, literal_column("rowid"))
-    return (
-        select(literal_column("rowid"))
-        .select_from(fts)
-        .where(literal_column(name).op("MATCH")(bindparam(parameter, expression)))
-    )
+def _document_matches(query: SearchQuery) -> ColumnElement[bool]:
+    assert query.q is not None
+    tsquery = " & ".join(_tsquery_lexeme(token) + ":*" for token in query_tokens(query.q))
+    return _WORDS.c.document.op("@@")(func.to_tsquery(_TS_CONFIG, bindparam("tsquery", tsquery)))
 
 
-def conditions_for(query: SearchQuery, dialect: str) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a search (without the cursor), for ``dialect`` (sqlite or postgresql)."""
+def _words_alone(query: SearchQuery, dialect: str) -> bool:
+    """PostgreSQL: whether the word table answers by itself (it has every column but numbers and linkedid)."""
+    return dialect != "sqlite" and query.q is not None and query.number is None and query.linkedid is None
+
+
+def conditions_for(query: SearchQuery, dialect: str, *, drive: bool = True) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a search (without the cursor), for ``dialect`` (sqlite or postgresql).
+
+    ``drive`` (SQLite): let the FTS matches lead (few matches) or only filter rows found another way (many).
+    """
+    conditions = plain_conditions(query)
+    conditions.extend(_text_conditions(query, dialect, drive))
+    return conditions
+
+
+def plain_conditions(query: SearchQuery, source: Any = Recording) -> list[ColumnElement[bool]]:
+    """Every condition except text and partial-number search, on ``source``'s columns (the recordings table,
+    or PostgreSQL's word table, which repeats the filterable ones)."""
     conditions: list[ColumnElement[bool]] = []
     if query.kind is not None:
-        conditions.append(Recording.kind == query.kind.value)
+        conditions.append(source.kind == query.kind.value)
     if query.status is not None:
-        conditions.append(Recording.status == query.status.value)
+        conditions.append(source.status == query.status.value)
     if query.agent is not None:
-        conditions.append(Recording.agent_interface == query.agent)
+        conditions.append(source.agent_interface == query.agent)
     if query.agent_user_id is not None:
-        conditions.append(Recording.agent_user_id == query.agent_user_id)
+        conditions.append(source.agent_user_id == query.agent_user_id)
     if query.queue is not None:
-        conditions.append(Recording.queue == query.queue)
+        conditions.append(source.queue == query.queue)
     if query.since is not None:
-        conditions.append(Recording.started_at >= query.since)
+        conditions.append(source.started_at >= query.since)
     if query.until is not None:
-        conditions.append(Recording.started_at < query.until)
+        conditions.append(source.started_at < query.until)
     if query.number is not None and query.number_match == "exact":
         conditions.append(or_(Recording.caller_number == query.number, Recording.called_number == query.number))
     if query.direction is not None:
-        conditions.append(Recording.direction == query.direction.value)
+        conditions.append(source.direction == query.direction.value)
     if query.min_duration is not None:
-        conditions.append(Recording.duration >= query.min_duration)
+        conditions.append(source.duration >= query.min_duration)
     if query.max_duration is not None:
-        conditions.append(Recording.duration <= query.max_duration)
+        conditions.append(source.duration <= query.max_duration)
     if query.service_record_type is not None:
-        conditions.append(Recording.service_record_type == query.service_record_type)
+        conditions.append(source.service_record_type == query.service_record_type)
     if query.linkedid is not None:
         conditions.append(Recording.linkedid == query.linkedid)
     if query.sort == "duration":
         # A recording still being made has no duration yet; sorting by duration lists finished ones.
-        conditions.append(Recording.duration.is_not(None))
-    conditions.extend(_text_conditions(query, dialect))
+        conditions.append(source.duration.is_not(None))
     return conditions
 
 
-def _sort_column(query: SearchQuery) -> Any:
-    return Recording.started_at if query.sort == "started_at" else Recording.duration
-
-
-def count_statement(query: SearchQuery, dialect: str, limit: int = 0) -> Select[int]:
+def count_statement(query: SearchQuery, dialect: str, limit: int = 0, *, drive: bool = True) -> Select[int]:
     """How many rows match; with ``limit``, counting stops after limit + 1 (the total is then "more than")."""
-    if limit <= 0:
-        return select(func.count()).select_from(Recording).where(*conditions_for(query, dialect))
-    # No column is selected: PostgreSQL can then count from the index without visiting the table.
-    matching: Select[Any] = select(literal_column("1")).select_from(Recording).where(*conditions_for(query, dialect))
-    return select(func.count()).select_from(matching.limit(limit + 1).subquery())
-
-
-def page_statement(query: SearchQuery, dialect: str, cursor: Cursor | None) -> Select[Recording]:
-    """One page plus one row (which tells whether there is a next page)."""
-    column = _sort_column(query)
-    statement = select(Recording).where(*conditions_for(query, dialect))
-    if query.order == "desc":
-        statement = statement.order_by(column.desc(), Recording.pk.desc())
+    if _words_alone(query, dialect):
+        conditions = [_document_matches(query), *plain_conditions(query, _WORDS.c)]
+        matching: Select[Any] = select(literal_column("1")).select_from(_WORDS).where(*conditions)
     else:
-        statement = statement.order_by(column.asc(), Recording.pk.asc())
+        # No column is selected: PostgreSQL can then count from an index without visiting the table.
+        conditions = conditions_for(query, dialect, drive=drive)
+        matching = select(literal_column("1")).select_from(Recording).where(*conditions)
+    if limit > 0:
+        matching = matching.limit(limit + 1)
+    return select(func.count()).select_from(matching.subquery())
+
+
+# The columns a page shows: plain rows, not ORM objects (cheaper to load, and never written back).
+_PAGE_COLUMNS = [column for column in Recording.__table__.c if column.name != "search_text"]
+
+
+def _ordered(statement: Select[Any], query: SearchQuery, source: Any, cursor: Cursor | None) -> Select[Any]:
+    """The sort order, then the cursor's position or the offset, and the page size plus one."""
+    column = source.started_at if query.sort == "started_at" else source.duration
+    if query.order == "desc":
+        statement = statement.order_by(column.desc(), source.pk.desc())
+    else:
+        statement = statement.order_by(column.asc(), source.pk.asc())
     if cursor is not None:
-        position = tuple_(column, Recording.pk)
+        position = tuple_(column, source.pk)
         after = (cursor.value, cursor.pk)
         statement = statement.where(position < after if query.order == "desc" else position > after)
     else:
@@ -181,6 +266,56 @@ def page_statement(query: SearchQuery, dialect: str, cursor: Cursor | None) -> S
     return statement.limit(query.limit + 1)
 
 
-def next_cursor(query: SearchQuery, last: Recording) -> str:
+def page_statement(query: SearchQuery, dialect: str, cursor: Cursor | None, *, drive: bool = True) -> Select[Any]:
+    """One page plus one row (which tells whether there is a next page)."""
+    if _words_alone(query, dialect):
+        # PostgreSQL: the page's keys are chosen in the word table; then their rows are read.
+        keys = select(_WORDS.c.pk).where(_document_matches(query), *plain_conditions(query, _WORDS.c))
+        keys = _ordered(keys, query, _WORDS.c, cursor)
+        rows = select(*_PAGE_COLUMNS).where(Recording.pk.in_(keys))
+        return _ordered(rows, query.model_copy(update={"offset": 0, "cursor": None}), Recording, None)
+    statement = select(*_PAGE_COLUMNS).where(*conditions_for(query, dialect, drive=drive))
+    return _ordered(statement, query, Recording, cursor)
+
+
+def next_cursor(query: SearchQuery, last: Any) -> str:
     value = last.started_at if query.sort == "started_at" else last.duration
     return encode_cursor(query.sort, query.order, value, last.pk)
+
+
+async def run_search(
+    session: AsyncSession, query: SearchQuery, dialect: str, count_limit: int, cursor: Cursor | None
+) -> tuple[int, list[Row[Any]]]:
+    """The count (stopping after ``count_limit`` + 1 when that is above 0) and one page plus one row.
+
+    On SQLite the FTS5 matches are counted first, which costs little: a search on text or a partial number
+    alone takes its total from there, and the size decides how rows are found. A few matches are looked up
+    one by one; many are better met by walking the sort order, or the other filters' index when that yields
+    fewer rows, and keeping the rows that are among them.
+    """
+    if dialect == "postgresql":
+        # asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic plan that cannot
+        # see the values: for filters as uneven as these (one agent among sixty, a rare word) that plan is
+        # sometimes a hundred times slower. Plan each search for its own values.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    matches = fts_matches(query, dialect)
+    drive = True
+    total: int | None = None
+    if matches:
+        # Counted further than the total needs: the sizes choose the plan, and FTS5 counts cheaply.
+        limit = 0 if count_limit <= 0 else max(count_limit, FTS_COUNT_LIMIT)
+        sizes = [int(await session.scalar(match.count(limit)) or 0) for match in matches]
+        plain = plain_conditions(query)
+        if len(matches) == 1 and not plain:
+            total = sizes[0] if count_limit <= 0 else min(sizes[0], count_limit + 1)
+        fewest = min(sizes)
+        if fewest > FTS_DRIVE_LIMIT and plain:
+            # Many matches, and other filters: walk whichever side is smaller (counting stops there).
+            others: Select[Any] = select(literal_column("1")).select_from(Recording).where(*plain).limit(fewest + 1)
+            drive = int(await session.scalar(select(func.count()).select_from(others.subquery())) or 0) > fewest
+        else:
+            drive = fewest <= FTS_DRIVE_LIMIT
+    if total is None:
+        total = int(await session.scalar(count_statement(query, dialect, count_limit, drive=drive)) or 0)
+    rows = list((await session.execute(page_statement(query, dialect, cursor, drive=drive))).all())
+    return total, rows

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 
 from callcenter.auth.permissions import Permission
 from callcenter.auth.services import Principal
@@ -56,7 +56,7 @@ from recordings.models import (
     Status,
 )
 from recordings.schemas import DESCRIPTION_MAX, TAG_MAX, TAGS_MAX, SearchQuery, clean_description, clean_tags
-from recordings.search import count_statement, decode_cursor, next_cursor, page_statement
+from recordings.search import decode_cursor, next_cursor, run_search
 from recordings.storage import AUDIO_SUFFIX, Allocation, RecordingStore, check_recording_id, is_recording_id
 from recordings.streaming import parse_range
 from recordings.text import search_text_of
@@ -163,7 +163,8 @@ class RecordingInfo:
     erased_at: datetime | None
 
     @classmethod
-    def of(cls, row: Recording) -> RecordingInfo:
+    def of(cls, row: Recording | Row[Any]) -> RecordingInfo:
+        """From an ORM object or a plain row with the same column names."""
         return cls(
             pk=row.pk,
             id=row.id,
@@ -221,6 +222,8 @@ class RecordingInfo:
 
 
 def _json_list(text: str | None) -> list[Any]:
+    if not text or text == "[]":
+        return []
     try:
         value = json.loads(text or "[]")
     except ValueError:
@@ -552,8 +555,7 @@ class RecordingService:
         dialect = self._database.dialect
         cap = self.config.search_count_limit
         async with self._database.session() as session:
-            total = int(await session.scalar(count_statement(query, dialect, cap)) or 0)
-            rows = list(await session.scalars(page_statement(query, dialect, cursor)))
+            total, rows = await run_search(session, query, dialect, cap, cursor)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         exact = cap <= 0 or total <= cap

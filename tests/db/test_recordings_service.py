@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from blockbuster import blockbuster_ctx
 from sqlalchemy import Connection, inspect, select, text
 
 from callcenter.auth.permissions import Role, permissions_for
 from callcenter.auth.services import AuthService, Principal
 from callcenter.config import RecordingsConfig
 from callcenter.db import Base, Database, include_name
+from recordings import search as search_module
 from recordings.exceptions import (
     InvalidFilter,
     RecordingErased,
@@ -167,7 +169,8 @@ async def test_migration_creates_the_tables_of_the_models_and_the_search_structu
     if database.dialect == "sqlite":
         assert {"fts_recordings", "fts_recording_numbers"} <= names
     else:
-        assert {"ix_recordings_search_fts", "ix_recordings_caller_trgm", "ix_recordings_called_trgm"} <= indexes
+        assert {"ix_recordings_caller_trgm", "ix_recordings_called_trgm"} <= indexes
+        assert "fts_recordings" in names
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------
@@ -415,6 +418,29 @@ async def test_text_search_finds_every_word_in_description_or_tags_whatever_the_
     assert await found(recs, corpus, q="空调维修") == ["e"]
     assert await found(recs, corpus, q="空调坏了") == []
     assert await found(recs, corpus, q="nothing-like-this") == []
+
+
+async def test_many_or_few_fts_matches_give_the_same_answers(
+    recs: RecordingService, corpus: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searches: list[dict[str, Any]] = [
+        {"q": "refund"},
+        {"q": "refund", "kind": "full"},
+        {"q": "refund", "sort": "duration", "order": "asc"},
+        {"number": "1111", "number_match": "partial"},
+        {"number": "1111", "number_match": "partial", "q": "washer"},
+        {"q": "refund", "limit": 1, "offset": 1},
+        {"q": "refund", "since": T0 + timedelta(minutes=30), "order": "asc"},
+        {"q": "refund", "until": T0 + timedelta(days=1)},
+    ]
+    few = [await found(recs, corpus, **params) for params in searches]
+    # SQLite walks the sort order once the FTS matches are "many"; PostgreSQL has one plan either way.
+    monkeypatch.setattr(search_module, "FTS_DRIVE_LIMIT", 0)
+    assert [await found(recs, corpus, **params) for params in searches] == few
+    assert few[0] == ["c", "b", "a"]
+    totals = [(await recs.search(SearchQuery(**params))).total for params in searches]
+    assert totals == [3, 2, 3, 2, 1, 3, 2, 2]
+    assert few[-2:] == [["b", "c"], ["b", "a"]]
 
 
 async def test_criteria_combine(recs: RecordingService, corpus: dict[str, str]) -> None:
@@ -701,3 +727,23 @@ async def test_housekeeping_prepares_directories_and_drops_old_conversions(
     assert not cached.exists()
     for kind in ("full", "on_demand", "voicemail"):
         assert (recs.store.root / kind / "2030" / "01" / "02").is_dir()
+
+
+async def test_recording_work_never_blocks_the_event_loop(recs: RecordingService, database: Database) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("asyncpg itself stats ~/.pgpass and certificate files while connecting")
+    info, allocation = await recs.start("full", CallFacts(agent_user_id=11, description="blocking check"))
+    write_wav(allocation.path, [0.5] * 4)
+    await database.ping()  # the pool's connection exists before the check starts
+    with blockbuster_ctx():
+        await recs.pause(info.id)
+        await recs.resume(info.id)
+        await recs.finish(info.id)
+        (await recs.open_audio(info.id, QA)).close()
+        (await recs.open_audio(info.id, QA, "mp3")).close()
+        await recs.waveform(info.id, QA, 50)
+        assert (await recs.search(SearchQuery(q="blocking"))).total == 1
+        await recs.edit(info.id, QA, description="still not blocking")
+        await recs.check()
+        await recs.maintain()
+        await recs.erase_by_number("nobody", "test", actor="root")

@@ -66,12 +66,26 @@ def test_text_and_numbers_use_fts5_on_sqlite_and_like_on_postgresql() -> None:
     assert "fts_recordings MATCH" in on_sqlite
     assert "fts_recording_numbers MATCH" in on_sqlite
     on_postgresql = _sql(page_statement(query, "postgresql", None), postgresql.dialect())
-    assert "to_tsvector('simple', recordings.search_text) @@ to_tsquery('simple'," in on_postgresql
+    assert "fts_recordings.document @@ to_tsquery('simple'," in on_postgresql
     assert "LIKE" in on_postgresql
     # Caller text is a bound parameter, never part of the SQL.
     for text in (on_sqlite, on_postgresql):
         assert "refund" not in text
         assert "12345" not in text
+
+
+def test_postgresql_answers_word_searches_from_the_word_table() -> None:
+    words = SearchQuery(q="refund", since=WHEN, agent="PJSIP/1001", sort="duration")
+    count = _sql(count_statement(words, "postgresql", 100), postgresql.dialect())
+    assert "FROM fts_recordings" in count
+    assert "recordings." not in count.replace("fts_recordings.", "")
+    page = _sql(page_statement(words, "postgresql", None), postgresql.dialect())
+    assert "fts_recordings.agent_interface =" in page
+    assert "ORDER BY fts_recordings.duration DESC" in page
+    # Numbers and linkedids live in the recordings table only: those searches join it.
+    with_number = SearchQuery(q="refund", number="+861")
+    count = _sql(count_statement(with_number, "postgresql", 100), postgresql.dialect())
+    assert "recordings.pk IN (SELECT fts_recordings.pk" in count
 
 
 def test_counting_can_stop_at_a_limit() -> None:
