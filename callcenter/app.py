@@ -151,14 +151,16 @@ def build_app(
     app[HANDOFF] = HandoffService(database, bus, auth, config, lambda: live.connection, lambda: live.model)
     app[CALLBACKS] = CallbackService(config, bus, auth, app[CALLS], lambda: live.connection, lambda: live.model)
     app[RECORDINGS] = build_recordings(config, database, auth)
-    ports = flow_ports or adapters.flow_ports(crm=crm, outbox=app[CRM_OUTBOX], recordings=app[RECORDINGS])
+    app[RECORDING_CONTROL] = RecordingControl(
+        app[RECORDINGS], database, bus, lambda: live.connection, lambda: live.model
+    )
+    ports = flow_ports or adapters.flow_ports(
+        crm=crm, outbox=app[CRM_OUTBOX], recordings=app[RECORDINGS], recording=app[RECORDING_CONTROL]
+    )
     flows = build_flows(config, bus, ports, clock=clock)
     if agi_routes is None:
         for name, handler in default_routes(flows).items():
             agi.add_route(name, handler)
-    app[RECORDING_CONTROL] = RecordingControl(
-        app[RECORDINGS], database, bus, lambda: live.connection, lambda: live.model
-    )
     app[SCREEN_POP] = ScreenPop(crm, database, bus, hub, lambda: live.model, expert_queue=config.queues.expert)
     app[CALL_SERVICE_RECORDS] = CallServiceRecords(crm, app[CRM_OUTBOX], database, bus, lambda: live.model)
 

@@ -20,7 +20,7 @@ from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
-from ivr_flows.schema import FlowSet
+from ivr_flows.schema import FlowSet, Prompt
 from ivr_flows.steps import (
     STEP_HANDLERS,
     CallState,
@@ -128,6 +128,8 @@ class FlowEngine:
         self._entry = entry
         self._max_steps = max_steps
         self._answer = answer
+        # Names of fixed prompts already made (CallState.playable); emptied when the flows change.
+        self._names: dict[tuple[int, str, str], tuple[Prompt, str]] = {}
 
     @property
     def flows(self) -> FlowSet:
@@ -142,6 +144,7 @@ class FlowEngine:
         if self._entry not in flows:
             raise ValueError(f"no entry flow {self._entry!r}")
         self._flows = flows
+        self._names = {}
 
     async def run(self, session: FlowSession, *, flow: str | None = None) -> CallResult:
         """Walks one call from the start of ``flow`` (default: the entry flow). Never raises for the call's
@@ -164,6 +167,7 @@ class FlowEngine:
             caller=caller_number(env.callerid),
             uniqueid=uniqueid,
             linkedid=linkedid,
+            names=self._names,
             publish_steps=_wants(self._bus, "ivr.step"),
             publish_choices=_wants(self._bus, "ivr.choice"),
         )
@@ -216,7 +220,8 @@ class FlowEngine:
                 taken += 1
                 if taken > self._max_steps:
                     raise FlowRuntimeError(f"more than {self._max_steps} steps: the flow loops without end")
-                state.begin(node, index, step.KIND)
+                # state.begin(), inlined: this loop runs for every step of every call.
+                state.node, state.step_index, state.step_kind, state.step_traced = node, index, step.KIND, False
                 transition = await STEP_HANDLERS[type(step)](step, state)
                 if not state.step_traced:
                     state.trace()

@@ -32,6 +32,7 @@ from ivr_flows.schema import (
     LookupStep,
     MenuStep,
     PlayStep,
+    Prompt,
     QueueStep,
     RecordStep,
     SayStep,
@@ -53,6 +54,8 @@ _WAV_RATE = 8000
 _CLIP = 64
 _VALUE_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Fixed prompt names remembered per engine (every prompt of every flow in every language is far fewer).
+_NAMES_LIMIT = 4096
 
 
 class Outcome(enum.StrEnum):
@@ -134,6 +137,8 @@ class CallState:
     linkedid: str = ""
     variables: dict[str, str] = field(default_factory=dict)
     path: list[PathStep] = field(default_factory=list)
+    # Names of fixed prompts already made, shared by every call of one engine (see :meth:`playable`).
+    names: dict[tuple[int, str, str], tuple[Prompt, str]] = field(default_factory=dict)
     # Whether anyone listens to ``ivr.step``/``ivr.choice``: nobody reading them, no event is built.
     publish_steps: bool = True
     publish_choices: bool = True
@@ -159,9 +164,9 @@ class CallState:
             self.node,
             self.step_kind,
             self.step_index,
-            clip(digits),
+            clip(digits) if digits else digits,
             result,
-            clip(detail, 200),
+            clip(detail, 200) if detail else detail,
             clock.monotonic(),
             clock.now(),
         )
@@ -176,13 +181,23 @@ class CallState:
         spec = self.flow.prompts[prompt]
         if spec.file is not None:
             return spec.file
+        key = (id(spec), self.language, prompt)
+        if values is None:
+            # A fixed prompt is made once per engine; the entry holds the spec, so its id cannot be reused.
+            known = self.names.get(key)
+            if known is not None and known[0] is spec:
+                return known[1]
         spoken = spec.text(self.language) or spec.text(self.flow.language)
         if spoken is None:
             raise FlowRuntimeError(f"prompt {prompt!r} has no text for {self.language}")
         text, voice = spoken
         if values is not None:
-            text = render(text, values)
-        return await self.prompts.text(prompt, self.language, text, voice)
+            return await self.prompts.text(prompt, self.language, render(text, values), voice)
+        name = await self.prompts.text(prompt, self.language, text, voice)
+        if len(self.names) >= _NAMES_LIMIT:
+            self.names.clear()
+        self.names[key] = (spec, name)
+        return name
 
     async def speak(self, slug: str, text: str) -> None:
         name = await self.prompts.text(slug, self.language, text)

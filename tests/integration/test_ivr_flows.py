@@ -28,7 +28,7 @@ from callcenter.agi.session import AgiSession
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
 from callcenter.db import Database
-from callcenter.keys import AGI_SERVER, CRM, DATABASE
+from callcenter.keys import AGI_SERVER, CRM, DATABASE, LIVE
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
 from crm_bridge.models import Product
@@ -331,6 +331,58 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
     assert indexed.duration == pytest.approx(audio_seconds, abs=0.01)
     # Not silence: the caller's recorded speech (sip-tester's g711a capture) is in the file.
     assert rms_amplitude(message.path) > 0.01
+
+
+async def test_a_complaint_in_open_hours_is_recorded_from_the_start(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    bus = Bus()
+    started: list[Event] = []
+    bus.subscribe("recording.started", started.append)
+    async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
+        live = app[LIVE]
+        # The recording starts on the caller's channel, which the engine finds in its live model.
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=15)
+        await ready(app)
+        calls = Calls(app)
+        welcome = seconds(app, "main", "welcome")
+        # 6 (complaint) in the main menu; the caller then talks while waiting in the (unstaffed) queue.
+        script = CallerScript(
+            caller_number="5550304",
+            digits="6",
+            wait_before_digits_ms=ms(welcome + 1.2),
+            speech=True,
+            pause_before_speech_ms=500,
+            talk_ms=10_000,
+        )
+        caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5284)
+        caller_rc = await asyncio.to_thread(caller.wait, 60)
+        await finished(calls)
+        (result,) = calls.results
+        assert await wait_for(lambda: bool(started), timeout=10), [e.step for e in result.path]
+        recording_id = str(started[0].data["id"])
+
+        async def row() -> Recording | None:
+            async with app[DATABASE].session() as session:
+                found: Recording | None = await session.scalar(select(Recording).where(Recording.id == recording_id))
+            return found
+
+        # The call's end closes the recording (Asterisk writes the file until the hangup).
+        deadline = asyncio.get_running_loop().time() + 15
+        indexed = await row()
+        while (indexed is None or indexed.status == "recording") and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            indexed = await row()
+    assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
+    steps = [(entry.node, entry.step, entry.result) for entry in result.path]
+    assert ("complaint", "record", "started") in steps
+    assert (result.outcome, result.choice) == (Outcome.QUEUED, "complaint")
+    assert indexed is not None
+    assert (indexed.kind, indexed.status, indexed.linkedid) == ("on_demand", "complete", result.linkedid)
+    assert indexed.description == "complaint"
+    path = config.recordings_dir / indexed.file_path
+    assert wav_seconds(path) > 3.0
+    assert rms_amplitude(path) > 0.01
 
 
 async def test_a_caller_who_hangs_up_mid_menu_leaves_a_complete_path_ending_there(

@@ -1,0 +1,649 @@
+"""Flow engine benchmark: the engine's own cost per step against a hand-written AGI coroutine.
+
+Both arms serve the same calls through the same AgiSession and the same fake Asterisk, and must issue the very
+same AGI command lines (the bench checks it before timing, and refuses to run otherwise):
+
+- ``engine``: the shipped flows run by ``ivr_flows.route.FlowRoute`` (the FastAGI ``ivr`` route of the engine),
+  with its path tracing, ``ivr.*`` events, prompt naming, business hours and ports;
+- ``hand``: one coroutine per call type written directly against ``AgiSession``: the prompt names worked out
+  once up front, the same business-hours check, the same catalog and directory, the same text-prompt maker for
+  the product read-out, and the two events a hand-written IVR would still publish (``ivr.started``,
+  ``ivr.ended``);
+- ``observed``: the engine again, with a listener on every bus event, so that it also builds the per-step
+  ``ivr.step`` and ``ivr.choice`` events (nothing in the engine listens to those by default).
+
+On both buses something listens to ``ivr.ended``, as the call recorder does in the engine.
+
+The fake Asterisk lives in this process and answers every command line at once, as res_agi would for a caller
+who presses the scripted keys without delay. Two ways to reach it, both run:
+
+- ``direct``: the engine's real ``AgiConnection`` protocol on a fake transport. No socket: this is only CPU in
+  Python, the harshest view of the engine's cost (nothing else dilutes it).
+- ``wire``: the real ``FastAgiServer`` on a loopback TCP socket, the fake Asterisk connecting to it like
+  res_agi. The CPU the fake Asterisk spends in its own callbacks is measured and taken out, so what remains is
+  the engine process's cost of serving the call, as deployed (on uvloop, ``callcenter.runtime``).
+
+Costs are CPU time (``time.process_time``), not wall time, so other load on the machine disturbs them less.
+Arms alternate in small batches over many rounds; each figure is the least over the rounds (other load on
+the machine only ever adds time).
+
+Usage: ``.venv/bin/python bench/ivr.py [--quick] [--json PATH]``. The last line is ``engine_overhead_pct=X``:
+the engine's extra CPU per call over the hand-written coroutine's, in percent, for the wire setup (see
+docs/benchmarks.md, "Benchmarks: the flow engine", for why that one and what the direct figure says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import uvloop  # noqa: E402
+
+from callcenter import dialplan  # noqa: E402
+from callcenter.agi.connection import AgiConnection  # noqa: E402
+from callcenter.agi.exceptions import AgiError  # noqa: E402
+from callcenter.agi.protocol import AgiEnvironment  # noqa: E402
+from callcenter.agi.server import FastAgiServer, ServerLimits  # noqa: E402
+from callcenter.agi.session import AgiSession  # noqa: E402
+from callcenter.bus import Bus, Event  # noqa: E402
+from ivr_flows.ports import FlowPorts, InMemoryCatalog, InMemoryVoicemailSink, ShiftedClock, in_memory_ports  # noqa: E402
+from ivr_flows.prompts import TtsPrompts, prompt_name  # noqa: E402
+from ivr_flows.route import SHIPPED_FLOWS, FlowRoute  # noqa: E402
+from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet  # noqa: E402
+from ivr_flows.steps import Outcome, evaluate_hours, money_text  # noqa: E402
+from ivr_flows.validator import load_flows  # noqa: E402
+
+HOST = "127.0.0.1"
+ZONE = ZoneInfo("Asia/Shanghai")
+QUEUES = {"general": "support", "expert": "expert"}
+CALLER = "5551234"
+DID = "4000"
+# Where RECORD FILE stops: 8 seconds of 8 kHz audio, then the caller's '#'.
+RECORD_ENDPOS = 64000
+MODES = ("direct", "wire")
+ARMS = ("hand", "engine", "observed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    batch: int
+    warmup: int
+
+
+QUICK = Plan(rounds=15, batch=40, warmup=100)
+FULL = Plan(rounds=41, batch=60, warmup=300)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The fake Asterisk
+# --------------------------------------------------------------------------------------------------------
+
+
+def header(uniqueid: str) -> bytes:
+    """The agi_* block res_agi sends first (the fields the engine reads, as the dialplan sets them)."""
+    values = {
+        "agi_network": "yes",
+        "agi_network_script": f"ivr?linkedid={uniqueid}&did={DID}",
+        "agi_request": f"agi://{HOST}/ivr?linkedid={uniqueid}&did={DID}",
+        "agi_channel": "PJSIP/pstn-00000001",
+        "agi_language": "en",
+        "agi_type": "PJSIP",
+        "agi_uniqueid": uniqueid,
+        "agi_version": "22.0.0",
+        "agi_callerid": CALLER,
+        "agi_calleridname": "Bench Caller",
+        "agi_callingpres": "0",
+        "agi_dnid": DID,
+        "agi_rdnis": "unknown",
+        "agi_context": "cc-inbound",
+        "agi_extension": "s",
+        "agi_priority": "3",
+        "agi_enhanced": "0.0",
+        "agi_accountcode": "",
+        "agi_threadid": "140000000000000",
+    }
+    return ("".join(f"{key}: {value}\n" for key, value in values.items()) + "\n").encode()
+
+
+class FakeAsterisk:
+    """Answers one call's command lines like res_agi, pressing the scripted keys when the call listens."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = deque(keys)
+        self.commands: list[str] = []
+        self.record = False
+
+    def reply(self, line: str) -> str:
+        if self.record:
+            self.commands.append(line)
+        verb = line[: line.find(" ")] if " " in line else line
+        if verb == "GET":
+            if line.startswith("GET OPTION"):
+                return f"200 result={ord(self._keys.popleft())} endpos=8000"
+            if line.startswith("GET DATA"):
+                return f"200 result={self._keys.popleft()}"
+            return "200 result=0"
+        if verb == "STREAM" or verb == "SAY":
+            return "200 result=0 endpos=16000"
+        if verb == "SET":
+            return "200 result=1"
+        if verb == "RECORD":
+            return f"200 result={ord('#')} (dtmf) endpos={RECORD_ENDPOS}"
+        return "200 result=0"
+
+
+class FakeTransport:
+    """A transport whose far end is the fake Asterisk: each command line is answered before write() returns."""
+
+    def __init__(self, asterisk: FakeAsterisk) -> None:
+        self._asterisk = asterisk
+        self.protocol: AgiConnection | None = None
+        self._closing = False
+
+    def write(self, data: bytes) -> None:
+        assert self.protocol is not None
+        for line in data.decode().splitlines():
+            self.protocol.data_received((self._asterisk.reply(line) + "\n").encode())
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            if self.protocol is not None:
+                self.protocol.connection_lost(None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _Owner:
+    """What AgiConnection reports to (the server's role): admits it and keeps the parsed header."""
+
+    def __init__(self) -> None:
+        self.env: AgiEnvironment | None = None
+
+    def connection_admitted(self, connection: AgiConnection) -> bool:
+        return True
+
+    def header_ready(self, connection: AgiConnection, env: AgiEnvironment) -> None:
+        self.env = env
+
+    def header_failed(self, connection: AgiConnection, error: AgiError) -> None:
+        raise RuntimeError(f"fake header refused: {error}")
+
+
+Handler = Callable[[AgiSession], Awaitable[Any]]
+
+
+async def call_direct(handler: Handler, asterisk: FakeAsterisk, uniqueid: str) -> None:
+    owner = _Owner()
+    connection = AgiConnection(owner, header_timeout=5.0, max_header_lines=200, max_line=8192)
+    transport = FakeTransport(asterisk)
+    transport.protocol = connection
+    connection.connection_made(cast(asyncio.BaseTransport, transport))
+    connection.data_received(header(uniqueid))
+    assert owner.env is not None
+    try:
+        await handler(AgiSession(owner.env, connection))
+    finally:
+        transport.close()
+
+
+class _Peer(asyncio.Protocol):
+    """The fake Asterisk on a socket; the CPU it spends in its own callbacks is added to ``spent``."""
+
+    def __init__(self, asterisk: FakeAsterisk, uniqueid: str, done: asyncio.Future[None], spent: list[float]):
+        self._asterisk = asterisk
+        self._uniqueid = uniqueid
+        self._done = done
+        self._spent = spent
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        started = time.thread_time()
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(header(self._uniqueid))
+        self._spent[0] += time.thread_time() - started
+
+    def data_received(self, data: bytes) -> None:
+        started = time.thread_time()
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        assert self._transport is not None
+        for line in lines:
+            self._transport.write((self._asterisk.reply(line.decode()) + "\n").encode())
+        self._spent[0] += time.thread_time() - started
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+async def call_wire(port: int, asterisk: FakeAsterisk, uniqueid: str, spent: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    started = time.thread_time()
+    transport, _ = await loop.create_connection(lambda: _Peer(asterisk, uniqueid, done, spent), HOST, port)
+    spent[0] += time.thread_time() - started
+    await done
+    transport.close()
+
+
+# --------------------------------------------------------------------------------------------------------
+# The calls, and the hand-written coroutines that make them
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    at: datetime
+    keys: tuple[str, ...]
+    outcome: Outcome
+
+
+PRODUCT = Scenario(
+    "product_then_agent",
+    "open hours: product guide, code 1001 read back, then an agent",
+    datetime(2026, 11, 23, 10, 0, tzinfo=ZONE),
+    ("1", "1", "1001", "0"),
+    Outcome.QUEUED,
+)
+COMPLAINT = Scenario(
+    "after_hours_complaint",
+    "22:00: closed message, complaint left as voicemail",
+    datetime(2026, 11, 23, 22, 0, tzinfo=ZONE),
+    ("1",),
+    Outcome.VOICEMAIL,
+)
+SCENARIOS = (PRODUCT, COMPLAINT)
+
+
+def _name(flow: Flow, slug: str) -> str:
+    spoken = flow.prompts[slug].text(flow.language)
+    assert spoken is not None
+    return prompt_name(slug, flow.language, spoken[0], spoken[1])
+
+
+@dataclass
+class Kit:
+    """Everything both arms share for one scenario: the flows, ports, clock, prompt maker and bus."""
+
+    flows: FlowSet
+    ports: FlowPorts
+    clock: ShiftedClock
+    prompts: TtsPrompts
+    bus: Bus
+    route: FlowRoute
+    # The same engine with a listener on every event (as a live view of each step would be).
+    observed: FlowRoute
+
+    def reset(self) -> None:
+        catalog = self.ports.catalog
+        if isinstance(catalog, InMemoryCatalog):
+            catalog.lookups.clear()
+        sink = self.ports.voicemail
+        if isinstance(sink, InMemoryVoicemailSink):
+            sink.messages.clear()
+
+
+def make_kit(scenario: Scenario, sounds: Path) -> Kit:
+    flows = load_flows(SHIPPED_FLOWS, entry="main")
+    ports = in_memory_ports(voicemail_dir=sounds / "voicemail")
+    # Real time moved to the scenario's time of day, as the integration tests run it.
+    clock = ShiftedClock(scenario.at)
+    # As in the engine: the call recorder listens to ivr.ended (callcenter.calls), nobody to each step.
+    bus = Bus()
+    bus.subscribe("ivr.ended", _listener)
+    observed_bus = Bus()
+    observed_bus.subscribe("*", _listener)
+    # The engine's own prompt maker; nothing is synthesized (every name is made once, then remembered).
+    prompts = TtsPrompts(sounds, synthesizer=lambda text, voice, target: False)
+    route = FlowRoute(flows, ports=ports, bus=bus, prompts=prompts, queues=QUEUES, clock=clock, entry="main")
+    observed = FlowRoute(
+        flows, ports=ports, bus=observed_bus, prompts=prompts, queues=QUEUES, clock=clock, entry="main"
+    )
+    return Kit(flows, ports, clock, prompts, bus, route, observed)
+
+
+def _listener(event: Event) -> None:
+    return None
+
+
+def hand_product(kit: Kit) -> Handler:
+    main = kit.flows["main"]
+    names = {
+        slug: _name(main, slug)
+        for slug in (
+            "welcome",
+            "main_menu",
+            "language_offer",
+            "product_guide",
+            "enter_code",
+            "you_entered",
+            "after_product",
+            "connecting_agent",
+        )
+    }
+    schedule = main.schedules["business"]
+    zone = main.zone(schedule)
+    found = main.prompts["product_info"].text("en")
+    assert found is not None
+    template = found[0]
+    words = {"in_stock": "In stock.", "out_of_stock": "Currently out of stock.", "discontinued": "No longer sold."}
+    catalog, directory, clock, bus, prompts = kit.ports.catalog, kit.ports.directory, kit.clock, kit.bus, kit.prompts
+
+    async def call(session: AgiSession) -> None:
+        uniqueid, linkedid = session.uniqueid, session.linkedid
+        bus.publish("ivr.started", uniqueid=uniqueid, linkedid=linkedid, caller_number=session.env.callerid)
+        await session.answer()
+        if evaluate_hours(schedule, clock.now(), zone) != "open":
+            raise RuntimeError("the scenario runs in open hours")
+        await session.stream_file(names["welcome"], "")
+        key = (await session.stream_file(names["main_menu"], MENU_DIGITS)).digit
+        key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 5000)).digit
+        if key == "1":
+            key = (await session.get_option(names["product_guide"], MENU_DIGITS, 5000)).digit
+            if key == "1":
+                code = (await session.get_data(names["enter_code"], 8000, 8)).digits
+                await session.stream_file(names["you_entered"], "")
+                await session.say_digits(code)
+                product = await catalog.find(code)
+                if product is None:
+                    raise RuntimeError("the scenario's product is in the catalog")
+                text = template.format(
+                    name=product.name,
+                    price=money_text(product.price, "CNY", "en"),
+                    availability=words[product.availability],
+                    spoken=product.spoken.get("en", ""),
+                )
+                await session.stream_file(await prompts.text("product_info", "en", text), "")
+                key = (await session.get_option(names["after_product"], MENU_DIGITS, 5000)).digit
+        if key != "0":
+            raise RuntimeError(f"the scenario ends at an agent, not {key!r}")
+        await session.stream_file(names["connecting_agent"], "")
+        tier = await directory.tier(CALLER)
+        priority = main.priorities.get(tier, main.default_priority) if tier else main.default_priority
+        await session.set_variable(dialplan.VAR_QUEUE, QUEUES["general"])
+        await session.set_variable(dialplan.VAR_PRIORITY, str(priority))
+        await session.set_variable(dialplan.VAR_IVR_CHOICE, "agent")
+        await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), "agent")
+        await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
+        bus.publish("ivr.ended", uniqueid=uniqueid, linkedid=linkedid, outcome="queued", choice="agent")
+
+    return call
+
+
+def hand_complaint(kit: Kit) -> Handler:
+    main, closed = kit.flows["main"], kit.flows["after_hours"]
+    schedule = main.schedules["business"]
+    zone = main.zone(schedule)
+    names = {slug: _name(closed, slug) for slug in ("closed", "closed_menu", "language_offer", "leave_complaint")}
+    names["message_saved"] = _name(closed, "message_saved")
+    sink, clock, bus = kit.ports.voicemail, kit.clock, kit.bus
+
+    async def call(session: AgiSession) -> None:
+        uniqueid, linkedid = session.uniqueid, session.linkedid
+        bus.publish("ivr.started", uniqueid=uniqueid, linkedid=linkedid, caller_number=session.env.callerid)
+        await session.answer()
+        if evaluate_hours(schedule, clock.now(), zone) != "closed":
+            raise RuntimeError("the scenario runs after hours")
+        await session.stream_file(names["closed"], "")
+        key = (await session.stream_file(names["closed_menu"], MENU_DIGITS)).digit
+        key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 6000)).digit
+        if key != "1":
+            raise RuntimeError(f"the scenario leaves a complaint, not {key!r}")
+        await session.stream_file(names["leave_complaint"], "")
+        target = await sink.allocate(uniqueid=uniqueid, intent="complaint")
+        result = await session.record_file(target.record_as, target.fmt, "#", 180_000, beep=True, silence_seconds=5)
+        seconds = (result.endpos or 0) / 8000
+        from ivr_flows.ports import VoicemailMessage
+
+        await sink.store(
+            VoicemailMessage(
+                intent="complaint",
+                caller_number=CALLER,
+                path=target.path,
+                duration=seconds,
+                uniqueid=uniqueid,
+                linkedid=linkedid,
+                recorded_at=clock.now(),
+                language="en",
+                flow="after_hours",
+                ended_by=result.reason,
+            )
+        )
+        await session.stream_file(names["message_saved"], "")
+        await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)
+        bus.publish("ivr.ended", uniqueid=uniqueid, linkedid=linkedid, outcome="voicemail", choice=None)
+
+    return call
+
+
+HAND: dict[str, Callable[[Kit], Handler]] = {PRODUCT.key: hand_product, COMPLAINT.key: hand_complaint}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    mode: str
+    scenario: str
+    commands: int
+    steps: int
+    hand_us: list[float] = field(default_factory=list)
+    engine_us: list[float] = field(default_factory=list)
+    observed_us: list[float] = field(default_factory=list)
+
+    @property
+    def hand(self) -> float:
+        return min(self.hand_us)
+
+    @property
+    def engine(self) -> float:
+        return min(self.engine_us)
+
+    @property
+    def observed(self) -> float:
+        return min(self.observed_us)
+
+    @property
+    def observed_pct(self) -> float:
+        return (self.observed - self.hand) / self.hand * 100
+
+    @property
+    def extra_per_step(self) -> float:
+        return (self.engine - self.hand) / self.steps
+
+    @property
+    def overhead_pct(self) -> float:
+        return (self.engine - self.hand) / self.hand * 100
+
+
+class Runner:
+    def __init__(self, mode: str, kit: Kit, scenario: Scenario, hand: Handler) -> None:
+        self.mode = mode
+        self.kit = kit
+        self.scenario = scenario
+        self.handlers: dict[str, Handler] = {"hand": hand, "engine": kit.route.run, "observed": kit.observed.run}
+        self._server: FastAgiServer | None = None
+        self._current: Handler = hand
+        self._count = 0
+
+    async def start(self) -> None:
+        if self.mode == "wire":
+
+            async def route(session: AgiSession) -> None:
+                await self._current(session)
+
+            self._server = FastAgiServer({"ivr": route}, HOST, 0, ServerLimits())
+            await self._server.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+
+    async def one(self, arm: str, asterisk: FakeAsterisk, spent: list[float], uniqueid: str = "") -> None:
+        self._count += 1
+        uniqueid = uniqueid or f"1700000000.{self._count}"
+        handler = self.handlers[arm]
+        if self._server is None:
+            await call_direct(handler, asterisk, uniqueid)
+        else:
+            self._current = handler
+            await call_wire(self._server.port, asterisk, uniqueid, spent)
+
+    async def commands(self, arm: str) -> list[str]:
+        asterisk = FakeAsterisk(self.scenario.keys)
+        asterisk.record = True
+        self.kit.reset()
+        await self.one(arm, asterisk, [0.0], uniqueid="1700000000.0")
+        return asterisk.commands
+
+    async def batch(self, arm: str, calls: int) -> float:
+        """CPU microseconds per call of this process, the fake Asterisk's own callbacks taken out."""
+        keys = self.scenario.keys
+        spent = [0.0]
+        self.kit.reset()
+        gc.collect()
+        started = time.process_time()
+        for _ in range(calls):
+            await self.one(arm, FakeAsterisk(keys), spent)
+        used = time.process_time() - started - spent[0]
+        return used / calls * 1e6
+
+
+async def check_same_commands(runner: Runner) -> tuple[int, int]:
+    """Both arms must send the same lines; returns (commands per call, engine steps per call)."""
+    hand = await runner.commands("hand")
+    engine = await runner.commands("engine")
+    if engine != await runner.commands("observed"):
+        raise SystemExit(f"{runner.scenario.key}: observing the events changed the commands")
+    if hand != engine:
+        diff = "\n".join(f"  hand: {h!r}\n  engine: {e!r}" for h, e in zip(hand, engine, strict=False) if h != e)
+        raise SystemExit(f"{runner.scenario.key}: the arms send different commands:\n{diff or (hand, engine)}")
+    asterisk = FakeAsterisk(runner.scenario.keys)
+    session_result: list[Any] = []
+
+    async def capture(session: AgiSession) -> None:
+        session_result.append(await runner.kit.route.run(session))
+
+    await call_direct(capture, asterisk, "1700000000.0")
+    result = session_result[0]
+    if result.outcome is not runner.scenario.outcome:
+        raise SystemExit(f"{runner.scenario.key}: the engine ended {result.outcome}, not {runner.scenario.outcome}")
+    return len(hand), len(result.path)
+
+
+async def measure(plan: Plan, progress: Callable[[str], None]) -> list[Figures]:
+    figures: list[Figures] = []
+    with tempfile.TemporaryDirectory(prefix="cc-bench-ivr-") as tmp:
+        for mode in MODES:
+            for scenario in SCENARIOS:
+                kit = make_kit(scenario, Path(tmp))
+                runner = Runner(mode, kit, scenario, HAND[scenario.key](kit))
+                await runner.start()
+                try:
+                    commands, steps = await check_same_commands(runner)
+                    found = Figures(mode, scenario.key, commands, steps)
+                    for arm in ARMS:
+                        await runner.batch(arm, plan.warmup)
+                    for index in range(plan.rounds):
+                        # Alternate which arm goes first, so neither always runs on a warmer cache.
+                        order = ARMS if index % 2 == 0 else ARMS[::-1]
+                        for arm in order:
+                            value = await runner.batch(arm, plan.batch)
+                            getattr(found, f"{arm}_us").append(value)
+                    progress(
+                        f"  {mode:<6} {scenario.key:<22} hand {found.hand:7.1f} us  engine {found.engine:7.1f} us"
+                        f"  ({found.overhead_pct:+.1f}%)"
+                    )
+                    figures.append(found)
+                finally:
+                    await runner.stop()
+    return figures
+
+
+def overall(figures: list[Figures], mode: str) -> float:
+    """The extra CPU of the engine over the hand-written calls, both scenarios together, in percent."""
+    chosen = [f for f in figures if f.mode == mode]
+    hand = sum(f.hand for f in chosen)
+    engine = sum(f.engine for f in chosen)
+    return (engine - hand) / hand * 100
+
+
+def report(figures: list[Figures], plan: Plan) -> None:
+    print()
+    print(f"CPU per call (the least of {plan.rounds} rounds of {plan.batch} calls per arm), uvloop, one process")
+    head = (
+        f"{'mode':<7}{'scenario':<23}{'cmds':>5}{'steps':>6}{'hand us':>10}{'engine us':>11}"
+        f"{'extra us/step':>15}{'overhead':>10}{'observed us':>13}{'overhead':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for f in figures:
+        print(
+            f"{f.mode:<7}{f.scenario:<23}{f.commands:>5}{f.steps:>6}{f.hand:>10.1f}{f.engine:>11.1f}"
+            f"{f.extra_per_step:>15.2f}{f.overhead_pct:>9.1f}%{f.observed:>13.1f}{f.observed_pct:>9.1f}%"
+        )
+    print()
+    for scenario in SCENARIOS:
+        print(f"{scenario.key}: {scenario.label}")
+    print(f"direct (no socket, pure CPU) overhead, both scenarios: {overall(figures, 'direct'):.1f}%")
+    print(f"wire (FastAgiServer on loopback, as deployed) overhead, both scenarios: {overall(figures, 'wire'):.1f}%")
+
+
+async def run(plan: Plan) -> list[Figures]:
+    print("bench/ivr.py: flow engine vs hand-written AGI coroutine (same commands, same fake Asterisk)", flush=True)
+    return await measure(plan, lambda line: print(line, flush=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls; well under a minute")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        figures = runner.run(run(plan))
+    report(figures, plan)
+    if args.json:
+        data = {
+            "plan": asdict(plan),
+            "figures": [
+                {**asdict(f), "hand": f.hand, "engine": f.engine, "overhead_pct": f.overhead_pct} for f in figures
+            ],
+            "overhead_pct": {mode: overall(figures, mode) for mode in MODES},
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        print(f"JSON written to {args.json}")
+    print(f"engine_overhead_pct={overall(figures, 'wire'):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
