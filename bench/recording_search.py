@@ -307,6 +307,7 @@ async def main_async(args: argparse.Namespace) -> int:
     data = Dataset(now=datetime(2026, 11, 23, 12, 0, tzinfo=UTC), customers=_customer_numbers(rng, 200_000), rows=rows)
     results: dict[str, Any] = {"rows": rows, "rounds": rounds}
     print(f"recordings search benchmark: {rows} rows, {rounds} rounds of {len(query_mix(rng, data))} searches")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
 
     with tempfile.TemporaryDirectory(prefix="cc-bench-search-") as directory:
         sqlite_url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.sqlite3'}"
@@ -323,6 +324,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    results["load_average_end"] = os.getloadavg()[0]
+    print(f"load average {results['load_average_end']:.2f} at the end (other processes share these CPUs)")
     verdict = all(results[k]["p95_ms"] < TARGET_MS[k] for k in TARGET_MS)
     print(
         f"\ntargets: p95 < {TARGET_MS['sqlite']:.0f} ms SQLite, < {TARGET_MS['postgresql']:.0f} ms PostgreSQL: "

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recordings.audio import MAX_POINTS
 from recordings.exceptions import InvalidFilter
@@ -144,6 +144,12 @@ class EditIn(_Payload):
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else clean_tags(value)
+
+    @model_validator(mode="after")
+    def _something(self) -> EditIn:
+        if self.description is None and self.tags is None:
+            raise ValueError("give a description, tags or both")
+        return self
 
 
 class EraseIn(_Payload):

@@ -390,7 +390,7 @@ async def test_the_agent_and_qa_edit_description_and_tags(world: World) -> None:
     assert (body["description"], body["tags"]) == ("Refund promised", ["vip", "reviewed"])
     response = await world.client.patch(url, json={"description": "mine now"}, headers=world.as_("bob"))
     assert response.status == 403
-    for bad in ({"description": "x" * 2001}, {"tags": ["a\nb"]}, {"owner": "bob"}, {"tags": [""]}):
+    for bad in ({"description": "x" * 2001}, {"tags": ["a\nb"]}, {"owner": "bob"}, {"tags": [""]}, {}):
         response = await world.client.patch(url, json=bad, headers=world.as_("quinn"))
         assert (await error_of(response))[0] == 400, bad
     search = await world.client.get("/api/v1/recordings", params={"q": "promised reviewed"}, headers=world.as_("quinn"))
