@@ -28,6 +28,7 @@ lint: $(VENV_STAMP)
 bench: $(VENV_STAMP)
 	.venv/bin/python bench/fastagi.py --quick
 	.venv/bin/python bench/ami.py --quick
+	.venv/bin/python bench/ivr.py --quick
 
 clean:
 	rm -rf .venv build *.egg-info
