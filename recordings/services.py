@@ -425,7 +425,7 @@ class RecordingService:
         check_recording_id(recording_id)
         at = at or self._now()
         async with self._database.session() as session:
-            row = await self._row_in(session, recording_id)
+            row = await self._row_in(session, recording_id, lock=True)
             if row.status != Status.RECORDING:
                 raise RecordingStateConflict("the recording has ended", recording_id)
             intervals = _json_list(row.paused_intervals)
@@ -526,8 +526,12 @@ class RecordingService:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    async def _row_in(self, session: Any, recording_id: str) -> Recording:
-        row: Recording | None = await session.scalar(select(Recording).where(Recording.id == recording_id))
+    async def _row_in(self, session: Any, recording_id: str, *, lock: bool = False) -> Recording:
+        statement = select(Recording).where(Recording.id == recording_id)
+        if lock:
+            # Two pauses or edits at once must not both read the old intervals (SQLite serialises writers).
+            statement = statement.with_for_update()
+        row: Recording | None = await session.scalar(statement)
         if row is None:
             raise RecordingNotFound(recording_id)
         return row
@@ -584,7 +588,7 @@ class RecordingService:
         new_description = info.description if description is None else clean_description(description)
         new_tags = info.tags if tags is None else clean_tags(list(tags))
         async with self._database.session() as session:
-            row = await self._row_in(session, recording_id)
+            row = await self._row_in(session, recording_id, lock=True)
             row.description = new_description
             row.tags = json.dumps(new_tags, ensure_ascii=False)
             row.search_text = search_text_of(new_description, new_tags)
