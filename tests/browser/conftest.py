@@ -2,9 +2,8 @@
 engine runs in the test's event loop).
 
 Two kinds of engine: ``quiet_engine`` has no Asterisk (pages, login, rendering of hostile frames, admin), and
-the tests that need calls use the real sandbox and SIPp phones as tests/integration does. The sandbox fixture
-here is package-scoped: it stops Asterisk and gives the shared sandbox lock back before tests/integration (which
-runs after tests/browser) takes its own, session-scoped one.
+the tests that need calls use the real sandbox and SIPp phones as tests/integration does, through the same
+session fixtures (tests/real_parts.py): one sandbox, one lock, for the whole run.
 
 Chromium missing: skipped, except in CI (CI=true), where that fails the run. Screenshots of each page go to
 docs/screenshots/ (shown in the README).
@@ -13,12 +12,9 @@ docs/screenshots/ (shown in the README).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +28,7 @@ from callcenter.bus import Bus
 from callcenter.config import Config, load_config
 from callcenter.db import migrate
 from callcenter.keys import AUTH
-from callcenter.sandbox import Sandbox, SandboxError
 from tests.conftest import in_ci
-from tests.integration.conftest import _started, _unavailable, config, integration_dir, phones  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1366, "height": 768}
@@ -195,47 +189,4 @@ async def quiet_engine(tmp_path: Path) -> AsyncIterator[Engine]:
         await runner.cleanup()
 
 
-# -- the real sandbox -----------------------------------------------------------------------------------------
-
-
-def _locked_by_this_process(lock_file: Path) -> bool:
-    """Whether this very process already holds the sandbox lock (tests/integration ran first in this session):
-    waiting for it would wait forever."""
-    try:
-        inode = lock_file.stat().st_ino
-        lines = Path("/proc/locks").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
-            return parts[4] == str(os.getpid())
-    return False
-
-
-@pytest.fixture(scope="package")
-def sandbox(config: Config) -> Iterator[Sandbox]:  # noqa: F811
-    if os.geteuid() != 0:
-        _unavailable("the tests must run as root (chroot)")
-    if shutil.which("sipp") is None:
-        _unavailable("sipp is not installed (apt-get install sip-tester)")
-    box = Sandbox(config, progress=lambda line: print(line, flush=True))
-    try:
-        box.install()
-    except SandboxError as exc:
-        _unavailable(str(exc))
-    lock_path = box.root.parent / f"{box.root.name}.tests.lock"
-    lock = lock_path.open("a")
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if _locked_by_this_process(lock_path):
-                pytest.fail("tests/integration holds the sandbox in this run: run tests/browser before it or alone")
-            print("another test run is using the Asterisk sandbox; waiting for it", flush=True)
-            started = time.monotonic()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            print(f"waited {time.monotonic() - started:.0f} s for the sandbox", flush=True)
-        yield from _started(box)
-    finally:
-        lock.close()
+# The real sandbox, its config and SIPp phones are the session's shared fixtures (tests/real_parts.py).
