@@ -193,8 +193,14 @@ class Database:
             file = _sqlite_file(self.url)
             if file is not None:
                 await asyncio.to_thread(file.parent.mkdir, parents=True, exist_ok=True)
-        elif self.schema is not None:
-            connect_args["server_settings"] = {"search_path": self.schema}
+        else:
+            # Plan every statement for its values: asyncpg prepares statements, and after five runs PostgreSQL
+            # may switch one to a generic plan that cannot see them; for skewed filters (one agent of sixty, a
+            # rare word) such a plan was seen a hundred times slower (recordings search, bench/recording_search).
+            settings = {"plan_cache_mode": "force_custom_plan"}
+            if self.schema is not None:
+                settings["search_path"] = self.schema
+            connect_args["server_settings"] = settings
         # The SQLite dialect resolves the file path with os.path calls: build the engine off the event loop.
         # Pre-ping finds connections a server dropped; a SQLite file has no server, and there each ping is four
         # round trips to the driver's thread (the screen-pop made 28 per call with it, 20 without).

@@ -36,7 +36,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    text,
     tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -266,6 +265,17 @@ def _ordered(statement: Select[Any], query: SearchQuery, source: Any, cursor: Cu
     return statement.limit(query.limit + 1)
 
 
+def _words_page_with_total(query: SearchQuery) -> Select[Any]:
+    """PostgreSQL, a word search without a cursor: the page and the number of matches in one pass over the word
+    table (the count is taken over every match before the offset and the limit apply)."""
+    keys = select(_WORDS.c.pk, func.count().over().label("total")).where(
+        _document_matches(query), *plain_conditions(query, _WORDS.c)
+    )
+    chosen = _ordered(keys, query, _WORDS.c, None).subquery()
+    rows = select(*_PAGE_COLUMNS, chosen.c.total).join(chosen, Recording.pk == chosen.c.pk)
+    return _ordered(rows, query.model_copy(update={"offset": 0}), Recording, None)
+
+
 def page_statement(query: SearchQuery, dialect: str, cursor: Cursor | None, *, drive: bool = True) -> Select[Any]:
     """One page plus one row (which tells whether there is a next page)."""
     if _words_alone(query, dialect):
@@ -293,11 +303,12 @@ async def run_search(
     one by one; many are better met by walking the sort order, or the other filters' index when that yields
     fewer rows, and keeping the rows that are among them.
     """
-    if dialect == "postgresql":
-        # asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic plan that cannot
-        # see the values: for filters as uneven as these (one agent among sixty, a rare word) that plan is
-        # sometimes a hundred times slower. Plan each search for its own values.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    # (On PostgreSQL every statement is planned for its own values: callcenter.db sets plan_cache_mode.)
+    if _words_alone(query, dialect) and cursor is None:
+        rows = list((await session.execute(_words_page_with_total(query))).all())
+        if rows or query.offset == 0:
+            counted = int(rows[0].total) if rows else 0
+            return (counted if count_limit <= 0 else min(counted, count_limit + 1)), rows
     matches = fts_matches(query, dialect)
     drive = True
     total: int | None = None
@@ -315,7 +326,14 @@ async def run_search(
             drive = int(await session.scalar(select(func.count()).select_from(others.subquery())) or 0) > fewest
         else:
             drive = fewest <= FTS_DRIVE_LIMIT
-    if total is None:
-        total = int(await session.scalar(count_statement(query, dialect, count_limit, drive=drive)) or 0)
-    rows = list((await session.execute(page_statement(query, dialect, cursor, drive=drive))).all())
-    return total, rows
+    page = page_statement(query, dialect, cursor, drive=drive)
+    if total is not None:
+        return total, list((await session.execute(page)).all())
+    # One round trip: the count rides along with the page as a scalar subquery (evaluated once).
+    count = count_statement(query, dialect, count_limit, drive=drive)
+    rows = list((await session.execute(page.add_columns(count.scalar_subquery().label("total")))).all())
+    if rows:
+        return int(rows[0].total), rows
+    if cursor is None and query.offset == 0:
+        return 0, rows
+    return int(await session.scalar(count) or 0), rows
