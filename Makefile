@@ -29,6 +29,7 @@ bench: $(VENV_STAMP)
 	.venv/bin/python bench/fastagi.py --quick
 	.venv/bin/python bench/ami.py --quick
 	.venv/bin/python bench/ivr.py --quick
+	.venv/bin/python bench/screen_pop.py --quick
 
 clean:
 	rm -rf .venv build *.egg-info
