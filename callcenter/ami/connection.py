@@ -125,6 +125,23 @@ class _EventQueue:
                 waiter.set_result(None)
         return dropped
 
+    def put_all(self, messages: list[AmiMessage]) -> int:
+        """Appends ``messages`` in order; how many of the oldest events were dropped for them (as ``put`` each)."""
+        items = self.items
+        items.extend(messages)
+        dropped = len(items) - self.maxsize
+        if dropped > 0:
+            for _ in range(dropped):
+                items.popleft()
+        else:
+            dropped = 0
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        return dropped
+
     async def wait(self) -> None:
         """Returns once an event is queued."""
         while not self.items:
@@ -171,8 +188,21 @@ class _Session(asyncio.Protocol):
             messages = list(exc.messages)
         if not self.banner_seen.done() and self._parser.banner is not None:
             self.banner_seen.set_result(None)
+        # Most of the stream is events that answer no action: they go to the queue together, in order, without
+        # going through _route one by one.
+        owner = self._owner
+        plain: list[AmiMessage] = []
         for message in messages:
+            headers = message.lowered
+            if "event" in headers and "actionid" not in headers and "response" not in headers:
+                plain.append(message)
+                continue
+            if plain:
+                owner._enqueue_all(plain)
+                plain = []
             self._route(message)
+        if plain:
+            owner._enqueue_all(plain)
 
     def eof_received(self) -> bool | None:
         return None
@@ -607,10 +637,11 @@ class AmiConnection:
         queue = self._queue
         assert queue is not None
         items = queue.items
+        popleft = items.popleft
         while True:
             if not items:
                 await queue.wait()
-            event = items.popleft()
+            event = popleft()
             try:
                 result = handler(event)
                 if result is not None and inspect.isawaitable(result):
@@ -624,17 +655,26 @@ class AmiConnection:
     def _enqueue(self, message: AmiMessage) -> None:
         self.stats.events += 1
         queue = self._queue
-        if queue is None:
-            return
-        if queue.put(message):
-            self.stats.dropped += 1
-            if not self._overflowing:
-                self._overflowing = True
-                log.warning(
-                    "AMI event queue full (%d): dropping the oldest events; the live model needs a resync",
-                    self._queue_size,
-                )
-                self._lost_events()
+        if queue is not None and queue.put(message):
+            self._overflowed(1)
+
+    def _enqueue_all(self, messages: list[AmiMessage]) -> None:
+        self.stats.events += len(messages)
+        queue = self._queue
+        if queue is not None:
+            dropped = queue.put_all(messages)
+            if dropped:
+                self._overflowed(dropped)
+
+    def _overflowed(self, dropped: int) -> None:
+        self.stats.dropped += dropped
+        if not self._overflowing:
+            self._overflowing = True
+            log.warning(
+                "AMI event queue full (%d): dropping the oldest events; the live model needs a resync",
+                self._queue_size,
+            )
+            self._lost_events()
 
     def _protocol_error(self, error: AmiProtocolError) -> None:
         self.stats.protocol_errors += 1

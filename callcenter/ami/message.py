@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import contains, itemgetter
+from operator import itemgetter
 from typing import NoReturn
 
 from callcenter.ami.exceptions import AmiInjectionError, AmiProtocolError
@@ -47,7 +47,7 @@ _FORBIDDEN = ("\r", "\n", "\x00")
 # Headers of a legacy "Response: Follows" reply before the command output starts.
 _FOLLOWS_HEADERS = ("privilege:", "actionid:")
 # The parts of ``line.partition(": ")``.
-_PART_NAME, _PART_VALUE = itemgetter(0), itemgetter(2)
+_PART_NAME, _PART_SEPARATOR, _PART_VALUE = itemgetter(0), itemgetter(1), itemgetter(2)
 # A message's header names as the parser's fast path keeps them: the names, lower-cased, all different, and
 # whether the first is "Response" (a legacy "Response: Follows" reply is left to the line path).
 _Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
@@ -70,16 +70,6 @@ class AmiMessage:
         # The first value of each header, by lower-cased name (the parser builds it as it reads).
         self._first = first
 
-    @classmethod
-    def _parsed(cls, names: Sequence[str], values: Sequence[str], first: dict[str, str]) -> AmiMessage:
-        """The parser's fast path: the (name, value) pairs are only made if :attr:`headers` is read."""
-        message = cls.__new__(cls)
-        message._headers = None
-        message._names = names
-        message._values = values
-        message._first = first
-        return message
-
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:
         headers = self._headers
@@ -95,6 +85,13 @@ class AmiMessage:
 
     def get(self, name: str, default: str = "") -> str:
         return self._first.get(name.lower(), default)
+
+    @property
+    def lowered(self) -> Mapping[str, str]:
+        """The first value of each header under its lower-cased name, for reading only:
+        ``message.lowered.get("uniqueid", "")`` is ``message.get("Uniqueid")`` without lower-casing the name on
+        each lookup (the live-model reducer's hot path)."""
+        return self._first
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header that may repeat (``ChanVariable``, ``Variable``, ``Output``), in order."""
@@ -301,49 +298,65 @@ class AmiParser:
     def _messages(self, segment: bytes, out: list[AmiMessage], errors: list[tuple[str, str]]) -> None:
         """Whole messages (``segment`` starts between two messages and ends with a blank line): the fast path."""
         parsed: list[AmiMessage] | None = None
-        if segment.count(b"\n") == segment.count(b"\r\n"):
+        crlf = segment.count(b"\r\n")
+        # Every LF and every CR belongs to a CRLF (a lone CR inside a value is left to the line path).
+        if segment.count(b"\n") == crlf == segment.count(b"\r"):
             if segment.isascii():
-                parsed = self._split(segment.decode("ascii"))
+                parsed = self._split(segment.decode("ascii"), crlf)
             elif max(map(len, segment.split(b"\r\n"))) <= self.max_line:
-                # Line lengths are counted in bytes, before decoding; decoding never adds or removes a CRLF.
-                parsed = self._split(segment.decode("utf-8", errors="replace"))
+                # Line lengths are counted in bytes, before decoding; decoding never adds or removes a CR or LF.
+                parsed = self._split(segment.decode("utf-8", errors="replace"), crlf)
         if parsed is None:
             self._lines(segment, out, errors)
         else:
             out += parsed
 
-    def _split(self, text: str) -> list[AmiMessage] | None:
-        """``text`` (CRLF line ends, a blank line after each message) as messages, or None for the line path."""
+    def _split(self, text: str, crlf: int) -> list[AmiMessage] | None:
+        """``text`` (``crlf`` CRLFs, no other CR or LF, a blank line after each message) as messages, or None for
+        the line path.
+
+        Each message's line ends become ``": \\r"`` and the result is split at every ``": "``: when each line
+        holds exactly one ``": "`` the pieces are name, value, name, value..., every name but the first starting
+        with the CR of its line end and no value holding one. A CR is always the first character of a piece
+        (it follows the ``": "`` put before it), so counting the CRs among the names of every message, against
+        the line ends of the whole text, proves that each line was split once, at its first ``": "``. A message
+        where that fails (a value holding ``": "``) is split line by line instead.
+        """
         body = text[:-4]
         if not body or body.startswith("\r\n") or "\r\n\r\n\r\n" in text:
             return None  # blank lines between messages: rare, the line path skips them
-        lines = body.split("\r\n")
-        count = len(lines)
-        blank = lines.count("")
-        # Each line but the blank ones that separate messages holds ": " at least once, and none is too long.
-        if sum(map(contains, lines, repeat(": ", count))) != count - blank or max(map(len, lines)) > self.max_line:
-            return None
         shapes = self._shapes
         max_headers = self.max_headers
+        max_line = self.max_line
+        blocks = body.split("\r\n\r\n")
+        lines = 0
         parsed: list[AmiMessage] = []
-        for block in body.split("\r\n\r\n"):
-            tokens = block.replace("\r\n", ": ").split(": ")
-            count = block.count("\r\n") + 1
-            if len(tokens) == 2 * count:
-                # Exactly one ": " per line: names and values alternate.
-                names: Sequence[str] = tokens[::2]
+        append = parsed.append
+        new_message = object.__new__
+        for block in blocks:
+            if len(block) > max_line and max(map(len, block.split("\r\n"))) > max_line:
+                return None
+            tokens = block.replace("\r\n", ": \r").split(": ")
+            names: Sequence[str] = tokens[::2]
+            key = "\n".join(names)
+            count = len(names)
+            if len(tokens) == 2 * count and key.count("\r") == count - 1:
                 values: Sequence[str] = tokens[1::2]
             else:
-                # Some value holds ": " too: each line is split at its first one.
-                parts = list(map(str.partition, block.split("\r\n"), repeat(": ", count)))
+                # Some value holds ": " too: each line is split at its first one (every line must hold one).
+                parts = list(map(str.partition, block.split("\r\n"), repeat(": ")))
+                if not all(map(_PART_SEPARATOR, parts)):
+                    return None
                 names = list(map(_PART_NAME, parts))
                 values = list(map(_PART_VALUE, parts))
+                key = "\n\r".join(names)
+                count = len(parts)
             if count > max_headers:
                 return None
-            key = "\n".join(names)
+            lines += count
             shape = shapes.get(key)
             if shape is None:
-                shape = _shape(names)
+                shape = _shape(key.split("\n\r"))
                 if shape is None:
                     return None
                 if len(shapes) < _MAX_SHAPES:
@@ -351,12 +364,20 @@ class AmiParser:
             names, keys, unique, reply = shape
             if reply and values[0].lower() == "follows":
                 return None
+            # Made here rather than through __init__: the (name, value) pairs are only built if headers is read.
+            message = new_message(AmiMessage)
+            message._headers = None
+            message._names = names
+            message._values = values
             if unique:
-                first = dict(zip(keys, values, strict=True))
+                message._first = dict(zip(keys, values, strict=True))
             else:
                 # A repeated header: the first value wins.
-                first = dict(zip(reversed(keys), reversed(values), strict=True))
-            parsed.append(AmiMessage._parsed(names, values, first))
+                message._first = dict(zip(reversed(keys), reversed(values), strict=True))
+            append(message)
+        # The line ends within messages are the CRLFs but the blank line after each message (two CRLFs each).
+        if lines - len(blocks) != crlf - 2 * len(blocks):
+            return None
         return parsed
 
     def _lines(self, piece: bytes, out: list[AmiMessage], errors: list[tuple[str, str]]) -> None:
