@@ -323,8 +323,6 @@ class AmiParser:
         where that fails (a value holding ``": "``) is split line by line instead.
         """
         body = text[:-4]
-        if not body or body.startswith("\r\n") or "\r\n\r\n\r\n" in text:
-            return None  # blank lines between messages: rare, the line path skips them
         shapes = self._shapes
         max_headers = self.max_headers
         max_line = self.max_line
@@ -343,7 +341,8 @@ class AmiParser:
             if len(tokens) == 2 * count and key.count("\r") == count - 1:
                 values: Sequence[str] = tokens[1::2]
             else:
-                # Some value holds ": " too: each line is split at its first one (every line must hold one).
+                # Some value holds ": " too: each line is split at its first one. A line without one (a blank
+                # line between messages too: rare, the line path skips them) sends the text to the line path.
                 parts = list(map(str.partition, block.split("\r\n"), repeat(": ")))
                 if not all(map(_PART_SEPARATOR, parts)):
                     return None
@@ -369,11 +368,12 @@ class AmiParser:
             message._headers = None
             message._names = names
             message._values = values
+            # keys and values have the same length here (zip's strict check would cost a quarter of the dict).
             if unique:
-                message._first = dict(zip(keys, values, strict=True))
+                message._first = dict(zip(keys, values))  # noqa: B905
             else:
                 # A repeated header: the first value wins.
-                message._first = dict(zip(reversed(keys), reversed(values), strict=True))
+                message._first = dict(zip(reversed(keys), reversed(values)))  # noqa: B905
             append(message)
         # The line ends within messages are the CRLFs but the blank line after each message (two CRLFs each).
         if lines - len(blocks) != crlf - 2 * len(blocks):

@@ -414,7 +414,7 @@ def _set_agent(
         old is not None
         and old.status is status
         and old.linkedid == linkedid
-        and old.paused is paused
+        and old.paused == paused
         and old.pause_reason == pause_reason
         and old.since == since
         and old.wrapup_until == wrapup_until
@@ -429,6 +429,7 @@ def _set_agent(
     updated = AgentState(interface, status, since, pause_reason, paused, queues, linkedid, wrapup_until)
     agents = _put(agents, interface, updated)
     due = model.wrapup_due
+    # The earliest end of a wrap-up can only move when this seat had one or gets one.
     if wrapup_until is not None or (old is not None and old.wrapup_until is not None):
         due = min((a.wrapup_until for a in agents.values() if a.wrapup_until is not None), default=None)
     return LiveModel(
