@@ -50,6 +50,8 @@ TRIGRAM = 3
 # SQLite: up to this many FTS matches are looked up one by one; beyond, the sort order is walked instead.
 FTS_DRIVE_LIMIT = 2000
 FTS_COUNT_LIMIT = 200_000
+# SQLite: a page of a result up to this size is looked up match by match; a larger one walks the sort order.
+PAGE_DRIVE_LIMIT = 500
 TEXT_FTS = "fts_recordings"
 NUMBERS_FTS = "fts_recording_numbers"
 # PostgreSQL: the word table and its text search configuration (a literal, as in the trigger).
@@ -298,40 +300,52 @@ async def run_search(
 ) -> tuple[int, list[Row[Any]]]:
     """The count (stopping after ``count_limit`` + 1 when that is above 0) and one page plus one row.
 
+    Usually one statement: the count rides along with the page as a scalar subquery (evaluated once), and on
+    PostgreSQL a word search takes a window count over the word table.
+
     On SQLite the FTS5 matches are counted first, which costs little: a search on text or a partial number
-    alone takes its total from there, and the size decides how rows are found. A few matches are looked up
-    one by one; many are better met by walking the sort order, or the other filters' index when that yields
-    fewer rows, and keeping the rows that are among them.
+    alone takes its total from there. The numbers then choose how rows are found, separately for the count
+    and for the page. A few matches are looked up one by one; many are better met by walking another index
+    and keeping the rows among them: for the count, the other filters' index when it yields fewer rows; for
+    the page, the sort order, which meets the first rows of a large result soon.
     """
     # (On PostgreSQL every statement is planned for its own values: callcenter.db sets plan_cache_mode.)
     if _words_alone(query, dialect) and cursor is None:
         rows = list((await session.execute(_words_page_with_total(query))).all())
         if rows or query.offset == 0:
             counted = int(rows[0].total) if rows else 0
-            return (counted if count_limit <= 0 else min(counted, count_limit + 1)), rows
+            return _capped(counted, count_limit), rows
     matches = fts_matches(query, dialect)
-    drive = True
-    total: int | None = None
-    if matches:
-        # Counted further than the total needs: the sizes choose the plan, and FTS5 counts cheaply.
-        limit = 0 if count_limit <= 0 else max(count_limit, FTS_COUNT_LIMIT)
-        sizes = [int(await session.scalar(match.count(limit)) or 0) for match in matches]
-        plain = plain_conditions(query)
-        if len(matches) == 1 and not plain:
-            total = sizes[0] if count_limit <= 0 else min(sizes[0], count_limit + 1)
-        fewest = min(sizes)
-        if fewest > FTS_DRIVE_LIMIT and plain:
+    if not matches:
+        return await _count_and_page(session, query, dialect, count_limit, cursor)
+    # Counted further than the total needs: the sizes choose the plan, and FTS5 counts cheaply.
+    limit = 0 if count_limit <= 0 else max(count_limit, FTS_COUNT_LIMIT)
+    sizes = [int(await session.scalar(match.count(limit)) or 0) for match in matches]
+    plain = plain_conditions(query)
+    fewest = min(sizes)
+    if len(matches) == 1 and not plain:
+        total = sizes[0]
+    else:
+        drive = fewest <= FTS_DRIVE_LIMIT
+        if not drive and plain:
             # Many matches, and other filters: walk whichever side is smaller (counting stops there).
             others: Select[Any] = select(literal_column("1")).select_from(Recording).where(*plain).limit(fewest + 1)
             drive = int(await session.scalar(select(func.count()).select_from(others.subquery())) or 0) > fewest
-        else:
-            drive = fewest <= FTS_DRIVE_LIMIT
-    page = page_statement(query, dialect, cursor, drive=drive)
-    if total is not None:
-        return total, list((await session.execute(page)).all())
-    # One round trip: the count rides along with the page as a scalar subquery (evaluated once).
-    count = count_statement(query, dialect, count_limit, drive=drive)
-    rows = list((await session.execute(page.add_columns(count.scalar_subquery().label("total")))).all())
+        total = int(await session.scalar(count_statement(query, dialect, count_limit, drive=drive)) or 0)
+    page = page_statement(query, dialect, cursor, drive=total <= PAGE_DRIVE_LIMIT)
+    return _capped(total, count_limit), list((await session.execute(page)).all())
+
+
+def _capped(total: int, count_limit: int) -> int:
+    return total if count_limit <= 0 else min(total, count_limit + 1)
+
+
+async def _count_and_page(
+    session: AsyncSession, query: SearchQuery, dialect: str, count_limit: int, cursor: Cursor | None
+) -> tuple[int, list[Row[Any]]]:
+    count = count_statement(query, dialect, count_limit)
+    page = page_statement(query, dialect, cursor).add_columns(count.scalar_subquery().label("total"))
+    rows = list((await session.execute(page)).all())
     if rows:
         return int(rows[0].total), rows
     if cursor is None and query.offset == 0:

@@ -437,6 +437,7 @@ async def test_many_or_few_fts_matches_give_the_same_answers(
     few = [await found(recs, corpus, **params) for params in searches]
     # SQLite walks the sort order once the FTS matches are "many"; PostgreSQL has one plan either way.
     monkeypatch.setattr(search_module, "FTS_DRIVE_LIMIT", 0)
+    monkeypatch.setattr(search_module, "PAGE_DRIVE_LIMIT", 0)
     assert [await found(recs, corpus, **params) for params in searches] == few
     assert few[0] == ["c", "b", "a"]
     totals = [(await recs.search(SearchQuery(**params))).total for params in searches]
