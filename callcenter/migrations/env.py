@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import callcenter.auth.models  # noqa: F401  (registers the tables on Base.metadata for autogenerate)
-import callcenter.calls.models  # noqa: F401
+import callcenter.auth.models
+import callcenter.calls.models
 import callcenter.seats.models  # noqa: F401
 import crm_bridge.models  # noqa: F401
 import recordings.models  # noqa: F401
