@@ -48,9 +48,10 @@ _FORBIDDEN = ("\r", "\n", "\x00")
 _FOLLOWS_HEADERS = ("privilege:", "actionid:")
 # The parts of ``line.partition(": ")``.
 _PART_NAME, _PART_SEPARATOR, _PART_VALUE = itemgetter(0), itemgetter(1), itemgetter(2)
-# A message's header names as the parser's fast path keeps them: the names, lower-cased, all different, and
-# whether the first is "Response" (a legacy "Response: Follows" reply is left to the line path).
-_Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
+# A message's header names as the parser's fast path keeps them: the names, lower-cased, all different,
+# whether the first is "Response" (a legacy "Response: Follows" reply is left to the line path), and a dict of
+# the lower-cased names, copied for each message's first values.
+_Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool, dict[str, str]]
 _MAX_SHAPES = 1024
 
 
@@ -360,7 +361,7 @@ class AmiParser:
                     return None
                 if len(shapes) < _MAX_SHAPES:
                     shapes[key] = shape
-            names, keys, unique, reply = shape
+            names, keys, unique, reply, template = shape
             if reply and values[0].lower() == "follows":
                 return None
             # Made here rather than through __init__: the (name, value) pairs are only built if headers is read.
@@ -368,9 +369,11 @@ class AmiParser:
             message._headers = None
             message._names = names
             message._values = values
-            # keys and values have the same length here (zip's strict check would cost a quarter of the dict).
             if unique:
-                message._first = dict(zip(keys, values))  # noqa: B905
+                # A copy of the shape's dict of names is already the right size: filling it beats dict(zip()).
+                first = template.copy()
+                first.update(zip(keys, values))  # noqa: B905 - as many values as keys here
+                message._first = first
             else:
                 # A repeated header: the first value wins.
                 message._first = dict(zip(reversed(keys), reversed(values)))  # noqa: B905
@@ -512,7 +515,7 @@ def _shape(names: Sequence[str]) -> _Shape | None:
     if "" in names or ":" in joined or joined != "".join(joined.split()):
         return None
     keys = tuple(map(str.lower, names))
-    return tuple(names), keys, len(set(keys)) == len(keys), keys[0] == "response"
+    return tuple(names), keys, len(set(keys)) == len(keys), keys[0] == "response", dict.fromkeys(keys, "")
 
 
 def _blank_line_end(buffer: bytearray, end: int) -> int:
