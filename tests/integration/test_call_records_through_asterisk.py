@@ -1,5 +1,6 @@
 """Call records through the real Asterisk: written once when the engine restarts mid-call (reconciled from
-Asterisk's channel event log), and an expert handoff nobody answers ends in a voicemail, never a drop."""
+Asterisk's channel event log), and an expert handoff nobody answers ends in a voicemail or, on the caller's
+key, a callback request, never a drop."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from callcenter.keys import CALLS, LIVE
 from callcenter.model import AgentStatus
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
+from crm_bridge.models import RecordType, ServiceRecord
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route, user_api
 
@@ -140,3 +142,77 @@ async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
         await database.close()
     assert records == 1
     assert expert not in (row.expert or "")
+
+
+async def test_a_caller_no_expert_answers_presses_2_and_leaves_a_callback_request(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    general = config.queues.general
+    quick = config.model_copy(update={"calls": config.calls.model_copy(update={"expert_timeout": 5})})
+    bus = Bus()
+    outcomes: list[Event] = []
+    bus.subscribe("call.expert_outcome", outcomes.append)
+    async with running_engine(quick, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        async with user_api(app, Role.AGENT, "1001") as agent_api:
+            assert (await agent_api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]}))[0] == 200
+            agent_phone = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
+            # The offer comes about 7 s in (5 s in the empty expert queue after the handoff); the caller presses 2
+            # at 11 s, while it plays or while Read() waits, and then waits for Asterisk to hang up.
+            caller = phones.call(
+                "caller",
+                quick.sip.dids[0],
+                CallerScript(caller_number="5550403", digits="2", wait_before_digits_ms=11000, remote_hangup=True),
+                local_ip=PSTN,
+                local_port=5280,
+            )
+            agent = "PJSIP/1001"
+            assert await wait_for(
+                lambda: agent in live.model.agents and live.model.agents[agent].status is AgentStatus.ON_CALL,
+                timeout=30,
+            )
+            linkedid = live.model.agents[agent].linkedid
+            status, handoff = await agent_api.call(
+                "POST", f"/api/v1/calls/{linkedid}/transfer-to-expert", {"notes": "wants the firmware expert"}
+            )
+            assert status == 202, handoff
+            assert await asyncio.to_thread(agent_phone.wait, 15) == 0
+            assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
+            assert await wait_for(lambda: bool(outcomes), timeout=10)
+            assert outcomes[0].data["outcome"] == "callback", outcomes[0].data
+            assert outcomes[0].data["linkedid"] == linkedid
+
+            async def callback_record() -> ServiceRecord | None:
+                database = Database(quick.database_url)
+                await database.open()
+                try:
+                    async with database.session() as session:
+                        return await session.scalar(
+                            select(ServiceRecord).where(
+                                ServiceRecord.linkedid == linkedid, ServiceRecord.type == RecordType.CALLBACK_VISIT
+                            )
+                        )
+                finally:
+                    await database.close()
+
+            # The request goes through the outbox: it lands in the CRM with the agent's notes for the expert.
+            deadline = asyncio.get_running_loop().time() + 15
+            record = await callback_record()
+            while record is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.3)
+                record = await callback_record()
+    assert record is not None
+    assert record.status == "new"
+    assert record.caller_number is not None
+    assert record.caller_number.endswith("5550403")
+    assert "wants the firmware expert" in record.content
+    database = Database(quick.database_url)
+    await database.open()
+    try:
+        async with database.session() as session:
+            row = await session.get(ExpertHandoff, handoff["handoff_id"])
+    finally:
+        await database.close()
+    assert row is not None
+    assert row.outcome == "callback"
