@@ -62,7 +62,7 @@ from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
-from recordings.control import RecordingControl
+from recordings.control import RecordingControl, RecordingRules
 from recordings.control_http import recording_control_routes
 from recordings.http import recordings_routes
 from recordings.plugin import build_recordings, recordings_ctx
@@ -152,7 +152,13 @@ def build_app(
     app[CALLBACKS] = CallbackService(config, bus, auth, app[CALLS], lambda: live.connection, lambda: live.model)
     app[RECORDINGS] = build_recordings(config, database, auth)
     app[RECORDING_CONTROL] = RecordingControl(
-        app[RECORDINGS], database, bus, lambda: live.connection, lambda: live.model
+        app[RECORDINGS],
+        database,
+        bus,
+        lambda: live.connection,
+        lambda: live.model,
+        rules=RecordingRules(config.recordings.record_tiers, config.recordings.record_queues),
+        tier=crm.best_tier,
     )
     ports = flow_ports or adapters.flow_ports(
         crm=crm, outbox=app[CRM_OUTBOX], recordings=app[RECORDINGS], recording=app[RECORDING_CONTROL]

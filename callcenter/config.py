@@ -348,6 +348,11 @@ class RecordingsConfig(_Section):
     # Searches count matches exactly up to this many and then answer "at least this many" (total_exact false):
     # an exact count of a million rows costs more than the page itself. 0 always counts everything.
     search_count_limit: int = Field(10_000, ge=0, le=100_000_000)
+    # Recording rules: a call whose caller's best CRM tier is listed here, or that joins a queue listed here,
+    # is also recorded on demand from the moment it is queued (the wait, the agent and any expert leg in one
+    # file of its own), described by the rule that started it. The full recordings are made either way.
+    record_tiers: list[Literal["vip", "gold", "silver", "standard"]] = Field(default_factory=list, max_length=4)
+    record_queues: list[str] = Field(default_factory=list, max_length=16)
 
 
 class AuthConfig(_Section):
@@ -386,6 +391,14 @@ class Config(_Section):
     auth: AuthConfig = AuthConfig()
     crm: CrmConfig = CrmConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+
+    @model_validator(mode="after")
+    def _rule_queues(self) -> Config:
+        known = (self.queues.general, self.queues.expert)
+        for queue in self.recordings.record_queues:
+            if queue not in known:
+                raise ValueError(f"recordings.record_queues: {queue!r} is not a queue (queues are {', '.join(known)})")
+        return self
 
     @property
     def database_url(self) -> str:

@@ -109,7 +109,8 @@ _CALLERS = (
 
 
 def demo_config(config: Config) -> Config:
-    """Gives every desk phone without a contact a static one, where a SIPp phone of the demo answers."""
+    """Gives every desk phone without a contact a static one, where a SIPp phone of the demo answers, and records
+    VIP callers from the moment they are queued (a recording rule) unless the configuration has rules of its own."""
     phones = []
     for index, phone in enumerate(config.sip.phones):
         if phone.contact:
@@ -117,7 +118,10 @@ def demo_config(config: Config) -> Config:
             continue
         contact = f"sip:{phone.extension}@{PHONE_ADDRESS}:{PHONE_BASE_PORT + index}"
         phones.append(phone.model_copy(update={"contact": contact}))
-    return config.model_copy(update={"sip": config.sip.model_copy(update={"phones": phones})})
+    recordings = config.recordings
+    if not recordings.record_tiers and not recordings.record_queues:
+        recordings = recordings.model_copy(update={"record_tiers": ["vip"]})
+    return config.model_copy(update={"sip": config.sip.model_copy(update={"phones": phones}), "recordings": recordings})
 
 
 class Demo:

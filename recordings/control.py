@@ -3,7 +3,8 @@
 - Full recording: every queue call from the moment a seat answers (``call.answered``), both directions mixed,
   by MixMonitor on the seat's channel. An expert leg is a second full recording of the same call.
 - On demand: started and stopped by the agent (API) or by a program (the IVR's ``record`` step, for
-  complaints), by MixMonitor on the caller's channel, so that it is a recording of its own.
+  complaints; a recording rule, when a call of a listed CRM tier or to a listed queue is queued), by
+  MixMonitor on the caller's channel, so that it is a recording of its own.
 - PCI pause: MixMonitorMute on every recorded channel of the call (the full and the on-demand recordings go
   silent together, with the timeline kept) and a paused interval on each row.
 - A recording ends with the call (Asterisk closes the file at hangup) or when stopped; the row is then completed
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,8 @@ log = logging.getLogger("recordings.control")
 
 # Asterisk closes a recording's file at hangup on its own thread: give it a moment before hashing the file.
 CLOSE_GRACE_SECONDS = 1.0
+# Calls remembered as looked at by the recording rules, at most.
+RULED_MAX = 50_000
 
 
 class RecordingControlError(Exception):
@@ -52,6 +55,17 @@ class Active:
     channel: str
     mix_monitor_id: str | None
     linkedid: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRules:
+    """Calls recorded on demand from the moment they are queued: by the caller's best CRM tier, or the queue."""
+
+    tiers: Collection[str] = ()
+    queues: Collection[str] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.tiers or self.queues)
 
 
 @dataclass(slots=True)
@@ -70,6 +84,8 @@ class RecordingControl:
         model: Callable[[], LiveModel],
         *,
         full: bool = True,
+        rules: RecordingRules | None = None,
+        tier: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._service = service
         self._database = database
@@ -77,6 +93,10 @@ class RecordingControl:
         self._ami = ami
         self._model = model
         self._full = full
+        self._rules = rules or RecordingRules()
+        self._tier = tier
+        # Calls whose rules were looked at (once a call: the expert queue does not start a second recording).
+        self._ruled: set[str] = set()
         self._calls: dict[str, _CallRecordings] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -86,6 +106,8 @@ class RecordingControl:
             self._bus.subscribe("call.answered", self._on_answered),
             self._bus.subscribe("call.ended", self._on_ended),
         ]
+        if self._rules:
+            self._unsubscribe.append(self._bus.subscribe("queue.changed", self._on_queue_changed))
 
     async def close(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -245,11 +267,48 @@ class RecordingControl:
                 rows.append(await self._service.resume(item.id, at=now, actor=actor))
         return rows
 
+    # -- recording rules ------------------------------------------------------------------------------------
+
+    async def _on_queue_changed(self, event: Event) -> None:
+        queue = self._model().queues.get(str(event.data.get("queue") or ""))
+        if queue is None:
+            return
+        for caller in queue.waiting:
+            if caller.linkedid in self._ruled:
+                continue
+            if len(self._ruled) >= RULED_MAX:
+                # Calls whose end was never seen: forgetting them costs at most a refused second recording.
+                self._ruled.clear()
+            self._ruled.add(caller.linkedid)
+            reason = await self._rule_reason(queue.name, caller.caller_number)
+            if reason is None:
+                continue
+            try:
+                await self.record(caller.linkedid, actor=None, description=reason)
+            except RecordingControlError as exc:
+                # Already recorded on demand (the IVR's complaint recording, say), or the caller just left.
+                log.info("rule recording of %s not started: %s", caller.linkedid, exc)
+
+    async def _rule_reason(self, queue: str, caller_number: str) -> str | None:
+        if queue in self._rules.queues:
+            return f"Recorded by rule: every call to queue {queue}."
+        if not self._rules.tiers or self._tier is None or not caller_number:
+            return None
+        try:
+            tier = await self._tier(caller_number)
+        except Exception:
+            log.warning("CRM tier lookup for a recording rule failed; the call is recorded in full only", exc_info=True)
+            return None
+        if tier is not None and tier in self._rules.tiers:
+            return f"Recorded by rule: every call of {tier} customers."
+        return None
+
     # -- the end of the call --------------------------------------------------------------------------------
 
     def _on_ended(self, event: Event) -> None:
         call: Any = event.data.get("call") or {}
         linkedid = str(call.get("linkedid") or "")
+        self._ruled.discard(linkedid)
         calls = self._calls.pop(linkedid, None)
         if calls is None:
             return

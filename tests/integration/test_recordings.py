@@ -1,5 +1,6 @@
 """Recordings through the real Asterisk: a full recording of every answered queue call, an on-demand recording
-started and paused through the API (silent exactly while paused), and QA search finding both."""
+started and paused through the API (silent exactly while paused), QA search finding both, and a recording rule
+that records a VIP customer's call from the moment it is queued."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import array
 import asyncio
 import math
 import secrets
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,11 @@ from callcenter import dialplan
 from callcenter.auth.permissions import Role
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
-from callcenter.keys import AUTH, LIVE
+from callcenter.keys import AUTH, CRM, LIVE
 from callcenter.model import AgentStatus
 from callcenter.sandbox import Sandbox
 from callcenter.sipp import CallerScript, Phones
+from crm_bridge.schemas import CustomerIn, PhoneIn
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api, queue_route, user_api
 
@@ -137,3 +140,59 @@ async def test_an_answered_call_is_recorded_in_full_and_an_on_demand_recording_i
     assert abs(silent_from - pause_start) <= 1.0, (runs, pause_start, pause_end)
     assert _rms(samples[: longest_start * step]) > 300
     assert _rms(samples[longest_end * step :]) > 300
+
+
+async def test_a_recording_rule_records_a_vip_callers_call_from_the_moment_it_is_queued(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    ruled = config.model_copy(update={"recordings": config.recordings.model_copy(update={"record_tiers": ["vip"]})})
+    bus = Bus()
+    started: list[tuple[float, Event]] = []
+    bus.subscribe("recording.started", lambda event: started.append((time.monotonic(), event)))
+    answered: list[float] = []
+    bus.subscribe("call.answered", lambda _event: answered.append(time.monotonic()))
+    finished: list[Event] = []
+    bus.subscribe("recording.finished", finished.append)
+    general = config.queues.general
+    async with running_engine(ruled, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        number = f"1390001{secrets.randbelow(10000):04d}"
+        await app[CRM].create_customer(
+            CustomerIn(name="Vera Important", tier="vip", phones=[PhoneIn(number=number)]), actor="test"
+        )
+        async with user_api(app, Role.AGENT, "1001") as agent_api:
+            phone = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
+            # Nobody staffs the queue yet: the caller waits, talking from 1.5 s, and hangs up at 13.5 s.
+            caller = phones.call(
+                "caller",
+                config.sip.dids[0],
+                CallerScript(caller_number=number, wait_before_digits_ms=1500, talk_ms=12000, speech=True),
+                local_ip=PSTN,
+                local_port=5284,
+            )
+            assert await wait_for(lambda: bool(started), timeout=20)
+            await asyncio.sleep(3.0)
+            assert (await agent_api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]}))[0] == 200
+            assert await wait_for(lambda: bool(answered), timeout=30)
+            assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
+            assert await asyncio.to_thread(phone.wait, 15) == 0
+            assert await wait_for(lambda: len(finished) >= 2, timeout=10)
+        linkedid = started[0][1].data["linkedid"]
+        async with aiohttp.ClientSession() as http:
+            qa = await _qa_api(app, http)
+            status, page = await qa.call("GET", f"/api/v1/recordings?linkedid={linkedid}&sort=started_at&order=asc")
+            assert status == 200, page
+    by_kind = {item["kind"]: item for item in page["items"]}
+    assert set(by_kind) == {"full", "on_demand"}, page
+    rule, full = by_kind["on_demand"], by_kind["full"]
+    # Started by the rule while the caller waited, before any agent answered; the full recording at the answer.
+    assert started[0][1].data["kind"] == "on_demand"
+    assert started[0][0] < answered[0] - 2.5
+    assert "vip" in rule["description"]
+    assert rule["caller_number"] == number
+    assert rule["status"] == "complete"
+    assert rule["duration"] > full["duration"] + 2.5, (rule, full)
+    rate, samples = _read(_file(config.recordings_dir, rule["id"]))
+    assert len(samples) / rate > 6.0
+    assert _rms(samples) > 300

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.config import ConfigError, load_config
+from crm_bridge.models import Tier
 
 
 def test_defaults_need_no_file() -> None:
@@ -50,6 +51,8 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
         ('[ami]\npassword = "abcdefghijkl\\n[evil]"\n', {}, "ami.password"),
         ('[ami]\npassword = "abcdefghijkl;x"\n', {}, "ami.password"),
         ('[[sip.phones]]\nextension = "1001"\npassword = ""\n', {}, "sip.phones.0.password"),
+        ('[recordings]\nrecord_tiers = ["VIP"]\n', {}, "recordings.record_tiers.0"),
+        ('[recordings]\nrecord_queues = ["sales"]\n', {}, "'sales' is not a queue"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(
@@ -89,3 +92,13 @@ def test_an_empty_ami_password_gets_a_private_random_secret(tmp_path: Path) -> N
     assert (tmp_path / "ami.secret").stat().st_mode & 0o777 == 0o600
     other = load_config(environ={"CALLCENTER_PATHS_DATA_DIR": str(tmp_path / "other")})
     assert ami_secret(other) != first
+
+
+def test_recording_rule_tiers_are_the_crms_tiers(tmp_path: Path) -> None:
+    path = tmp_path / "cc.toml"
+    path.write_text('[recordings]\nrecord_tiers = ["vip", "gold"]\nrecord_queues = ["expert"]\n', encoding="utf-8")
+    config = load_config(path, environ={})
+    assert (config.recordings.record_tiers, config.recordings.record_queues) == (["vip", "gold"], ["expert"])
+    for tier in Tier:
+        path.write_text(f'[recordings]\nrecord_tiers = ["{tier}"]\n', encoding="utf-8")
+        assert load_config(path, environ={}).recordings.record_tiers == [tier.value]
