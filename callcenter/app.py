@@ -73,6 +73,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callcenter.app")
 
+# Seconds the engine waits at shutdown for event subscribers still running before it closes the database.
+SHUTDOWN_DRAIN_SECONDS = 5.0
+
 
 def build_flows(config: Config, bus: Bus, ports: FlowPorts, *, clock: Clock | None = None) -> FlowsService:
     """The IVR flows from ``[flows]``, checked now: an engine whose flows are broken does not start."""
@@ -218,6 +221,13 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(Path(config.data_dir).mkdir, parents=True, exist_ok=True)
     await database.open()
     yield
+    # The other parts have stopped (this context is torn down last). Subscribers still running, such as a seat
+    # restore after a late resync, finish on the database they started with: closed under them, their
+    # connections would be left to the garbage collector.
+    try:
+        await asyncio.wait_for(app[BUS].drain(), SHUTDOWN_DRAIN_SECONDS)
+    except TimeoutError:
+        log.warning("event subscribers still running after %s s; closing the database anyway", SHUTDOWN_DRAIN_SECONDS)
     await database.close()
 
 
