@@ -4,9 +4,9 @@ What one pop goes through, in one process on one uvloop event loop, as in the en
 
 1. an ``AgentCalled`` AMI message into the engine's own live service (``LiveService._on_event``: the pure reducer
    ``callcenter.ami.reducer.apply``, then ``call.offered`` on the bus), which is what the AMI connection feeds;
-2. the screen-pop (``crm_bridge.screenpop.ScreenPop``): the customer files of the calling number from the CRM
-   (``CrmService.files_by_number``: three indexed queries), the last calls from ``call_records`` (one query),
-   the IVR path and the wait from memory, then JSON and the websocket hub;
+2. the screen-pop (``crm_bridge.screenpop.ScreenPop``): the customer files of the calling number and its last calls
+   from ``call_records`` (``crm_bridge.popquery.PopReader``: four indexed statements on one pooled connection, on
+   SQLite in one trip to the driver's thread), the IVR path and the wait from memory, then JSON and the hub;
 3. the real aiohttp websocket route on 127.0.0.1, and a real aiohttp websocket client logged in as the ringing
    agent (bearer token), which notes when the frame arrives.
 
@@ -19,8 +19,8 @@ and PostgreSQL (``CC_BENCH_POSTGRES_URL``, in a schema of its own that is droppe
 Two phases per backend:
 
 - **one at a time**: each pop waits for the previous one's frame: the latency of a pop with nothing else going on,
-  with a breakdown (CRM lookup, history and assembly, hub, and everything outside the screen-pop: reducer, bus,
-  socket, client);
+  with a breakdown (the database read, the payload's assembly, hub, and everything outside the screen-pop: reducer,
+  bus, socket, client);
 - **paced**: pops arrive at random (Poisson) at ``--rate`` per second (default 20: 72,000 offered calls an hour, a very
   big center) over 20 agents' pages, so pops sometimes overlap and the loop sometimes idles between them.
 
@@ -157,10 +157,10 @@ class Phase:
             "p99_ms": pct(self.latency_ms, 99),
             "max_ms": max(self.latency_ms, default=float("nan")),
             "mean_ms": statistics.fmean(self.latency_ms) if self.latency_ms else float("nan"),
-            "crm_ms_p50": pct(self.crm_ms, 50),
-            "crm_ms_p99": pct(self.crm_ms, 99),
-            "history_and_assembly_ms_p50": pct(history, 50),
-            "history_and_assembly_ms_p99": pct(history, 99),
+            "read_ms_p50": pct(self.crm_ms, 50),
+            "read_ms_p99": pct(self.crm_ms, 99),
+            "payload_ms_p50": pct(history, 50),
+            "payload_ms_p99": pct(history, 99),
             "hub_ms_p50": pct(hub, 50),
             "hub_ms_p99": pct(hub, 99),
             "outside_ms_p50": pct(outside, 50),
@@ -395,13 +395,13 @@ class Engine:
         self._instrument()
 
     def _instrument(self) -> None:
-        """Times the CRM lookup and the whole payload of each pop (wrappers on this instance only)."""
-        files_by_number, build = self.crm.files_by_number, self.screen.build
+        """Times the database read and the whole payload of each pop (wrappers on this instance only)."""
+        read, build = self.screen.reader.read, self.screen.build
 
-        async def timed_files(number: str, **kwargs: Any) -> Any:
+        async def timed_read(number: str) -> Any:
             began = time.perf_counter()
             try:
-                return await files_by_number(number, **kwargs)
+                return await read(number)
             finally:
                 self.timing["crm"] = time.perf_counter() - began
 
@@ -412,7 +412,7 @@ class Engine:
             finally:
                 self.timing["build"] = time.perf_counter() - began
 
-        self.crm.files_by_number = timed_files  # type: ignore[method-assign]
+        self.screen.reader.read = timed_read  # type: ignore[method-assign]
         self.screen.build = timed_build  # type: ignore[method-assign]
 
     async def start(self, tokens: list[str]) -> None:
@@ -661,8 +661,8 @@ def report(phases: list[Phase]) -> None:
         if phase.crm_ms:
             say(
                 f"{'':<11} where the time goes (p50 / p99 ms): "
-                f"CRM files {s['crm_ms_p50']:.2f} / {s['crm_ms_p99']:.2f}; "
-                f"history + payload {s['history_and_assembly_ms_p50']:.2f} / {s['history_and_assembly_ms_p99']:.2f}; "
+                f"database read (files + calls) {s['read_ms_p50']:.2f} / {s['read_ms_p99']:.2f}; "
+                f"payload {s['payload_ms_p50']:.2f} / {s['payload_ms_p99']:.2f}; "
                 f"JSON + hub {s['hub_ms_p50']:.2f} / {s['hub_ms_p99']:.2f}; reducer, bus, socket, client "
                 f"{s['outside_ms_p50']:.2f} / {s['outside_ms_p99']:.2f}"
             )

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger("callcenter.db")
@@ -144,6 +145,13 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _reset_sqlite(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    # The pool's rollback when a connection comes back is a round trip to aiosqlite's thread even with nothing to
+    # roll back (a session that committed, a read in autocommit); SQLite says whether a transaction is open.
+    if state.asyncio_safe and not state.transaction_was_reset and dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.rollback()
+
+
 def _translate(exc: BaseException) -> DatabaseError:
     if isinstance(exc, sa_exc.IntegrityError):
         return ConstraintViolation("the change conflicts with existing data")
@@ -209,10 +217,12 @@ class Database:
             self.url,
             echo=self.echo,
             pool_pre_ping=not _is_sqlite(self.url),
+            pool_reset_on_return=None if _is_sqlite(self.url) else "rollback",
             connect_args=connect_args,
         )
         if _is_sqlite(self.url):
             event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+            event.listen(engine.sync_engine, "reset", _reset_sqlite)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         log.info("database %s", mask_url(self.url))

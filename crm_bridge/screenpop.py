@@ -12,22 +12,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-
 from callcenter.bus import Bus, Event
-from callcenter.calls.models import CallRecord
-from callcenter.calls.records import caller_tail
 from callcenter.db import Database, DatabaseError
 from callcenter.model import LiveModel
 from callcenter.web.ws import Hub
-from crm_bridge.services import CrmService, CustomerFile
+from crm_bridge.popquery import HISTORY as HISTORY
+from crm_bridge.popquery import PopReader
+from crm_bridge.services import CrmService
 
 log = logging.getLogger("crm_bridge.screenpop")
 
-HISTORY = 10
 _MEMORY = 5000
 
 
@@ -37,27 +34,6 @@ class _Recent(OrderedDict[str, dict[str, Any]]):
         self.move_to_end(key)
         while len(self) > _MEMORY:
             self.popitem(last=False)
-
-
-def _numbers(files: Iterable[CustomerFile], calling: str) -> list[str]:
-    found = {calling} if calling else set()
-    for file in files:
-        found.update(phone.number for phone in file.customer.phones)
-    return sorted(found)[:50]
-
-
-def _history_row(row: CallRecord) -> dict[str, Any]:
-    return {
-        "linkedid": row.linkedid,
-        "started_at": row.started_at.isoformat(),
-        "caller_number": row.caller_number,
-        "outcome": row.outcome,
-        "choice": row.ivr_choice,
-        "agent": row.agent,
-        "expert": row.expert,
-        "talk_time": row.talk_time,
-        "notes": row.handoff_notes,
-    }
 
 
 class ScreenPop:
@@ -73,7 +49,8 @@ class ScreenPop:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._crm = crm
-        self._database = database
+        # The files and the history in one connection checkout, on the raw driver (crm_bridge.popquery).
+        self.reader = PopReader(database, crm.rules)
         self._bus = bus
         self._hub = hub
         self._model = model
@@ -115,18 +92,32 @@ class ScreenPop:
             payload = await self.build(str(event.data.get("linkedid") or ""), str(event.data.get("queue") or ""))
         except DatabaseError as exc:
             log.warning("screen-pop for %s without the CRM: %s", agent, exc)
-            payload = {"linkedid": event.data.get("linkedid"), "crm_unavailable": True}
+            payload = self._without_crm(str(event.data.get("linkedid") or ""))
         payload["agent"] = agent
         self._hub.send("screen_pop", payload, extension=agent.removeprefix("PJSIP/"))
         self.popped += 1
         self.last_latency = time.perf_counter() - started
+
+    def _without_crm(self, linkedid: str) -> dict[str, Any]:
+        """The frame when the CRM cannot be read: still who is calling (as given, like all caller text)."""
+        call = self._model().calls.get(linkedid)
+        return {
+            "linkedid": linkedid,
+            "crm_unavailable": True,
+            "caller": {
+                "number": call.caller_number if call else "",
+                "name": call.caller_name if call else "",
+                "did": call.did if call else "",
+            },
+        }
 
     async def build(self, linkedid: str, queue: str) -> dict[str, Any]:
         """The screen-pop of one call (also served by the API for a page opened mid-call)."""
         call = self._model().calls.get(linkedid)
         number = call.caller_number if call else ""
         name = call.caller_name if call else ""
-        files, history = await self._lookup(number)
+        found = await self.reader.read(number)
+        files, history = found.files, found.history
         ivr = self._ivr.get(linkedid) or {}
         handoff = self._handoffs.get(linkedid)
         waited = None
@@ -162,25 +153,3 @@ class ScreenPop:
                 "requested_at": handoff.get("requested_at"),
             },
         }
-
-    async def _lookup(self, number: str) -> tuple[list[CustomerFile], list[dict[str, Any]]]:
-        if not number:
-            return [], []
-        files = await self._crm.files_by_number(number)
-        numbers = _numbers(files, number)
-        tails = sorted({tail for tail in map(caller_tail, numbers) if tail})
-        if not tails:
-            return files, []
-        keys = {key for key in map(self._crm.phone_key, numbers) if key}
-        async with self._database.session() as session:
-            rows = (
-                await session.scalars(
-                    select(CallRecord)
-                    .where(CallRecord.caller_tail.in_(tails))
-                    .order_by(CallRecord.started_at.desc())
-                    .limit(HISTORY * 5)
-                )
-            ).all()
-        # The tail finds candidates; the CRM's numbering rules say which are the same number.
-        same = [row for row in rows if row.caller_number in numbers or self._crm.phone_key(row.caller_number) in keys]
-        return files, [_history_row(row) for row in same[:HISTORY]]

@@ -1,10 +1,11 @@
 """The CRM's logic: customer files and their lookup, service records and their lifecycle, products, the knowledge base.
 
 Every query binds its values; caller input (a caller ID, a typed code, a search) never becomes SQL text. The
-screen-pop lookup (a caller ID to the files of every customer owning that number) is three indexed queries in one
+lookup by number (a caller ID to the files of every customer owning that number) is three indexed queries in one
 session whatever the number of owners: the owners, their numbers and contacts together, and their service records
 (the latest ten and the open ones of every owner in one windowed query). It reads Core rows, not ORM objects:
-loading objects was most of its cost.
+loading objects was most of its cost. The screen-pop reads the same files, and the calls, with the same statements
+on the raw driver (crm_bridge.popquery): the async execution path and its round trips were most of a pop's cost.
 """
 
 from __future__ import annotations

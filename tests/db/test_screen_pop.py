@@ -7,9 +7,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import aiosqlite
 import pytest
 
 # tests/db is on sys.path (pytest's prepend import mode, no __init__.py): the outbox tests are a module there.
@@ -29,7 +30,7 @@ from callcenter.model import Call, LiveModel, QueueSegment
 from callcenter.web.errors import error_middleware
 from callcenter.web.ws import Hub, frame, ws_routes
 from crm_bridge.models import Customer, RecordStatus, RecordType, ServiceRecord
-from crm_bridge.schemas import ContactIn, CustomerIn, PhoneIn, ServiceRecordIn
+from crm_bridge.schemas import ContactIn, CustomerIn, CustomerPatch, PhoneIn, ServiceRecordIn
 from crm_bridge.screenpop import HISTORY, ScreenPop
 from crm_bridge.services import CrmService
 
@@ -293,6 +294,129 @@ async def test_every_way_a_trunk_writes_the_number_finds_the_same_customer(pop: 
     assert body["caller"]["number"] == caller_id
 
 
+async def test_the_pops_read_gives_the_same_files_as_the_crm_service(pop: Pop) -> None:
+    """The screen-pop reads on the raw driver; what it gives must be what the CRM's ORM path gives."""
+    shared = "+86 139 1234 5678"
+    first = await add_customer(
+        pop.crm,
+        HTML_NAME,
+        shared,
+        "010-6234 5678",
+        tier="gold",
+        contacts=(ContactIn(name=SQL_NAME, role="boss", phone="139 1111 2222", email="a@example.com"),),
+    )
+    second = await add_customer(pop.crm, "Shop", shared, tier="vip")
+    await pop.crm.update_customer(
+        first,
+        CustomerPatch(
+            churn_risk=True,
+            notes=CRLF_NAME,
+            first_contact=datetime(2029, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+            last_contact=datetime(2030, 2, 1, tzinfo=UTC),
+        ),
+    )
+    for index in range(20):
+        await pop.crm.create_service_record(
+            ServiceRecordIn(
+                type=RecordType.REPAIR_BOOKING,
+                content=f"visit {index}",
+                customer_id=first if index % 3 else second,
+                follow_up=date(2030, 4, 1 + index),
+                appointment_at=datetime(2030, 4, 2, 9, index, 30, 250000, tzinfo=UTC),
+                caller_number=shared,
+                caller_name=KILOBYTE_NAME,
+            ),
+            actor="amy",
+        )
+    async with pop.database.session() as session:
+        session.add(
+            ServiceRecord(
+                customer_id=first,
+                type=RecordType.FAULT_CONSULTATION.value,
+                status=RecordStatus.ARCHIVED.value,
+                content="Old fault, fixed",
+                outcome="fixed",
+                feedback="<i>happy</i>",
+                created_by="seed",
+                created_at=datetime(2030, 4, 1, 9, 5, 30, 250000, tzinfo=UTC),
+                updated_at=datetime(2030, 4, 2, tzinfo=UTC),
+            )
+        )
+
+    for number in ("13912345678", "+861062345678", "13700000000"):
+        read = await pop.screen.reader.read(number)
+        expected = await pop.crm.files_by_number(number)
+        assert [file.as_json() for file in read.files] == [file.as_json() for file in expected]
+    assert [file.customer.id for file in (await pop.screen.reader.read("13912345678")).files] == [second, first]
+
+
+async def test_a_change_to_the_customer_is_in_the_next_pop(pop: Pop) -> None:
+    customer_id = await add_customer(pop.crm, "Old name", "13800138000")
+    pop.live.add_call("edit.1", "13800138000", "WANG", segments=queued())
+    before = await pop.offer("edit.1")
+    await pop.crm.update_customer(
+        customer_id,
+        CustomerPatch(
+            name="New name",
+            phones=[PhoneIn(number="13800138000"), PhoneIn(number="01062345678")],
+            contacts=[ContactIn(name="Assistant")],
+        ),
+    )
+    record, _ = await pop.crm.create_service_record(
+        ServiceRecordIn(type=RecordType.COMPLAINT, content="Late delivery", customer_id=customer_id), actor="amy"
+    )
+    await add_call_records(pop.database, ("landline.1", "01062345678", BASE))
+
+    after = await pop.offer("edit.1")
+
+    assert before["customers"][0]["customer"]["name"] == "Old name"
+    [file] = after["customers"]
+    assert file["customer"]["name"] == "New name"
+    assert [phone["number"] for phone in file["customer"]["phones"]] == ["13800138000", "01062345678"]
+    assert [contact["name"] for contact in file["contacts"]] == ["Assistant"]
+    assert [open_["id"] for open_ in file["open_records"]] == [record.id]
+    assert [call["linkedid"] for call in after["history"]] == ["landline.1"]
+
+
+async def test_on_sqlite_a_pop_is_one_trip_to_the_drivers_thread(pop: Pop, monkeypatch: pytest.MonkeyPatch) -> None:
+    if pop.database.dialect != "sqlite":
+        pytest.skip("aiosqlite's thread is SQLite's")
+    await add_customer(pop.crm, "王伟", "+86 138 0013 8000", contacts=(ContactIn(name="Li"),))
+    await add_call_records(pop.database, ("earlier.1", "13800138000", BASE))
+    await pop.screen.reader.read("13800138000")  # the pool has its connection
+    trips: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await execute(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    found = await pop.screen.reader.read("13800138000")
+
+    assert [file.customer.name for file in found.files] == ["王伟"]
+    assert [call["linkedid"] for call in found.history] == ["earlier.1"]
+    # The read itself and nothing else: the pool rolls back only an open transaction (it was 20 trips before).
+    assert trips == ["_read_sqlite"]
+
+
+async def test_on_sqlite_a_connection_given_back_inside_a_transaction_is_still_rolled_back(
+    database: Database,
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("the skipped reset is SQLite's")
+    async with database.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        # Straight to the driver, as the pop's reader does: SQLAlchemy knows of no transaction to end.
+        await raw.driver_connection.execute(
+            "INSERT INTO customers (name, name_key, tier, churn_risk, created_at, updated_at) "
+            "VALUES ('x', 'x', 'vip', 0, '2030-01-01 00:00:00', '2030-01-01 00:00:00')"
+        )
+        assert raw.driver_connection.in_transaction
+    async with database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Customer)) == 0
+
+
 # -- call history ---------------------------------------------------------------------------------------------
 
 
@@ -549,7 +673,7 @@ async def test_a_hostile_caller_number_is_data_not_sql(pop: Pop) -> None:
 async def test_a_crm_database_failure_still_pops_a_frame_saying_so(switchable: test_crm_outbox.Switchable) -> None:
     pop = make_pop(switchable.database)
     await add_customer(pop.crm, "王伟", "+86 138 0013 8000")
-    pop.live.add_call("down.1", "13800138000", "WANG", segments=queued())
+    pop.live.add_call("down.1", "13800138000", HTML_NAME, segments=queued())
     await switchable.down()
     try:
         body = await pop.offer("down.1")
@@ -558,9 +682,12 @@ async def test_a_crm_database_failure_still_pops_a_frame_saying_so(switchable: t
     assert body["crm_unavailable"] is True
     assert body["linkedid"] == "down.1"
     assert "customers" not in body
+    # Who is calling is known without the CRM, and goes out as given like all caller text.
+    assert body["caller"] == {"number": "13800138000", "name": HTML_NAME, "did": "4000"}
     # Back again: the next pop is whole.
     again = await pop.offer("down.1")
     assert "crm_unavailable" not in again
     assert again["customers"][0]["customer"]["name"] == "王伟"
+    assert again["caller"]["name"] == HTML_NAME
     assert pop.screen.popped == 2
     pop.screen.close()
