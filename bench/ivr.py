@@ -61,7 +61,10 @@ from callcenter.agi.exceptions import AgiError  # noqa: E402
 from callcenter.agi.protocol import AgiEnvironment  # noqa: E402
 from callcenter.agi.server import FastAgiServer, ServerLimits  # noqa: E402
 from callcenter.agi.session import AgiSession  # noqa: E402
-from callcenter.bus import Bus, Event  # noqa: E402
+from callcenter.bus import Bus  # noqa: E402
+from callcenter.calls.service import CallRecorder  # noqa: E402
+from callcenter.db import Database  # noqa: E402
+from callcenter.model import LiveModel  # noqa: E402
 from ivr_flows.ports import FlowPorts, InMemoryCatalog, InMemoryVoicemailSink, ShiftedClock, in_memory_ports  # noqa: E402
 from ivr_flows.prompts import TtsPrompts, prompt_name  # noqa: E402
 from ivr_flows.route import SHIPPED_FLOWS, FlowRoute  # noqa: E402
@@ -313,10 +316,12 @@ def make_kit(scenario: Scenario, sounds: Path) -> Kit:
     ports = in_memory_ports(voicemail_dir=sounds / "voicemail")
     # Real time moved to the scenario's time of day, as the integration tests run it.
     clock = ShiftedClock(scenario.at)
-    # As in the engine: the call recorder listens to ivr.ended (callcenter.calls), nobody to each step.
+    # As in the engine: the call recorder listens to ivr.ended (callcenter.calls), nobody to each step. Its own
+    # handler does here what it does there: keeps the IVR's data by linkedid until the call's record is written.
     bus = Bus()
-    bus.subscribe("ivr.ended", _listener)
+    bus.subscribe("ivr.ended", _recorder(bus, sounds)._on_ivr)
     observed_bus = Bus()
+    observed_bus.subscribe("ivr.ended", _recorder(observed_bus, sounds)._on_ivr)
     observed_bus.subscribe("*", _listener)
     # The engine's own prompt maker; nothing is synthesized (every name is made once, then remembered).
     prompts = TtsPrompts(sounds, synthesizer=lambda text, voice, target: False)
@@ -327,7 +332,14 @@ def make_kit(scenario: Scenario, sounds: Path) -> Kit:
     return Kit(flows, ports, clock, prompts, bus, route, observed)
 
 
-def _listener(event: Event) -> None:
+def _recorder(bus: Bus, sounds: Path) -> CallRecorder:
+    """The engine's call recorder, made but not started: no database is reached, its ivr.ended handler is real."""
+    return CallRecorder(
+        cast(Database, None), bus, LiveModel, cel_log=sounds / "cel" / "Master.csv", expert_queue=QUEUES["expert"]
+    )
+
+
+def _listener(event: object) -> None:
     return None
 
 

@@ -10,6 +10,7 @@ obeys only an explicit queue or hangup).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
-from ivr_flows.schema import FlowSet, Prompt
+from ivr_flows.schema import Flow, FlowSet, Prompt
 from ivr_flows.steps import (
     STEP_HANDLERS,
     CallState,
@@ -28,6 +29,7 @@ from ivr_flows.steps import (
     FlowRuntimeError,
     Outcome,
     PathStep,
+    StepHandler,
     caller_number,
 )
 
@@ -37,14 +39,16 @@ log = logging.getLogger("ivr_flows.engine")
 DEFAULT_MAX_STEPS = 1000
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass stores each of these fields through object.__setattr__, and every call makes one.
+@dataclass(slots=True)
 class CallResult:
     uniqueid: str
     linkedid: str
     caller_number: str
     flow: str
     outcome: Outcome
-    path: tuple[PathStep, ...]
+    # The path as published: one dict per step (PathStep's fields); ``path`` is the typed view.
+    path_data: tuple[dict[str, Any], ...]
     language: str
     queue: str | None
     priority: int | None
@@ -57,14 +61,18 @@ class CallResult:
     error: BaseException | None = None
 
     @property
+    def path(self) -> tuple[PathStep, ...]:
+        return tuple(PathStep.of(entry) for entry in self.path_data)
+
+    @property
     def last(self) -> PathStep | None:
-        return self.path[-1] if self.path else None
+        return PathStep.of(self.path_data[-1]) if self.path_data else None
 
     def nodes(self) -> list[str]:
         """The nodes visited, in order, each once per visit (``flow/node``)."""
         visited: list[str] = []
-        for entry in self.path:
-            name = f"{entry.flow}/{entry.node}"
+        for entry in self.path_data:
+            name = f"{entry['flow']}/{entry['node']}"
             if not visited or visited[-1] != name:
                 visited.append(name)
         return visited
@@ -76,7 +84,7 @@ class CallResult:
             "caller_number": self.caller_number,
             "flow": self.flow,
             "outcome": str(self.outcome),
-            "path": [entry.as_dict() for entry in self.path],
+            "path": list(self.path_data),
             "language": self.language,
             "queue": self.queue,
             "priority": self.priority,
@@ -85,17 +93,49 @@ class CallResult:
                 {"intent": m.intent, "path": str(m.path), "duration": m.duration, "ended_by": m.ended_by}
                 for m in self.voicemails
             ],
-            "started_at": self.started_at.isoformat(),
-            "ended_at": self.ended_at.isoformat(),
+            # Seconds since the epoch, like each step's "at": text only where someone reads them.
+            "started_at": self.started_at.timestamp(),
+            "ended_at": self.ended_at.timestamp(),
             "duration": self.duration,
             "error": type(self.error).__name__ if self.error is not None else None,
         }
 
 
-def _wants(bus: EventPublisher, event_type: str) -> bool:
-    """Whether the bus has listeners for ``event_type`` (a publisher that cannot tell is assumed to have)."""
-    wants = getattr(bus, "wants", None)
-    return bool(wants(event_type)) if callable(wants) else True
+# One step of a node as the walk runs it: handler, step, where it is (flow name, node, step kind, index in the
+# node: CallState.where), whether the handler is awaited.
+_Planned = tuple[StepHandler, Any, tuple[str, str, str, int], bool]
+
+
+# Where a jump leads: the flow, the node, its steps, and the languages the flow speaks.
+_Target = tuple[Flow, str, tuple[_Planned, ...], tuple[str, ...]]
+
+
+class _Plan:
+    """The flows of one load made ready to walk: each node's steps with their handlers looked up once, and each
+    jump resolved once (the first time a call takes it). Calls keep the plan they started with."""
+
+    __slots__ = ("flows", "jumps", "nodes")
+
+    def __init__(self, flows: FlowSet) -> None:
+        self.flows = flows
+        self.nodes: dict[tuple[str, str], tuple[_Planned, ...]] = {}
+        for flow in flows.flows.values():
+            for node, steps in flow.nodes.items():
+                planned: list[_Planned] = []
+                for index, step in enumerate(steps):
+                    handler = STEP_HANDLERS[type(step)]
+                    where = (flow.name, node, step.KIND, index)
+                    planned.append((handler, step, where, inspect.iscoroutinefunction(handler)))
+                self.nodes[flow.name, node] = tuple(planned)
+        # By flow name, then by reference as written in that flow.
+        self.jumps: dict[str, dict[str, _Target]] = {name: {} for name in flows.flows}
+
+    def jump(self, current: Flow, target: str) -> _Target:
+        """Where ``target`` leads from ``current`` (KeyError when nowhere), remembered for the next call."""
+        flow, node = self.flows.resolve(current, target)
+        found = (flow, node, self.nodes[flow.name, node], flow.spoken_languages)
+        self.jumps[current.name][target] = found
+        return found
 
 
 class FlowEngine:
@@ -113,6 +153,7 @@ class FlowEngine:
         entry: str = "main",
         max_steps: int = DEFAULT_MAX_STEPS,
         answer: bool = True,
+        raise_lost: bool = False,
     ) -> None:
         missing = {"general", "expert"} - set(queues)
         if missing:
@@ -120,6 +161,7 @@ class FlowEngine:
         if entry not in flows:
             raise ValueError(f"no entry flow {entry!r} (flows: {', '.join(sorted(flows.flows))})")
         self._flows = flows
+        self._plan = _Plan(flows)
         self._ports = ports
         self._bus = bus
         self._prompts = prompts
@@ -128,8 +170,10 @@ class FlowEngine:
         self._entry = entry
         self._max_steps = max_steps
         self._answer = answer
+        self._raise_lost = raise_lost
         # Names of fixed prompts already made (CallState.playable); emptied when the flows change.
         self._names: dict[tuple[int, str, str], tuple[Prompt, str]] = {}
+        self._files: dict[tuple[int, str], tuple[object, tuple[str, ...]]] = {}
 
     @property
     def flows(self) -> FlowSet:
@@ -144,20 +188,33 @@ class FlowEngine:
         if self._entry not in flows:
             raise ValueError(f"no entry flow {self._entry!r}")
         self._flows = flows
+        self._plan = _Plan(flows)
         self._names = {}
+        self._files = {}
 
     async def run(self, session: FlowSession, *, flow: str | None = None) -> CallResult:
         """Walks one call from the start of ``flow`` (default: the entry flow). Never raises for the call's
-        own troubles: they become the outcome (and the error on the result); only cancellation propagates."""
-        flows = self._flows
+        own troubles: they become the outcome (and the error on the result); only cancellation propagates, and,
+        with ``raise_lost``, a lost connection or protocol error once the call is finished and published."""
+        plan = self._plan
+        flows = plan.flows
         first = flows[flow or self._entry]
         env = session.env
-        uniqueid, linkedid = session.uniqueid, session.linkedid
-        did = env.params.get("did", env.extension)
+        # The script's query string is parsed once: asked for the linkedid, the session would parse it again.
+        params = env.params
+        uniqueid = session.uniqueid
+        linkedid = params.get("linkedid") or session.linkedid
+        did = params.get("did", env.extension)
+        clock = self._clock
+        started_at = clock.now()
+        started = clock.monotonic()
+        start_time = started_at.timestamp()
+        wants = getattr(self._bus, "wants", None)
         state = CallState(
             session=session,
             flows=flows,
             flow=first,
+            flow_name=first.name,
             language=first.language,
             ports=self._ports,
             prompts=self._prompts,
@@ -168,13 +225,15 @@ class FlowEngine:
             uniqueid=uniqueid,
             linkedid=linkedid,
             names=self._names,
-            publish_steps=_wants(self._bus, "ivr.step"),
-            publish_choices=_wants(self._bus, "ivr.choice"),
+            files=self._files,
+            # A publisher that cannot tell whether anyone listens is assumed to have listeners.
+            publish_steps=bool(wants("ivr.step")) if callable(wants) else True,
+            publish_choices=bool(wants("ivr.choice")) if callable(wants) else True,
+            origin=start_time - started,
+            monotonic=clock.monotonic,
         )
         state.variables.update(caller=state.caller, language=state.language, did=did)
         state.begin(first.start_node, 0, "answer")
-        started_at = self._clock.now()
-        started = self._clock.monotonic()
         self._bus.publish(
             "ivr.started",
             uniqueid=uniqueid,
@@ -184,13 +243,50 @@ class FlowEngine:
             did=did,
             flow=first.name,
             language=state.language,
-            at=started_at.isoformat(),
+            at=start_time,
         )
         error: BaseException | None = None
         try:
             if self._answer:
                 await session.answer()
-            outcome = await self._walk(state)
+            # The walk, inlined here: one coroutine frame less for every command of the call to pass through.
+            current = first
+            node = first.start_node
+            steps = plan.nodes[first.name, node]
+            jumps = plan.jumps[first.name]
+            taken = 0
+            limit = self._max_steps
+            while True:
+                for handler, step, where, awaited in steps:
+                    taken += 1
+                    if taken > limit:
+                        raise FlowRuntimeError(f"more than {limit} steps: the flow loops without end")
+                    # state.begin(), inlined: this loop runs for every step of every call.
+                    state.where = where
+                    state.step_traced = False
+                    # Steps that only decide (goto, set, hours...) are plain functions: no coroutine for them.
+                    transition = await handler(step, state) if awaited else handler(step, state)  # type: ignore[misc]
+                    if not state.step_traced:
+                        state.trace()
+                    if transition is None:
+                        continue
+                    if type(transition) is Finish:
+                        outcome = transition.outcome
+                        break
+                    found = jumps.get(transition) or plan.jump(current, transition)  # type: ignore[arg-type]
+                    if found[0] is not current:
+                        current = found[0]
+                        state.flow, state.flow_name = current, current.name
+                        jumps = plan.jumps[current.name]
+                    node, steps = found[1], found[2]
+                    if state.language not in found[3]:
+                        state.language = current.language
+                    state.variables["language"] = state.language
+                    break
+                else:
+                    raise FlowRuntimeError(f"node {current.name}/{node} ended without handing the call on")
+                if type(transition) is Finish:
+                    break
         except AgiHangup:
             outcome = Outcome.VOICEMAIL if state.voicemails else Outcome.HUNG_UP_IN_IVR
             state.trace("caller_hangup")
@@ -207,35 +303,10 @@ class FlowEngine:
             log.exception("IVR failed at %s/%s; the caller goes to the fallback queue", state.flow.name, state.node)
             state.trace("error", detail=f"{type(exc).__name__}: {exc}")
         await self._tell_dialplan(state, outcome)
-        return self._finish(state, first.name, outcome, error, started_at, started)
-
-    async def _walk(self, state: CallState) -> Outcome:
-        flow = state.flow
-        node = flow.start_node
-        taken = 0
-        while True:
-            state.flow = flow
-            steps = flow.nodes[node]
-            for index, step in enumerate(steps):
-                taken += 1
-                if taken > self._max_steps:
-                    raise FlowRuntimeError(f"more than {self._max_steps} steps: the flow loops without end")
-                # state.begin(), inlined: this loop runs for every step of every call.
-                state.node, state.step_index, state.step_kind, state.step_traced = node, index, step.KIND, False
-                transition = await STEP_HANDLERS[type(step)](step, state)
-                if not state.step_traced:
-                    state.trace()
-                if transition is None:
-                    continue
-                if isinstance(transition, Finish):
-                    return transition.outcome
-                flow, node = state.flows.resolve(flow, transition.target)
-                if state.language not in flow.spoken_languages:
-                    state.language = flow.language
-                state.variables["language"] = state.language
-                break
-            else:
-                raise FlowRuntimeError(f"node {flow.name}/{node} ended without handing the call on")
+        result = self._finish(state, first.name, outcome, error, started_at, started)
+        if self._raise_lost and error is not None and isinstance(error, AgiConnectionLost | AgiProtocolError):
+            raise error
+        return result
 
     async def _tell_dialplan(self, state: CallState, outcome: Outcome) -> None:
         session = state.session
@@ -272,7 +343,7 @@ class FlowEngine:
             caller_number=state.caller,
             flow=entry_flow,
             outcome=outcome,
-            path=tuple(state.path),
+            path_data=tuple(state.path),
             language=state.language,
             queue=state.queue if outcome is Outcome.QUEUED else None,
             priority=state.priority if outcome is Outcome.QUEUED else None,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
-from callcenter.agi.exceptions import AgiConnectionLost, AgiProtocolError
 from callcenter.agi.session import AgiSession
 from callcenter.config import Config
 from ivr_flows.engine import CallResult, FlowEngine
@@ -59,7 +59,18 @@ class FlowRoute:
         self._sounds_dir = sounds_dir
         self._directory = directory
         self._default_timezone = default_timezone
-        self._engine = FlowEngine(flows, ports=ports, bus=bus, prompts=prompts, queues=queues, clock=clock, entry=entry)
+        self._engine = FlowEngine(
+            flows,
+            ports=ports,
+            bus=bus,
+            prompts=prompts,
+            queues=queues,
+            clock=clock,
+            entry=entry,
+            # An unusable session (lost connection, protocol error) is raised once the call is finished, so that
+            # the FastAGI server counts and logs it as such.
+            raise_lost=True,
+        )
 
     @classmethod
     def from_directory(
@@ -113,15 +124,14 @@ class FlowRoute:
     def flows(self) -> FlowSet:
         return self._engine.flows
 
-    async def __call__(self, session: AgiSession) -> None:
-        await self.run(session)
+    # Plain functions handing back the engine's coroutine: the route adds no frame of its own that every command
+    # of the call would pass through.
+    def __call__(self, session: AgiSession) -> Awaitable[Any]:
+        return self._engine.run(session)
 
-    async def run(self, session: AgiSession) -> CallResult:
-        result = await self._engine.run(session)
-        if isinstance(result.error, AgiConnectionLost | AgiProtocolError):
-            # The session is unusable: let the FastAGI server count and log it as such.
-            raise result.error
-        return result
+    def run(self, session: AgiSession) -> Coroutine[Any, Any, CallResult]:
+        """Runs one call; an unusable session (AgiConnectionLost, AgiProtocolError) is raised after it ends."""
+        return self._engine.run(session)
 
     def check(self, directory: Path | None = None) -> Report:
         """Loads and checks the flow files as a reload would, changing nothing (safe to run in a thread)."""

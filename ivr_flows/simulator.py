@@ -285,7 +285,9 @@ class Simulation:
         lines = [f"flow {result.flow}, caller {result.caller_number or '(none)'}, at {self.at.isoformat()}", "path:"]
         for entry in result.path:
             where = f"{entry.flow}/{entry.node}[{entry.index}]"
-            parts = [f"  {entry.monotonic:7.1f}s  {where:<36} {entry.step:<15}"]
+            # The path keeps times as numbers; here they are read by a person: the time of day in the call's zone.
+            at = entry.wall.astimezone(self.at.tzinfo).strftime("%H:%M:%S")
+            parts = [f"  {at} {entry.monotonic:7.1f}s  {where:<36} {entry.step:<15}"]
             if entry.digits is not None:
                 parts.append(f"keys={entry.digits!r}")
             if entry.result:

@@ -1,18 +1,20 @@
 """One handler per step type, and the per-call state they share.
 
 A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
-step, :class:`Jump` to another node, or :class:`Finish` to end the IVR. Each handler records what it did on
+step, a node reference to jump there, or :class:`Finish` to end the IVR. Each handler records what it did on
 the call's path (``state.trace``); the table :data:`STEP_HANDLERS` maps a step type to its handler.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
@@ -52,6 +54,7 @@ _PRODUCT_CODE = re.compile(r"[0-9*]{1,32}")
 _WAV_RATE = 8000
 # Caller-controlled text kept on the path and in events is cut to this length.
 _CLIP = 64
+_DETAIL_CLIP = 200
 _VALUE_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Fixed prompt names remembered per engine (every prompt of every flow in every language is far fewer).
@@ -73,7 +76,14 @@ class FlowRuntimeError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PathStep:
-    """One thing that happened in the IVR: which step of which node, the keys pressed, and how it ended."""
+    """One thing that happened in the IVR: which step of which node, the keys pressed, and how it ended.
+
+    The walk keeps each entry as the plain dict the ``ivr.ended`` event carries (built once, for the event and the
+    call record alike); this is the typed view of one (:attr:`ivr_flows.engine.CallResult.path`). Times are
+    numbers, from one clock reading per step: ``monotonic`` is the clock's monotonic time, ``at`` the wall-clock
+    time in seconds since the epoch (the call's wall-clock start plus the monotonic time gone since). They become
+    text only where someone reads them (:attr:`wall`, the API, the simulator).
+    """
 
     flow: str
     node: str
@@ -83,7 +93,15 @@ class PathStep:
     result: str | None
     detail: str | None
     monotonic: float
-    wall: datetime
+    at: float
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> PathStep:
+        return cls(**entry)
+
+    @property
+    def wall(self) -> datetime:
+        return datetime.fromtimestamp(self.at, UTC)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,19 +113,23 @@ class PathStep:
             "result": self.result,
             "detail": self.detail,
             "monotonic": self.monotonic,
-            "at": self.wall.isoformat(),
+            "at": self.at,
         }
-
-
-class Jump(NamedTuple):
-    target: str
 
 
 class Finish(NamedTuple):
     outcome: Outcome
 
 
-Transition = Jump | Finish | None
+# What a handler returns: None to go on with the node's next step, a node reference (``node`` or
+# ``flow:<name>``, as written in the flow) to jump there, or Finish to end the IVR. A jump is the reference
+# itself, not an object made for it: every call takes several.
+Transition = str | Finish | None
+
+QUEUED = Finish(Outcome.QUEUED)
+VOICEMAIL = Finish(Outcome.VOICEMAIL)
+HUNG_UP = Finish(Outcome.HUNG_UP_IN_IVR)
+HANGUP = Finish(Outcome.HANGUP)
 
 
 def clip(text: str | None, limit: int = _CLIP) -> str | None:
@@ -132,49 +154,97 @@ class CallState:
     bus: EventPublisher
     queues: Mapping[str, str]
     caller: str
+    # The current flow's name (``flow.name``), kept with it: every step's path entry names it.
+    flow_name: str
     # The call's ids, read once: the session works them out of the AGI environment on every access.
     uniqueid: str = ""
     linkedid: str = ""
     variables: dict[str, str] = field(default_factory=dict)
-    path: list[PathStep] = field(default_factory=list)
+    # The path as the ivr.ended event carries it, one dict per step (see PathStep for the fields).
+    path: list[dict[str, Any]] = field(default_factory=list)
     # Names of fixed prompts already made, shared by every call of one engine (see :meth:`playable`).
     names: dict[tuple[int, str, str], tuple[Prompt, str]] = field(default_factory=dict)
+    # The names of a step's own prompts, in the caller's language, by step (see :meth:`step_files`).
+    files: dict[tuple[int, str], tuple[object, tuple[str, ...]]] = field(default_factory=dict)
     # Whether anyone listens to ``ivr.step``/``ivr.choice``: nobody reading them, no event is built.
     publish_steps: bool = True
     publish_choices: bool = True
-    node: str = ""
-    step_kind: str = ""
-    step_index: int = 0
+    # The step being run: flow name, node, step kind, index in the node (one tuple per step, made at load).
+    where: tuple[str, str, str, int] = ("", "", "", 0)
     step_traced: bool = False
     queue: str | None = None
     priority: int | None = None
     choice: str | None = None
     voicemails: list[VoicemailMessage] = field(default_factory=list)
+    # Wall-clock seconds since the epoch at monotonic time 0 (the call's start, read once): a step's wall-clock
+    # time is this plus its monotonic time.
+    origin: float = 0.0
+    # The clock's monotonic reading, looked up once per call (every step reads it).
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+
+    @property
+    def node(self) -> str:
+        return self.where[1]
+
+    @property
+    def step_kind(self) -> str:
+        return self.where[2]
+
+    @property
+    def step_index(self) -> int:
+        return self.where[3]
 
     def begin(self, node: str, index: int, kind: str) -> None:
-        self.node = node
-        self.step_index = index
-        self.step_kind = kind
+        self.where = (self.flow_name, node, kind, index)
         self.step_traced = False
 
-    def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> PathStep:
-        clock = self.clock
-        entry = PathStep(
-            self.flow.name,
-            self.node,
-            self.step_kind,
-            self.step_index,
-            clip(digits) if digits else digits,
-            result,
-            clip(detail, 200) if detail else detail,
-            clock.monotonic(),
-            clock.now(),
-        )
+    def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
+        # Caller-controlled text is clipped (see clip); what is already short and printable is kept as it is.
+        if digits and not (len(digits) <= _CLIP and digits.isprintable()):
+            digits = clip(digits)
+        if detail and not (len(detail) <= _DETAIL_CLIP and detail.isprintable()):
+            detail = clip(detail, _DETAIL_CLIP)
+        flow, node, kind, index = self.where
+        # One clock reading per step: the wall-clock time follows from the call's start (see ``origin``).
+        monotonic = self.monotonic()
+        entry = {
+            "flow": flow,
+            "node": node,
+            "step": kind,
+            "index": index,
+            "digits": digits,
+            "result": result,
+            "detail": detail,
+            "monotonic": monotonic,
+            "at": self.origin + monotonic,
+        }
         self.path.append(entry)
         self.step_traced = True
         if self.publish_steps:
-            self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **entry.as_dict())
-        return entry
+            self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **entry)
+
+    def step_files(self, step: object) -> tuple[str, ...] | None:
+        """The names of ``step``'s prompts made for the caller's language by :meth:`make_step_files`, or None."""
+        found = self.files.get((id(step), self.language))
+        # The entry holds the step, so an id reused by a newer step never matches.
+        return found[1] if found is not None and found[0] is step else None
+
+    async def make_step_files(self, step: object, prompts: Iterable[str]) -> tuple[str, ...]:
+        """The names of ``prompts`` (the step's own, always the same ones), remembered for the step."""
+        names = tuple([self.known(prompt) or await self.playable(prompt) for prompt in prompts])
+        if len(self.files) >= _NAMES_LIMIT:
+            self.files.clear()
+        self.files[id(step), self.language] = (step, names)
+        return names
+
+    def known(self, prompt: str) -> str | None:
+        """The name of a fixed prompt already made (no await needed), or None: then ask :meth:`playable`."""
+        spec = self.flow.prompts[prompt]
+        if spec.file is not None:
+            return spec.file
+        known = self.names.get((id(spec), self.language, prompt))
+        # The entry holds the spec, so an id reused by a newer prompt never matches.
+        return known[1] if known is not None and known[0] is spec else None
 
     async def playable(self, prompt: str, values: Mapping[str, str] | None = None) -> str:
         """The name Asterisk plays for a prompt of the current flow in the caller's language."""
@@ -206,7 +276,24 @@ class CallState:
 
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fills ``{name}`` placeholders; nothing else in the text is interpreted (no format spec, no attributes)."""
-    return PLACEHOLDER.sub(lambda match: values.get(match.group(1), ""), template)
+    try:
+        # The template made into a format string whose only fields are its plain names (str.format in C).
+        return _format_string(template).format_map(values)
+    except KeyError:
+        # A name with no value: it is spoken as nothing.
+        return PLACEHOLDER.sub(lambda match: values.get(match.group(1), ""), template)
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_string(template: str) -> str:
+    # Text, placeholder name, text, ...: every brace of the text is doubled (spoken as written), and each
+    # placeholder becomes a field that names a key and nothing more (PLACEHOLDER allows no dots, brackets or
+    # format specs). A flow's templates are few and each is filled on many calls.
+    parts = PLACEHOLDER.split(template)
+    return "".join(
+        "{" + part + "}" if index % 2 else part.replace("{", "{{").replace("}", "}}")
+        for index, part in enumerate(parts)
+    )
 
 
 # -- spoken values --------------------------------------------------------------------------------------
@@ -273,32 +360,32 @@ def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal[
 
 
 async def run_play(step: PlayStep, state: CallState) -> Transition:
-    for prompt in step.prompts:
-        await state.session.stream_file(await state.playable(prompt), "")
+    stream = state.session.stream_file
+    for name in state.step_files(step) or await state.make_step_files(step, step.prompts):
+        await stream(name, "")
     state.trace(detail=",".join(step.prompts))
     return None
 
 
-async def _one_key(state: CallState, files: list[str], timeout_ms: int) -> str | None:
-    """Plays the prompts listening for any key; a key pressed during an early one answers at once."""
-    for name in files[:-1]:
-        early = await state.session.stream_file(name, MENU_DIGITS)
-        if early.digit:
-            return early.digit
-    result = await state.session.get_option(files[-1], MENU_DIGITS, timeout_ms)
-    return result.digit
-
-
 async def _feedback(state: CallState, prompt: str | None) -> None:
     if prompt is not None:
-        await state.session.stream_file(await state.playable(prompt), "")
+        await state.session.stream_file(state.known(prompt) or await state.playable(prompt), "")
 
 
 async def run_menu(step: MenuStep, state: CallState) -> Transition:
-    files = [await state.playable(name) for name in step.prompt]
+    files = state.step_files(step) or await state.make_step_files(step, step.prompt)
+    first, last = files[:-1], files[-1]
     timeout_ms = int(step.timeout * 1000)
+    session = state.session
     for _attempt in range(step.attempts):
-        digit = await _one_key(state, files, timeout_ms)
+        # The prompts play listening for any key; a key pressed during an early one answers at once.
+        digit: str | None = None
+        for name in first:
+            digit = (await session.stream_file(name, MENU_DIGITS)).digit
+            if digit:
+                break
+        else:
+            digit = (await session.get_option(last, MENU_DIGITS, timeout_ms)).digit
         if not digit:
             state.trace("no_input")
             await _feedback(state, step.no_input)
@@ -316,11 +403,11 @@ async def run_menu(step: MenuStep, state: CallState) -> Transition:
                     node=state.node,
                     target=target,
                 )
-            return Jump(target)
+            return target
         state.trace("invalid", digits=digit)
         await _feedback(state, step.invalid)
     state.trace("retries_exhausted", detail=step.on_fail)
-    return Jump(step.on_fail)
+    return step.on_fail
 
 
 def check_input(step: InputStep, digits: str) -> str:
@@ -339,7 +426,7 @@ def check_input(step: InputStep, digits: str) -> str:
 
 
 async def run_input(step: InputStep, state: CallState) -> Transition:
-    file = await state.playable(step.prompt[0])
+    file = (state.step_files(step) or await state.make_step_files(step, step.prompt[:1]))[0]
     timeout_ms = int(step.timeout * 1000)
     for _attempt in range(step.attempts):
         result = await state.session.get_data(file, timeout_ms, step.max_digits)
@@ -351,7 +438,7 @@ async def run_input(step: InputStep, state: CallState) -> Transition:
             return None
         await _feedback(state, step.no_input if verdict == "no_input" else step.invalid)
     state.trace("retries_exhausted", detail=step.on_fail)
-    return Jump(step.on_fail)
+    return step.on_fail
 
 
 async def run_say(step: SayStep, state: CallState) -> Transition:
@@ -396,11 +483,11 @@ async def run_lookup(step: LookupStep, state: CallState) -> Transition:
     if _PRODUCT_CODE.fullmatch(code) is None:
         # Only a set step could put such a value here; the input step's pattern refuses it before any lookup.
         state.trace("invalid_code", digits=code)
-        return Jump(step.not_found)
+        return step.not_found
     product = await state.ports.catalog.find(code)
     if product is None:
         state.trace("not_found", digits=code, detail=step.not_found)
-        return Jump(step.not_found)
+        return step.not_found
     lang = state.language
     words = step.availability.get(product.availability, {})
     values = {
@@ -419,15 +506,23 @@ async def run_lookup(step: LookupStep, state: CallState) -> Transition:
 
 def _db_text(text: str) -> str:
     # Text from the database is spoken, never interpreted: espeak-ng reads it from stdin without SSML.
+    if len(text) <= _VALUE_LIMIT and text.isprintable():
+        # No control character in it (they are not printable): nothing to replace.
+        return text
     return _CONTROL.sub(" ", text)[:_VALUE_LIMIT]
 
 
-async def run_hours(step: HoursStep, state: CallState) -> Transition:
+def run_hours(step: HoursStep, state: CallState) -> Transition:
     schedule = state.flow.schedules[step.schedule]
     verdict = evaluate_hours(schedule, state.clock.now(), state.flow.zone(schedule))
-    target = {"open": step.open, "closed": step.closed, "holiday": step.holiday or step.closed}[verdict]
+    if verdict == "open":
+        target = step.open
+    elif verdict == "holiday" and step.holiday:
+        target = step.holiday
+    else:
+        target = step.closed
     state.trace(verdict, detail=target)
-    return Jump(target)
+    return target
 
 
 def caller_number(raw: str) -> str:
@@ -455,12 +550,12 @@ async def run_queue(step: QueueStep, state: CallState) -> Transition:
     state.priority = priority
     state.choice = step.reason
     state.trace("queued", detail=f"{state.queue} priority={priority} tier={tier or '-'} reason={step.reason}")
-    return Finish(Outcome.QUEUED)
+    return QUEUED
 
 
 async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     if step.prompt is not None:
-        await state.session.stream_file(await state.playable(step.prompt), "")
+        await state.session.stream_file(state.known(step.prompt) or await state.playable(step.prompt), "")
     target = await state.ports.voicemail.allocate(uniqueid=state.uniqueid, intent=step.intent)
     started = state.clock.monotonic()
     recorded_at = state.clock.now()
@@ -476,7 +571,7 @@ async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     duration = result.endpos / _WAV_RATE if result.endpos is not None else elapsed
     if duration <= 0:
         state.trace("empty", digits=result.digit, detail=result.reason)
-        return Finish(Outcome.HUNG_UP_IN_IVR) if result.reason == "hangup" else None
+        return HUNG_UP if result.reason == "hangup" else None
     message = VoicemailMessage(
         intent=step.intent,
         caller_number=state.caller,
@@ -495,7 +590,7 @@ async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     state.voicemails.append(message)
     state.trace("recorded", digits=result.digit, detail=f"{step.intent} {message.duration}s ended_by={result.reason}")
     if result.reason == "hangup":
-        return Finish(Outcome.VOICEMAIL)
+        return VOICEMAIL
     return None
 
 
@@ -514,23 +609,23 @@ async def run_record(step: RecordStep, state: CallState) -> Transition:
     return None
 
 
-async def run_set(step: SetStep, state: CallState) -> Transition:
+def run_set(step: SetStep, state: CallState) -> Transition:
     state.variables.update(step.values)
     state.trace(detail=",".join(f"{key}={value}" for key, value in step.values.items()))
     return None
 
 
-async def run_goto(step: GotoStep, state: CallState) -> Transition:
+def run_goto(step: GotoStep, state: CallState) -> Transition:
     state.trace(detail=step.target)
-    return Jump(step.target)
+    return step.target
 
 
-async def run_hangup(step: HangupStep, state: CallState) -> Transition:
+def run_hangup(step: HangupStep, state: CallState) -> Transition:
     state.trace()
-    return Finish(Outcome.VOICEMAIL if state.voicemails else Outcome.HANGUP)
+    return VOICEMAIL if state.voicemails else HANGUP
 
 
-async def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transition:
+def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transition:
     spoken = list(state.flow.spoken_languages)
     if step.to == "next":
         position = spoken.index(state.language) if state.language in spoken else -1
@@ -541,7 +636,9 @@ async def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Tra
     return None
 
 
-StepHandler = Callable[[Any, CallState], Awaitable[Transition]]
+# A handler is a coroutine function when its step talks to the caller or the outside; the steps that only decide
+# (hours, set, goto, hangup, switch_language) are plain functions, called without a coroutine per step.
+StepHandler = Callable[[Any, CallState], Awaitable[Transition]] | Callable[[Any, CallState], Transition]
 
 STEP_HANDLERS: Mapping[type, StepHandler] = {
     PlayStep: run_play,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +59,16 @@ async def transfer_to_expert(request: web.Request) -> web.Response:
     return web.json_response(result, status=202)
 
 
+def ivr_path_json(stored: str) -> list[Any]:
+    """The stored IVR path for a reader: the engine keeps each step's time as seconds since the epoch (it makes
+    one per step of every call); the API shows it as ISO text, as records written before did."""
+    steps = json.loads(stored)
+    for step in steps:
+        if isinstance(step, dict) and isinstance(step.get("at"), int | float):
+            step["at"] = datetime.fromtimestamp(step["at"], UTC).isoformat()
+    return list(steps)
+
+
 def record_json(row: CallRecord) -> dict[str, Any]:
     return {
         "linkedid": row.linkedid,
@@ -72,7 +83,7 @@ def record_json(row: CallRecord) -> dict[str, Any]:
             "flow": row.ivr_flow,
             "outcome": row.ivr_outcome,
             "choice": row.ivr_choice,
-            "path": json.loads(row.ivr_path),
+            "path": ivr_path_json(row.ivr_path),
         },
         "queues": json.loads(row.queues),
         "segments": json.loads(row.segments),

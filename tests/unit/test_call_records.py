@@ -265,3 +265,14 @@ def test_segment_from_plain_data_defaults_what_is_missing() -> None:
     segment = Segment.of({"queue": "general", "entered": None, "agent": None})
     assert segment == Segment(queue="general", entered=0.0)
     assert segment.as_json()["entered"] is None
+
+
+def test_the_api_shows_each_ivr_step_time_as_iso_text_however_it_was_stored() -> None:
+    from callcenter.calls.http import ivr_path_json
+
+    path = [{"node": "entry", "at": T0 + 1.5}, {"node": "menu", "at": "2026-11-23T02:00:00+00:00"}, "odd"]
+    record = build_record(ended_call(), ivr=ivr_result(path=path))
+    shown = ivr_path_json(record["ivr_path"])
+    assert shown[0] == {"node": "entry", "at": at(T0 + 1.5).isoformat()}
+    # Records written when the engine stored ISO text read back unchanged.
+    assert shown[1:] == [{"node": "menu", "at": "2026-11-23T02:00:00+00:00"}, "odd"]
