@@ -6,7 +6,8 @@ matches when every one of its tokens begins some token of the recording ("refund
 SQLite indexes the tokens with FTS5 (``fts_recordings``, prefix queries). PostgreSQL keeps a narrow table of
 the recordings that have text, ``fts_recordings`` (pk, the tsvector with a GIN index, start, duration...),
 filled by a trigger, which also repeats the columns searches filter and sort on: a search on words is
-counted and paged in that table (and joins the recordings only for numbers or a linkedid).
+counted and paged in that table (and joins the recordings only for numbers or a linkedid); the table has
+indexes of the two sort orders, which a page walks when a word has many matches.
 
 Partial number search means the digits occur anywhere in the caller's or the called number: SQLite's FTS5
 trigram table ``fts_recording_numbers``, PostgreSQL's pg_trgm indexes under ``LIKE '%...%'``; fewer than three
@@ -50,8 +51,12 @@ TRIGRAM = 3
 # SQLite: up to this many FTS matches are looked up one by one; beyond, the sort order is walked instead.
 FTS_DRIVE_LIMIT = 2000
 FTS_COUNT_LIMIT = 200_000
-# SQLite: a page of a result up to this size is looked up match by match; a larger one walks the sort order.
+# SQLite: up to this many FTS matches, a page looks them up one by one; beyond, it walks the sort order.
 PAGE_DRIVE_LIMIT = 500
+# PostgreSQL, a search on words alone: beyond this many matches a page walks the word table's index of the sort
+# order (2,000 of the bench's 123,000 word rows: a page's 51 are met after some 3,000); up to it, the matches
+# come through GIN and are sorted.
+WORDS_WALK_LIMIT = 2000
 TEXT_FTS = "fts_recordings"
 NUMBERS_FTS = "fts_recording_numbers"
 # PostgreSQL: the word table and its text search configuration (a literal, as in the trigger).
@@ -187,6 +192,29 @@ def _words_alone(query: SearchQuery, dialect: str) -> bool:
     return dialect != "sqlite" and query.q is not None and query.number is None and query.linkedid is None
 
 
+# Every filter but the words; a search with none of them is on words alone.
+_FILTERS = (
+    "kind",
+    "status",
+    "agent",
+    "agent_user_id",
+    "queue",
+    "since",
+    "until",
+    "number",
+    "direction",
+    "min_duration",
+    "max_duration",
+    "service_record_type",
+    "linkedid",
+)
+
+
+def _words_only(query: SearchQuery, dialect: str) -> bool:
+    """PostgreSQL: a search on words and nothing else, counted first and paged by the count (see run_search)."""
+    return _words_alone(query, dialect) and all(getattr(query, name) is None for name in _FILTERS)
+
+
 def conditions_for(query: SearchQuery, dialect: str, *, drive: bool = True) -> list[ColumnElement[bool]]:
     """The WHERE clauses of a search (without the cursor), for ``dialect`` (sqlite or postgresql).
 
@@ -279,11 +307,25 @@ def _words_page_with_total(query: SearchQuery) -> Select[Any]:
 
 
 def page_statement(query: SearchQuery, dialect: str, cursor: Cursor | None, *, drive: bool = True) -> Select[Any]:
-    """One page plus one row (which tells whether there is a next page)."""
+    """One page plus one row (which tells whether there is a next page).
+
+    ``drive``: let the text matches lead (few matches), or walk the sort order keeping the rows among them (many).
+    """
     if _words_alone(query, dialect):
         # PostgreSQL: the page's keys are chosen in the word table; then their rows are read.
-        keys = select(_WORDS.c.pk).where(_document_matches(query), *plain_conditions(query, _WORDS.c))
-        keys = _ordered(keys, query, _WORDS.c, cursor)
+        conditions = [_document_matches(query), *plain_conditions(query, _WORDS.c)]
+        if drive:
+            # OFFSET 0 is a fence: the matches come from GIN and are sorted, whatever the planner thinks of the
+            # sort order's index (its guess for a prefix tsquery is 2% of the table, even for a word that is rare).
+            matching = (
+                select(_WORDS.c.pk, _WORDS.c.started_at, _WORDS.c.duration)
+                .where(*conditions)
+                .offset(literal_column("0"))
+            )
+            fenced = matching.subquery()
+            keys = _ordered(select(fenced.c.pk), query, fenced.c, cursor)
+        else:
+            keys = _ordered(select(_WORDS.c.pk).where(*conditions), query, _WORDS.c, cursor)
         rows = select(*_PAGE_COLUMNS).where(Recording.pk.in_(keys))
         return _ordered(rows, query.model_copy(update={"offset": 0, "cursor": None}), Recording, None)
     statement = select(*_PAGE_COLUMNS).where(*conditions_for(query, dialect, drive=drive))
@@ -307,9 +349,18 @@ async def run_search(
     alone takes its total from there. The numbers then choose how rows are found, separately for the count
     and for the page. A few matches are looked up one by one; many are better met by walking another index
     and keeping the rows among them: for the count, the other filters' index when it yields fewer rows; for
-    the page, the sort order, which meets the first rows of a large result soon.
+    the page, the sort order, which soon meets enough rows of a large set of matches.
     """
     # (On PostgreSQL every statement is planned for its own values: callcenter.db sets plan_cache_mode.)
+    if _words_only(query, dialect):
+        # Words and nothing else: a common word has thousands of matches, which the window count below would
+        # read and hold in full. Counted alone (the count stops at the limit), their number chooses the page's
+        # plan: many matches walk the sort order and meet a page's rows soon; a few are fetched and sorted.
+        total = int(await session.scalar(count_statement(query, dialect, count_limit)) or 0)
+        if total == 0:
+            return 0, []
+        page = page_statement(query, dialect, cursor, drive=total <= WORDS_WALK_LIMIT)
+        return _capped(total, count_limit), list((await session.execute(page)).all())
     if _words_alone(query, dialect) and cursor is None:
         rows = list((await session.execute(_words_page_with_total(query))).all())
         if rows or query.offset == 0:
@@ -332,7 +383,9 @@ async def run_search(
             others: Select[Any] = select(literal_column("1")).select_from(Recording).where(*plain).limit(fewest + 1)
             drive = int(await session.scalar(select(func.count()).select_from(others.subquery())) or 0) > fewest
         total = int(await session.scalar(count_statement(query, dialect, count_limit, drive=drive)) or 0)
-    page = page_statement(query, dialect, cursor, drive=total <= PAGE_DRIVE_LIMIT)
+    # The page looks matches up one by one only when there are few to look up; otherwise it walks the sort
+    # order (within the other filters' index when there is one) until the page is full.
+    page = page_statement(query, dialect, cursor, drive=fewest <= PAGE_DRIVE_LIMIT)
     return _capped(total, count_limit), list((await session.execute(page)).all())
 
 

@@ -171,6 +171,9 @@ async def test_migration_creates_the_tables_of_the_models_and_the_search_structu
     else:
         assert {"ix_recordings_caller_trgm", "ix_recordings_called_trgm"} <= indexes
         assert "fts_recordings" in names
+        async with database.engine.connect() as connection:
+            word_indexes = await connection.run_sync(lambda c: inspect(c).get_indexes("fts_recordings"))
+        assert {"ix_fts_recordings_started", "ix_fts_recordings_duration"} <= {i["name"] for i in word_indexes}
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------
@@ -435,9 +438,10 @@ async def test_many_or_few_fts_matches_give_the_same_answers(
         {"q": "refund", "offset": 5},
     ]
     few = [await found(recs, corpus, **params) for params in searches]
-    # SQLite walks the sort order once the FTS matches are "many"; PostgreSQL has one plan either way.
+    # Both engines walk the sort order once the matches are "many" (PostgreSQL for a search on words alone).
     monkeypatch.setattr(search_module, "FTS_DRIVE_LIMIT", 0)
     monkeypatch.setattr(search_module, "PAGE_DRIVE_LIMIT", 0)
+    monkeypatch.setattr(search_module, "WORDS_WALK_LIMIT", 0)
     assert [await found(recs, corpus, **params) for params in searches] == few
     assert few[0] == ["c", "b", "a"]
     totals = [(await recs.search(SearchQuery(**params))).total for params in searches]
