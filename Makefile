@@ -30,6 +30,7 @@ bench: $(VENV_STAMP)
 	.venv/bin/python bench/ami.py --quick
 	.venv/bin/python bench/ivr.py --quick
 	.venv/bin/python bench/screen_pop.py --quick
+	.venv/bin/python bench/recording_search.py --quick
 
 clean:
 	rm -rf .venv build *.egg-info
