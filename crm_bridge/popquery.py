@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
 
-from callcenter.calls.records import caller_tail
+from callcenter.calls.records import TAIL_DIGITS, caller_tail
 from callcenter.db import Database, DatabaseError, DatabaseUnavailable
 from crm_bridge.models import OPEN_STATUSES, TIER_RANK
 from crm_bridge.phones import PhoneRules
@@ -110,11 +110,37 @@ def _calls(tails: str) -> str:
     )
 
 
+def _pg_pop() -> str:
+    """PostgreSQL: the four statements as one, each result an array of row values in its order (one round trip).
+
+    The calls are found by the tails of the calling number ($3, from records.caller_tail) and of the owners'
+    numbers, computed here as caller_tail does it (the ASCII digits, the last TAIL_DIGITS of at least three).
+    """
+    owners = "(SELECT id FROM owners)"
+    digits = "regexp_replace(number, '[^0-9]', '', 'g')"
+    tails = "IN (SELECT tail FROM tails WHERE tail <> '')"
+    return (
+        f"WITH owners AS ({_owners('$1', '$2')}), "  # noqa: S608 (the code's constants and placeholders only)
+        "phones AS (SELECT customer_id, id, number, normalized, kind FROM customer_phones "
+        f"WHERE customer_id IN {owners}), "
+        f"tails AS (SELECT $3::varchar AS tail UNION SELECT CASE WHEN length({digits}) >= 3 "
+        f"THEN right({digits}, {TAIL_DIGITS}) ELSE '' END FROM phones) "
+        f"SELECT ARRAY(SELECT ROW({_CUSTOMER}) FROM owners ORDER BY {_TIER_ORDER}, id), "
+        "ARRAY(SELECT ROW(part, customer_id, id, a, b, c, d) FROM ("
+        "SELECT 'phone'::varchar AS part, customer_id, id, number AS a, normalized AS b, kind AS c, NULL::varchar AS d "
+        "FROM phones UNION ALL SELECT 'contact', customer_id, id, name, role, phone, email "
+        f"FROM contacts WHERE customer_id IN {owners}) AS parts ORDER BY part, id), "
+        f"ARRAY(SELECT ROW({_RECORD}, rank, open_rank) FROM ({_records('IN ' + owners)}) AS records "
+        f"ORDER BY {_NEWEST_FIRST}), "
+        f"ARRAY(SELECT ROW({_CALL}) FROM ({_calls(tails)}) AS calls ORDER BY started_at DESC)"
+    )
+
+
 # PostgreSQL: fixed texts, lists bound as arrays (asyncpg prepares each once per connection).
-_PG_OWNERS = _owners("$1", "$2")
-_PG_PARTS = _parts("= ANY($1::integer[])")
-_PG_RECORDS = _records("= ANY($1::integer[])")
-_PG_CALLS = _calls("= ANY($1::varchar[])")
+_PG_POP = _pg_pop()
+_PG_CALLS = (
+    f"SELECT ARRAY(SELECT ROW({_CALL}) FROM ({_calls('= ANY($1::varchar[])')}) AS calls ORDER BY started_at DESC)"  # noqa: S608
+)
 # SQLite: a ``?`` per value of the list (at most OWNERS_MAX ids, NUMBERS_MAX tails), each text made once.
 _SQLITE_OWNERS = _owners("?", "?")
 
@@ -239,10 +265,14 @@ def _files(owners: Sequence[Row], parts: Sequence[Row], records: Sequence[Row], 
     ]
 
 
-def _numbers(files: Sequence[CustomerFile], calling: str) -> list[str]:
+def _every_number(files: Sequence[CustomerFile], calling: str) -> set[str]:
     found = {calling}
     for file in files:
         found.update(phone.number for phone in file.customer.phones)
+    return found
+
+
+def _numbers(found: set[str]) -> list[str]:
     return sorted(found)[:NUMBERS_MAX]
 
 
@@ -301,7 +331,7 @@ def _read_sqlite(connection: sqlite3.Connection, number: str, key: str | None, r
             parts = rows(_sqlite_parts(len(ids)), ids + ids)
             records = rows(_sqlite_records(len(ids)), ids)
             files = _files(owners, parts, records, _SQLITE_TYPES)
-    numbers = _numbers(files, number)
+    numbers = _numbers(_every_number(files, number))
     tails = _tails(numbers)
     if not tails:
         return CallerFiles(files, [])
@@ -309,21 +339,16 @@ def _read_sqlite(connection: sqlite3.Connection, number: str, key: str | None, r
 
 
 async def _read_postgres(
-    fetch: Callable[..., Awaitable[list[Any]]], number: str, key: str | None, rules: PhoneRules
+    fetchrow: Callable[..., Awaitable[Any]], number: str, key: str | None, rules: PhoneRules
 ) -> CallerFiles:
-    files: list[CustomerFile] = []
-    if key is not None:
-        owners = await fetch(_PG_OWNERS, key, OWNERS_MAX)
-        if owners:
-            ids = [row[0] for row in owners]
-            parts = await fetch(_PG_PARTS, ids)
-            records = await fetch(_PG_RECORDS, ids)
-            files = _files(owners, parts, records, _PG_TYPES)
-    numbers = _numbers(files, number)
-    tails = _tails(numbers)
-    if not tails:
-        return CallerFiles(files, [])
-    return CallerFiles(files, _history(await fetch(_PG_CALLS, tails), numbers, rules, _PG_TYPES))
+    owners, parts, records, calls = await fetchrow(_PG_POP, key, OWNERS_MAX, caller_tail(number))
+    files = _files(owners, parts, records, _PG_TYPES)
+    found = _every_number(files, number)
+    numbers = _numbers(found)
+    if len(found) > NUMBERS_MAX:
+        # More numbers than a pop reads calls for: the calls of the ones kept, as on SQLite (a second round trip).
+        (calls,) = await fetchrow(_PG_CALLS, _tails(numbers))
+    return CallerFiles(files, _history(calls, numbers, rules, _PG_TYPES))
 
 
 # Driver errors the raw path can meet, and what the rest of the engine calls them (callcenter.db's split).
@@ -364,7 +389,7 @@ class PopReader:
                         # aiosqlite runs a function on its connection's thread: the one hop of the pop.
                         found: CallerFiles = await driver._execute(_read_sqlite, driver._conn, number, key, self._rules)
                     else:
-                        found = await _read_postgres(driver.fetch, number, key, self._rules)
+                        found = await _read_postgres(driver.fetchrow, number, key, self._rules)
                 except BaseException:
                     # A connection whose driver failed under us is not given back to the pool.
                     await connection.invalidate()

@@ -466,6 +466,25 @@ async def test_history_finds_earlier_calls_whatever_way_the_number_was_written(p
     assert [entry["linkedid"] for entry in body["history"]] == ["national.1", "landline.1", "intl.1"]
 
 
+async def test_a_shared_number_with_more_than_fifty_numbers_behind_it_shows_the_calls_of_fifty(pop: Pop) -> None:
+    shared = "13800000000"
+    for block in range(3):
+        await add_customer(pop.crm, f"Branch {block}", shared, *(f"139000{block:03d}{n:02d}" for n in range(19)))
+    # Sorted, the numbers past the fiftieth are the last branch's last eight: their calls are not read.
+    await add_call_records(
+        pop.database,
+        ("kept.1", "13900000005", BASE),
+        ("past-fifty.1", "13900000218", BASE + timedelta(hours=1)),
+        ("shared.1", shared, BASE + timedelta(hours=2)),
+    )
+    pop.live.add_call("many.1", shared, "Switchboard", segments=queued())
+
+    body = await pop.offer("many.1")
+
+    assert len(body["customers"]) == 3
+    assert [call["linkedid"] for call in body["history"]] == ["shared.1", "kept.1"]
+
+
 # -- what the call itself brings: IVR path, wait, handoff notes ---------------------------------------------------
 
 
