@@ -5,8 +5,9 @@ service records; the last calls from any of their numbers) on one pooled connect
 through SQLAlchemy's async ORM path, which was about nine tenths of a pop's CPU (docs/benchmarks.md, the
 screen-pop). On SQLite every statement through the async adapter is a round trip to aiosqlite's thread (a queue
 put, a thread wake-up, a callback into the loop; a pop made twenty), so the whole read runs as one function on
-that thread: one hop. On PostgreSQL the four statements go straight to asyncpg (each a prepared statement in its
-cache after the first pop on a connection).
+that thread: one hop. On PostgreSQL the four are one statement sent straight to asyncpg (prepared once per
+connection), each part an array of row values, so that a pop is one round trip after the pool's ping: on a busy
+machine every round trip waits for the server process to be scheduled.
 
 Every value is bound: the caller ID is hostile text. The only text put into the SQL is the code's own constants
 (the tier order, the open statuses) and, on SQLite, a run of ``?`` as long as the list bound to it.
