@@ -12,7 +12,8 @@ same AGI command lines (the bench checks it before timing, and refuses to run ot
 - ``observed``: the engine again, with a listener on every bus event, so that it also builds the per-step
   ``ivr.step`` and ``ivr.choice`` events (nothing in the engine listens to those by default).
 
-On both buses something listens to ``ivr.ended``, as the call recorder does in the engine.
+On both buses the call recorder's own ``ivr.ended`` handler listens (``callcenter.calls.CallRecorder``, made but
+not started: it keeps each call's IVR data by linkedid, as in the engine).
 
 The fake Asterisk lives in this process and answers every command line at once, as res_agi would for a caller
 who presses the scripted keys without delay. Two ways to reach it, both run:
