@@ -387,7 +387,9 @@ class PopReader:
                 driver: Any = raw.driver_connection
                 try:
                     if self._database.dialect == "sqlite":
-                        # aiosqlite runs a function on its connection's thread: the one hop of the pop.
+                        # aiosqlite runs a function on its connection's thread: the one hop of the pop. _execute and
+                        # _conn are aiosqlite's private parts (as of 0.22; SQLAlchemy's adapter reaches into _conn
+                        # and _tx too): the screen-pop tests, the hop-counting one first, fail if they change.
                         found: CallerFiles = await driver._execute(_read_sqlite, driver._conn, number, key, self._rules)
                     else:
                         found = await _read_postgres(driver.fetchrow, number, key, self._rules)
