@@ -709,6 +709,9 @@ async def _insert(connection: AsyncConnection, table: Table, rows: list[dict[str
 
 def _sqlite_time(value: datetime) -> str:
     # How SQLAlchemy's SQLite DateTime stores a time, here naive UTC as callcenter.db.UtcDateTime keeps it.
+    if value.tzinfo is UTC:
+        # The generator's own times: the text without its "+00:00", without a conversion.
+        return value.isoformat(sep=" ", timespec="microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
@@ -742,15 +745,15 @@ async def _bulk_insert(
         await driver.copy_records_to_table(table.name, records=records, columns=columns, schema_name=schema)
         return
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608
-    converters = [_sqlite_converter(table.c[name]) for name in columns]
-    values = [
-        tuple(
-            value if convert is None or value is None else convert(value)
-            for value, convert in zip((row[name] for name in columns), converters, strict=True)
-        )
-        for row in rows
-    ]
-    await connection.exec_driver_sql(statement, values)
+    # Column by column: a column without a conversion costs no call per value.
+    series: list[list[Any]] = []
+    for name in columns:
+        values = [row[name] for row in rows]
+        convert = _sqlite_converter(table.c[name])
+        if convert is not None:
+            values = [None if value is None else convert(value) for value in values]
+        series.append(values)
+    await connection.exec_driver_sql(statement, list(zip(*series, strict=True)))
 
 
 async def seed(
