@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import DateTime, Dialect, MetaData, event, text
@@ -166,6 +168,20 @@ def _translate(exc: BaseException) -> DatabaseError:
 
 _MAPPED = (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError, asyncio.TimeoutError)
 
+# The drivers' own errors, met by code that works on the driver's connection (Database.driver): those that say the
+# database cannot be reached, and all of them. aiosqlite raises ValueError("Connection closed").
+_DRIVER_UNAVAILABLE = (
+    sqlite3.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    sa_exc.TimeoutError,
+    OSError,
+    TimeoutError,
+    ValueError,
+)
+_DRIVER_ERRORS = (sa_exc.SQLAlchemyError, sqlite3.Error, asyncpg.PostgresError, *_DRIVER_UNAVAILABLE)
+
 
 class Database:
     """One async engine for the whole process, opened and closed by the composition root."""
@@ -250,6 +266,27 @@ class Database:
             raise
         finally:
             await session.close()
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """The driver's own connection (aiosqlite's or asyncpg's) of one pooled connection, for a hot read past
+        SQLAlchemy's execution path. Errors map to ours as in a session; a connection whose driver failed under
+        the block is not given back to the pool."""
+        try:
+            async with self.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                try:
+                    yield raw.driver_connection
+                except BaseException:
+                    await connection.invalidate()
+                    raise
+        except DatabaseError:
+            raise
+        except _DRIVER_ERRORS as exc:
+            log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            if isinstance(exc, _DRIVER_UNAVAILABLE):
+                raise DatabaseUnavailable("the database is unavailable") from exc
+            raise _translate(exc) from exc
 
     async def ping(self) -> bool:
         """True when a trivial query succeeds; never raises (it feeds /healthz)."""

@@ -25,11 +25,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import exc as sa_exc
-
 from callcenter.calls.records import TAIL_DIGITS, caller_tail
-from callcenter.db import Database, DatabaseError, DatabaseUnavailable
+from callcenter.db import Database
 from crm_bridge.models import OPEN_STATUSES, TIER_RANK
 from crm_bridge.phones import PhoneRules
 from crm_bridge.services import (
@@ -352,23 +349,6 @@ async def _read_postgres(
     return CallerFiles(files, _history(calls, numbers, rules, _PG_TYPES))
 
 
-# Driver errors the raw path can meet, and what the rest of the engine calls them (callcenter.db's split).
-_UNAVAILABLE = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-    sqlite3.OperationalError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    OSError,
-    TimeoutError,
-    ValueError,  # aiosqlite: "Connection closed"
-)
-_REFUSED = (sa_exc.SQLAlchemyError, sqlite3.Error, asyncpg.PostgresError)
-
-
 class PopReader:
     """The screen-pop's database read for one calling number, on one connection of ``database``'s pool."""
 
@@ -381,26 +361,12 @@ class PopReader:
         if not number:
             return NOTHING
         key = self._rules.normalize(number)
-        try:
-            async with self._database.engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                try:
-                    if self._database.dialect == "sqlite":
-                        # aiosqlite runs a function on its connection's thread: the one hop of the pop. _execute and
-                        # _conn are aiosqlite's private parts (as of 0.22; SQLAlchemy's adapter reaches into _conn
-                        # and _tx too): the screen-pop tests, the hop-counting one first, fail if they change.
-                        found: CallerFiles = await driver._execute(_read_sqlite, driver._conn, number, key, self._rules)
-                    else:
-                        found = await _read_postgres(driver.fetchrow, number, key, self._rules)
-                except BaseException:
-                    # A connection whose driver failed under us is not given back to the pool.
-                    await connection.invalidate()
-                    raise
-        except DatabaseError:
-            raise
-        except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable("the database is unavailable") from exc
-        except _REFUSED as exc:
-            raise DatabaseError("the database refused the operation") from exc
+        async with self._database.driver() as driver:
+            if self._database.dialect == "sqlite":
+                # aiosqlite runs a function on its connection's thread: the one hop of the pop. _execute and _conn
+                # are aiosqlite's private parts (as of 0.22; SQLAlchemy's adapter reaches into _conn and _tx too):
+                # the screen-pop tests, the hop-counting one first, fail if they change.
+                found: CallerFiles = await driver._execute(_read_sqlite, driver._conn, number, key, self._rules)
+            else:
+                found = await _read_postgres(driver.fetchrow, number, key, self._rules)
         return found
