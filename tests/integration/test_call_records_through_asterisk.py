@@ -8,7 +8,11 @@ import array
 import asyncio
 import math
 import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -80,10 +84,21 @@ async def test_a_call_that_ends_while_the_engine_is_down_is_recorded_once_from_a
     assert 11.0 <= duration <= 20.0, duration
 
 
-async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
-    config: Config, sandbox: Sandbox, phones: Phones
-) -> None:
-    general, expert = config.queues.general, config.queues.expert
+@dataclass
+class _Unanswered:
+    config: Config
+    linkedid: str
+    handoff: dict[str, Any]
+    outcomes: list[Event]
+
+
+@asynccontextmanager
+async def _handoff_nobody_answers(
+    config: Config, phones: Phones, script: CallerScript, notes: str, call_seconds: float
+) -> AsyncIterator[_Unanswered]:
+    """A queued call the agent hands to an expert queue nobody staffs (5 s of waiting there), with ``notes``;
+    yields, engine still running, once the caller's phone has ended the call and the handoff has an outcome."""
+    general = config.queues.general
     quick = config.model_copy(update={"calls": config.calls.model_copy(update={"expert_timeout": 5})})
     bus = Bus()
     outcomes: list[Event] = []
@@ -94,16 +109,7 @@ async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
         async with user_api(app, Role.AGENT, "1001") as agent_api:
             assert (await agent_api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]}))[0] == 200
             agent_phone = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
-            # The caller is offered voicemail or a callback about 7 s in (5 s in the empty expert queue after the
-            # handoff) and presses nothing: after two offers (about 26 s) the message is recorded, which is the
-            # default so that nobody is dropped. They speak from 34 s and hang up at 39 s.
-            caller = phones.call(
-                "caller",
-                quick.sip.dids[0],
-                CallerScript(caller_number="5550402", wait_before_digits_ms=34000, talk_ms=5000, speech=True),
-                local_ip=PSTN,
-                local_port=5280,
-            )
+            caller = phones.call("caller", quick.sip.dids[0], script, local_ip=PSTN, local_port=5280)
             agent = "PJSIP/1001"
             assert await wait_for(
                 lambda: agent in live.model.agents and live.model.agents[agent].status is AgentStatus.ON_CALL,
@@ -111,13 +117,26 @@ async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
             )
             linkedid = live.model.agents[agent].linkedid
             status, handoff = await agent_api.call(
-                "POST", f"/api/v1/calls/{linkedid}/transfer-to-expert", {"notes": "needs firmware expert"}
+                "POST", f"/api/v1/calls/{linkedid}/transfer-to-expert", {"notes": notes}
             )
             assert status == 202, handoff
             assert await asyncio.to_thread(agent_phone.wait, 15) == 0
-            # Nobody staffs the expert queue: after 5 s the caller is offered voicemail, and records one.
-            assert await asyncio.to_thread(caller.wait, 70) == 0, caller.output()[-1500:]
+            assert await asyncio.to_thread(caller.wait, call_seconds) == 0, caller.output()[-1500:]
             assert await wait_for(lambda: bool(outcomes), timeout=10)
+            yield _Unanswered(quick, linkedid, handoff, outcomes)
+
+
+async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
+    config: Config, sandbox: Sandbox, phones: Phones
+) -> None:
+    expert = config.queues.expert
+    # The caller is offered voicemail or a callback about 7 s in (5 s in the empty expert queue after the
+    # handoff) and presses nothing: after two offers (about 26 s) the message is recorded, which is the
+    # default so that nobody is dropped. They speak from 34 s and hang up at 39 s.
+    script = CallerScript(caller_number="5550402", wait_before_digits_ms=34000, talk_ms=5000, speech=True)
+    async with _handoff_nobody_answers(config, phones, script, "needs firmware expert", 70) as done:
+        pass
+    quick, linkedid, handoff, outcomes = done.config, done.linkedid, done.handoff, done.outcomes
     assert outcomes[0].data["outcome"] == "voicemail"
     assert outcomes[0].data["linkedid"] == linkedid
     path = Path(outcomes[0].data["voicemail_path"])
@@ -147,61 +166,33 @@ async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
 async def test_a_caller_no_expert_answers_presses_2_and_leaves_a_callback_request(
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
-    general = config.queues.general
-    quick = config.model_copy(update={"calls": config.calls.model_copy(update={"expert_timeout": 5})})
-    bus = Bus()
-    outcomes: list[Event] = []
-    bus.subscribe("call.expert_outcome", outcomes.append)
-    async with running_engine(quick, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
-        live = app[LIVE]
-        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
-        async with user_api(app, Role.AGENT, "1001") as agent_api:
-            assert (await agent_api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]}))[0] == 200
-            agent_phone = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
-            # The offer comes about 7 s in (5 s in the empty expert queue after the handoff); the caller presses 2
-            # at 11 s, while it plays or while Read() waits, and then waits for Asterisk to hang up.
-            caller = phones.call(
-                "caller",
-                quick.sip.dids[0],
-                CallerScript(caller_number="5550403", digits="2", wait_before_digits_ms=11000, remote_hangup=True),
-                local_ip=PSTN,
-                local_port=5280,
-            )
-            agent = "PJSIP/1001"
-            assert await wait_for(
-                lambda: agent in live.model.agents and live.model.agents[agent].status is AgentStatus.ON_CALL,
-                timeout=30,
-            )
-            linkedid = live.model.agents[agent].linkedid
-            status, handoff = await agent_api.call(
-                "POST", f"/api/v1/calls/{linkedid}/transfer-to-expert", {"notes": "wants the firmware expert"}
-            )
-            assert status == 202, handoff
-            assert await asyncio.to_thread(agent_phone.wait, 15) == 0
-            assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
-            assert await wait_for(lambda: bool(outcomes), timeout=10)
-            assert outcomes[0].data["outcome"] == "callback", outcomes[0].data
-            assert outcomes[0].data["linkedid"] == linkedid
+    # The offer comes about 7 s in (5 s in the empty expert queue after the handoff); the caller presses 2 at
+    # 11 s, while it plays or while Read() waits, and then waits for Asterisk to hang up.
+    script = CallerScript(caller_number="5550403", digits="2", wait_before_digits_ms=11000, remote_hangup=True)
+    async with _handoff_nobody_answers(config, phones, script, "wants the firmware expert", 60) as done:
+        quick, linkedid, handoff, outcomes = done.config, done.linkedid, done.handoff, done.outcomes
+        assert outcomes[0].data["outcome"] == "callback", outcomes[0].data
+        assert outcomes[0].data["linkedid"] == linkedid
 
-            async def callback_record() -> ServiceRecord | None:
-                database = Database(quick.database_url)
-                await database.open()
-                try:
-                    async with database.session() as session:
-                        return await session.scalar(
-                            select(ServiceRecord).where(
-                                ServiceRecord.linkedid == linkedid, ServiceRecord.type == RecordType.CALLBACK_VISIT
-                            )
+        async def callback_record() -> ServiceRecord | None:
+            database = Database(quick.database_url)
+            await database.open()
+            try:
+                async with database.session() as session:
+                    return await session.scalar(
+                        select(ServiceRecord).where(
+                            ServiceRecord.linkedid == linkedid, ServiceRecord.type == RecordType.CALLBACK_VISIT
                         )
-                finally:
-                    await database.close()
+                    )
+            finally:
+                await database.close()
 
-            # The request goes through the outbox: it lands in the CRM with the agent's notes for the expert.
-            deadline = asyncio.get_running_loop().time() + 15
+        # The request goes through the outbox: it lands in the CRM with the agent's notes for the expert.
+        deadline = asyncio.get_running_loop().time() + 15
+        record = await callback_record()
+        while record is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.3)
             record = await callback_record()
-            while record is None and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.3)
-                record = await callback_record()
     assert record is not None
     assert record.status == "new"
     assert record.caller_number is not None
