@@ -31,6 +31,8 @@ from ivr_flows.steps import (
     PathStep,
     StepHandler,
     caller_number,
+    clip_detail,
+    prepare,
 )
 
 log = logging.getLogger("ivr_flows.engine")
@@ -125,7 +127,7 @@ class _Plan:
                 for index, step in enumerate(steps):
                     handler = STEP_HANDLERS[type(step)]
                     where = (flow.name, node, step.KIND, index)
-                    planned.append((handler, step, where, inspect.iscoroutinefunction(handler)))
+                    planned.append((handler, prepare(step), where, inspect.iscoroutinefunction(handler)))
                 self.nodes[flow.name, node] = tuple(planned)
         # By flow name, then by reference as written in that flow.
         self.jumps: dict[str, dict[str, _Target]] = {name: {} for name in flows.flows}
@@ -173,7 +175,6 @@ class FlowEngine:
         self._raise_lost = raise_lost
         # Names of fixed prompts already made (CallState.playable); emptied when the flows change.
         self._names: dict[tuple[int, str, str], tuple[Prompt, str]] = {}
-        self._files: dict[tuple[int, str], tuple[object, tuple[str, ...]]] = {}
 
     @property
     def flows(self) -> FlowSet:
@@ -190,7 +191,6 @@ class FlowEngine:
         self._flows = flows
         self._plan = _Plan(flows)
         self._names = {}
-        self._files = {}
 
     async def run(self, session: FlowSession, *, flow: str | None = None) -> CallResult:
         """Walks one call from the start of ``flow`` (default: the entry flow). Never raises for the call's
@@ -225,7 +225,6 @@ class FlowEngine:
             uniqueid=uniqueid,
             linkedid=linkedid,
             names=self._names,
-            files=self._files,
             # A publisher that cannot tell whether anyone listens is assumed to have listeners.
             publish_steps=bool(wants("ivr.step")) if callable(wants) else True,
             publish_choices=bool(wants("ivr.choice")) if callable(wants) else True,
@@ -250,43 +249,38 @@ class FlowEngine:
             if self._answer:
                 await session.answer()
             # The walk, inlined here: one coroutine frame less for every command of the call to pass through.
+            # Every handler traces its own step (a path entry on each way out), so the loop only runs them and
+            # follows where they lead.
             current = first
-            node = first.start_node
-            steps = plan.nodes[first.name, node]
+            steps = plan.nodes[first.name, first.start_node]
             jumps = plan.jumps[first.name]
-            taken = 0
+            # Steps are counted a node at a time, as the walk enters it: a node's own steps cannot loop.
+            taken = len(steps)
             limit = self._max_steps
             while True:
                 for handler, step, where, awaited in steps:
-                    taken += 1
-                    if taken > limit:
-                        raise FlowRuntimeError(f"more than {limit} steps: the flow loops without end")
-                    # state.begin(), inlined: this loop runs for every step of every call.
                     state.where = where
-                    state.step_traced = False
                     # Steps that only decide (goto, set, hours...) are plain functions: no coroutine for them.
                     transition = await handler(step, state) if awaited else handler(step, state)  # type: ignore[misc]
-                    if not state.step_traced:
-                        state.trace()
-                    if transition is None:
-                        continue
-                    if type(transition) is Finish:
-                        outcome = transition.outcome
+                    if transition is not None:
                         break
-                    found = jumps.get(transition) or plan.jump(current, transition)  # type: ignore[arg-type]
-                    if found[0] is not current:
-                        current = found[0]
-                        state.flow, state.flow_name = current, current.name
-                        jumps = plan.jumps[current.name]
-                    node, steps = found[1], found[2]
+                else:
+                    raise FlowRuntimeError(f"node {current.name}/{state.node} ended without handing the call on")
+                if type(transition) is Finish:
+                    outcome = transition.outcome
+                    break
+                found = jumps.get(transition) or plan.jump(current, transition)  # type: ignore[arg-type]
+                steps = found[2]
+                taken += len(steps)
+                if taken > limit:
+                    raise FlowRuntimeError(f"more than {limit} steps: the flow loops without end")
+                if found[0] is not current:
+                    current = found[0]
+                    state.flow, state.flow_name = current, current.name
+                    jumps = plan.jumps[current.name]
                     if state.language not in found[3]:
                         state.language = current.language
-                    state.variables["language"] = state.language
-                    break
-                else:
-                    raise FlowRuntimeError(f"node {current.name}/{node} ended without handing the call on")
-                if type(transition) is Finish:
-                    break
+                        state.variables["language"] = state.language
         except AgiHangup:
             outcome = Outcome.VOICEMAIL if state.voicemails else Outcome.HUNG_UP_IN_IVR
             state.trace("caller_hangup")
@@ -301,7 +295,7 @@ class FlowEngine:
         except Exception as exc:
             outcome, error = Outcome.ERROR, exc
             log.exception("IVR failed at %s/%s; the caller goes to the fallback queue", state.flow.name, state.node)
-            state.trace("error", detail=f"{type(exc).__name__}: {exc}")
+            state.trace("error", detail=clip_detail(f"{type(exc).__name__}: {exc}"))
         await self._tell_dialplan(state, outcome)
         result = self._finish(state, first.name, outcome, error, started_at, started)
         if self._raise_lost and error is not None and isinstance(error, AgiConnectionLost | AgiProtocolError):

@@ -2,7 +2,8 @@
 
 A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
 step, a node reference to jump there, or :class:`Finish` to end the IVR. Each handler records what it did on
-the call's path (``state.trace``); the table :data:`STEP_HANDLERS` maps a step type to its handler.
+the call's path (``state.trace``) on every way out (the walk does not check); the table :data:`STEP_HANDLERS`
+maps a step type to its handler.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, NamedTuple
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, VoicemailMessage
@@ -164,14 +165,11 @@ class CallState:
     path: list[dict[str, Any]] = field(default_factory=list)
     # Names of fixed prompts already made, shared by every call of one engine (see :meth:`playable`).
     names: dict[tuple[int, str, str], tuple[Prompt, str]] = field(default_factory=dict)
-    # The names of a step's own prompts, in the caller's language, by step (see :meth:`step_files`).
-    files: dict[tuple[int, str], tuple[object, tuple[str, ...]]] = field(default_factory=dict)
     # Whether anyone listens to ``ivr.step``/``ivr.choice``: nobody reading them, no event is built.
     publish_steps: bool = True
     publish_choices: bool = True
     # The step being run: flow name, node, step kind, index in the node (one tuple per step, made at load).
     where: tuple[str, str, str, int] = ("", "", "", 0)
-    step_traced: bool = False
     queue: str | None = None
     priority: int | None = None
     choice: str | None = None
@@ -196,14 +194,13 @@ class CallState:
 
     def begin(self, node: str, index: int, kind: str) -> None:
         self.where = (self.flow_name, node, kind, index)
-        self.step_traced = False
 
     def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
-        # Caller-controlled text is clipped (see clip); what is already short and printable is kept as it is.
+        """Adds the current step's entry to the path. ``digits`` are the caller's and are clipped here (see clip);
+        ``detail`` is kept as given: text that comes from the caller, the database or an error passes through
+        :func:`clip_detail` first (the flow's own names and numbers need no clipping)."""
         if digits and not (len(digits) <= _CLIP and digits.isprintable()):
             digits = clip(digits)
-        if detail and not (len(detail) <= _DETAIL_CLIP and detail.isprintable()):
-            detail = clip(detail, _DETAIL_CLIP)
         flow, node, kind, index = self.where
         # One clock reading per step: the wall-clock time follows from the call's start (see ``origin``).
         monotonic = self.monotonic()
@@ -219,23 +216,8 @@ class CallState:
             "at": self.origin + monotonic,
         }
         self.path.append(entry)
-        self.step_traced = True
         if self.publish_steps:
             self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **entry)
-
-    def step_files(self, step: object) -> tuple[str, ...] | None:
-        """The names of ``step``'s prompts made for the caller's language by :meth:`make_step_files`, or None."""
-        found = self.files.get((id(step), self.language))
-        # The entry holds the step, so an id reused by a newer step never matches.
-        return found[1] if found is not None and found[0] is step else None
-
-    async def make_step_files(self, step: object, prompts: Iterable[str]) -> tuple[str, ...]:
-        """The names of ``prompts`` (the step's own, always the same ones), remembered for the step."""
-        names = tuple([self.known(prompt) or await self.playable(prompt) for prompt in prompts])
-        if len(self.files) >= _NAMES_LIMIT:
-            self.files.clear()
-        self.files[id(step), self.language] = (step, names)
-        return names
 
     def known(self, prompt: str) -> str | None:
         """The name of a fixed prompt already made (no await needed), or None: then ask :meth:`playable`."""
@@ -272,6 +254,47 @@ class CallState:
     async def speak(self, slug: str, text: str) -> None:
         name = await self.prompts.text(slug, self.language, text)
         await self.session.stream_file(name, "")
+
+
+def clip_detail(text: str) -> str:
+    """A path entry's detail that holds text from the caller, the database or an error, made safe (see clip)."""
+    return clip(text, _DETAIL_CLIP) or text
+
+
+S = TypeVar("S", PlayStep, MenuStep, InputStep)
+
+
+@dataclass(slots=True, eq=False)
+class Spoken(Generic[S]):
+    """A step that plays prompts of its own (play, menu, input) as the walk runs it, made at load: its numbers
+    worked out once, and the names of its prompts remembered per language the first time a call hears them.
+    It lives as long as the flows it was made from (a reload makes new ones), so the names cannot go stale."""
+
+    step: S
+    prompts: tuple[str, ...]
+    # How long a listening step waits for keys, in ms, and how many times it asks.
+    timeout_ms: int = 0
+    attempts: int = 1
+    # What the step's path entry says (play: the prompts it played).
+    detail: str | None = None
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    async def make_files(self, state: CallState) -> tuple[str, ...]:
+        """The names of the step's prompts in the caller's language, made (or looked up) and remembered."""
+        names = tuple([state.known(prompt) or await state.playable(prompt) for prompt in self.prompts])
+        self.files[state.language] = names
+        return names
+
+
+def prepare(step: object) -> object:
+    """What the walk hands a step's handler: the step itself, or for play, menu and input a :class:`Spoken`."""
+    if isinstance(step, PlayStep):
+        return Spoken(step, step.prompts, detail=",".join(step.prompts))
+    if isinstance(step, MenuStep):
+        return Spoken(step, step.prompt, int(step.timeout * 1000), step.attempts)
+    if isinstance(step, InputStep):
+        return Spoken(step, step.prompt[:1], int(step.timeout * 1000), step.attempts)
+    return step
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -359,11 +382,11 @@ def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal[
 # -- the handlers ---------------------------------------------------------------------------------------
 
 
-async def run_play(step: PlayStep, state: CallState) -> Transition:
+async def run_play(play: Spoken[PlayStep], state: CallState) -> Transition:
     stream = state.session.stream_file
-    for name in state.step_files(step) or await state.make_step_files(step, step.prompts):
+    for name in play.files.get(state.language) or await play.make_files(state):
         await stream(name, "")
-    state.trace(detail=",".join(step.prompts))
+    state.trace(detail=play.detail)
     return None
 
 
@@ -372,12 +395,13 @@ async def _feedback(state: CallState, prompt: str | None) -> None:
         await state.session.stream_file(state.known(prompt) or await state.playable(prompt), "")
 
 
-async def run_menu(step: MenuStep, state: CallState) -> Transition:
-    files = state.step_files(step) or await state.make_step_files(step, step.prompt)
+async def run_menu(menu: Spoken[MenuStep], state: CallState) -> Transition:
+    files = menu.files.get(state.language) or await menu.make_files(state)
     first, last = files[:-1], files[-1]
-    timeout_ms = int(step.timeout * 1000)
+    timeout_ms = menu.timeout_ms
     session = state.session
-    for _attempt in range(step.attempts):
+    step = menu.step
+    for _attempt in range(menu.attempts):
         # The prompts play listening for any key; a key pressed during an early one answers at once.
         digit: str | None = None
         for name in first:
@@ -425,10 +449,11 @@ def check_input(step: InputStep, digits: str) -> str:
     return "accepted"
 
 
-async def run_input(step: InputStep, state: CallState) -> Transition:
-    file = (state.step_files(step) or await state.make_step_files(step, step.prompt[:1]))[0]
-    timeout_ms = int(step.timeout * 1000)
-    for _attempt in range(step.attempts):
+async def run_input(prompted: Spoken[InputStep], state: CallState) -> Transition:
+    file = (prompted.files.get(state.language) or await prompted.make_files(state))[0]
+    timeout_ms = prompted.timeout_ms
+    step = prompted.step
+    for _attempt in range(prompted.attempts):
         result = await state.session.get_data(file, timeout_ms, step.max_digits)
         digits = result.digits
         verdict = check_input(step, digits)
@@ -474,7 +499,7 @@ async def run_say(step: SayStep, state: CallState) -> Transition:
         # A variable that does not hold what the step says it holds: skip the read-out, keep the call going.
         state.trace("skipped", detail=f"not a {step.format}: {clip(value, 32)}")
         return None
-    state.trace(step.format, detail=value)
+    state.trace(step.format, detail=clip_detail(value))
     return None
 
 
@@ -500,7 +525,7 @@ async def run_lookup(step: LookupStep, state: CallState) -> Transition:
     name = await state.playable(step.found, values)
     await state.session.stream_file(name, "")
     state.variables["product_name"] = values["name"]
-    state.trace("found", digits=code, detail=product.name)
+    state.trace("found", digits=code, detail=clip_detail(product.name))
     return None
 
 
@@ -549,7 +574,9 @@ async def run_queue(step: QueueStep, state: CallState) -> Transition:
     state.queue = state.queues[step.queue]
     state.priority = priority
     state.choice = step.reason
-    state.trace("queued", detail=f"{state.queue} priority={priority} tier={tier or '-'} reason={step.reason}")
+    detail = f"{state.queue} priority={priority} tier={tier or '-'} reason={step.reason}"
+    # The tier is the CRM's text.
+    state.trace("queued", detail=clip_detail(detail) if tier else detail)
     return QUEUED
 
 
@@ -632,6 +659,7 @@ def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transitio
         state.language = spoken[(position + 1) % len(spoken)]
     else:
         state.language = step.to
+    state.variables["language"] = state.language
     state.trace(state.language)
     return None
 
