@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import gc
 import json
+import re
 import sys
 import tempfile
 import time
@@ -66,7 +67,14 @@ from callcenter.bus import Bus  # noqa: E402
 from callcenter.calls.service import CallRecorder  # noqa: E402
 from callcenter.db import Database  # noqa: E402
 from callcenter.model import LiveModel  # noqa: E402
-from ivr_flows.ports import FlowPorts, InMemoryCatalog, InMemoryVoicemailSink, ShiftedClock, in_memory_ports  # noqa: E402
+from ivr_flows.ports import (  # noqa: E402
+    FlowPorts,
+    InMemoryCatalog,
+    InMemoryVoicemailSink,
+    ShiftedClock,
+    VoicemailMessage,
+    in_memory_ports,
+)
 from ivr_flows.prompts import TtsPrompts, prompt_name  # noqa: E402
 from ivr_flows.route import SHIPPED_FLOWS, FlowRoute  # noqa: E402
 from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet  # noqa: E402
@@ -81,7 +89,7 @@ DID = "4000"
 # Where RECORD FILE stops: 8 seconds of 8 kHz audio, then the caller's '#'.
 RECORD_ENDPOS = 64000
 MODES = ("direct", "wire")
-ARMS = ("hand", "engine", "observed")
+ARMS = ("hand", "engine", "observed", "bare")
 
 
 @dataclass(frozen=True)
@@ -300,8 +308,9 @@ class Kit:
     prompts: TtsPrompts
     bus: Bus
     route: FlowRoute
-    # The same engine with a listener on every event (as a live view of each step would be).
+    # The same engine with a listener on every event (as a live view of each step would be), and its bus.
     observed: FlowRoute
+    observed_bus: Bus
 
     def reset(self) -> None:
         catalog = self.ports.catalog
@@ -330,7 +339,7 @@ def make_kit(scenario: Scenario, sounds: Path) -> Kit:
     observed = FlowRoute(
         flows, ports=ports, bus=observed_bus, prompts=prompts, queues=QUEUES, clock=clock, entry="main"
     )
-    return Kit(flows, ports, clock, prompts, bus, route, observed)
+    return Kit(flows, ports, clock, prompts, bus, route, observed, observed_bus)
 
 
 def _recorder(bus: Bus, sounds: Path) -> CallRecorder:
@@ -345,6 +354,260 @@ def _listener(event: object) -> None:
 
 
 def hand_product(kit: Kit) -> Handler:
+    """The product call written by hand with the engine's output: the same commands, the same path entries (one
+    dict per step, the same fields and words) and the same ``ivr.started``/``ivr.ended`` events."""
+    main = kit.flows["main"]
+    names = {
+        slug: _name(main, slug)
+        for slug in (
+            "welcome",
+            "main_menu",
+            "language_offer",
+            "product_guide",
+            "enter_code",
+            "you_entered",
+            "after_product",
+            "connecting_agent",
+        )
+    }
+    schedule = main.schedules["business"]
+    zone = main.zone(schedule)
+    found = main.prompts["product_info"].text("en")
+    assert found is not None
+    template = found[0]
+    words = {"in_stock": "In stock.", "out_of_stock": "Currently out of stock.", "discontinued": "No longer sold."}
+    code_pattern = re.compile(r"[0-9]{4,8}")
+    catalog, directory, clock, bus, prompts = kit.ports.catalog, kit.ports.directory, kit.clock, kit.bus, kit.prompts
+    monotonic = clock.monotonic
+
+    async def call(session: AgiSession) -> None:
+        env = session.env
+        params = env.params
+        uniqueid = session.uniqueid
+        linkedid = params.get("linkedid") or uniqueid
+        did = params.get("did", env.extension)
+        started_at = clock.now()
+        started = monotonic()
+        origin = started_at.timestamp() - started
+        path: list[dict[str, Any]] = []
+
+        def step(node: str, kind: str, index: int, result: str | None, digits: str | None, detail: str | None) -> None:
+            now = monotonic()
+            path.append(
+                {
+                    "flow": "main",
+                    "node": node,
+                    "step": kind,
+                    "index": index,
+                    "digits": digits,
+                    "result": result,
+                    "detail": detail,
+                    "monotonic": now,
+                    "at": origin + now,
+                }
+            )
+
+        bus.publish(
+            "ivr.started",
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            caller_number=env.callerid,
+            caller_name=env.calleridname,
+            did=did,
+            flow="main",
+            language="en",
+            at=started_at.timestamp(),
+        )
+        await session.answer()
+        if evaluate_hours(schedule, clock.now(), zone) != "open":
+            raise RuntimeError("the scenario runs in open hours")
+        step("entry", "hours", 0, "open", None, "welcome")
+        await session.stream_file(names["welcome"], "")
+        step("welcome", "play", 0, None, None, "welcome")
+        key = (await session.stream_file(names["main_menu"], MENU_DIGITS)).digit
+        key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 5000)).digit
+        if key != "1":
+            raise RuntimeError(f"the scenario takes the product guide, not {key!r}")
+        step("main_menu", "menu", 0, "chosen", key, "product_guide")
+        key = (await session.get_option(names["product_guide"], MENU_DIGITS, 5000)).digit
+        if key != "1":
+            raise RuntimeError(f"the scenario asks for product information, not {key!r}")
+        step("product_guide", "menu", 0, "chosen", key, "product_code")
+        code = (await session.get_data(names["enter_code"], 8000, 8)).digits
+        if code_pattern.fullmatch(code) is None:
+            raise RuntimeError(f"the scenario types a product code, not {code!r}")
+        step("product_code", "input", 0, "accepted", code, None)
+        await session.stream_file(names["you_entered"], "")
+        step("product_code", "play", 1, None, None, "you_entered")
+        await session.say_digits(code)
+        step("product_code", "say", 2, "digits", None, code)
+        product = await catalog.find(code)
+        if product is None:
+            raise RuntimeError("the scenario's product is in the catalog")
+        text = template.format(
+            name=product.name,
+            price=money_text(product.price, "CNY", "en"),
+            availability=words[product.availability],
+            spoken=product.spoken.get("en", ""),
+        )
+        await session.stream_file(await prompts.text("product_info", "en", text), "")
+        step("product_code", "lookup", 3, "found", code, product.name)
+        key = (await session.get_option(names["after_product"], MENU_DIGITS, 5000)).digit
+        if key != "0":
+            raise RuntimeError(f"the scenario ends at an agent, not {key!r}")
+        step("after_product", "menu", 0, "chosen", key, "agent")
+        await session.stream_file(names["connecting_agent"], "")
+        step("agent", "play", 0, None, None, "connecting_agent")
+        tier = await directory.tier(CALLER)
+        priority = main.priorities.get(tier, main.default_priority) if tier else main.default_priority
+        queue = QUEUES["general"]
+        step("agent", "queue", 1, "queued", None, f"{queue} priority={priority} tier={tier or '-'} reason=agent")
+        await session.set_variable(dialplan.VAR_QUEUE, queue)
+        await session.set_variable(dialplan.VAR_PRIORITY, str(priority))
+        await session.set_variable(dialplan.VAR_IVR_CHOICE, "agent")
+        await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), "agent")
+        await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
+        bus.publish(
+            "ivr.ended",
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            caller_number=CALLER,
+            flow="main",
+            outcome="queued",
+            path=path,
+            language="en",
+            queue=queue,
+            priority=priority,
+            choice="agent",
+            voicemails=[],
+            started_at=started_at.timestamp(),
+            ended_at=clock.now().timestamp(),
+            duration=monotonic() - started,
+            error=None,
+        )
+
+    return call
+
+
+def hand_complaint(kit: Kit) -> Handler:
+    """The complaint call written by hand with the engine's output (see :func:`hand_product`)."""
+    main, closed = kit.flows["main"], kit.flows["after_hours"]
+    schedule = main.schedules["business"]
+    zone = main.zone(schedule)
+    names = {slug: _name(closed, slug) for slug in ("closed", "closed_menu", "language_offer", "leave_complaint")}
+    names["message_saved"] = _name(closed, "message_saved")
+    sink, clock, bus = kit.ports.voicemail, kit.clock, kit.bus
+    monotonic = clock.monotonic
+
+    async def call(session: AgiSession) -> None:
+        env = session.env
+        params = env.params
+        uniqueid = session.uniqueid
+        linkedid = params.get("linkedid") or uniqueid
+        did = params.get("did", env.extension)
+        started_at = clock.now()
+        started = monotonic()
+        origin = started_at.timestamp() - started
+        path: list[dict[str, Any]] = []
+
+        def step(
+            flow: str, node: str, kind: str, index: int, result: str | None, digits: str | None, detail: str | None
+        ) -> None:
+            now = monotonic()
+            path.append(
+                {
+                    "flow": flow,
+                    "node": node,
+                    "step": kind,
+                    "index": index,
+                    "digits": digits,
+                    "result": result,
+                    "detail": detail,
+                    "monotonic": now,
+                    "at": origin + now,
+                }
+            )
+
+        bus.publish(
+            "ivr.started",
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            caller_number=env.callerid,
+            caller_name=env.calleridname,
+            did=did,
+            flow="main",
+            language="en",
+            at=started_at.timestamp(),
+        )
+        await session.answer()
+        if evaluate_hours(schedule, clock.now(), zone) != "closed":
+            raise RuntimeError("the scenario runs after hours")
+        step("main", "entry", "hours", 0, "closed", None, "flow:after_hours")
+        await session.stream_file(names["closed"], "")
+        step("after_hours", "closed", "play", 0, None, None, "closed")
+        key = (await session.stream_file(names["closed_menu"], MENU_DIGITS)).digit
+        key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 6000)).digit
+        if key != "1":
+            raise RuntimeError(f"the scenario leaves a complaint, not {key!r}")
+        step("after_hours", "closed_menu", "menu", 0, "chosen", key, "complaint")
+        await session.stream_file(names["leave_complaint"], "")
+        target = await sink.allocate(uniqueid=uniqueid, intent="complaint")
+        recorded_at = clock.now()
+        result = await session.record_file(target.record_as, target.fmt, "#", 180_000, beep=True, silence_seconds=5)
+        seconds = round((result.endpos or 0) / 8000, 3)
+        message = VoicemailMessage(
+            intent="complaint",
+            caller_number=CALLER,
+            path=target.path,
+            duration=seconds,
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            recorded_at=recorded_at,
+            language="en",
+            flow="after_hours",
+            ended_by=result.reason,
+            did=did,
+        )
+        await sink.store(message)
+        step(
+            "after_hours",
+            "complaint",
+            "voicemail",
+            0,
+            "recorded",
+            result.digit,
+            f"complaint {seconds}s ended_by={result.reason}",
+        )
+        await session.stream_file(names["message_saved"], "")
+        step("after_hours", "complaint", "play", 1, None, None, "message_saved")
+        step("after_hours", "complaint", "hangup", 2, None, None, None)
+        await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)
+        bus.publish(
+            "ivr.ended",
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            caller_number=CALLER,
+            flow="main",
+            outcome="voicemail",
+            path=path,
+            language="en",
+            queue=None,
+            priority=None,
+            choice=None,
+            voicemails=[
+                {"intent": "complaint", "path": str(message.path), "duration": seconds, "ended_by": result.reason}
+            ],
+            started_at=started_at.timestamp(),
+            ended_at=clock.now().timestamp(),
+            duration=monotonic() - started,
+            error=None,
+        )
+
+    return call
+
+
+def bare_product(kit: Kit) -> Handler:
+    """The product call by hand with the least output: the same commands, no path, two short events."""
     main = kit.flows["main"]
     names = {
         slug: _name(main, slug)
@@ -408,7 +671,8 @@ def hand_product(kit: Kit) -> Handler:
     return call
 
 
-def hand_complaint(kit: Kit) -> Handler:
+def bare_complaint(kit: Kit) -> Handler:
+    """The complaint call by hand with the least output (see :func:`bare_product`)."""
     main, closed = kit.flows["main"], kit.flows["after_hours"]
     schedule = main.schedules["business"]
     zone = main.zone(schedule)
@@ -431,8 +695,6 @@ def hand_complaint(kit: Kit) -> Handler:
         target = await sink.allocate(uniqueid=uniqueid, intent="complaint")
         result = await session.record_file(target.record_as, target.fmt, "#", 180_000, beep=True, silence_seconds=5)
         seconds = (result.endpos or 0) / 8000
-        from ivr_flows.ports import VoicemailMessage
-
         await sink.store(
             VoicemailMessage(
                 intent="complaint",
@@ -455,6 +717,7 @@ def hand_complaint(kit: Kit) -> Handler:
 
 
 HAND: dict[str, Callable[[Kit], Handler]] = {PRODUCT.key: hand_product, COMPLAINT.key: hand_complaint}
+BARE: dict[str, Callable[[Kit], Handler]] = {PRODUCT.key: bare_product, COMPLAINT.key: bare_complaint}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -471,6 +734,7 @@ class Figures:
     hand_us: list[float] = field(default_factory=list)
     engine_us: list[float] = field(default_factory=list)
     observed_us: list[float] = field(default_factory=list)
+    bare_us: list[float] = field(default_factory=list)
 
     @property
     def hand(self) -> float:
@@ -483,6 +747,15 @@ class Figures:
     @property
     def observed(self) -> float:
         return min(self.observed_us)
+
+    @property
+    def bare(self) -> float:
+        return min(self.bare_us)
+
+    @property
+    def bare_pct(self) -> float:
+        """The engine against the hand-written call that keeps no path (a floor, not the same work)."""
+        return (self.engine - self.bare) / self.bare * 100
 
     @property
     def observed_pct(self) -> float:
@@ -498,11 +771,16 @@ class Figures:
 
 
 class Runner:
-    def __init__(self, mode: str, kit: Kit, scenario: Scenario, hand: Handler) -> None:
+    def __init__(self, mode: str, kit: Kit, scenario: Scenario, hand: Handler, bare: Handler) -> None:
         self.mode = mode
         self.kit = kit
         self.scenario = scenario
-        self.handlers: dict[str, Handler] = {"hand": hand, "engine": kit.route.run, "observed": kit.observed.run}
+        self.handlers: dict[str, Handler] = {
+            "hand": hand,
+            "engine": kit.route.run,
+            "observed": kit.observed.run,
+            "bare": bare,
+        }
         self._server: FastAgiServer | None = None
         self._current: Handler = hand
         self._count = 0
@@ -530,12 +808,23 @@ class Runner:
             self._current = handler
             await call_wire(self._server.port, asterisk, uniqueid, spent)
 
-    async def commands(self, arm: str) -> list[str]:
+    async def output(self, arm: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+        """One call's command lines and its ivr.started and ivr.ended events (their times taken out)."""
         asterisk = FakeAsterisk(self.scenario.keys)
         asterisk.record = True
         self.kit.reset()
-        await self.one(arm, asterisk, [0.0], uniqueid="1700000000.0")
-        return asterisk.commands
+        bus = self.kit.observed_bus if arm == "observed" else self.kit.bus
+        events: list[tuple[str, dict[str, Any]]] = []
+        stops = [
+            bus.subscribe(kind, lambda event: events.append((event.type, _timeless(event.data))))
+            for kind in CALL_EVENTS
+        ]
+        try:
+            await self.one(arm, asterisk, [0.0], uniqueid="1700000000.0")
+        finally:
+            for stop in stops:
+                stop()
+        return asterisk.commands, events
 
     async def batch(self, arm: str, calls: int) -> float:
         """CPU microseconds per call of this process, the fake Asterisk's own callbacks taken out."""
@@ -550,15 +839,38 @@ class Runner:
         return used / calls * 1e6
 
 
-async def check_same_commands(runner: Runner) -> tuple[int, int]:
-    """Both arms must send the same lines; returns (commands per call, engine steps per call)."""
-    hand = await runner.commands("hand")
-    engine = await runner.commands("engine")
-    if engine != await runner.commands("observed"):
-        raise SystemExit(f"{runner.scenario.key}: observing the events changed the commands")
-    if hand != engine:
-        diff = "\n".join(f"  hand: {h!r}\n  engine: {e!r}" for h, e in zip(hand, engine, strict=False) if h != e)
-        raise SystemExit(f"{runner.scenario.key}: the arms send different commands:\n{diff or (hand, engine)}")
+# The events a call leaves for the rest of the engine (the live call, the call's record).
+CALL_EVENTS = ("ivr.started", "ivr.ended")
+_TIMES = frozenset({"at", "started_at", "ended_at", "duration", "monotonic"})
+
+
+def _timeless(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data without its clock readings (which differ from call to call), path entries included."""
+    kept = {key: value for key, value in data.items() if key not in _TIMES}
+    if "path" in kept:
+        kept["path"] = [{key: value for key, value in entry.items() if key not in _TIMES} for entry in kept["path"]]
+    return kept
+
+
+async def check_same_output(runner: Runner) -> tuple[int, int]:
+    """Every arm must send the same lines, and the hand-written call must leave the engine's events (path
+    included); returns (commands per call, engine steps per call)."""
+    key = runner.scenario.key
+    hand, hand_events = await runner.output("hand")
+    engine, engine_events = await runner.output("engine")
+    observed, observed_events = await runner.output("observed")
+    bare, _ = await runner.output("bare")
+    if observed != engine or observed_events != engine_events:
+        raise SystemExit(f"{key}: observing the events changed the call")
+    for name, lines in (("hand", hand), ("bare", bare)):
+        if lines != engine:
+            diff = "\n".join(f"  {name}: {h!r}\n  engine: {e!r}" for h, e in zip(lines, engine, strict=False) if h != e)
+            raise SystemExit(f"{key}: {name} and engine send different commands:\n{diff or (lines, engine)}")
+    if hand_events != engine_events:
+        raise SystemExit(
+            f"{key}: the hand-written call leaves other events than the engine:\n"
+            f"  hand: {hand_events}\n  engine: {engine_events}"
+        )
     asterisk = FakeAsterisk(runner.scenario.keys)
     session_result: list[Any] = []
 
@@ -578,10 +890,10 @@ async def measure(plan: Plan, progress: Callable[[str], None]) -> list[Figures]:
         for mode in MODES:
             for scenario in SCENARIOS:
                 kit = make_kit(scenario, Path(tmp))
-                runner = Runner(mode, kit, scenario, HAND[scenario.key](kit))
+                runner = Runner(mode, kit, scenario, HAND[scenario.key](kit), BARE[scenario.key](kit))
                 await runner.start()
                 try:
-                    commands, steps = await check_same_commands(runner)
+                    commands, steps = await check_same_output(runner)
                     found = Figures(mode, scenario.key, commands, steps)
                     for arm in ARMS:
                         await runner.batch(arm, plan.warmup)

@@ -13,15 +13,14 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
-from ivr_flows.schema import Flow, FlowSet, Prompt
+from ivr_flows.schema import Flow, FlowSet, GotoStep, Prompt
 from ivr_flows.steps import (
     STEP_HANDLERS,
     CallState,
@@ -41,26 +40,79 @@ log = logging.getLogger("ivr_flows.engine")
 DEFAULT_MAX_STEPS = 1000
 
 
-# Not frozen: a frozen dataclass stores each of these fields through object.__setattr__, and every call makes one.
-@dataclass(slots=True)
 class CallResult:
-    uniqueid: str
-    linkedid: str
-    caller_number: str
-    flow: str
-    outcome: Outcome
-    # The path as published: one dict per step (PathStep's fields); ``path`` is the typed view.
-    path_data: tuple[dict[str, Any], ...]
-    language: str
-    queue: str | None
-    priority: int | None
-    choice: str | None
-    variables: Mapping[str, str]
-    voicemails: tuple[VoicemailMessage, ...]
-    started_at: datetime
-    ended_at: datetime
-    duration: float
-    error: BaseException | None = None
+    """How one call's walk ended: the ``ivr.ended`` event's data as published (``data``: plain values, times in
+    seconds since the epoch, the path as one dict per step), with typed views of it, and what only the engine's
+    caller sees (the outcome as an enum, the error itself, the variables, the voicemail messages)."""
+
+    __slots__ = ("data", "error", "outcome", "variables", "voicemails")
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        outcome: Outcome,
+        error: BaseException | None,
+        variables: Mapping[str, str],
+        voicemails: tuple[VoicemailMessage, ...],
+    ) -> None:
+        self.data = data
+        self.outcome = outcome
+        self.error = error
+        self.variables = variables
+        self.voicemails = voicemails
+
+    def __repr__(self) -> str:
+        return f"CallResult({self.data['linkedid']!r}, {self.outcome}, path of {len(self.data['path'])})"
+
+    @property
+    def uniqueid(self) -> str:
+        return str(self.data["uniqueid"])
+
+    @property
+    def linkedid(self) -> str:
+        return str(self.data["linkedid"])
+
+    @property
+    def caller_number(self) -> str:
+        return str(self.data["caller_number"])
+
+    @property
+    def flow(self) -> str:
+        """The flow the call started in."""
+        return str(self.data["flow"])
+
+    @property
+    def language(self) -> str:
+        return str(self.data["language"])
+
+    @property
+    def queue(self) -> str | None:
+        return cast(str | None, self.data["queue"])
+
+    @property
+    def priority(self) -> int | None:
+        return cast(int | None, self.data["priority"])
+
+    @property
+    def choice(self) -> str | None:
+        return cast(str | None, self.data["choice"])
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromtimestamp(self.data["started_at"], UTC)
+
+    @property
+    def ended_at(self) -> datetime:
+        return datetime.fromtimestamp(self.data["ended_at"], UTC)
+
+    @property
+    def duration(self) -> float:
+        return float(self.data["duration"])
+
+    @property
+    def path_data(self) -> list[dict[str, Any]]:
+        """The path as published: one dict per step (PathStep's fields); ``path`` is the typed view."""
+        return cast(list[dict[str, Any]], self.data["path"])
 
     @property
     def path(self) -> tuple[PathStep, ...]:
@@ -68,7 +120,8 @@ class CallResult:
 
     @property
     def last(self) -> PathStep | None:
-        return PathStep.of(self.path_data[-1]) if self.path_data else None
+        path = self.path_data
+        return PathStep.of(path[-1]) if path else None
 
     def nodes(self) -> list[str]:
         """The nodes visited, in order, each once per visit (``flow/node``)."""
@@ -80,27 +133,8 @@ class CallResult:
         return visited
 
     def event_data(self) -> dict[str, Any]:
-        return {
-            "uniqueid": self.uniqueid,
-            "linkedid": self.linkedid,
-            "caller_number": self.caller_number,
-            "flow": self.flow,
-            "outcome": str(self.outcome),
-            "path": list(self.path_data),
-            "language": self.language,
-            "queue": self.queue,
-            "priority": self.priority,
-            "choice": self.choice,
-            "voicemails": [
-                {"intent": m.intent, "path": str(m.path), "duration": m.duration, "ended_by": m.ended_by}
-                for m in self.voicemails
-            ],
-            # Seconds since the epoch, like each step's "at": text only where someone reads them.
-            "started_at": self.started_at.timestamp(),
-            "ended_at": self.ended_at.timestamp(),
-            "duration": self.duration,
-            "error": type(self.error).__name__ if self.error is not None else None,
-        }
+        """A copy of the ``ivr.ended`` event's data (the path's entries shared with it)."""
+        return {**self.data, "path": list(self.path_data), "voicemails": list(self.data["voicemails"])}
 
 
 # One step of a node as the walk runs it: handler, step, where it is (flow name, node, step kind, index in the
@@ -108,34 +142,48 @@ class CallResult:
 _Planned = tuple[StepHandler, Any, tuple[str, str, str, int], bool]
 
 
-# Where a jump leads: the flow, the node, its steps, and the languages the flow speaks.
-_Target = tuple[Flow, str, tuple[_Planned, ...], tuple[str, ...]]
+# A node as the walk runs it: its steps, and where it goes when they all go on (a closing goto, taken without a
+# step of its own), or None.
+_Node = tuple[tuple[_Planned, ...], str | None]
+
+
+# Where a jump leads: the node's steps, its closing goto, how many steps it has, its flow and the languages that
+# flow speaks.
+_Target = tuple[tuple[_Planned, ...], str | None, int, Flow, tuple[str, ...]]
 
 
 class _Plan:
     """The flows of one load made ready to walk: each node's steps with their handlers looked up once, and each
-    jump resolved once (the first time a call takes it). Calls keep the plan they started with."""
+    jump resolved once (the first time a call takes it). Calls keep the plan they started with.
+
+    A goto that closes a node after other steps is not a step of the walk: the node goes there when its steps
+    are done, and the path shows the next node's steps (a node that is only a goto keeps its step and entry)."""
 
     __slots__ = ("flows", "jumps", "nodes")
 
     def __init__(self, flows: FlowSet) -> None:
         self.flows = flows
-        self.nodes: dict[tuple[str, str], tuple[_Planned, ...]] = {}
+        self.nodes: dict[tuple[str, str], _Node] = {}
         for flow in flows.flows.values():
             for node, steps in flow.nodes.items():
+                closing: str | None = None
+                last = steps[-1] if steps else None
+                if len(steps) > 1 and isinstance(last, GotoStep):
+                    closing, steps = last.target, steps[:-1]
                 planned: list[_Planned] = []
                 for index, step in enumerate(steps):
                     handler = STEP_HANDLERS[type(step)]
                     where = (flow.name, node, step.KIND, index)
                     planned.append((handler, prepare(step), where, inspect.iscoroutinefunction(handler)))
-                self.nodes[flow.name, node] = tuple(planned)
+                self.nodes[flow.name, node] = (tuple(planned), closing)
         # By flow name, then by reference as written in that flow.
         self.jumps: dict[str, dict[str, _Target]] = {name: {} for name in flows.flows}
 
     def jump(self, current: Flow, target: str) -> _Target:
         """Where ``target`` leads from ``current`` (KeyError when nowhere), remembered for the next call."""
         flow, node = self.flows.resolve(current, target)
-        found = (flow, node, self.nodes[flow.name, node], flow.spoken_languages)
+        steps, closing = self.nodes[flow.name, node]
+        found = (steps, closing, len(steps), flow, flow.spoken_languages)
         self.jumps[current.name][target] = found
         return found
 
@@ -166,6 +214,7 @@ class FlowEngine:
         self._plan = _Plan(flows)
         self._ports = ports
         self._bus = bus
+        self._wants = getattr(bus, "wants", None)
         self._prompts = prompts
         self._queues = dict(queues)
         self._clock: Clock = clock or SystemClock()
@@ -209,7 +258,7 @@ class FlowEngine:
         started_at = clock.now()
         started = clock.monotonic()
         start_time = started_at.timestamp()
-        wants = getattr(self._bus, "wants", None)
+        wants = self._wants
         state = CallState(
             session=session,
             flows=flows,
@@ -252,7 +301,7 @@ class FlowEngine:
             # Every handler traces its own step (a path entry on each way out), so the loop only runs them and
             # follows where they lead.
             current = first
-            steps = plan.nodes[first.name, first.start_node]
+            steps, closing = plan.nodes[first.name, first.start_node]
             jumps = plan.jumps[first.name]
             # Steps are counted a node at a time, as the walk enters it: a node's own steps cannot loop.
             taken = len(steps)
@@ -265,20 +314,22 @@ class FlowEngine:
                     if transition is not None:
                         break
                 else:
-                    raise FlowRuntimeError(f"node {current.name}/{state.node} ended without handing the call on")
+                    transition = closing
+                    if transition is None:
+                        raise FlowRuntimeError(f"node {current.name}/{state.node} ended without handing the call on")
                 if type(transition) is Finish:
                     outcome = transition.outcome
                     break
-                found = jumps.get(transition) or plan.jump(current, transition)  # type: ignore[arg-type]
-                steps = found[2]
-                taken += len(steps)
+                target = jumps.get(transition) or plan.jump(current, transition)  # type: ignore[arg-type]
+                steps, closing, size, into, languages = target
+                taken += size
                 if taken > limit:
                     raise FlowRuntimeError(f"more than {limit} steps: the flow loops without end")
-                if found[0] is not current:
-                    current = found[0]
+                if into is not current:
+                    current = into
                     state.flow, state.flow_name = current, current.name
                     jumps = plan.jumps[current.name]
-                    if state.language not in found[3]:
+                    if state.language not in languages:
                         state.language = current.language
                         state.variables["language"] = state.language
         except AgiHangup:
@@ -290,14 +341,14 @@ class FlowEngine:
             state.trace("connection_lost", detail=type(exc).__name__)
         except asyncio.CancelledError as exc:
             state.trace("cancelled")
-            self._finish(state, first.name, Outcome.ERROR, exc, started_at, started)
+            self._finish(state, first.name, Outcome.ERROR, exc, start_time, started)
             raise
         except Exception as exc:
             outcome, error = Outcome.ERROR, exc
             log.exception("IVR failed at %s/%s; the caller goes to the fallback queue", state.flow.name, state.node)
             state.trace("error", detail=clip_detail(f"{type(exc).__name__}: {exc}"))
         await self._tell_dialplan(state, outcome)
-        result = self._finish(state, first.name, outcome, error, started_at, started)
+        result = self._finish(state, first.name, outcome, error, start_time, started)
         if self._raise_lost and error is not None and isinstance(error, AgiConnectionLost | AgiProtocolError):
             raise error
         return result
@@ -328,26 +379,35 @@ class FlowEngine:
         entry_flow: str,
         outcome: Outcome,
         error: BaseException | None,
-        started_at: datetime,
+        start_time: float,
         started: float,
     ) -> CallResult:
-        result = CallResult(
-            uniqueid=state.uniqueid,
-            linkedid=state.linkedid,
-            caller_number=state.caller,
-            flow=entry_flow,
-            outcome=outcome,
-            path_data=tuple(state.path),
-            language=state.language,
-            queue=state.queue if outcome is Outcome.QUEUED else None,
-            priority=state.priority if outcome is Outcome.QUEUED else None,
-            choice=state.choice,
-            variables=dict(state.variables),
-            voicemails=tuple(state.voicemails),
-            started_at=started_at,
-            ended_at=self._clock.now(),
-            duration=max(0.0, self._clock.monotonic() - started),
-            error=error,
-        )
-        self._bus.publish("ivr.ended", **result.event_data())
-        return result
+        # Like each step's time: the call's wall-clock start plus the monotonic time gone since (state.origin).
+        ended = state.monotonic()
+        queued = outcome is Outcome.QUEUED
+        data = {
+            "uniqueid": state.uniqueid,
+            "linkedid": state.linkedid,
+            "caller_number": state.caller,
+            "flow": entry_flow,
+            "outcome": str(outcome),
+            "path": state.path,
+            "language": state.language,
+            "queue": state.queue if queued else None,
+            "priority": state.priority if queued else None,
+            "choice": state.choice,
+            "voicemails": [
+                {"intent": m.intent, "path": str(m.path), "duration": m.duration, "ended_by": m.ended_by}
+                for m in state.voicemails
+            ]
+            if state.voicemails
+            else [],
+            # Seconds since the epoch, like each step's "at": text only where someone reads them.
+            "started_at": start_time,
+            "ended_at": state.origin + ended,
+            "duration": max(0.0, ended - started),
+            "error": type(error).__name__ if error is not None else None,
+        }
+        self._bus.publish("ivr.ended", **data)
+        # The state ends with the call: its path, variables and messages are handed on, not copied.
+        return CallResult(data, outcome, error, state.variables, tuple(state.voicemails))

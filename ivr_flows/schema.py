@@ -10,6 +10,7 @@ A node reference is a node id of the same flow, or ``flow:<name>`` for the start
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -376,7 +377,7 @@ class InputStep(_Listening):
             raise ValueError("input plays one prompt (GET DATA takes one file); put others in a play step before")
         return self
 
-    @property
+    @functools.cached_property
     def regex(self) -> re.Pattern[str]:
         return re.compile(self.pattern or f"[0-9]{{{self.min_digits},{self.max_digits}}}")
 

@@ -258,7 +258,9 @@ class CallState:
 
 def clip_detail(text: str) -> str:
     """A path entry's detail that holds text from the caller, the database or an error, made safe (see clip)."""
-    return clip(text, _DETAIL_CLIP) or text
+    if len(text) <= _DETAIL_CLIP and text.isprintable():
+        return text
+    return clip(text, _DETAIL_CLIP) or ""
 
 
 S = TypeVar("S", PlayStep, MenuStep, InputStep)

@@ -408,8 +408,8 @@ async def test_a_caller_who_hangs_up_mid_menu_leaves_a_complete_path_ending_ther
     assert result.outcome is Outcome.HUNG_UP_IN_IVR
     assert path_of(result) == [
         ("main", "entry", "hours", "open"),
+        # The welcome node's closing goto is how the node ends, not a step of the caller's.
         ("main", "welcome", "play", None),
-        ("main", "welcome", "goto", None),
         ("main", "main_menu", "menu", "caller_hangup"),
     ]
     # Every step was published as it happened, and the call's end carries the same path.
