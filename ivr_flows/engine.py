@@ -20,7 +20,7 @@ from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
-from ivr_flows.schema import Flow, FlowSet, GotoStep, Prompt
+from ivr_flows.schema import Flow, FlowSet, GotoStep, PlayStep, Prompt
 from ivr_flows.steps import (
     STEP_HANDLERS,
     CallState,
@@ -137,9 +137,10 @@ class CallResult:
         return {**self.data, "path": list(self.path_data), "voicemails": list(self.data["voicemails"])}
 
 
-# One step of a node as the walk runs it: handler, step, where it is (flow name, node, step kind, index in the
-# node: CallState.where), whether the handler is awaited.
-_Planned = tuple[StepHandler, Any, tuple[str, str, str, int], bool]
+# One step of a node as the walk runs it: handler (None for a play step, which the walk runs itself), the step
+# (steps.prepare), where it is (flow name, node, step kind, index in the node: CallState.where), whether the
+# handler is awaited.
+_Planned = tuple[StepHandler | None, Any, tuple[str, str, str, int], bool]
 
 
 # A node as the walk runs it: its steps, and where it goes when they all go on (a closing goto, taken without a
@@ -172,8 +173,11 @@ class _Plan:
                     closing, steps = last.target, steps[:-1]
                 planned: list[_Planned] = []
                 for index, step in enumerate(steps):
-                    handler = STEP_HANDLERS[type(step)]
                     where = (flow.name, node, step.KIND, index)
+                    if isinstance(step, PlayStep):
+                        planned.append((None, prepare(step), where, False))
+                        continue
+                    handler = STEP_HANDLERS[type(step)]
                     planned.append((handler, prepare(step), where, inspect.iscoroutinefunction(handler)))
                 self.nodes[flow.name, node] = (tuple(planned), closing)
         # By flow name, then by reference as written in that flow.
@@ -309,8 +313,18 @@ class FlowEngine:
             while True:
                 for handler, step, where, awaited in steps:
                     state.where = where
-                    # Steps that only decide (goto, set, hours...) are plain functions: no coroutine for them.
-                    transition = await handler(step, state) if awaited else handler(step, state)  # type: ignore[misc]
+                    if awaited:
+                        transition = await handler(step, state)  # type: ignore[misc]
+                    elif handler is None:
+                        # A play step, the commonest, is run here: no coroutine of its own that the answer to each
+                        # prompt would pass through (steps.Spoken: the prompts' names made once per language).
+                        for name in step.files.get(state.language) or await step.make_files(state):
+                            await session.stream_file(name, "")
+                        state.trace(detail=step.detail)
+                        continue
+                    else:
+                        # Steps that only decide (goto, set, hours...) are plain functions: no coroutine for them.
+                        transition = handler(step, state)
                     if transition is not None:
                         break
                 else:
@@ -320,7 +334,7 @@ class FlowEngine:
                 if type(transition) is Finish:
                     outcome = transition.outcome
                     break
-                target = jumps.get(transition) or plan.jump(current, transition)  # type: ignore[arg-type]
+                target = jumps.get(transition) or plan.jump(current, transition)
                 steps, closing, size, into, languages = target
                 taken += size
                 if taken > limit:
@@ -347,31 +361,17 @@ class FlowEngine:
             outcome, error = Outcome.ERROR, exc
             log.exception("IVR failed at %s/%s; the caller goes to the fallback queue", state.flow.name, state.node)
             state.trace("error", detail=clip_detail(f"{type(exc).__name__}: {exc}"))
-        await self._tell_dialplan(state, outcome)
+        # Awaited here, not in a coroutine of its own: every command's answer passes through each frame.
+        session = state.session
+        try:
+            for name, value in _dialplan_variables(state, outcome):
+                await session.set_variable(name, value)
+        except (AgiError, ValueError) as exc:
+            log.info("could not tell the dialplan the IVR outcome %s: %s", outcome, exc)
         result = self._finish(state, first.name, outcome, error, start_time, started)
         if self._raise_lost and error is not None and isinstance(error, AgiConnectionLost | AgiProtocolError):
             raise error
         return result
-
-    async def _tell_dialplan(self, state: CallState, outcome: Outcome) -> None:
-        session = state.session
-        if session.hung_up or outcome is Outcome.HUNG_UP_IN_IVR:
-            # Nobody left to route: the dialplan ends on AGISTATUS=HANGUP.
-            return
-        try:
-            if outcome is Outcome.QUEUED and state.queue is not None:
-                await session.set_variable(dialplan.VAR_QUEUE, state.queue)
-                await session.set_variable(dialplan.VAR_PRIORITY, str(state.priority or 0))
-                if state.choice:
-                    await session.set_variable(dialplan.VAR_IVR_CHOICE, state.choice)
-                    await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), state.choice)
-                await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
-            elif outcome in (Outcome.HANGUP, Outcome.VOICEMAIL):
-                await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)
-            else:
-                await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_FALLBACK)
-        except (AgiError, ValueError) as exc:
-            log.info("could not tell the dialplan the IVR outcome %s: %s", outcome, exc)
 
     def _finish(
         self,
@@ -411,3 +411,19 @@ class FlowEngine:
         self._bus.publish("ivr.ended", **data)
         # The state ends with the call: its path, variables and messages are handed on, not copied.
         return CallResult(data, outcome, error, state.variables, tuple(state.voicemails))
+
+
+def _dialplan_variables(state: CallState, outcome: Outcome) -> list[tuple[str, str]]:
+    """The channel variables that tell the dialplan what to do with the call, CC_ACTION last (the dialplan obeys
+    only an explicit queue or hangup); none when nobody is left to route (the dialplan ends on AGISTATUS=HANGUP)."""
+    if outcome is Outcome.HUNG_UP_IN_IVR or state.session.hung_up:
+        return []
+    if outcome is Outcome.QUEUED and state.queue is not None:
+        told = [(dialplan.VAR_QUEUE, state.queue), (dialplan.VAR_PRIORITY, str(state.priority or 0))]
+        if state.choice:
+            told += [(dialplan.VAR_IVR_CHOICE, state.choice), (dialplan.inherited(dialplan.VAR_REASON), state.choice)]
+        told.append((dialplan.VAR_ACTION, dialplan.ACTION_QUEUE))
+        return told
+    if outcome is Outcome.HANGUP or outcome is Outcome.VOICEMAIL:
+        return [(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)]
+    return [(dialplan.VAR_ACTION, dialplan.ACTION_FALLBACK)]

@@ -3,7 +3,8 @@
 A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
 step, a node reference to jump there, or :class:`Finish` to end the IVR. Each handler records what it did on
 the call's path (``state.trace``) on every way out (the walk does not check); the table :data:`STEP_HANDLERS`
-maps a step type to its handler.
+maps a step type to its handler. A play step has none: the walk (``ivr_flows.engine``) plays its prompts
+itself, made ready by :func:`prepare`.
 """
 
 from __future__ import annotations
@@ -384,14 +385,6 @@ def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal[
 # -- the handlers ---------------------------------------------------------------------------------------
 
 
-async def run_play(play: Spoken[PlayStep], state: CallState) -> Transition:
-    stream = state.session.stream_file
-    for name in play.files.get(state.language) or await play.make_files(state):
-        await stream(name, "")
-    state.trace(detail=play.detail)
-    return None
-
-
 async def _feedback(state: CallState, prompt: str | None) -> None:
     if prompt is not None:
         await state.session.stream_file(state.known(prompt) or await state.playable(prompt), "")
@@ -671,7 +664,6 @@ def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transitio
 StepHandler = Callable[[Any, CallState], Awaitable[Transition]] | Callable[[Any, CallState], Transition]
 
 STEP_HANDLERS: Mapping[type, StepHandler] = {
-    PlayStep: run_play,
     MenuStep: run_menu,
     InputStep: run_input,
     SayStep: run_say,
