@@ -132,10 +132,6 @@ class CallResult:
                 visited.append(name)
         return visited
 
-    def event_data(self) -> dict[str, Any]:
-        """A copy of the ``ivr.ended`` event's data (the path's entries shared with it)."""
-        return {**self.data, "path": list(self.path_data), "voicemails": list(self.data["voicemails"])}
-
 
 # One step of a node as the walk runs it: handler (None for a play step, which the walk runs itself), the step
 # (steps.prepare), where it is (flow name, node, step kind, index in the node: CallState.where), whether the
@@ -265,9 +261,7 @@ class FlowEngine:
         wants = self._wants
         state = CallState(
             session=session,
-            flows=flows,
             flow=first,
-            flow_name=first.name,
             language=first.language,
             ports=self._ports,
             prompts=self._prompts,
@@ -341,7 +335,7 @@ class FlowEngine:
                     raise FlowRuntimeError(f"more than {limit} steps: the flow loops without end")
                 if into is not current:
                     current = into
-                    state.flow, state.flow_name = current, current.name
+                    state.flow = current
                     jumps = plan.jumps[current.name]
                     if state.language not in languages:
                         state.language = current.language

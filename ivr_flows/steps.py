@@ -28,7 +28,6 @@ from ivr_flows.schema import (
     PLACEHOLDER,
     WEEKDAYS,
     Flow,
-    FlowSet,
     GotoStep,
     HangupStep,
     HoursStep,
@@ -147,7 +146,6 @@ class CallState:
     """Everything one call's walk through the flows knows and has done."""
 
     session: FlowSession
-    flows: FlowSet
     flow: Flow
     language: str
     ports: FlowPorts
@@ -156,8 +154,6 @@ class CallState:
     bus: EventPublisher
     queues: Mapping[str, str]
     caller: str
-    # The current flow's name (``flow.name``), kept with it: every step's path entry names it.
-    flow_name: str
     # The call's ids, read once: the session works them out of the AGI environment on every access.
     uniqueid: str = ""
     linkedid: str = ""
@@ -194,7 +190,7 @@ class CallState:
         return self.where[3]
 
     def begin(self, node: str, index: int, kind: str) -> None:
-        self.where = (self.flow_name, node, kind, index)
+        self.where = (self.flow.name, node, kind, index)
 
     def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
         """Adds the current step's entry to the path. ``digits`` are the caller's and are clipped here (see clip);

@@ -431,6 +431,68 @@ async def test_a_flow_that_loops_without_listening_is_stopped(tmp_path: Path) ->
     assert session.variables_set == {dialplan.VAR_ACTION: dialplan.ACTION_FALLBACK}
 
 
+async def test_a_closing_goto_is_not_a_step_of_the_path(tmp_path: Path) -> None:
+    text = """\
+name: main
+prompts:
+  hello: {en: "Hello."}
+nodes:
+  start:
+    - play: hello
+    - goto: hop
+  hop: {goto: done}
+  done: hangup
+"""
+    result = await engine_for(tiny_flows(text, tmp_path)).run(ScriptedSession([]))
+    assert result.outcome is Outcome.HANGUP
+    # start's goto ends its node without an entry; hop is nothing but a goto and keeps its step.
+    assert [(e.node, e.step, e.detail) for e in result.path] == [
+        ("start", "play", "hello"),
+        ("hop", "goto", "done"),
+        ("done", "hangup", None),
+    ]
+    assert result.nodes() == ["main/start", "main/hop", "main/done"]
+
+
+async def test_the_result_is_the_published_ivr_ended_data(flows: FlowSet) -> None:
+    bus = Bus()
+    ended: list[Event] = []
+    bus.subscribe("ivr.ended", ended.append)
+    sim = await run(flows, ["1", "1", "1001#", "0"], bus=bus)
+    (event,) = ended
+    result = sim.result
+    assert event.data == result.data
+    assert event.data["path"] == [entry.as_dict() for entry in result.path]
+    assert (result.outcome, event.data["outcome"]) == (Outcome.QUEUED, "queued")
+    # Times are numbers in the event; the result shows them as aware datetimes, the end no earlier than the last step.
+    assert result.started_at.timestamp() == event.data["started_at"]
+    assert result.started_at <= result.path[0].wall <= result.path[-1].wall <= result.ended_at
+    assert result.duration == pytest.approx(event.data["ended_at"] - event.data["started_at"])
+    assert result.variables["product_name"] == "Aurora washing machine"
+
+
+async def test_database_and_error_text_in_path_details_is_clipped(tmp_path: Path) -> None:
+    text = """\
+name: main
+prompts:
+  info: {en: "{name}"}
+nodes:
+  start:
+    - set: {product_code: "1001"}
+    - lookup: {found: info, not_found: done}
+    - hangup
+  done: hangup
+"""
+    hostile = "Evil\r\nname\x1b[2J" + "x" * 500
+    flow_ports = in_memory_ports(products=[Product("1001", hostile, Decimal("9.90"), "in_stock", {})])
+    result = await engine_for(tiny_flows(text, tmp_path), flow_ports).run(ScriptedSession([]))
+    (found,) = [e for e in result.path if e.step == "lookup"]
+    assert found.result == "found"
+    assert found.detail is not None
+    assert found.detail.isprintable()
+    assert len(found.detail) <= 201
+
+
 async def test_a_catalog_failure_sends_the_caller_to_the_fallback_queue(flows: FlowSet) -> None:
     class BrokenCatalog:
         async def find(self, code: str) -> Product | None:
