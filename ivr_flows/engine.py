@@ -20,7 +20,7 @@ from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
-from ivr_flows.schema import Flow, FlowSet, GotoStep, PlayStep, Prompt
+from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet, GotoStep, MenuStep, PlayStep, Prompt
 from ivr_flows.steps import (
     STEP_HANDLERS,
     CallState,
@@ -28,9 +28,10 @@ from ivr_flows.steps import (
     FlowRuntimeError,
     Outcome,
     PathStep,
-    StepHandler,
     caller_number,
     clip_detail,
+    menu_exhausted,
+    menu_key,
     prepare,
 )
 
@@ -133,10 +134,11 @@ class CallResult:
         return visited
 
 
-# One step of a node as the walk runs it: handler (None for a play step, which the walk runs itself), the step
-# (steps.prepare), where it is (flow name, node, step kind, index in the node: CallState.where), whether the
-# handler is awaited.
-_Planned = tuple[StepHandler | None, Any, tuple[str, str, str, int], bool]
+# One step of a node as the walk runs it: handler (None for a play step, steps.menu_key for a menu: the walk
+# plays their prompts itself), the step (steps.prepare), where it is (flow name, node, step kind, index in the
+# node: CallState.where), whether the handler is awaited.
+# (Any: the walk tells the three kinds apart by identity, which the type checker cannot follow.)
+_Planned = tuple[Any, Any, tuple[str, str, str, int], bool]
 
 
 # A node as the walk runs it: its steps, and where it goes when they all go on (a closing goto, taken without a
@@ -172,6 +174,9 @@ class _Plan:
                     where = (flow.name, node, step.KIND, index)
                     if isinstance(step, PlayStep):
                         planned.append((None, prepare(step), where, False))
+                        continue
+                    if isinstance(step, MenuStep):
+                        planned.append((menu_key, prepare(step), where, False))
                         continue
                     handler = STEP_HANDLERS[type(step)]
                     planned.append((handler, prepare(step), where, inspect.iscoroutinefunction(handler)))
@@ -308,14 +313,35 @@ class FlowEngine:
                 for handler, step, where, awaited in steps:
                     state.where = where
                     if awaited:
-                        transition = await handler(step, state)  # type: ignore[misc]
+                        transition = await handler(step, state)
                     elif handler is None:
-                        # A play step, the commonest, is run here: no coroutine of its own that the answer to each
-                        # prompt would pass through (steps.Spoken: the prompts' names made once per language).
+                        # Play and menu steps, the commonest, are run here: no coroutine of their own that the
+                        # answer to each prompt would pass through (steps.Spoken: the prompts' names made once
+                        # per language).
                         for name in step.files.get(state.language) or await step.make_files(state):
                             await session.stream_file(name, "")
                         state.trace(detail=step.detail)
                         continue
+                    elif handler is menu_key:
+                        files = step.files.get(state.language) or await step.make_files(state)
+                        early, last = files[:-1], files[-1]
+                        for _attempt in range(step.attempts):
+                            # The prompts play listening for any key; one pressed during an early one answers.
+                            digit = None
+                            for name in early:
+                                digit = (await session.stream_file(name, MENU_DIGITS)).digit
+                                if digit:
+                                    break
+                            else:
+                                digit = (await session.get_option(last, MENU_DIGITS, step.timeout_ms)).digit
+                            transition = menu_key(step, state, digit)
+                            if transition is not None:
+                                break
+                            again = step.step.invalid if digit else step.step.no_input
+                            if again is not None:
+                                await session.stream_file(state.known(again) or await state.playable(again), "")
+                        else:
+                            transition = menu_exhausted(step, state)
                     else:
                         # Steps that only decide (goto, set, hours...) are plain functions: no coroutine for them.
                         transition = handler(step, state)

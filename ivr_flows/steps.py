@@ -3,8 +3,8 @@
 A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
 step, a node reference to jump there, or :class:`Finish` to end the IVR. Each handler records what it did on
 the call's path (``state.trace``) on every way out (the walk does not check); the table :data:`STEP_HANDLERS`
-maps a step type to its handler. A play step has none: the walk (``ivr_flows.engine``) plays its prompts
-itself, made ready by :func:`prepare`.
+maps a step type to its handler. Play and menu steps, the commonest, have none: the walk (``ivr_flows.engine``)
+plays their prompts itself, made ready by :func:`prepare`, and a menu's key is judged by :func:`menu_key`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
 from ivr_flows.schema import (
-    MENU_DIGITS,
     PLACEHOLDER,
     WEEKDAYS,
     Flow,
@@ -386,43 +385,36 @@ async def _feedback(state: CallState, prompt: str | None) -> None:
         await state.session.stream_file(state.known(prompt) or await state.playable(prompt), "")
 
 
-async def run_menu(menu: Spoken[MenuStep], state: CallState) -> Transition:
-    files = menu.files.get(state.language) or await menu.make_files(state)
-    first, last = files[:-1], files[-1]
-    timeout_ms = menu.timeout_ms
-    session = state.session
+def menu_key(menu: Spoken[MenuStep], state: CallState, digit: str | None) -> str | None:
+    """What a key heard by a menu does (the walk plays the menu's prompts itself, see ``ivr_flows.engine``): the
+    node a valid key chooses (traced, and published as ``ivr.choice``), or None when the menu asks again (traced
+    as ``no_input`` or ``invalid``; the step's ``no_input`` or ``invalid`` prompt plays first)."""
     step = menu.step
-    for _attempt in range(menu.attempts):
-        # The prompts play listening for any key; a key pressed during an early one answers at once.
-        digit: str | None = None
-        for name in first:
-            digit = (await session.stream_file(name, MENU_DIGITS)).digit
-            if digit:
-                break
-        else:
-            digit = (await session.get_option(last, MENU_DIGITS, timeout_ms)).digit
-        if not digit:
-            state.trace("no_input")
-            await _feedback(state, step.no_input)
-            continue
-        if len(digit) == 1 and digit in step.options:
-            target = step.options[digit]
-            state.trace("chosen", digits=digit, detail=target)
-            if state.publish_choices:
-                state.bus.publish(
-                    "ivr.choice",
-                    uniqueid=state.uniqueid,
-                    linkedid=state.linkedid,
-                    digits=digit,
-                    flow=state.flow.name,
-                    node=state.node,
-                    target=target,
-                )
-            return target
-        state.trace("invalid", digits=digit)
-        await _feedback(state, step.invalid)
-    state.trace("retries_exhausted", detail=step.on_fail)
-    return step.on_fail
+    if not digit:
+        state.trace("no_input")
+        return None
+    if len(digit) == 1 and digit in step.options:
+        target = step.options[digit]
+        state.trace("chosen", digits=digit, detail=target)
+        if state.publish_choices:
+            state.bus.publish(
+                "ivr.choice",
+                uniqueid=state.uniqueid,
+                linkedid=state.linkedid,
+                digits=digit,
+                flow=state.flow.name,
+                node=state.node,
+                target=target,
+            )
+        return target
+    state.trace("invalid", digits=digit)
+    return None
+
+
+def menu_exhausted(menu: Spoken[MenuStep], state: CallState) -> str:
+    """Where a menu sends the call once its retries have run out (traced)."""
+    state.trace("retries_exhausted", detail=menu.step.on_fail)
+    return menu.step.on_fail
 
 
 def check_input(step: InputStep, digits: str) -> str:
@@ -660,7 +652,6 @@ def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transitio
 StepHandler = Callable[[Any, CallState], Awaitable[Transition]] | Callable[[Any, CallState], Transition]
 
 STEP_HANDLERS: Mapping[type, StepHandler] = {
-    MenuStep: run_menu,
     InputStep: run_input,
     SayStep: run_say,
     LookupStep: run_lookup,
