@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from ivr_flows.steps import (
     FlowRuntimeError,
     Outcome,
     PathStep,
+    PublishingCallState,
     caller_number,
     clip_detail,
     menu_exhausted,
@@ -158,7 +159,7 @@ class _Plan:
     A goto that closes a node after other steps is not a step of the walk: the node goes there when its steps
     are done, and the path shows the next node's steps (a node that is only a goto keeps its step and entry)."""
 
-    __slots__ = ("flows", "jumps", "nodes")
+    __slots__ = ("flows", "jumps", "nodes", "starts")
 
     def __init__(self, flows: FlowSet) -> None:
         self.flows = flows
@@ -173,16 +174,22 @@ class _Plan:
                 for index, step in enumerate(steps):
                     where = (flow.name, node, step.KIND, index)
                     if isinstance(step, PlayStep):
-                        planned.append((None, prepare(step), where, False))
+                        planned.append((None, prepare(step, flow), where, False))
                         continue
                     if isinstance(step, MenuStep):
-                        planned.append((menu_key, prepare(step), where, False))
+                        planned.append((menu_key, prepare(step, flow), where, False))
                         continue
                     handler = STEP_HANDLERS[type(step)]
-                    planned.append((handler, prepare(step), where, inspect.iscoroutinefunction(handler)))
+                    planned.append((handler, prepare(step, flow), where, inspect.iscoroutinefunction(handler)))
                 self.nodes[flow.name, node] = (tuple(planned), closing)
         # By flow name, then by reference as written in that flow.
         self.jumps: dict[str, dict[str, _Target]] = {name: {} for name in flows.flows}
+        # Where a call that starts in a flow begins: its start node's steps and closing goto, and where the
+        # answer is traced (CallState.where).
+        self.starts: dict[str, tuple[tuple[_Planned, ...], str | None, tuple[str, str, str, int]]] = {
+            flow.name: (*self.nodes[flow.name, flow.start_node], (flow.name, flow.start_node, "answer", 0))
+            for flow in flows.flows.values()
+        }
 
     def jump(self, current: Flow, target: str) -> _Target:
         """Where ``target`` leads from ``current`` (KeyError when nowhere), remembered for the next call."""
@@ -219,7 +226,9 @@ class FlowEngine:
         self._plan = _Plan(flows)
         self._ports = ports
         self._bus = bus
-        self._wants = getattr(bus, "wants", None)
+        wants = getattr(bus, "wants", None)
+        # A publisher that cannot tell whether anyone listens is taken to have listeners.
+        self._wants: Callable[[str], bool] = wants if callable(wants) else _everyone_listens
         self._prompts = prompts
         self._queues = dict(queues)
         self._clock: Clock = clock or SystemClock()
@@ -263,8 +272,10 @@ class FlowEngine:
         started_at = clock.now()
         started = clock.monotonic()
         start_time = started_at.timestamp()
-        wants = self._wants
-        state = CallState(
+        caller = caller_number(env.callerid)
+        steps, closing, answer = plan.starts[first.name]
+        # Whoever listens to every step gets an ivr.step event per path entry; nobody listening, none is built.
+        state = (PublishingCallState if self._wants("ivr.step") else CallState)(
             session=session,
             flow=first,
             language=first.language,
@@ -273,18 +284,16 @@ class FlowEngine:
             clock=self._clock,
             bus=self._bus,
             queues=self._queues,
-            caller=caller_number(env.callerid),
+            caller=caller,
             uniqueid=uniqueid,
             linkedid=linkedid,
+            variables={"caller": caller, "language": first.language, "did": did},
             names=self._names,
-            # A publisher that cannot tell whether anyone listens is assumed to have listeners.
-            publish_steps=bool(wants("ivr.step")) if callable(wants) else True,
-            publish_choices=bool(wants("ivr.choice")) if callable(wants) else True,
+            publish_choices=self._wants("ivr.choice"),
+            where=answer,
             origin=start_time - started,
             monotonic=clock.monotonic,
         )
-        state.variables.update(caller=state.caller, language=state.language, did=did)
-        state.begin(first.start_node, 0, "answer")
         self._bus.publish(
             "ivr.started",
             uniqueid=uniqueid,
@@ -304,7 +313,6 @@ class FlowEngine:
             # Every handler traces its own step (a path entry on each way out), so the loop only runs them and
             # follows where they lead.
             current = first
-            steps, closing = plan.nodes[first.name, first.start_node]
             jumps = plan.jumps[first.name]
             # Steps are counted a node at a time, as the walk enters it: a node's own steps cannot loop.
             taken = len(steps)
@@ -447,3 +455,7 @@ def _dialplan_variables(state: CallState, outcome: Outcome) -> list[tuple[str, s
     if outcome is Outcome.HANGUP or outcome is Outcome.VOICEMAIL:
         return [(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)]
     return [(dialplan.VAR_ACTION, dialplan.ACTION_FALLBACK)]
+
+
+def _everyone_listens(event_type: str) -> bool:
+    return True

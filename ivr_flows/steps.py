@@ -161,8 +161,8 @@ class CallState:
     path: list[dict[str, Any]] = field(default_factory=list)
     # Names of fixed prompts already made, shared by every call of one engine (see :meth:`playable`).
     names: dict[tuple[int, str, str], tuple[Prompt, str]] = field(default_factory=dict)
-    # Whether anyone listens to ``ivr.step``/``ivr.choice``: nobody reading them, no event is built.
-    publish_steps: bool = True
+    # Whether anyone listens to ``ivr.choice``: nobody reading it, no event is built (``ivr.step``: see
+    # PublishingCallState).
     publish_choices: bool = True
     # The step being run: flow name, node, step kind, index in the node (one tuple per step, made at load).
     where: tuple[str, str, str, int] = ("", "", "", 0)
@@ -212,8 +212,6 @@ class CallState:
             "at": self.origin + monotonic,
         }
         self.path.append(entry)
-        if self.publish_steps:
-            self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **entry)
 
     def known(self, prompt: str) -> str | None:
         """The name of a fixed prompt already made (no await needed), or None: then ask :meth:`playable`."""
@@ -252,6 +250,15 @@ class CallState:
         await self.session.stream_file(name, "")
 
 
+@dataclass(slots=True)
+class PublishingCallState(CallState):
+    """The call's state when someone listens to ``ivr.step``: every path entry is also published as one."""
+
+    def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
+        CallState.trace(self, result, digits=digits, detail=detail)
+        self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **self.path[-1])
+
+
 def clip_detail(text: str) -> str:
     """A path entry's detail that holds text from the caller, the database or an error, made safe (see clip)."""
     if len(text) <= _DETAIL_CLIP and text.isprintable():
@@ -284,8 +291,21 @@ class Spoken(Generic[S]):
         return names
 
 
-def prepare(step: object) -> object:
-    """What the walk hands a step's handler: the step itself, or for play, menu and input a :class:`Spoken`."""
+@dataclass(frozen=True, slots=True)
+class Clocked:
+    """An hours step as the walk runs it: its schedule and the schedule's time zone looked up once."""
+
+    step: HoursStep
+    schedule: Schedule
+    zone: ZoneInfo
+
+
+def prepare(step: object, flow: Flow) -> object:
+    """What the walk hands a step's handler: the step itself, or for play, menu and input a :class:`Spoken`,
+    for hours a :class:`Clocked` (``flow``: the step's own)."""
+    if isinstance(step, HoursStep):
+        schedule = flow.schedules[step.schedule]
+        return Clocked(step, schedule, flow.zone(schedule))
     if isinstance(step, PlayStep):
         return Spoken(step, step.prompts, detail=",".join(step.prompts))
     if isinstance(step, MenuStep):
@@ -520,9 +540,9 @@ def _db_text(text: str) -> str:
     return _CONTROL.sub(" ", text)[:_VALUE_LIMIT]
 
 
-def run_hours(step: HoursStep, state: CallState) -> Transition:
-    schedule = state.flow.schedules[step.schedule]
-    verdict = evaluate_hours(schedule, state.clock.now(), state.flow.zone(schedule))
+def run_hours(hours: Clocked, state: CallState) -> Transition:
+    step = hours.step
+    verdict = evaluate_hours(hours.schedule, state.clock.now(), hours.zone)
     if verdict == "open":
         target = step.open
     elif verdict == "holiday" and step.holiday:
