@@ -20,7 +20,7 @@ from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
-from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet, GotoStep, MenuStep, PlayStep, Prompt
+from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet, GotoStep, InputStep, MenuStep, PlayStep, Prompt
 from ivr_flows.steps import (
     STEP_HANDLERS,
     CallState,
@@ -31,9 +31,10 @@ from ivr_flows.steps import (
     PublishingCallState,
     caller_number,
     clip_detail,
-    menu_exhausted,
+    input_heard,
     menu_key,
     prepare,
+    retries_exhausted,
 )
 
 log = logging.getLogger("ivr_flows.engine")
@@ -135,10 +136,10 @@ class CallResult:
         return visited
 
 
-# One step of a node as the walk runs it: handler (None for a play step, steps.menu_key for a menu: the walk
-# plays their prompts itself), the step (steps.prepare), where it is (flow name, node, step kind, index in the
-# node: CallState.where), whether the handler is awaited.
-# (Any: the walk tells the three kinds apart by identity, which the type checker cannot follow.)
+# One step of a node as the walk runs it: handler (None for a play step, steps.menu_key for a menu,
+# steps.input_heard for an input step: the walk plays their prompts and listens itself), the step
+# (steps.prepare), where it is (flow name, node, step kind, index in the node: CallState.where), whether the
+# handler is awaited. (Any: the walk tells these apart by identity, which the type checker cannot follow.)
 _Planned = tuple[Any, Any, tuple[str, str, str, int], bool]
 
 
@@ -176,8 +177,9 @@ class _Plan:
                     if isinstance(step, PlayStep):
                         planned.append((None, prepare(step, flow), where, False))
                         continue
-                    if isinstance(step, MenuStep):
-                        planned.append((menu_key, prepare(step, flow), where, False))
+                    if isinstance(step, MenuStep | InputStep):
+                        judge = menu_key if isinstance(step, MenuStep) else input_heard
+                        planned.append((judge, prepare(step, flow), where, False))
                         continue
                     handler = STEP_HANDLERS[type(step)]
                     planned.append((handler, prepare(step, flow), where, inspect.iscoroutinefunction(handler)))
@@ -322,10 +324,10 @@ class FlowEngine:
                     state.where = where
                     if awaited:
                         transition = await handler(step, state)
+                    # Play, menu and input steps, the commonest, are run here: no coroutine of their own that the
+                    # answer to each prompt would pass through (steps.Spoken: the prompts' names made once per
+                    # language); what a menu or input step heard is judged in steps.
                     elif handler is None:
-                        # Play and menu steps, the commonest, are run here: no coroutine of their own that the
-                        # answer to each prompt would pass through (steps.Spoken: the prompts' names made once
-                        # per language).
                         for name in step.files.get(state.language) or await step.make_files(state):
                             await session.stream_file(name, "")
                         state.trace(detail=step.detail)
@@ -349,7 +351,19 @@ class FlowEngine:
                             if again is not None:
                                 await session.stream_file(state.known(again) or await state.playable(again), "")
                         else:
-                            transition = menu_exhausted(step, state)
+                            transition = retries_exhausted(step, state)
+                    elif handler is input_heard:
+                        file = (step.files.get(state.language) or await step.make_files(state))[0]
+                        transition = None
+                        for _attempt in range(step.attempts):
+                            typed = (await session.get_data(file, step.timeout_ms, step.step.max_digits)).digits
+                            if input_heard(step, state, typed):
+                                break
+                            again = step.step.invalid if typed else step.step.no_input
+                            if again is not None:
+                                await session.stream_file(state.known(again) or await state.playable(again), "")
+                        else:
+                            transition = retries_exhausted(step, state)
                     else:
                         # Steps that only decide (goto, set, hours...) are plain functions: no coroutine for them.
                         transition = handler(step, state)

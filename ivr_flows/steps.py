@@ -3,8 +3,9 @@
 A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
 step, a node reference to jump there, or :class:`Finish` to end the IVR. Each handler records what it did on
 the call's path (``state.trace``) on every way out (the walk does not check); the table :data:`STEP_HANDLERS`
-maps a step type to its handler. Play and menu steps, the commonest, have none: the walk (``ivr_flows.engine``)
-plays their prompts itself, made ready by :func:`prepare`, and a menu's key is judged by :func:`menu_key`.
+maps a step type to its handler. Play, menu and input steps, the commonest, have none: the walk
+(``ivr_flows.engine``) plays their prompts and listens itself, made ready by :func:`prepare`; what a menu or an
+input step heard is judged by :func:`menu_key` and :func:`input_heard`.
 """
 
 from __future__ import annotations
@@ -400,11 +401,6 @@ def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal[
 # -- the handlers ---------------------------------------------------------------------------------------
 
 
-async def _feedback(state: CallState, prompt: str | None) -> None:
-    if prompt is not None:
-        await state.session.stream_file(state.known(prompt) or await state.playable(prompt), "")
-
-
 def menu_key(menu: Spoken[MenuStep], state: CallState, digit: str | None) -> str | None:
     """What a key heard by a menu does (the walk plays the menu's prompts itself, see ``ivr_flows.engine``): the
     node a valid key chooses (traced, and published as ``ivr.choice``), or None when the menu asks again (traced
@@ -431,10 +427,10 @@ def menu_key(menu: Spoken[MenuStep], state: CallState, digit: str | None) -> str
     return None
 
 
-def menu_exhausted(menu: Spoken[MenuStep], state: CallState) -> str:
-    """Where a menu sends the call once its retries have run out (traced)."""
-    state.trace("retries_exhausted", detail=menu.step.on_fail)
-    return menu.step.on_fail
+def retries_exhausted(listening: Spoken[MenuStep] | Spoken[InputStep], state: CallState) -> str:
+    """Where a menu or an input step sends the call once it has asked as many times as it may (traced)."""
+    state.trace("retries_exhausted", detail=listening.step.on_fail)
+    return listening.step.on_fail
 
 
 def check_input(step: InputStep, digits: str) -> str:
@@ -452,21 +448,17 @@ def check_input(step: InputStep, digits: str) -> str:
     return "accepted"
 
 
-async def run_input(prompted: Spoken[InputStep], state: CallState) -> Transition:
-    file = (prompted.files.get(state.language) or await prompted.make_files(state))[0]
-    timeout_ms = prompted.timeout_ms
+def input_heard(prompted: Spoken[InputStep], state: CallState, digits: str) -> bool:
+    """Whether keys typed into an input step are taken (the walk plays its prompt and collects them itself, see
+    ``ivr_flows.engine``): traced with the verdict of :func:`check_input`; taken keys are kept in the step's
+    variable. Refused ones make the step ask again (its ``no_input`` or ``invalid`` prompt plays first)."""
     step = prompted.step
-    for _attempt in range(prompted.attempts):
-        result = await state.session.get_data(file, timeout_ms, step.max_digits)
-        digits = result.digits
-        verdict = check_input(step, digits)
-        state.trace(verdict, digits=digits)
-        if verdict == "accepted":
-            state.variables[step.var] = digits
-            return None
-        await _feedback(state, step.no_input if verdict == "no_input" else step.invalid)
-    state.trace("retries_exhausted", detail=step.on_fail)
-    return step.on_fail
+    verdict = check_input(step, digits)
+    state.trace(verdict, digits=digits)
+    if verdict == "accepted":
+        state.variables[step.var] = digits
+        return True
+    return False
 
 
 async def run_say(step: SayStep, state: CallState) -> Transition:
@@ -672,7 +664,6 @@ def run_switch_language(step: SwitchLanguageStep, state: CallState) -> Transitio
 StepHandler = Callable[[Any, CallState], Awaitable[Transition]] | Callable[[Any, CallState], Transition]
 
 STEP_HANDLERS: Mapping[type, StepHandler] = {
-    InputStep: run_input,
     SayStep: run_say,
     LookupStep: run_lookup,
     HoursStep: run_hours,

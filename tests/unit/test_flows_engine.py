@@ -333,6 +333,19 @@ async def test_two_hundred_digits_are_cut_to_the_code_length_by_asterisk(flows: 
     assert "not_found" in results(sim, "lookup")
 
 
+async def test_an_input_step_asks_again_then_gives_up_to_its_fallback(flows: FlowSet) -> None:
+    # Silence, then a code too short, then letters: each refused with its own prompt, then the fallback.
+    script = Script(inputs=["1", "1", "", "12", "AB12"], raw=True)
+    sim = await run(flows, [], script=script)
+    assert results(sim, "input") == ["no_input", "too_short", "not_digits", "retries_exhausted"]
+    said = spoken(sim)
+    assert said.count("Sorry, we did not hear your choice.") == 1
+    assert said.count("Sorry, a product code is four to eight digits.") == 2
+    assert catalog(sim).lookups == []
+    assert "main/agent_fallback" in sim.result.nodes()
+    assert sim.result.outcome is Outcome.QUEUED
+
+
 async def test_two_hundred_digits_handed_back_whole_are_refused_before_any_lookup(flows: FlowSet) -> None:
     script = Script(inputs=["1", "1", "1" * 200, "", "", "0"], raw=True)
     sim = await run(flows, [], script=script)
