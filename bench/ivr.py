@@ -1,18 +1,22 @@
 """Flow engine benchmark: the engine's own cost per step against a hand-written AGI coroutine.
 
-Both arms serve the same calls through the same AgiSession and the same fake Asterisk, and must issue the very
-same AGI command lines (the bench checks it before timing, and refuses to run otherwise):
+Every arm serves the same calls through the same AgiSession and the same fake Asterisk. Before timing, the bench
+checks that they do the same work and refuses to run otherwise: every arm sends the very same AGI command lines,
+and the hand-written call leaves the engine's events (``ivr.started``, and ``ivr.ended`` with the whole path),
+compared without their clock readings.
 
 - ``engine``: the shipped flows run by ``ivr_flows.route.FlowRoute`` (the FastAGI ``ivr`` route of the engine),
   with its path tracing, ``ivr.*`` events, prompt naming, business hours and ports;
-- ``hand``: one coroutine per call type written directly against ``AgiSession``: the prompt names worked out
-  once up front, the same business-hours check, the same catalog and directory, the same text-prompt maker for
-  the product read-out, and the two events a hand-written IVR would still publish (``ivr.started``,
-  ``ivr.ended``);
+- ``hand``: one coroutine per call type written directly against ``AgiSession``, with the engine's output: the
+  path kept as it goes (one dict per step, the same fields and words) and the same two events; the prompt names
+  worked out once up front, the same business-hours check, catalog, directory, voicemail sink and text-prompt
+  maker, the caller ID cleaned as the engine cleans it;
 - ``observed``: the engine again, with a listener on every bus event, so that it also builds the per-step
-  ``ivr.step`` and ``ivr.choice`` events (nothing in the engine listens to those by default).
+  ``ivr.step`` and ``ivr.choice`` events (nothing in the engine listens to those by default);
+- ``bare``: the hand-written calls with the least output (the same commands, no path, two short events): not
+  the same work, a floor beside the others.
 
-On both buses the call recorder's own ``ivr.ended`` handler listens (``callcenter.calls.CallRecorder``, made but
+On every bus the call recorder's own ``ivr.ended`` handler listens (``callcenter.calls.CallRecorder``, made but
 not started: it keeps each call's IVR data by linkedid, as in the engine).
 
 The fake Asterisk lives in this process and answers every command line at once, as res_agi would for a caller
@@ -29,8 +33,9 @@ Arms alternate in small batches over many rounds; each figure is the least over 
 the machine only ever adds time).
 
 Usage: ``.venv/bin/python bench/ivr.py [--quick] [--json PATH]``. The last line is ``engine_overhead_pct=X``:
-the engine's extra CPU per call over the hand-written coroutine's, in percent, for the wire setup (see
-docs/benchmarks.md, "Benchmarks: the flow engine", for why that one and what the direct figure says).
+the engine's extra CPU per call over the hand-written coroutine's, in percent, for the wire setup; the line
+before it is the same against the bare calls (see docs/benchmarks.md, "Benchmarks: the flow engine").
+``bench/ivr_opcodes.py`` counts the bytecodes of one call per function, which the load does not move.
 """
 
 from __future__ import annotations
