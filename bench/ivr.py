@@ -83,7 +83,7 @@ from ivr_flows.ports import (  # noqa: E402
 from ivr_flows.prompts import TtsPrompts, prompt_name  # noqa: E402
 from ivr_flows.route import SHIPPED_FLOWS, FlowRoute  # noqa: E402
 from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet  # noqa: E402
-from ivr_flows.steps import Outcome, caller_number, evaluate_hours, money_text  # noqa: E402
+from ivr_flows.steps import Outcome, caller_number, clip_detail, db_text, evaluate_hours, money_text  # noqa: E402
 from ivr_flows.validator import load_flows  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -373,8 +373,12 @@ def hand_product(kit: Kit) -> Handler:
             "you_entered",
             "after_product",
             "connecting_agent",
+            "invalid_choice",
+            "no_input",
+            "code_invalid",
         )
     }
+    keys = {node: frozenset(main.nodes[node][0].options) for node in ("main_menu", "product_guide", "after_product")}
     schedule = main.schedules["business"]
     zone = main.zone(schedule)
     found = main.prompts["product_info"].text("en")
@@ -393,9 +397,9 @@ def hand_product(kit: Kit) -> Handler:
         did = params.get("did", env.extension)
         # The caller ID as the product keeps it (hostile text: cleaned and bounded), read from the call.
         caller = caller_number(env.callerid)
-        started_at = clock.now()
+        start = clock.now().timestamp()
         started = monotonic()
-        origin = started_at.timestamp() - started
+        origin = start - started
         path: list[dict[str, Any]] = []
 
         def step(node: str, kind: str, index: int, result: str | None, digits: str | None, detail: str | None) -> None:
@@ -423,7 +427,7 @@ def hand_product(kit: Kit) -> Handler:
             did=did,
             flow="main",
             language="en",
-            at=started_at.timestamp(),
+            at=start,
         )
         await session.answer()
         if evaluate_hours(schedule, clock.now(), zone) != "open":
@@ -431,17 +435,30 @@ def hand_product(kit: Kit) -> Handler:
         step("entry", "hours", 0, "open", None, "welcome")
         await session.stream_file(names["welcome"], "")
         step("welcome", "play", 0, None, None, "welcome")
-        key = (await session.stream_file(names["main_menu"], MENU_DIGITS)).digit
-        key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 5000)).digit
+        # Each menu asks up to three times, as the flow's do (the scenario's keys are right the first time).
+        for _attempt in range(3):
+            key = (await session.stream_file(names["main_menu"], MENU_DIGITS)).digit
+            key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 5000)).digit
+            if key in keys["main_menu"]:
+                break
+            await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "1":
             raise RuntimeError(f"the scenario takes the product guide, not {key!r}")
         step("main_menu", "menu", 0, "chosen", key, "product_guide")
-        key = (await session.get_option(names["product_guide"], MENU_DIGITS, 5000)).digit
+        for _attempt in range(3):
+            key = (await session.get_option(names["product_guide"], MENU_DIGITS, 5000)).digit
+            if key in keys["product_guide"]:
+                break
+            await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "1":
             raise RuntimeError(f"the scenario asks for product information, not {key!r}")
         step("product_guide", "menu", 0, "chosen", key, "product_code")
-        code = (await session.get_data(names["enter_code"], 8000, 8)).digits
-        if code_pattern.fullmatch(code) is None:
+        for _attempt in range(3):
+            code = (await session.get_data(names["enter_code"], 8000, 8)).digits
+            if code_pattern.fullmatch(code) is not None:
+                break
+            await session.stream_file(names["code_invalid" if code else "no_input"], "")
+        else:
             raise RuntimeError(f"the scenario types a product code, not {code!r}")
         step("product_code", "input", 0, "accepted", code, None)
         await session.stream_file(names["you_entered"], "")
@@ -451,15 +468,20 @@ def hand_product(kit: Kit) -> Handler:
         product = await catalog.find(code)
         if product is None:
             raise RuntimeError("the scenario's product is in the catalog")
+        # The catalog's text is spoken, never interpreted, and kept on the path cleaned (as the engine does).
         text = template.format(
-            name=product.name,
+            name=db_text(product.name),
             price=money_text(product.price, "CNY", "en"),
             availability=words[product.availability],
-            spoken=product.spoken.get("en", ""),
+            spoken=db_text(product.spoken.get("en", "")),
         )
         await session.stream_file(await prompts.text("product_info", "en", text), "")
-        step("product_code", "lookup", 3, "found", code, product.name)
-        key = (await session.get_option(names["after_product"], MENU_DIGITS, 5000)).digit
+        step("product_code", "lookup", 3, "found", code, clip_detail(product.name))
+        for _attempt in range(3):
+            key = (await session.get_option(names["after_product"], MENU_DIGITS, 5000)).digit
+            if key in keys["after_product"]:
+                break
+            await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "0":
             raise RuntimeError(f"the scenario ends at an agent, not {key!r}")
         step("after_product", "menu", 0, "chosen", key, "agent")
@@ -468,12 +490,15 @@ def hand_product(kit: Kit) -> Handler:
         tier = await directory.tier(caller)
         priority = main.priorities.get(tier, main.default_priority) if tier else main.default_priority
         queue = QUEUES["general"]
-        step("agent", "queue", 1, "queued", None, f"{queue} priority={priority} tier={tier or '-'} reason=agent")
+        # The tier is the CRM's text.
+        detail = f"{queue} priority={priority} tier={tier or '-'} reason=agent"
+        step("agent", "queue", 1, "queued", None, clip_detail(detail) if tier else detail)
         await session.set_variable(dialplan.VAR_QUEUE, queue)
         await session.set_variable(dialplan.VAR_PRIORITY, str(priority))
         await session.set_variable(dialplan.VAR_IVR_CHOICE, "agent")
         await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), "agent")
         await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
+        ended = monotonic()
         bus.publish(
             "ivr.ended",
             uniqueid=uniqueid,
@@ -487,9 +512,9 @@ def hand_product(kit: Kit) -> Handler:
             priority=priority,
             choice="agent",
             voicemails=[],
-            started_at=started_at.timestamp(),
-            ended_at=clock.now().timestamp(),
-            duration=monotonic() - started,
+            started_at=start,
+            ended_at=origin + ended,
+            duration=ended - started,
             error=None,
         )
 
@@ -502,7 +527,8 @@ def hand_complaint(kit: Kit) -> Handler:
     schedule = main.schedules["business"]
     zone = main.zone(schedule)
     names = {slug: _name(closed, slug) for slug in ("closed", "closed_menu", "language_offer", "leave_complaint")}
-    names["message_saved"] = _name(closed, "message_saved")
+    names.update((slug, _name(closed, slug)) for slug in ("message_saved", "invalid_choice", "no_input"))
+    menu_keys = frozenset(closed.nodes["closed_menu"][0].options)
     sink, clock, bus = kit.ports.voicemail, kit.clock, kit.bus
     monotonic = clock.monotonic
 
@@ -514,9 +540,9 @@ def hand_complaint(kit: Kit) -> Handler:
         did = params.get("did", env.extension)
         # The caller ID as the product keeps it (hostile text: cleaned and bounded), read from the call.
         caller = caller_number(env.callerid)
-        started_at = clock.now()
+        start = clock.now().timestamp()
         started = monotonic()
-        origin = started_at.timestamp() - started
+        origin = start - started
         path: list[dict[str, Any]] = []
 
         def step(
@@ -546,7 +572,7 @@ def hand_complaint(kit: Kit) -> Handler:
             did=did,
             flow="main",
             language="en",
-            at=started_at.timestamp(),
+            at=start,
         )
         await session.answer()
         if evaluate_hours(schedule, clock.now(), zone) != "closed":
@@ -554,8 +580,12 @@ def hand_complaint(kit: Kit) -> Handler:
         step("main", "entry", "hours", 0, "closed", None, "flow:after_hours")
         await session.stream_file(names["closed"], "")
         step("after_hours", "closed", "play", 0, None, None, "closed")
-        key = (await session.stream_file(names["closed_menu"], MENU_DIGITS)).digit
-        key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 6000)).digit
+        for _attempt in range(3):
+            key = (await session.stream_file(names["closed_menu"], MENU_DIGITS)).digit
+            key = key or (await session.get_option(names["language_offer"], MENU_DIGITS, 6000)).digit
+            if key in menu_keys:
+                break
+            await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "1":
             raise RuntimeError(f"the scenario leaves a complaint, not {key!r}")
         step("after_hours", "closed_menu", "menu", 0, "chosen", key, "complaint")
@@ -585,12 +615,13 @@ def hand_complaint(kit: Kit) -> Handler:
             0,
             "recorded",
             result.digit,
-            f"complaint {seconds}s ended_by={result.reason}",
+            clip_detail(f"complaint {seconds}s ended_by={result.reason}"),
         )
         await session.stream_file(names["message_saved"], "")
         step("after_hours", "complaint", "play", 1, None, None, "message_saved")
         step("after_hours", "complaint", "hangup", 2, None, None, None)
         await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)
+        ended = monotonic()
         bus.publish(
             "ivr.ended",
             uniqueid=uniqueid,
@@ -606,9 +637,9 @@ def hand_complaint(kit: Kit) -> Handler:
             voicemails=[
                 {"intent": "complaint", "path": str(message.path), "duration": seconds, "ended_by": result.reason}
             ],
-            started_at=started_at.timestamp(),
-            ended_at=clock.now().timestamp(),
-            duration=monotonic() - started,
+            started_at=start,
+            ended_at=origin + ended,
+            duration=ended - started,
             error=None,
         )
 
@@ -926,8 +957,8 @@ def overall(figures: list[Figures], mode: str, peer: str = "hand") -> float:
     """The extra CPU of the engine over a hand-written arm (``hand`` or ``bare``), both scenarios together, in
     percent."""
     chosen = [f for f in figures if f.mode == mode]
-    hand = sum(getattr(f, peer) for f in chosen)
-    engine = sum(f.engine for f in chosen)
+    hand: float = sum(getattr(f, peer) for f in chosen)
+    engine: float = sum(f.engine for f in chosen)
     return (engine - hand) / hand * 100
 
 

@@ -1,10 +1,11 @@
 """The flow engine: walks a caller through the flows over an AGI session and tells the dialplan what next.
 
-Every step taken is kept on the call's path (node, step, keys, result, monotonic and wall time) and published as
-``ivr.step``; the walk starts with ``ivr.started`` and ends with ``ivr.ended`` carrying the whole path and the
-outcome. A caller who hangs up mid-menu ends the path at that node. The engine ends by setting CC_QUEUE,
-CC_PRIORITY, CC_IVR_CHOICE, __CC_REASON (inherited by the agent's channel) and, last, CC_ACTION (the dialplan
-obeys only an explicit queue or hangup).
+Every step taken is kept on the call's path (node, step, keys, result, monotonic and wall time; a node's
+closing goto is how the node ends, not a step) and, when someone listens, published as ``ivr.step``; the walk
+starts with ``ivr.started`` and ends with ``ivr.ended`` carrying the whole path and the outcome. A caller who
+hangs up mid-menu ends the path at that node. The engine ends by setting CC_QUEUE, CC_PRIORITY, CC_IVR_CHOICE,
+__CC_REASON (inherited by the agent's channel) and, last, CC_ACTION (the dialplan obeys only an explicit queue or
+hangup).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ DEFAULT_MAX_STEPS = 1000
 
 class CallResult:
     """How one call's walk ended: the ``ivr.ended`` event's data as published (``data``: plain values, times in
-    seconds since the epoch, the path as one dict per step), with typed views of it, and what only the engine's
-    caller sees (the outcome as an enum, the error itself, the variables, the voicemail messages)."""
+    seconds since the epoch, the path as one dict per step), with typed views of it (times as aware UTC
+    datetimes), and what only the engine's caller sees (the outcome as an enum, the error itself, the variables,
+    the voicemail messages). ``data`` is the very dict the event carried: read it, do not change it."""
 
     __slots__ = ("data", "error", "outcome", "variables", "voicemails")
 
@@ -113,9 +115,10 @@ class CallResult:
         return float(self.data["duration"])
 
     @property
-    def path_data(self) -> list[dict[str, Any]]:
-        """The path as published: one dict per step (PathStep's fields); ``path`` is the typed view."""
-        return cast(list[dict[str, Any]], self.data["path"])
+    def path_data(self) -> tuple[dict[str, Any], ...]:
+        """The path as published: one dict per step (PathStep's fields); ``path`` is the typed view. The event's
+        subscribers hold the same entries: read them, do not change them."""
+        return tuple(self.data["path"])
 
     @property
     def path(self) -> tuple[PathStep, ...]:
@@ -148,9 +151,8 @@ _Planned = tuple[Any, Any, tuple[str, str, str, int], bool]
 _Node = tuple[tuple[_Planned, ...], str | None]
 
 
-# Where a jump leads: the node's steps, its closing goto, how many steps it has, its flow and the languages that
-# flow speaks.
-_Target = tuple[tuple[_Planned, ...], str | None, int, Flow, tuple[str, ...]]
+# Where a jump leads: the node's steps, its closing goto, its flow and the languages that flow speaks.
+_Target = tuple[tuple[_Planned, ...], str | None, Flow, tuple[str, ...]]
 
 
 class _Plan:
@@ -197,7 +199,7 @@ class _Plan:
         """Where ``target`` leads from ``current`` (KeyError when nowhere), remembered for the next call."""
         flow, node = self.flows.resolve(current, target)
         steps, closing = self.nodes[flow.name, node]
-        found = (steps, closing, len(steps), flow, flow.spoken_languages)
+        found = (steps, closing, flow, flow.spoken_languages)
         self.jumps[current.name][target] = found
         return found
 
@@ -316,8 +318,9 @@ class FlowEngine:
             # follows where they lead.
             current = first
             jumps = plan.jumps[first.name]
-            # Steps are counted a node at a time, as the walk enters it: a node's own steps cannot loop.
-            taken = len(steps)
+            # Steps are counted a node at a time, as the walk leaves it (a node's own steps cannot loop): a walk
+            # that has taken the limit and would go on is stopped.
+            taken = 0
             limit = self._max_steps
             while True:
                 for handler, step, where, awaited in steps:
@@ -376,11 +379,10 @@ class FlowEngine:
                 if type(transition) is Finish:
                     outcome = transition.outcome
                     break
-                target = jumps.get(transition) or plan.jump(current, transition)
-                steps, closing, size, into, languages = target
-                taken += size
-                if taken > limit:
-                    raise FlowRuntimeError(f"more than {limit} steps: the flow loops without end")
+                taken += where[3] + 1
+                if taken >= limit:
+                    raise FlowRuntimeError(f"{taken} steps and still going: the flow loops without end")
+                steps, closing, into, languages = jumps.get(transition) or plan.jump(current, transition)
                 if into is not current:
                     current = into
                     state.flow = current
@@ -441,9 +443,7 @@ class FlowEngine:
             "voicemails": [
                 {"intent": m.intent, "path": str(m.path), "duration": m.duration, "ended_by": m.ended_by}
                 for m in state.voicemails
-            ]
-            if state.voicemails
-            else [],
+            ],
             # Seconds since the epoch, like each step's "at": text only where someone reads them.
             "started_at": start_time,
             "ended_at": state.origin + ended,

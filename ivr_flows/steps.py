@@ -1,4 +1,4 @@
-"""One handler per step type, and the per-call state they share.
+"""What each step type does, and the per-call state the steps share.
 
 A handler runs one step on the call and returns what happens next: ``None`` to go on with the node's next
 step, a node reference to jump there, or :class:`Finish` to end the IVR. Each handler records what it did on
@@ -181,17 +181,6 @@ class CallState:
     def node(self) -> str:
         return self.where[1]
 
-    @property
-    def step_kind(self) -> str:
-        return self.where[2]
-
-    @property
-    def step_index(self) -> int:
-        return self.where[3]
-
-    def begin(self, node: str, index: int, kind: str) -> None:
-        self.where = (self.flow.name, node, kind, index)
-
     def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
         """Adds the current step's entry to the path. ``digits`` are the caller's and are clipped here (see clip);
         ``detail`` is kept as given: text that comes from the caller, the database or an error passes through
@@ -267,16 +256,16 @@ def clip_detail(text: str) -> str:
     return clip(text, _DETAIL_CLIP) or ""
 
 
-S = TypeVar("S", PlayStep, MenuStep, InputStep)
+_S = TypeVar("_S", PlayStep, MenuStep, InputStep)
 
 
 @dataclass(slots=True, eq=False)
-class Spoken(Generic[S]):
+class Spoken(Generic[_S]):
     """A step that plays prompts of its own (play, menu, input) as the walk runs it, made at load: its numbers
     worked out once, and the names of its prompts remembered per language the first time a call hears them.
     It lives as long as the flows it was made from (a reload makes new ones), so the names cannot go stale."""
 
-    step: S
+    step: _S
     prompts: tuple[str, ...]
     # How long a listening step waits for keys, in ms, and how many times it asks.
     timeout_ms: int = 0
@@ -305,7 +294,10 @@ def prepare(step: object, flow: Flow) -> object:
     """What the walk hands a step's handler: the step itself, or for play, menu and input a :class:`Spoken`,
     for hours a :class:`Clocked` (``flow``: the step's own)."""
     if isinstance(step, HoursStep):
-        schedule = flow.schedules[step.schedule]
+        schedule = flow.schedules.get(step.schedule)
+        if schedule is None:
+            # The validator refuses such flows (unknown_schedule); flows that skipped it fail here, not mid-call.
+            raise ValueError(f"flow {flow.name!r}: an hours step names no schedule of the flow ({step.schedule!r})")
         return Clocked(step, schedule, flow.zone(schedule))
     if isinstance(step, PlayStep):
         return Spoken(step, step.prompts, detail=",".join(step.prompts))
@@ -512,10 +504,10 @@ async def run_lookup(step: LookupStep, state: CallState) -> Transition:
     words = step.availability.get(product.availability, {})
     values = {
         "code": digits_text(code),
-        "name": _db_text(product.name),
+        "name": db_text(product.name),
         "price": money_text(product.price, step.currency, lang),
-        "availability": _db_text(next((text for key, text in words.items() if key == lang), product.availability)),
-        "spoken": _db_text(product.spoken.get(lang, "")),
+        "availability": db_text(next((text for key, text in words.items() if key == lang), product.availability)),
+        "spoken": db_text(product.spoken.get(lang, "")),
     }
     name = await state.playable(step.found, values)
     await state.session.stream_file(name, "")
@@ -524,7 +516,8 @@ async def run_lookup(step: LookupStep, state: CallState) -> Transition:
     return None
 
 
-def _db_text(text: str) -> str:
+def db_text(text: str) -> str:
+    """Text from the database made safe to speak: no control characters, bounded."""
     # Text from the database is spoken, never interpreted: espeak-ng reads it from stdin without SSML.
     if len(text) <= _VALUE_LIMIT and text.isprintable():
         # No control character in it (they are not printable): nothing to replace.
@@ -592,7 +585,7 @@ async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     elapsed = max(0.0, state.clock.monotonic() - started)
     duration = result.endpos / _WAV_RATE if result.endpos is not None else elapsed
     if duration <= 0:
-        state.trace("empty", digits=result.digit, detail=result.reason)
+        state.trace("empty", digits=result.digit, detail=clip_detail(result.reason))
         return HUNG_UP if result.reason == "hangup" else None
     message = VoicemailMessage(
         intent=step.intent,
@@ -610,7 +603,12 @@ async def run_voicemail(step: VoicemailStep, state: CallState) -> Transition:
     # Stored even when the caller hung up while speaking: what was said is kept.
     await state.ports.voicemail.store(message)
     state.voicemails.append(message)
-    state.trace("recorded", digits=result.digit, detail=f"{step.intent} {message.duration}s ended_by={result.reason}")
+    # How the recording ended is Asterisk's own word, passed on as it came.
+    state.trace(
+        "recorded",
+        digits=result.digit,
+        detail=clip_detail(f"{step.intent} {message.duration}s ended_by={result.reason}"),
+    )
     if result.reason == "hangup":
         return VOICEMAIL
     return None

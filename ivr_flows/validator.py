@@ -46,6 +46,7 @@ MISSING_PROMPT_FILE = "missing_prompt_file"
 MISSING_TEXT = "missing_text"
 TEMPLATE = "template"
 UNSET_VARIABLE = "unset_variable"
+RESERVED_VARIABLE = "reserved_variable"
 LANGUAGE = "language"
 MISSING_FLOW = "missing_flow"
 
@@ -487,12 +488,23 @@ class _FlowChecker:
 
     def _variables(self) -> None:
         defined = set(BUILTIN_VARIABLES)
-        for steps in self.flow.nodes.values():
-            for step in steps:
+        for node_id, steps in self.flow.nodes.items():
+            for index, step in enumerate(steps):
+                written: list[tuple[str, str]] = []
                 if isinstance(step, InputStep):
-                    defined.add(step.var)
+                    written.append(("var", step.var))
                 elif isinstance(step, SetStep):
-                    defined.update(step.values)
+                    written.extend((name, name) for name in step.values)
+                for field_name, var in written:
+                    defined.add(var)
+                    if var in BUILTIN_VARIABLES:
+                        # The engine keeps these itself (the caller's number, the language spoken, the DID).
+                        self.add(
+                            RESERVED_VARIABLE,
+                            ("nodes", node_id, index, step.KIND, field_name),
+                            f"node {node_id!r}: variable {var!r} is the engine's own and cannot be written "
+                            "(use switch_language to change the language)",
+                        )
         for node_id, steps in self.flow.nodes.items():
             for index, step in enumerate(steps):
                 used: list[tuple[str, str]] = []

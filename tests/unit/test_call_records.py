@@ -36,7 +36,7 @@ def ended_call(**changes: Any) -> dict[str, Any]:
 
 
 def ivr_result(flow: str = "main", outcome: str = "queued", **changes: Any) -> dict[str, Any]:
-    """What ``ivr.ended`` carries (ivr_flows.engine.CallResult.event_data), trimmed to what records read."""
+    """What ``ivr.ended`` carries (ivr_flows.engine.CallResult.data), trimmed to what records read."""
     data: dict[str, Any] = {
         "linkedid": "1700000000.1",
         "flow": flow,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -423,14 +425,16 @@ def tiny_flows(text: str, tmp_path: Path) -> FlowSet:
     return check_path(tmp_path).flows
 
 
-def engine_for(flow_set: FlowSet, flow_ports: FlowPorts | None = None, **kw: object) -> FlowEngine:
+def engine_for(
+    flow_set: FlowSet, flow_ports: FlowPorts | None = None, *, at: datetime = OPEN, **kw: object
+) -> FlowEngine:
     return FlowEngine(
         flow_set,
         ports=flow_ports or in_memory_ports(),
         bus=Bus(),
         prompts=DryPrompts(),
         queues={"general": "support", "expert": "expert"},
-        clock=FakeClock(OPEN),
+        clock=FakeClock(at),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -504,6 +508,44 @@ nodes:
     assert found.detail is not None
     assert found.detail.isprintable()
     assert len(found.detail) <= 201
+
+
+async def test_the_loop_limit_counts_the_steps_taken(tmp_path: Path) -> None:
+    # Each visit of "spin" takes one step (hours, always back to itself); the four plays after it never run.
+    text = """\
+name: main
+prompts:
+  hello: {en: "Hello."}
+schedules:
+  always: {weekly: {mon: ["00:00-24:00"], tue: ["00:00-24:00"], wed: ["00:00-24:00"], thu: ["00:00-24:00"],
+           fri: ["00:00-24:00"], sat: ["00:00-24:00"], sun: ["00:00-24:00"]}}
+nodes:
+  spin:
+    - hours: {schedule: always, open: spin, closed: spin}
+    - play: hello
+    - play: hello
+    - play: hello
+    - play: hello
+"""
+    result = await engine_for(tiny_flows(text, tmp_path), max_steps=20).run(ScriptedSession([]))
+    assert result.outcome is Outcome.ERROR
+    assert [e.step for e in result.path] == ["hours"] * 20 + ["hours"]
+    assert result.path[-1].result == "error"
+    assert result.path[-1].detail is not None
+    assert "20 steps and still going" in result.path[-1].detail
+
+
+async def test_how_a_recording_ended_is_clipped_in_the_path(flows: FlowSet) -> None:
+    class OddAsterisk(ScriptedSession):
+        async def record_file(self, *args: Any, **kwargs: Any) -> Any:
+            result = await super().record_file(*args, **kwargs)
+            return dataclasses.replace(result, reason="dtmf\r\n\x1b[2J" + "z" * 400)
+
+    result = await engine_for(flows, at=CLOSED).run(OddAsterisk(["1"]))
+    (recorded,) = [e for e in result.path if e.step == "voicemail"]
+    assert recorded.detail is not None
+    assert recorded.detail.isprintable()
+    assert len(recorded.detail) <= 201
 
 
 async def test_a_catalog_failure_sends_the_caller_to_the_fallback_queue(flows: FlowSet) -> None:

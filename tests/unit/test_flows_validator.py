@@ -287,6 +287,28 @@ def test_a_variable_read_but_never_set(tmp_path: Path) -> None:
     assert "'product_code'" in found[1].message
 
 
+def test_the_engines_own_variables_cannot_be_written(tmp_path: Path) -> None:
+    text = """\
+    name: shop
+    prompts:
+      ask: {en: Type four digits.}
+    nodes:
+      start:
+        - set: {language: fr, note: ok}
+        - input: {prompt: ask, var: caller, max_digits: 4, on_fail: done}
+        - goto: done
+      done: hangup
+    """
+    path = write(tmp_path, text)
+    found = issues(path)
+    assert [issue.kind for issue in found] == [v.RESERVED_VARIABLE, v.RESERVED_VARIABLE]
+    assert "'language'" in found[0].message
+    assert "switch_language" in found[0].message
+    assert found[0].line == line_of(path, "- set:")
+    assert "'caller'" in found[1].message
+    assert found[1].line == line_of(path, "- input:")
+
+
 def test_switching_language_needs_two_languages(tmp_path: Path) -> None:
     text = GOOD.replace("languages: [en, zh]\n", "").replace("zh: 请按1或2。", "").replace(", zh: 再见。", "")
     text = text.replace("2: bye}", "2: bye, 9: swap}") + "  swap:\n    - switch_language\n    - goto: start\n"
