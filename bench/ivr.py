@@ -29,8 +29,11 @@ who presses the scripted keys without delay. Two ways to reach it, both run:
   the engine process's cost of serving the call, as deployed (on uvloop, ``callcenter.runtime``).
 
 Costs are CPU time (``time.process_time``), not wall time, so other load on the machine disturbs them less.
-Arms alternate in small batches over many rounds; each figure is the least over the rounds (other load on
-the machine only ever adds time).
+Arms alternate in small batches over many rounds; in a process each figure is the least over the rounds (other
+load on the machine only ever adds time). Several processes run one after the other (this script again, with
+``--worker``): each has its own hash seed and memory layout, which on their own move a process's figures by a
+few percent either way, so the overhead reported is the median of the processes' own overheads (each the ratio
+of arms measured side by side in one process).
 
 Usage: ``.venv/bin/python bench/ivr.py [--quick] [--json PATH]``. The last line is ``engine_overhead_pct=X``:
 the engine's extra CPU per call over the hand-written coroutine's, in percent, for the wire setup; the line
@@ -44,7 +47,10 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,13 +105,16 @@ ARMS = ("hand", "engine", "observed", "bare")
 
 @dataclass(frozen=True)
 class Plan:
+    # Measuring processes, one after the other: each has its own hash seed and memory layout, which move a
+    # process's figures by a few percent either way (as pyperf's workers do, for the same reason).
+    processes: int
     rounds: int
     batch: int
     warmup: int
 
 
-QUICK = Plan(rounds=25, batch=40, warmup=100)
-FULL = Plan(rounds=41, batch=60, warmup=300)
+QUICK = Plan(processes=3, rounds=15, batch=40, warmup=100)
+FULL = Plan(processes=5, rounds=31, batch=60, warmup=300)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -775,22 +784,28 @@ class Figures:
     engine_us: list[float] = field(default_factory=list)
     observed_us: list[float] = field(default_factory=list)
     bare_us: list[float] = field(default_factory=list)
+    # False: the lists hold one process's rounds, and a figure is their least. True: they hold each process's
+    # figure, and a figure is their median.
+    combined: bool = False
+
+    def _figure(self, values: list[float]) -> float:
+        return statistics.median(values) if self.combined else min(values)
 
     @property
     def hand(self) -> float:
-        return min(self.hand_us)
+        return self._figure(self.hand_us)
 
     @property
     def engine(self) -> float:
-        return min(self.engine_us)
+        return self._figure(self.engine_us)
 
     @property
     def observed(self) -> float:
-        return min(self.observed_us)
+        return self._figure(self.observed_us)
 
     @property
     def bare(self) -> float:
-        return min(self.bare_us)
+        return self._figure(self.bare_us)
 
     @property
     def bare_pct(self) -> float:
@@ -962,9 +977,31 @@ def overall(figures: list[Figures], mode: str, peer: str = "hand") -> float:
     return (engine - hand) / hand * 100
 
 
-def report(figures: list[Figures], plan: Plan) -> None:
+def combine(runs: list[list[Figures]]) -> list[Figures]:
+    """One set of figures from several processes' (the same calls in the same order): the median of theirs."""
+    return [
+        Figures(
+            first.mode,
+            first.scenario,
+            first.commands,
+            first.steps,
+            hand_us=[run[index].hand for run in runs],
+            engine_us=[run[index].engine for run in runs],
+            observed_us=[run[index].observed for run in runs],
+            bare_us=[run[index].bare for run in runs],
+            combined=True,
+        )
+        for index, first in enumerate(runs[0])
+    ]
+
+
+def report(runs: list[list[Figures]], plan: Plan) -> None:
+    figures = combine(runs)
     print()
-    print(f"CPU per call (the least of {plan.rounds} rounds of {plan.batch} calls per arm), uvloop, one process")
+    print(
+        f"CPU per call (in each of {plan.processes} processes the least of {plan.rounds} rounds of {plan.batch} calls"
+        " per arm; the median over the processes), uvloop"
+    )
     head = (
         f"{'mode':<7}{'scenario':<23}{'cmds':>5}{'steps':>6}{'hand us':>10}{'engine us':>11}"
         f"{'extra us/step':>15}{'overhead':>10}{'observed us':>13}{'overhead':>10}{'bare us':>10}{'engine vs':>11}"
@@ -980,28 +1017,59 @@ def report(figures: list[Figures], plan: Plan) -> None:
     print()
     for scenario in SCENARIOS:
         print(f"{scenario.key}: {scenario.label}")
-    print(f"direct (no socket, pure CPU) overhead, both scenarios: {overall(figures, 'direct'):.1f}%")
-    print(f"wire (FastAgiServer on loopback, as deployed) overhead, both scenarios: {overall(figures, 'wire'):.1f}%")
+    for mode in MODES:
+        each = ", ".join(f"{overall(one, mode):.1f}%" for one in runs)
+        print(f"{mode} overhead, both scenarios, in each process: {each}")
+    print("the median over the processes of each one's overhead, both scenarios:")
+    print(f"direct (no socket, pure CPU) overhead: {headline(runs, 'direct'):.1f}%")
+    print(f"wire (FastAgiServer on loopback, as deployed) overhead: {headline(runs, 'wire'):.1f}%")
     print(
         "against the bare hand-written calls (same commands, no path, two short events), both scenarios: "
-        f"direct {overall(figures, 'direct', 'bare'):.1f}%, wire {overall(figures, 'wire', 'bare'):.1f}%"
+        f"direct {headline(runs, 'direct', 'bare'):.1f}%, wire {headline(runs, 'wire', 'bare'):.1f}%"
     )
 
 
-async def run(plan: Plan) -> list[Figures]:
+def worker(plan: Plan, out: Path) -> None:
+    """One measuring process: its figures, round by round, as JSON in ``out``."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        figures = runner.run(measure(plan, lambda line: print(line, flush=True)))
+    out.write_text(json.dumps([asdict(f) for f in figures]), encoding="utf-8")
+
+
+def run(plan: Plan, quick: bool) -> list[list[Figures]]:
+    """Runs the processes one after the other (this script again, ``--worker``), each with a hash seed of its own."""
     print("bench/ivr.py: flow engine vs hand-written AGI coroutine (same commands, same fake Asterisk)", flush=True)
-    return await measure(plan, lambda line: print(line, flush=True))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
+    runs: list[list[Figures]] = []
+    with tempfile.TemporaryDirectory(prefix="cc-bench-ivr-runs-") as tmp:
+        for index in range(plan.processes):
+            print(f"process {index + 1} of {plan.processes}:", flush=True)
+            out = Path(tmp) / f"{index}.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(out)]
+            subprocess.run([*command, "--quick"] if quick else command, env=env, check=True)
+            runs.append([Figures(**item) for item in json.loads(out.read_text(encoding="utf-8"))])
+            print(f"  this process: wire overhead {overall(runs[-1], 'wire'):.1f}%", flush=True)
+    return runs
+
+
+def headline(runs: list[list[Figures]], mode: str, peer: str = "hand") -> float:
+    """The median over the processes of each one's overhead (each a ratio of its own arms, measured side by side)."""
+    return statistics.median(overall(one, mode, peer) for one in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls; well under a minute")
+    parser.add_argument("--quick", action="store_true", help="fewer processes, rounds and calls; about 90 seconds")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--worker", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        figures = runner.run(run(plan))
-    report(figures, plan)
+    if args.worker:
+        worker(plan, Path(args.worker))
+        return 0
+    runs = run(plan, args.quick)
+    report(runs, plan)
+    figures = combine(runs)
     if args.json:
         data = {
             "plan": asdict(plan),
@@ -1016,13 +1084,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for f in figures
             ],
-            "overhead_pct": {mode: overall(figures, mode) for mode in MODES},
-            "overhead_vs_bare_pct": {mode: overall(figures, mode, "bare") for mode in MODES},
+            "overhead_pct": {mode: headline(runs, mode) for mode in MODES},
+            "overhead_vs_bare_pct": {mode: headline(runs, mode, "bare") for mode in MODES},
+            "processes": [[asdict(f) for f in one] for one in runs],
         }
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
         print(f"JSON written to {args.json}")
-    print(f"engine_overhead_vs_bare_pct={overall(figures, 'wire', 'bare'):.1f}")
-    print(f"engine_overhead_pct={overall(figures, 'wire'):.1f}")
+    print(f"engine_overhead_vs_bare_pct={headline(runs, 'wire', 'bare'):.1f}")
+    print(f"engine_overhead_pct={headline(runs, 'wire'):.1f}")
     return 0
 
 
