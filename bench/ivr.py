@@ -367,6 +367,86 @@ def _listener(event: object) -> None:
     return None
 
 
+class HandCall:
+    """What a hand-written IVR keeps of one call, written once for both calls: the call's ids and cleaned caller
+    ID, ``ivr.started``, the path (one dict per step, the engine's fields) and ``ivr.ended``."""
+
+    __slots__ = ("bus", "caller", "did", "linkedid", "monotonic", "origin", "path", "start", "started", "uniqueid")
+
+    def __init__(self, session: AgiSession, clock: ShiftedClock, bus: Bus) -> None:
+        env = session.env
+        params = env.params
+        self.bus = bus
+        self.uniqueid = session.uniqueid
+        self.linkedid = params.get("linkedid") or self.uniqueid
+        self.did = params.get("did", env.extension)
+        # The caller ID as the product keeps it (hostile text: cleaned and bounded), read from the call.
+        self.caller = caller_number(env.callerid)
+        self.monotonic = clock.monotonic
+        self.start = clock.now().timestamp()
+        self.started = self.monotonic()
+        self.origin = self.start - self.started
+        self.path: list[dict[str, Any]] = []
+        bus.publish(
+            "ivr.started",
+            uniqueid=self.uniqueid,
+            linkedid=self.linkedid,
+            caller_number=env.callerid,
+            caller_name=env.calleridname,
+            did=self.did,
+            flow="main",
+            language="en",
+            at=self.start,
+        )
+
+    def step(
+        self, flow: str, node: str, kind: str, index: int, result: str | None, digits: str | None, detail: str | None
+    ) -> None:
+        now = self.monotonic()
+        self.path.append(
+            {
+                "flow": flow,
+                "node": node,
+                "step": kind,
+                "index": index,
+                "digits": digits,
+                "result": result,
+                "detail": detail,
+                "monotonic": now,
+                "at": self.origin + now,
+            }
+        )
+
+    def end(
+        self,
+        outcome: str,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        choice: str | None = None,
+        voicemails: list[dict[str, Any]] | None = None,
+    ) -> None:
+        ended = self.monotonic()
+        self.bus.publish(
+            "ivr.ended",
+            uniqueid=self.uniqueid,
+            linkedid=self.linkedid,
+            caller_number=self.caller,
+            flow="main",
+            outcome=outcome,
+            path=self.path,
+            language="en",
+            queue=queue,
+            priority=priority,
+            choice=choice,
+            voicemails=voicemails or [],
+            started_at=self.start,
+            ended_at=self.origin + ended,
+            duration=ended - self.started,
+            error=None,
+        )
+
+
 def hand_product(kit: Kit) -> Handler:
     """The product call written by hand with the engine's output: the same commands, the same path entries (one
     dict per step, the same fields and words) and the same ``ivr.started``/``ivr.ended`` events."""
@@ -396,54 +476,16 @@ def hand_product(kit: Kit) -> Handler:
     words = {"in_stock": "In stock.", "out_of_stock": "Currently out of stock.", "discontinued": "No longer sold."}
     code_pattern = re.compile(r"[0-9]{4,8}")
     catalog, directory, clock, bus, prompts = kit.ports.catalog, kit.ports.directory, kit.clock, kit.bus, kit.prompts
-    monotonic = clock.monotonic
 
     async def call(session: AgiSession) -> None:
-        env = session.env
-        params = env.params
-        uniqueid = session.uniqueid
-        linkedid = params.get("linkedid") or uniqueid
-        did = params.get("did", env.extension)
-        # The caller ID as the product keeps it (hostile text: cleaned and bounded), read from the call.
-        caller = caller_number(env.callerid)
-        start = clock.now().timestamp()
-        started = monotonic()
-        origin = start - started
-        path: list[dict[str, Any]] = []
-
-        def step(node: str, kind: str, index: int, result: str | None, digits: str | None, detail: str | None) -> None:
-            now = monotonic()
-            path.append(
-                {
-                    "flow": "main",
-                    "node": node,
-                    "step": kind,
-                    "index": index,
-                    "digits": digits,
-                    "result": result,
-                    "detail": detail,
-                    "monotonic": now,
-                    "at": origin + now,
-                }
-            )
-
-        bus.publish(
-            "ivr.started",
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            caller_number=env.callerid,
-            caller_name=env.calleridname,
-            did=did,
-            flow="main",
-            language="en",
-            at=start,
-        )
+        record = HandCall(session, clock, bus)
+        step = record.step
         await session.answer()
         if evaluate_hours(schedule, clock.now(), zone) != "open":
             raise RuntimeError("the scenario runs in open hours")
-        step("entry", "hours", 0, "open", None, "welcome")
+        step("main", "entry", "hours", 0, "open", None, "welcome")
         await session.stream_file(names["welcome"], "")
-        step("welcome", "play", 0, None, None, "welcome")
+        step("main", "welcome", "play", 0, None, None, "welcome")
         # Each menu asks up to three times, as the flow's do (the scenario's keys are right the first time).
         for _attempt in range(3):
             key = (await session.stream_file(names["main_menu"], MENU_DIGITS)).digit
@@ -453,7 +495,7 @@ def hand_product(kit: Kit) -> Handler:
             await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "1":
             raise RuntimeError(f"the scenario takes the product guide, not {key!r}")
-        step("main_menu", "menu", 0, "chosen", key, "product_guide")
+        step("main", "main_menu", "menu", 0, "chosen", key, "product_guide")
         for _attempt in range(3):
             key = (await session.get_option(names["product_guide"], MENU_DIGITS, 5000)).digit
             if key in keys["product_guide"]:
@@ -461,7 +503,7 @@ def hand_product(kit: Kit) -> Handler:
             await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "1":
             raise RuntimeError(f"the scenario asks for product information, not {key!r}")
-        step("product_guide", "menu", 0, "chosen", key, "product_code")
+        step("main", "product_guide", "menu", 0, "chosen", key, "product_code")
         for _attempt in range(3):
             code = (await session.get_data(names["enter_code"], 8000, 8)).digits
             if code_pattern.fullmatch(code) is not None:
@@ -469,11 +511,11 @@ def hand_product(kit: Kit) -> Handler:
             await session.stream_file(names["code_invalid" if code else "no_input"], "")
         else:
             raise RuntimeError(f"the scenario types a product code, not {code!r}")
-        step("product_code", "input", 0, "accepted", code, None)
+        step("main", "product_code", "input", 0, "accepted", code, None)
         await session.stream_file(names["you_entered"], "")
-        step("product_code", "play", 1, None, None, "you_entered")
+        step("main", "product_code", "play", 1, None, None, "you_entered")
         await session.say_digits(code)
-        step("product_code", "say", 2, "digits", None, code)
+        step("main", "product_code", "say", 2, "digits", None, code)
         product = await catalog.find(code)
         if product is None:
             raise RuntimeError("the scenario's product is in the catalog")
@@ -485,7 +527,7 @@ def hand_product(kit: Kit) -> Handler:
             spoken=db_text(product.spoken.get("en", "")),
         )
         await session.stream_file(await prompts.text("product_info", "en", text), "")
-        step("product_code", "lookup", 3, "found", code, clip_detail(product.name))
+        step("main", "product_code", "lookup", 3, "found", code, clip_detail(product.name))
         for _attempt in range(3):
             key = (await session.get_option(names["after_product"], MENU_DIGITS, 5000)).digit
             if key in keys["after_product"]:
@@ -493,39 +535,21 @@ def hand_product(kit: Kit) -> Handler:
             await session.stream_file(names["invalid_choice" if key else "no_input"], "")
         if key != "0":
             raise RuntimeError(f"the scenario ends at an agent, not {key!r}")
-        step("after_product", "menu", 0, "chosen", key, "agent")
+        step("main", "after_product", "menu", 0, "chosen", key, "agent")
         await session.stream_file(names["connecting_agent"], "")
-        step("agent", "play", 0, None, None, "connecting_agent")
-        tier = await directory.tier(caller)
+        step("main", "agent", "play", 0, None, None, "connecting_agent")
+        tier = await directory.tier(record.caller)
         priority = main.priorities.get(tier, main.default_priority) if tier else main.default_priority
         queue = QUEUES["general"]
         # The tier is the CRM's text.
         detail = f"{queue} priority={priority} tier={tier or '-'} reason=agent"
-        step("agent", "queue", 1, "queued", None, clip_detail(detail) if tier else detail)
+        step("main", "agent", "queue", 1, "queued", None, clip_detail(detail) if tier else detail)
         await session.set_variable(dialplan.VAR_QUEUE, queue)
         await session.set_variable(dialplan.VAR_PRIORITY, str(priority))
         await session.set_variable(dialplan.VAR_IVR_CHOICE, "agent")
         await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), "agent")
         await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
-        ended = monotonic()
-        bus.publish(
-            "ivr.ended",
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            caller_number=caller,
-            flow="main",
-            outcome="queued",
-            path=path,
-            language="en",
-            queue=queue,
-            priority=priority,
-            choice="agent",
-            voicemails=[],
-            started_at=start,
-            ended_at=origin + ended,
-            duration=ended - started,
-            error=None,
-        )
+        record.end("queued", queue=queue, priority=priority, choice="agent")
 
     return call
 
@@ -539,50 +563,10 @@ def hand_complaint(kit: Kit) -> Handler:
     names.update((slug, _name(closed, slug)) for slug in ("message_saved", "invalid_choice", "no_input"))
     menu_keys = frozenset(closed.nodes["closed_menu"][0].options)
     sink, clock, bus = kit.ports.voicemail, kit.clock, kit.bus
-    monotonic = clock.monotonic
 
     async def call(session: AgiSession) -> None:
-        env = session.env
-        params = env.params
-        uniqueid = session.uniqueid
-        linkedid = params.get("linkedid") or uniqueid
-        did = params.get("did", env.extension)
-        # The caller ID as the product keeps it (hostile text: cleaned and bounded), read from the call.
-        caller = caller_number(env.callerid)
-        start = clock.now().timestamp()
-        started = monotonic()
-        origin = start - started
-        path: list[dict[str, Any]] = []
-
-        def step(
-            flow: str, node: str, kind: str, index: int, result: str | None, digits: str | None, detail: str | None
-        ) -> None:
-            now = monotonic()
-            path.append(
-                {
-                    "flow": flow,
-                    "node": node,
-                    "step": kind,
-                    "index": index,
-                    "digits": digits,
-                    "result": result,
-                    "detail": detail,
-                    "monotonic": now,
-                    "at": origin + now,
-                }
-            )
-
-        bus.publish(
-            "ivr.started",
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            caller_number=env.callerid,
-            caller_name=env.calleridname,
-            did=did,
-            flow="main",
-            language="en",
-            at=start,
-        )
+        record = HandCall(session, clock, bus)
+        step = record.step
         await session.answer()
         if evaluate_hours(schedule, clock.now(), zone) != "closed":
             raise RuntimeError("the scenario runs after hours")
@@ -599,22 +583,22 @@ def hand_complaint(kit: Kit) -> Handler:
             raise RuntimeError(f"the scenario leaves a complaint, not {key!r}")
         step("after_hours", "closed_menu", "menu", 0, "chosen", key, "complaint")
         await session.stream_file(names["leave_complaint"], "")
-        target = await sink.allocate(uniqueid=uniqueid, intent="complaint")
+        target = await sink.allocate(uniqueid=record.uniqueid, intent="complaint")
         recorded_at = clock.now()
         result = await session.record_file(target.record_as, target.fmt, "#", 180_000, beep=True, silence_seconds=5)
         seconds = round((result.endpos or 0) / 8000, 3)
         message = VoicemailMessage(
             intent="complaint",
-            caller_number=caller,
+            caller_number=record.caller,
             path=target.path,
             duration=seconds,
-            uniqueid=uniqueid,
-            linkedid=linkedid,
+            uniqueid=record.uniqueid,
+            linkedid=record.linkedid,
             recorded_at=recorded_at,
             language="en",
             flow="after_hours",
             ended_by=result.reason,
-            did=did,
+            did=record.did,
         )
         await sink.store(message)
         step(
@@ -630,27 +614,8 @@ def hand_complaint(kit: Kit) -> Handler:
         step("after_hours", "complaint", "play", 1, None, None, "message_saved")
         step("after_hours", "complaint", "hangup", 2, None, None, None)
         await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)
-        ended = monotonic()
-        bus.publish(
-            "ivr.ended",
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            caller_number=caller,
-            flow="main",
-            outcome="voicemail",
-            path=path,
-            language="en",
-            queue=None,
-            priority=None,
-            choice=None,
-            voicemails=[
-                {"intent": "complaint", "path": str(message.path), "duration": seconds, "ended_by": result.reason}
-            ],
-            started_at=start,
-            ended_at=origin + ended,
-            duration=ended - started,
-            error=None,
-        )
+        voicemail = {"intent": "complaint", "path": str(message.path), "duration": seconds, "ended_by": result.reason}
+        record.end("voicemail", voicemails=[voicemail])
 
     return call
 

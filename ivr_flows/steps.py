@@ -251,8 +251,6 @@ class PublishingCallState(CallState):
 
 def clip_detail(text: str) -> str:
     """A path entry's detail that holds text from the caller, the database or an error, made safe (see clip)."""
-    if len(text) <= _DETAIL_CLIP and text.isprintable():
-        return text
     return clip(text, _DETAIL_CLIP) or ""
 
 
