@@ -68,9 +68,9 @@ from callcenter.config import AuthConfig  # noqa: E402
 from callcenter.db import Database  # noqa: E402
 from callcenter.keys import AUTH, HUB  # noqa: E402
 from callcenter.live import LiveService  # noqa: E402
-from callcenter.seats.models import AgentSeat  # noqa: E402
 from callcenter.web.errors import error_middleware  # noqa: E402
 from callcenter.web.ws import Client, Hub, ws_routes  # noqa: E402
+from seats.models import AgentSeat  # noqa: E402
 from supervisor.board import BoardService  # noqa: E402
 from supervisor.notifier import BoardNotifier  # noqa: E402
 

@@ -2,21 +2,21 @@
 
 Every arm serves the same calls through the same AgiSession and the same fake Asterisk. Before timing, the bench
 checks that they do the same work and refuses to run otherwise: every arm sends the very same AGI command lines,
-and the hand-written call leaves the engine's events (``ivr.started``, and ``ivr.ended`` with the whole path),
+and the hand-written call leaves the engine's events (``IvrStarted``, and ``IvrEnded`` with the whole path),
 compared without their clock readings.
 
 - ``engine``: the shipped flows run by ``ivr_flows.route.FlowRoute`` (the FastAGI ``ivr`` route of the engine),
-  with its path tracing, ``ivr.*`` events, prompt naming, business hours and ports;
+  with its path tracing, ``ivr_flows.events``, prompt naming, business hours and ports;
 - ``hand``: one coroutine per call type written directly against ``AgiSession``, with the engine's output: the
   path kept as it goes (one dict per step, the same fields and words) and the same two events; the prompt names
   worked out once up front, the same business-hours check, catalog, directory, voicemail sink and text-prompt
   maker, the caller ID cleaned as the engine cleans it;
 - ``observed``: the engine again, with a listener on every bus event, so that it also builds the per-step
-  ``ivr.step`` and ``ivr.choice`` events (nothing in the engine listens to those by default);
+  ``IvrStep`` and ``IvrChoice`` events (nothing in the engine listens to those by default);
 - ``bare``: the hand-written calls with the least output (the same commands, no path, two short events): not
   the same work, a floor beside the others.
 
-On every bus the call recorder's own ``ivr.ended`` handler listens (``callcenter.calls.CallRecorder``, made but
+On every bus the call recorder's own ``IvrEnded`` handler listens (``calls.CallRecorder``, made but
 not started: it keeps each call's IVR data by linkedid, as in the engine).
 
 The fake Asterisk lives in this process and answers every command line at once, as res_agi would for a caller
@@ -74,10 +74,11 @@ from callcenter.agi.exceptions import AgiError  # noqa: E402
 from callcenter.agi.protocol import AgiEnvironment  # noqa: E402
 from callcenter.agi.server import FastAgiServer, ServerLimits  # noqa: E402
 from callcenter.agi.session import AgiSession  # noqa: E402
-from callcenter.bus import Bus  # noqa: E402
-from callcenter.calls.service import CallRecorder  # noqa: E402
+from callcenter.bus import Bus, event_fields  # noqa: E402
 from callcenter.db import Database  # noqa: E402
 from callcenter.model import LiveModel  # noqa: E402
+from calls.service import CallRecorder  # noqa: E402
+from ivr_flows.events import IvrEnded, IvrStarted  # noqa: E402
 from ivr_flows.ports import (  # noqa: E402
     FlowPorts,
     InMemoryCatalog,
@@ -340,13 +341,13 @@ def make_kit(scenario: Scenario, sounds: Path) -> Kit:
     ports = in_memory_ports(voicemail_dir=sounds / "voicemail")
     # Real time moved to the scenario's time of day, as the integration tests run it.
     clock = ShiftedClock(scenario.at)
-    # As in the engine: the call recorder listens to ivr.ended (callcenter.calls), nobody to each step. Its own
+    # As in the engine: the call recorder listens to IvrEnded (calls), nobody to each step. Its own
     # handler does here what it does there: keeps the IVR's data by linkedid until the call's record is written.
     bus = Bus()
-    bus.subscribe("ivr.ended", _recorder(bus, sounds)._on_ivr)
+    bus.subscribe(IvrEnded, _recorder(bus, sounds)._on_ivr)
     observed_bus = Bus()
-    observed_bus.subscribe("ivr.ended", _recorder(observed_bus, sounds)._on_ivr)
-    observed_bus.subscribe("*", _listener)
+    observed_bus.subscribe(IvrEnded, _recorder(observed_bus, sounds)._on_ivr)
+    observed_bus.subscribe_all(_listener)
     # The engine's own prompt maker; nothing is synthesized (every name is made once, then remembered).
     prompts = TtsPrompts(sounds, synthesizer=lambda text, voice, target: False)
     route = FlowRoute(flows, ports=ports, bus=bus, prompts=prompts, queues=QUEUES, clock=clock, entry="main")
@@ -357,7 +358,7 @@ def make_kit(scenario: Scenario, sounds: Path) -> Kit:
 
 
 def _recorder(bus: Bus, sounds: Path) -> CallRecorder:
-    """The engine's call recorder, made but not started: no database is reached, its ivr.ended handler is real."""
+    """The engine's call recorder, made but not started: no database is reached, its IvrEnded handler is real."""
     return CallRecorder(
         cast(Database, None), bus, LiveModel, cel_log=sounds / "cel" / "Master.csv", expert_queue=QUEUES["expert"]
     )
@@ -369,7 +370,7 @@ def _listener(event: object) -> None:
 
 class HandCall:
     """What a hand-written IVR keeps of one call, written once for both calls: the call's ids and cleaned caller
-    ID, ``ivr.started``, the path (one dict per step, the engine's fields) and ``ivr.ended``."""
+    ID, ``IvrStarted``, the path (one dict per step, the engine's fields) and ``IvrEnded``."""
 
     __slots__ = ("bus", "caller", "did", "linkedid", "monotonic", "origin", "path", "start", "started", "uniqueid")
 
@@ -388,15 +389,16 @@ class HandCall:
         self.origin = self.start - self.started
         self.path: list[dict[str, Any]] = []
         bus.publish(
-            "ivr.started",
-            uniqueid=self.uniqueid,
-            linkedid=self.linkedid,
-            caller_number=env.callerid,
-            caller_name=env.calleridname,
-            did=self.did,
-            flow="main",
-            language="en",
-            at=self.start,
+            IvrStarted(
+                uniqueid=self.uniqueid,
+                linkedid=self.linkedid,
+                caller_number=env.callerid,
+                caller_name=env.calleridname,
+                did=self.did,
+                flow="main",
+                language="en",
+                at=self.start,
+            )
         )
 
     def step(
@@ -428,28 +430,29 @@ class HandCall:
     ) -> None:
         ended = self.monotonic()
         self.bus.publish(
-            "ivr.ended",
-            uniqueid=self.uniqueid,
-            linkedid=self.linkedid,
-            caller_number=self.caller,
-            flow="main",
-            outcome=outcome,
-            path=self.path,
-            language="en",
-            queue=queue,
-            priority=priority,
-            choice=choice,
-            voicemails=voicemails or [],
-            started_at=self.start,
-            ended_at=self.origin + ended,
-            duration=ended - self.started,
-            error=None,
+            IvrEnded(
+                uniqueid=self.uniqueid,
+                linkedid=self.linkedid,
+                caller_number=self.caller,
+                flow="main",
+                outcome=outcome,
+                path=self.path,
+                language="en",
+                queue=queue,
+                priority=priority,
+                choice=choice,
+                voicemails=voicemails or [],
+                started_at=self.start,
+                ended_at=self.origin + ended,
+                duration=ended - self.started,
+                error=None,
+            )
         )
 
 
 def hand_product(kit: Kit) -> Handler:
     """The product call written by hand with the engine's output: the same commands, the same path entries (one
-    dict per step, the same fields and words) and the same ``ivr.started``/``ivr.ended`` events."""
+    dict per step, the same fields and words) and the same ``IvrStarted``/``IvrEnded`` events."""
     main = kit.flows["main"]
     names = {
         slug: _name(main, slug)
@@ -646,7 +649,18 @@ def bare_product(kit: Kit) -> Handler:
 
     async def call(session: AgiSession) -> None:
         uniqueid, linkedid = session.uniqueid, session.linkedid
-        bus.publish("ivr.started", uniqueid=uniqueid, linkedid=linkedid, caller_number=session.env.callerid)
+        bus.publish(
+            IvrStarted(
+                uniqueid=uniqueid,
+                linkedid=linkedid,
+                caller_number=session.env.callerid,
+                caller_name="",
+                did=DID,
+                flow="main",
+                language="en",
+                at=0.0,
+            )
+        )
         await session.answer()
         if evaluate_hours(schedule, clock.now(), zone) != "open":
             raise RuntimeError("the scenario runs in open hours")
@@ -680,7 +694,25 @@ def bare_product(kit: Kit) -> Handler:
         await session.set_variable(dialplan.VAR_IVR_CHOICE, "agent")
         await session.set_variable(dialplan.inherited(dialplan.VAR_REASON), "agent")
         await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_QUEUE)
-        bus.publish("ivr.ended", uniqueid=uniqueid, linkedid=linkedid, outcome="queued", choice="agent")
+        bus.publish(
+            IvrEnded(
+                uniqueid=uniqueid,
+                linkedid=linkedid,
+                caller_number=CALLER,
+                flow="main",
+                outcome="queued",
+                path=[],
+                language="en",
+                queue=QUEUES["general"],
+                priority=priority,
+                choice="agent",
+                voicemails=[],
+                started_at=0.0,
+                ended_at=0.0,
+                duration=0.0,
+                error=None,
+            )
+        )
 
     return call
 
@@ -696,7 +728,18 @@ def bare_complaint(kit: Kit) -> Handler:
 
     async def call(session: AgiSession) -> None:
         uniqueid, linkedid = session.uniqueid, session.linkedid
-        bus.publish("ivr.started", uniqueid=uniqueid, linkedid=linkedid, caller_number=session.env.callerid)
+        bus.publish(
+            IvrStarted(
+                uniqueid=uniqueid,
+                linkedid=linkedid,
+                caller_number=session.env.callerid,
+                caller_name="",
+                did=DID,
+                flow="main",
+                language="en",
+                at=0.0,
+            )
+        )
         await session.answer()
         if evaluate_hours(schedule, clock.now(), zone) != "closed":
             raise RuntimeError("the scenario runs after hours")
@@ -725,7 +768,25 @@ def bare_complaint(kit: Kit) -> Handler:
         )
         await session.stream_file(names["message_saved"], "")
         await session.set_variable(dialplan.VAR_ACTION, dialplan.ACTION_HANGUP)
-        bus.publish("ivr.ended", uniqueid=uniqueid, linkedid=linkedid, outcome="voicemail", choice=None)
+        bus.publish(
+            IvrEnded(
+                uniqueid=uniqueid,
+                linkedid=linkedid,
+                caller_number=CALLER,
+                flow="main",
+                outcome="voicemail",
+                path=[],
+                language="en",
+                queue=None,
+                priority=None,
+                choice=None,
+                voicemails=[],
+                started_at=0.0,
+                ended_at=0.0,
+                duration=0.0,
+                error=None,
+            )
+        )
 
     return call
 
@@ -829,14 +890,15 @@ class Runner:
             await call_wire(self._server.port, asterisk, uniqueid, spent)
 
     async def output(self, arm: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
-        """One call's command lines and its ivr.started and ivr.ended events (their times taken out)."""
+        """One call's command lines and its IvrStarted and IvrEnded events (as (class name, fields), their times
+        taken out)."""
         asterisk = FakeAsterisk(self.scenario.keys)
         asterisk.record = True
         self.kit.reset()
         bus = self.kit.observed_bus if arm == "observed" else self.kit.bus
         events: list[tuple[str, dict[str, Any]]] = []
         stops = [
-            bus.subscribe(kind, lambda event: events.append((event.type, _timeless(event.data))))
+            bus.subscribe(kind, lambda event: events.append((type(event).__name__, _timeless(event_fields(event)))))
             for kind in CALL_EVENTS
         ]
         try:
@@ -860,7 +922,7 @@ class Runner:
 
 
 # The events a call leaves for the rest of the engine (the live call, the call's record).
-CALL_EVENTS = ("ivr.started", "ivr.ended")
+CALL_EVENTS: tuple[type, ...] = (IvrStarted, IvrEnded)
 _TIMES = frozenset({"at", "started_at", "ended_at", "duration", "monotonic"})
 
 

@@ -3,7 +3,7 @@
 What one pop goes through, in one process on one uvloop event loop, as in the engine:
 
 1. an ``AgentCalled`` AMI message into the engine's own live service (``LiveService._on_event``: the pure reducer
-   ``callcenter.ami.reducer.apply``, then ``call.offered`` on the bus), which is what the AMI connection feeds;
+   ``callcenter.ami.reducer.apply``, then ``CallOffered`` on the bus), which is what the AMI connection feeds;
 2. the screen-pop (``crm_bridge.screenpop.ScreenPop``): the customer files of the calling number and its last calls
    from ``call_records`` (``crm_bridge.popquery.PopReader``: four indexed statements on one pooled connection, on
    SQLite in one trip to the driver's thread), the IVR path and the wait from memory, then JSON and the hub;
@@ -11,7 +11,7 @@ What one pop goes through, in one process on one uvloop event loop, as in the en
    agent (bearer token), which notes when the frame arrives.
 
 The time measured is from just before step 1 to the client's receipt of the frame. The CRM holds N customers made
-by ``crm_bridge.seed`` (default 1,000,000; ``--quick`` 100,000) and N/4 earlier calls from a pool of their numbers,
+by ``devtools.seed`` (default 1,000,000; ``--quick`` 100,000) and N/4 earlier calls from a pool of their numbers,
 so most pops have a history; one caller in ten is unknown (the new-customer form). Both backends run in the same
 invocation: SQLite (the seeded file is cached under /var/tmp/callcenter-bench, keyed by N, so reruns skip seeding)
 and PostgreSQL (``CC_BENCH_POSTGRES_URL``, in a schema of its own that is dropped afterwards).
@@ -72,18 +72,19 @@ from callcenter.auth.middleware import auth_middleware  # noqa: E402
 from callcenter.auth.permissions import Role  # noqa: E402
 from callcenter.auth.services import AuthService  # noqa: E402
 from callcenter.bus import Bus  # noqa: E402
-from callcenter.calls.models import CallRecord  # noqa: E402
-from callcenter.calls.records import caller_tail  # noqa: E402
 from callcenter.config import AuthConfig  # noqa: E402
 from callcenter.db import MIGRATIONS_DIR, Database, mask_url  # noqa: E402
 from callcenter.keys import AUTH, HUB  # noqa: E402
 from callcenter.live import LiveService  # noqa: E402
 from callcenter.web.errors import error_middleware  # noqa: E402
 from callcenter.web.ws import Hub, ws_routes  # noqa: E402
+from calls.models import CallRecord  # noqa: E402
+from calls.records import caller_tail  # noqa: E402
 from crm_bridge.models import CustomerPhone  # noqa: E402
 from crm_bridge.screenpop import ScreenPop  # noqa: E402
-from crm_bridge.seed import SeedOptions, seed  # noqa: E402
 from crm_bridge.services import CrmService  # noqa: E402
+from devtools.seed import SeedOptions, seed  # noqa: E402
+from ivr_flows.events import IvrEnded  # noqa: E402
 
 CACHE_DIR = Path("/var/tmp/callcenter-bench")
 # Part of the cache key: bump it when what this bench seeds changes.
@@ -495,16 +496,27 @@ class Engine:
             )
         )
         self.bus.publish(
-            "ivr.ended",
-            linkedid=linkedid,
-            flow="hotline",
-            choice="fault",
-            language="zh",
-            path=[
-                {"node": "welcome", "step": "menu", "digits": "2"},
-                {"node": "fault", "step": "menu", "digits": "1"},
-                {"node": "to_queue", "step": "queue", "digits": None},
-            ],
+            IvrEnded(
+                uniqueid=linkedid,
+                linkedid=linkedid,
+                caller_number=number,
+                flow="hotline",
+                outcome="queued",
+                path=[
+                    _path_entry("welcome", "menu", "2", "chosen", "fault"),
+                    _path_entry("fault", "menu", "1", "chosen", "to_queue"),
+                    _path_entry("to_queue", "queue", None, "queued", GENERAL),
+                ],
+                language="zh",
+                queue=GENERAL,
+                priority=5,
+                choice="fault",
+                voicemails=[],
+                started_at=0.0,
+                ended_at=0.0,
+                duration=0.0,
+                error=None,
+            )
         )
         arrived: asyncio.Future[tuple[float, str]] = asyncio.get_running_loop().create_future()
         self.waiting[linkedid] = arrived
@@ -537,6 +549,21 @@ class Engine:
             )
         )
         live._on_event(AmiMessage.of(("Event", "Hangup"), Channel=caller, Uniqueid=linkedid, Linkedid=linkedid))
+
+
+def _path_entry(node: str, step: str, digits: str | None, result: str, detail: str) -> dict[str, Any]:
+    """One entry of an IVR path, with the engine's fields (ivr_flows.steps.CallState.trace)."""
+    return {
+        "flow": "hotline",
+        "node": node,
+        "step": step,
+        "index": 0,
+        "digits": digits,
+        "result": result,
+        "detail": detail,
+        "monotonic": 0.0,
+        "at": 0.0,
+    }
 
 
 @contextlib.asynccontextmanager

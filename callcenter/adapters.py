@@ -4,8 +4,9 @@ The flow engine (ivr_flows) names what it needs as small Protocols in ``ivr_flow
 customer directory (the CRM), a place for voicemail and an on-demand recording control (the recordings). This
 module fills them in; feature packages never import each other.
 
-- Products and customer tiers come from the CRM (``crm_bridge.catalog``), which binds the caller's keys as
-  parameters and refuses anything that is not a code or a number before any query.
+- Products and customer tiers come from the CRM (:class:`CrmProductCatalog`, :class:`CrmCustomerDirectory`): the
+  CRM binds the caller's keys as parameters and refuses anything that is not a code or a number before any query
+  (a code carrying SQL, or 200 digits, is simply not found).
 - An after-hours message is allocated in the recordings store as kind ``voicemail`` (Asterisk records it there),
   filed as a CRM service record of its intent (complaint, suggestion, repair booking) with status ``new`` through
   the outbox (a database that is down for a while loses nothing), and indexed with its intent, the caller's
@@ -18,7 +19,6 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from crm_bridge.catalog import CrmCustomerDirectory, CrmProductCatalog
 from crm_bridge.models import RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
@@ -26,6 +26,7 @@ from crm_bridge.services import CrmService
 from ivr_flows.ports import (
     FlowPorts,
     InMemoryRecordingControl,
+    Product,
     RecordingControl,
     VoicemailMessage,
     VoicemailTarget,
@@ -45,6 +46,30 @@ RECORD_TYPES = {
     "repair_request": RecordType.REPAIR_BOOKING,
 }
 INTENT_WORDS = {"complaint": "complaint", "suggestion": "suggestion", "repair_request": "repair request"}
+
+
+class CrmProductCatalog:
+    """``ivr_flows.ports.ProductCatalog`` over the CRM's products."""
+
+    def __init__(self, service: CrmService) -> None:
+        self._service = service
+
+    async def find(self, code: str) -> Product | None:
+        found = await self._service.product(code)
+        if found is None:
+            return None
+        return Product(found.code, found.name, found.price, found.availability, dict(found.spoken))
+
+
+class CrmCustomerDirectory:
+    """``ivr_flows.ports.CustomerDirectory`` over the CRM's customers."""
+
+    def __init__(self, service: CrmService) -> None:
+        self._service = service
+
+    async def tier(self, caller_number: str) -> str | None:
+        """The best tier among the customers owning the number: a number shared by a VIP queues as the VIP."""
+        return await self._service.best_tier(caller_number)
 
 
 class VoicemailFiler:

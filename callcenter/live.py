@@ -1,8 +1,8 @@
 """The live model kept current: AMI events folded by the pure reducer, rebuilt on every (re)connect.
 
-This is the only place that owns the AMI connection's event stream. Each domain event the reducer yields is
-published on the bus under its kind (``call.offered``, ``agent.state_changed``, ...), for the screen-pop, the
-recordings and the supervisor board.
+This is the only place that owns the AMI connection's event stream. Each domain event the reducer yields
+(:mod:`callcenter.events`: ``CallOffered``, ``AgentStateChanged``, ...) is published on the bus as it is, for the
+screen-pop, the recordings, the call records and the supervisor board.
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from callcenter.ami import actions
 from callcenter.ami.connection import AmiConnection
@@ -22,17 +19,10 @@ from callcenter.ami.exceptions import AmiError
 from callcenter.ami.message import AmiMessage
 from callcenter.ami.reducer import apply, rebuild, tick
 from callcenter.bus import Bus
+from callcenter.events import AsteriskUserEvent, ChanSpyChanged, DomainEvent, LiveResynced
 from callcenter.model import LiveModel
 
 log = logging.getLogger("callcenter.live")
-
-_SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def event_type(event: object) -> str:
-    """``CallOffered`` -> ``call.offered``; ``AgentStateChanged`` -> ``agent.state_changed``."""
-    words = _SNAKE.sub(" ", type(event).__name__).lower().split()
-    return f"{words[0]}.{'_'.join(words[1:])}" if len(words) > 1 else words[0]
 
 
 class LiveService:
@@ -68,18 +58,18 @@ class LiveService:
                 await self._ticker
         await self.connection.close()
 
-    def _publish(self, events: list[Any]) -> None:
+    def _publish(self, events: Iterable[DomainEvent]) -> None:
         for event in events:
-            self._bus.publish(event_type(event), **asdict(event))
+            self._bus.publish(event)
 
     def _on_event(self, message: AmiMessage) -> None:
         if message.event == "UserEvent":
             # Dialplan signals (the expert handoff's outcome...) for whoever listens; the model ignores them.
-            self._bus.publish("asterisk.user_event", name=message.get("UserEvent"), headers=message.to_dict())
+            self._bus.publish(AsteriskUserEvent(name=message.get("UserEvent"), headers=message.to_dict()))
         elif message.event in ("ChanSpyStart", "ChanSpyStop"):
-            self._bus.publish("asterisk.chanspy", name=message.event, headers=message.to_dict())
+            self._bus.publish(ChanSpyChanged(name=message.event, headers=message.to_dict()))
         self.model, events = apply(self.model, message, self._clock())
-        self._publish(list(events))
+        self._publish(events)
         if self.model.resync_needed:
             self._schedule_resync("Asterisk restarted")
 
@@ -111,17 +101,17 @@ class LiveService:
             self.model, events = rebuild(self.model, results, self._clock())
             self.connection.clear_needs_resync()
             self.resyncs += 1
-            self._bus.publish("live.resynced", reason=reason, resyncs=self.resyncs)
+            self._bus.publish(LiveResynced(reason=reason, resyncs=self.resyncs))
             log.info(
                 "live model rebuilt (%s): %d calls, %d channels",
                 reason,
                 len(self.model.calls),
                 len(self.model.channels),
             )
-            self._publish(list(events))
+            self._publish(events)
 
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._tick_interval)
             self.model, events = tick(self.model, self._clock())
-            self._publish(list(events))
+            self._publish(events)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from types import FunctionType, MemberDescriptorType
-from typing import TypeAlias, TypeVar
+from typing import TypeVar
 
 _T = TypeVar("_T")
 
@@ -213,57 +213,3 @@ class LiveModel:
     wrapup_due: float | None = None  # the earliest wrapup_until, so apply() checks one number per event
     asterisk_started: float | None = None  # from FullyBooted; a new value means Asterisk restarted
     resync_needed: bool = False
-
-
-@_slot_init
-@dataclass(frozen=True, slots=True)
-class CallOffered:
-    linkedid: str
-    queue: str
-    agent: str
-    channel: str  # the agent's channel that rings
-    at: float
-
-
-@_slot_init
-@dataclass(frozen=True, slots=True)
-class CallAnswered:
-    linkedid: str
-    queue: str
-    agent: str
-    wait_time: float
-    at: float
-
-
-@_slot_init
-@dataclass(frozen=True, slots=True)
-class CallTransferred:
-    linkedid: str
-    transfer: Transfer
-
-
-@_slot_init
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    call: Call
-
-
-@_slot_init
-@dataclass(frozen=True, slots=True)
-class AgentStateChanged:
-    agent: str
-    old: AgentStatus
-    new: AgentStatus
-    since: float
-    reason: str = ""
-
-
-@_slot_init
-@dataclass(frozen=True, slots=True)
-class QueueChanged:
-    queue: str
-    waiting: int
-    members: int
-
-
-DomainEvent: TypeAlias = CallOffered | CallAnswered | CallTransferred | CallEnded | AgentStateChanged | QueueChanged

@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from callcenter.bus import Bus, Event
-from callcenter.calls.models import CallRecord
+from callcenter.bus import Bus
 from callcenter.db import Database, DatabaseError
 from callcenter.model import LiveModel
+from calls.events import CallRecorded, ExpertOutcome
+from calls.models import CallRecord
 from crm_bridge.models import CALLER_NUMBER_MAX, NAME_MAX, RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
@@ -50,8 +51,8 @@ class CallServiceRecords:
 
     def start(self) -> None:
         self._unsubscribe = [
-            self._bus.subscribe("call.recorded", self._on_recorded),
-            self._bus.subscribe("call.expert_outcome", self._on_expert_outcome),
+            self._bus.subscribe(CallRecorded, self._on_recorded),
+            self._bus.subscribe(ExpertOutcome, self._on_expert_outcome),
         ]
 
     def close(self) -> None:
@@ -79,8 +80,8 @@ class CallServiceRecords:
         await self._outbox.submit(data, actor=ACTOR)
         self.written.append(key)
 
-    async def _on_recorded(self, event: Event) -> None:
-        linkedid = str(event.data.get("linkedid") or "")
+    async def _on_recorded(self, event: CallRecorded) -> None:
+        linkedid = event.linkedid
         async with self._database.session() as session:
             row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
         if row is None:
@@ -106,11 +107,11 @@ class CallServiceRecords:
                 caller_name=row.caller_name[:NAME_MAX] or None,
             )
 
-    async def _on_expert_outcome(self, event: Event) -> None:
-        if event.data.get("outcome") not in ("voicemail", "callback"):
+    async def _on_expert_outcome(self, event: ExpertOutcome) -> None:
+        if event.outcome not in ("voicemail", "callback"):
             return
-        linkedid = str(event.data.get("linkedid") or "")
-        handoff = str(event.data.get("handoff_id") or "")
+        linkedid = event.linkedid
+        handoff = event.handoff_id
         number = ""
         call_notes = ""
         try:
@@ -124,16 +125,14 @@ class CallServiceRecords:
         live = self._model().calls.get(linkedid)
         if live is not None and not number:
             number = live.caller_number
-        notes = str(event.data.get("notes") or "")
+        notes = event.notes or ""
         call_notes = call_notes or notes
-        if event.data.get("outcome") == "voicemail":
-            content = f"Voicemail for an expert ({event.data.get('voicemail_path')})."
+        if event.outcome == "voicemail":
+            content = f"Voicemail for an expert ({event.voicemail_path})."
             record_type = RecordType.VOICEMAIL
         else:
             content = "The caller asked an expert to call back."
             record_type = RecordType.CALLBACK_VISIT
         if call_notes:
             content += f" Agent's notes: {call_notes}"
-        await self._submit(
-            f"expert-{event.data.get('outcome')}:{handoff}", record_type, number, content, linkedid=linkedid
-        )
+        await self._submit(f"expert-{event.outcome}:{handoff}", record_type, number, content, linkedid=linkedid)

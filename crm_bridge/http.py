@@ -6,9 +6,9 @@ from aiohttp import web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
-from callcenter.keys import CRM, CRM_OUTBOX
 from callcenter.web.errors import read_json
 from crm_bridge.exceptions import CustomerNotFound, ProductNotFound, ServiceRecordNotFound
+from crm_bridge.keys import CRM, CRM_OUTBOX
 from crm_bridge.schemas import (
     CustomerIn,
     CustomerPatch,

@@ -25,8 +25,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from callcenter.calls.records import TAIL_DIGITS, caller_tail
 from callcenter.db import Database
+from calls.records import TAIL_DIGITS, caller_tail
 from crm_bridge.models import OPEN_STATUSES, TIER_RANK
 from crm_bridge.phones import PhoneRules
 from crm_bridge.services import (

@@ -15,13 +15,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus, event_fields
 from callcenter.db import Database, DatabaseError
+from callcenter.events import CallOffered
 from callcenter.model import LiveModel
 from callcenter.web.ws import Hub
+from calls.events import ExpertRequested
 from crm_bridge.popquery import HISTORY as HISTORY
 from crm_bridge.popquery import PopReader
 from crm_bridge.services import CrmService
+from ivr_flows.events import IvrEnded
 
 log = logging.getLogger("crm_bridge.screenpop")
 
@@ -65,9 +68,9 @@ class ScreenPop:
 
     def start(self) -> None:
         self._unsubscribe = [
-            self._bus.subscribe("call.offered", self._on_offered),
-            self._bus.subscribe("ivr.ended", self._remember(self._ivr)),
-            self._bus.subscribe("call.expert_requested", self._remember(self._handoffs)),
+            self._bus.subscribe(CallOffered, self._on_offered),
+            self._bus.subscribe(IvrEnded, self._remember(self._ivr)),
+            self._bus.subscribe(ExpertRequested, self._remember(self._handoffs)),
         ]
 
     def close(self) -> None:
@@ -75,24 +78,23 @@ class ScreenPop:
             unsubscribe()
 
     @staticmethod
-    def _remember(store: _Recent) -> Callable[[Event], None]:
-        def keep(event: Event) -> None:
-            linkedid = str(event.data.get("linkedid") or "")
-            if linkedid:
-                store.put(linkedid, dict(event.data))
+    def _remember(store: _Recent) -> Callable[[IvrEnded | ExpertRequested], None]:
+        def keep(event: IvrEnded | ExpertRequested) -> None:
+            if event.linkedid:
+                store.put(event.linkedid, event_fields(event))
 
         return keep
 
-    async def _on_offered(self, event: Event) -> None:
+    async def _on_offered(self, event: CallOffered) -> None:
         started = time.perf_counter()
-        agent = str(event.data.get("agent") or "")
+        agent = event.agent
         if not agent.startswith("PJSIP/"):
             return
         try:
-            payload = await self.build(str(event.data.get("linkedid") or ""), str(event.data.get("queue") or ""))
+            payload = await self.build(event.linkedid, event.queue)
         except DatabaseError as exc:
             log.warning("screen-pop for %s without the CRM: %s", agent, exc)
-            payload = self._without_crm(str(event.data.get("linkedid") or ""))
+            payload = self._without_crm(event.linkedid)
         payload["agent"] = agent
         self._hub.send("screen_pop", payload, extension=agent.removeprefix("PJSIP/"))
         self.popped += 1

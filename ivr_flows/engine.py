@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost, AgiError, AgiHangup, AgiProtocolError
+from ivr_flows.events import IvrChoice, IvrEnded, IvrStarted, IvrStep
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, SystemClock, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
 from ivr_flows.schema import MENU_DIGITS, Flow, FlowSet, GotoStep, InputStep, MenuStep, PlayStep, Prompt
@@ -232,7 +233,7 @@ class FlowEngine:
         self._bus = bus
         wants = getattr(bus, "wants", None)
         # A publisher that cannot tell whether anyone listens is taken to have listeners.
-        self._wants: Callable[[str], bool] = wants if callable(wants) else _everyone_listens
+        self._wants: Callable[[type], bool] = wants if callable(wants) else _everyone_listens
         self._prompts = prompts
         self._queues = dict(queues)
         self._clock: Clock = clock or SystemClock()
@@ -279,7 +280,7 @@ class FlowEngine:
         caller = caller_number(env.callerid)
         steps, closing, answer = plan.starts[first.name]
         # Whoever listens to every step gets an ivr.step event per path entry; nobody listening, none is built.
-        state = (PublishingCallState if self._wants("ivr.step") else CallState)(
+        state = (PublishingCallState if self._wants(IvrStep) else CallState)(
             session=session,
             flow=first,
             language=first.language,
@@ -293,21 +294,22 @@ class FlowEngine:
             linkedid=linkedid,
             variables={"caller": caller, "language": first.language, "did": did},
             names=self._names,
-            publish_choices=self._wants("ivr.choice"),
+            publish_choices=self._wants(IvrChoice),
             where=answer,
             origin=start_time - started,
             monotonic=clock.monotonic,
         )
         self._bus.publish(
-            "ivr.started",
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            caller_number=env.callerid,
-            caller_name=env.calleridname,
-            did=did,
-            flow=first.name,
-            language=state.language,
-            at=start_time,
+            IvrStarted(
+                uniqueid=uniqueid,
+                linkedid=linkedid,
+                caller_number=env.callerid,
+                caller_name=env.calleridname,
+                did=did,
+                flow=first.name,
+                language=state.language,
+                at=start_time,
+            )
         )
         error: BaseException | None = None
         try:
@@ -429,7 +431,7 @@ class FlowEngine:
         # Like each step's time: the call's wall-clock start plus the monotonic time gone since (state.origin).
         ended = state.monotonic()
         queued = outcome is Outcome.QUEUED
-        data = {
+        data: dict[str, Any] = {
             "uniqueid": state.uniqueid,
             "linkedid": state.linkedid,
             "caller_number": state.caller,
@@ -450,7 +452,7 @@ class FlowEngine:
             "duration": max(0.0, ended - started),
             "error": type(error).__name__ if error is not None else None,
         }
-        self._bus.publish("ivr.ended", **data)
+        self._bus.publish(IvrEnded(**data))
         # The state ends with the call: its path, variables and messages are handed on, not copied.
         return CallResult(data, outcome, error, state.variables, tuple(state.voicemails))
 
@@ -471,5 +473,5 @@ def _dialplan_variables(state: CallState, outcome: Outcome) -> list[tuple[str, s
     return [(dialplan.VAR_ACTION, dialplan.ACTION_FALLBACK)]
 
 
-def _everyone_listens(event_type: str) -> bool:
+def _everyone_listens(event_type: type) -> bool:
     return True

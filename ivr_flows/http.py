@@ -8,7 +8,7 @@ from aiohttp import web
 
 from callcenter.auth.permissions import Permission, requires
 from callcenter.web.errors import ApiError, NotFound
-from ivr_flows.plugin import FLOWS
+from ivr_flows.keys import FLOWS
 from ivr_flows.services import UnknownFlow
 
 flow_routes = web.RouteTableDef()

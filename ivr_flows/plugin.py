@@ -1,30 +1,45 @@
-"""Wiring of the flows into the engine's web application: the service under its key, its routes, its lifecycle."""
+"""The voice menus as a plugin (:class:`callcenter.plugin.Plugin`): the flows' FastAGI route, their API and
+their start-up (prompts made before the first call), and SIGHUP's reload.
+
+What the flows need of the CRM and the recordings comes in as :class:`ivr_flows.ports.FlowPorts`, filled in by
+the composition root (:mod:`callcenter.adapters`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
+from callcenter.dialplan import ROUTE_IVR
+from callcenter.plugin import Core
+from ivr_flows.http import flow_routes
+from ivr_flows.keys import FLOWS
+from ivr_flows.ports import Clock, FlowPorts
+from ivr_flows.route import build_ivr_route
 from ivr_flows.services import FlowsService
 
-FLOWS: web.AppKey[FlowsService] = web.AppKey("ivr_flows", FlowsService)
 
+class FlowsPlugin:
+    name = "ivr_flows"
 
-def install(app: web.Application, service: FlowsService) -> None:
-    """Adds the flows service, the ``/api/v1/flows`` routes and the start-up prompt making to ``app``."""
-    from ivr_flows.http import flow_routes
+    def __init__(self, core: Core, ports: FlowPorts, *, clock: Clock | None = None, serve_agi: bool = True) -> None:
+        """``clock`` sets the flows' time of day (tests, the demo); ``serve_agi`` False leaves the FastAGI route
+        to whoever built the server with routes of their own (tests). A broken flow file stops the engine here."""
+        config = core.config
+        route = build_ivr_route(config, bus=core.bus, ports=ports, clock=clock)
+        self.flows = FlowsService(route, bus=core.bus, prepare_prompts=config.flows.prepare_prompts)
+        self._agi = core.agi if serve_agi else None
 
-    app[FLOWS] = service
-    app.add_routes(flow_routes)
-    app.cleanup_ctx.append(_flows_ctx)
+    def install(self, app: web.Application) -> None:
+        app[FLOWS] = self.flows
+        app.add_routes(flow_routes)
+        if self._agi is not None:
+            self._agi.add_route(ROUTE_IVR, self.flows.route)
 
+    async def start(self) -> None:
+        await self.flows.start()
 
-async def _flows_ctx(app: web.Application) -> AsyncIterator[None]:
-    service = app[FLOWS]
-    await service.start()
-    yield
-    await service.close()
+    async def stop(self) -> None:
+        await self.flows.close()
 
 
 def request_reload(app: web.Application, trigger: str = "sighup") -> None:

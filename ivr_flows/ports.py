@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from callcenter.agi.protocol import AgiEnvironment
 from callcenter.agi.session import DataResult, DigitResult, RecordResult
@@ -75,7 +75,7 @@ class FlowSession(Protocol):
 class EventPublisher(Protocol):
     """:class:`callcenter.bus.Bus` as the engine sees it."""
 
-    def publish(self, event_type: str, **data: Any) -> object: ...
+    def publish(self, event: object) -> object: ...
 
 
 # -- time -----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ivr_flows.events import FlowsReloaded
 from ivr_flows.graph import build_graph, to_mermaid
 from ivr_flows.ports import EventPublisher
 from ivr_flows.prompts import PrepareReport
@@ -195,12 +196,13 @@ class FlowsService:
             )
             self._last = result
         self._bus.publish(
-            "ivr.flows_reloaded",
-            ok=result.ok,
-            trigger=trigger,
-            flows=list(result.flows),
-            issues=len(result.issues),
-            at=result.at.isoformat(),
+            FlowsReloaded(
+                ok=result.ok,
+                trigger=trigger,
+                flows=tuple(result.flows),
+                issues=len(result.issues),
+                at=result.at.isoformat(),
+            )
         )
         return result
 

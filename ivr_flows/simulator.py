@@ -270,7 +270,7 @@ class Simulation:
     prompts: DryPrompts
     ports: FlowPorts
     at: datetime
-    events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    events: list[object] = field(default_factory=list)
 
     def played_prompts(self) -> list[tuple[str, str]]:
         """Each file played, in order, with the text it speaks (or ``(sound file)``)."""
@@ -313,11 +313,11 @@ class Simulation:
 
 
 class _Recorder:
-    def __init__(self, events: list[tuple[str, dict[str, object]]]) -> None:
+    def __init__(self, events: list[object]) -> None:
         self._events = events
 
-    def publish(self, event_type: str, **data: object) -> object:
-        self._events.append((event_type, dict(data)))
+    def publish(self, event: object) -> object:
+        self._events.append(event)
         return None
 
 
@@ -344,7 +344,7 @@ async def simulate(
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
     clock = FakeClock(when)
-    events: list[tuple[str, dict[str, object]]] = []
+    events: list[object] = []
     publisher: EventPublisher = bus or _Recorder(events)
     ports = ports or in_memory_ports(voicemail_dir=voicemail_dir)
     prompts = DryPrompts()

@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
+from ivr_flows.events import IvrChoice, IvrStep
 from ivr_flows.ports import Clock, EventPublisher, FlowPorts, FlowSession, VoicemailMessage
 from ivr_flows.prompts import PromptResolver
 from ivr_flows.schema import (
@@ -246,7 +247,7 @@ class PublishingCallState(CallState):
 
     def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
         CallState.trace(self, result, digits=digits, detail=detail)
-        self.bus.publish("ivr.step", uniqueid=self.uniqueid, linkedid=self.linkedid, **self.path[-1])
+        self.bus.publish(IvrStep(uniqueid=self.uniqueid, linkedid=self.linkedid, **self.path[-1]))
 
 
 def clip_detail(text: str) -> str:
@@ -404,13 +405,14 @@ def menu_key(menu: Spoken[MenuStep], state: CallState, digit: str | None) -> str
         state.trace("chosen", digits=digit, detail=target)
         if state.publish_choices:
             state.bus.publish(
-                "ivr.choice",
-                uniqueid=state.uniqueid,
-                linkedid=state.linkedid,
-                digits=digit,
-                flow=state.flow.name,
-                node=state.node,
-                target=target,
+                IvrChoice(
+                    uniqueid=state.uniqueid,
+                    linkedid=state.linkedid,
+                    digits=digit,
+                    flow=state.flow.name,
+                    node=state.node,
+                    target=target,
+                )
             )
         return target
     state.trace("invalid", digits=digit)

@@ -21,20 +21,21 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 
 from callcenter.ami import actions
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiError
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.db import Database
+from callcenter.events import CallAnswered, CallEnded, QueueChanged
 from callcenter.model import Channel, LiveModel
-from callcenter.seats.models import AgentSeat
+from recordings.events import RecordingFinished, RecordingStarted
 from recordings.models import Kind, Status
 from recordings.schemas import SearchQuery
 from recordings.services import CallFacts, RecordingInfo, RecordingService
+from seats.models import AgentSeat
 
 log = logging.getLogger("recordings.control")
 
@@ -103,11 +104,11 @@ class RecordingControl:
 
     def start(self) -> None:
         self._unsubscribe = [
-            self._bus.subscribe("call.answered", self._on_answered),
-            self._bus.subscribe("call.ended", self._on_ended),
+            self._bus.subscribe(CallAnswered, self._on_answered),
+            self._bus.subscribe(CallEnded, self._on_ended),
         ]
         if self._rules:
-            self._unsubscribe.append(self._bus.subscribe("queue.changed", self._on_queue_changed))
+            self._unsubscribe.append(self._bus.subscribe(QueueChanged, self._on_queue_changed))
 
     async def close(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -194,20 +195,20 @@ class RecordingControl:
             with contextlib.suppress(AmiError):
                 await self._ami().send(actions.mix_monitor_mute(channel.name, True))
             await self._service.pause(info.id, actor=actor)
-        self._bus.publish("recording.started", id=info.id, linkedid=channel.linkedid, kind=str(kind))
+        self._bus.publish(RecordingStarted(id=info.id, linkedid=channel.linkedid, kind=str(kind)))
         return info
 
-    async def _on_answered(self, event: Event) -> None:
+    async def _on_answered(self, event: CallAnswered) -> None:
         if not self._full:
             return
-        linkedid = str(event.data.get("linkedid") or "")
-        interface = str(event.data.get("agent") or "")
+        linkedid = event.linkedid
+        interface = event.agent
         model = self._model()
         channel = self._seat_channel(model, linkedid, interface)
         if channel is None:
             log.warning("no channel of %s in call %s: the call is not recorded", interface, linkedid)
             return
-        facts = self._facts(model, linkedid, interface=interface, queue=str(event.data.get("queue") or ""))
+        facts = self._facts(model, linkedid, interface=interface, queue=event.queue)
         facts = replace(facts, agent_user_id=await self._agent_user(interface))
         try:
             await self._begin(Kind.FULL, channel, facts, None)
@@ -269,8 +270,8 @@ class RecordingControl:
 
     # -- recording rules ------------------------------------------------------------------------------------
 
-    async def _on_queue_changed(self, event: Event) -> None:
-        queue = self._model().queues.get(str(event.data.get("queue") or ""))
+    async def _on_queue_changed(self, event: QueueChanged) -> None:
+        queue = self._model().queues.get(event.queue)
         if queue is None:
             return
         for caller in queue.waiting:
@@ -305,9 +306,8 @@ class RecordingControl:
 
     # -- the end of the call --------------------------------------------------------------------------------
 
-    def _on_ended(self, event: Event) -> None:
-        call: Any = event.data.get("call") or {}
-        linkedid = str(call.get("linkedid") or "")
+    def _on_ended(self, event: CallEnded) -> None:
+        linkedid = event.call.linkedid
         self._ruled.discard(linkedid)
         calls = self._calls.pop(linkedid, None)
         if calls is None:
@@ -324,4 +324,4 @@ class RecordingControl:
             except Exception:
                 log.exception("finishing recording %s failed", item.id)
                 continue
-            self._bus.publish("recording.finished", id=info.id, linkedid=item.linkedid, kind=str(item.kind))
+            self._bus.publish(RecordingFinished(id=info.id, linkedid=item.linkedid, kind=str(item.kind)))

@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
-from callcenter.keys import LIVE, RECORDING_CONTROL
+from callcenter.keys import LIVE
 from callcenter.web.errors import Conflict, Forbidden, NotFound, read_json
 from recordings.control import RecordingControlError
+from recordings.keys import RECORDING_CONTROL
 
 recording_control_routes = web.RouteTableDef()
 

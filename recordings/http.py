@@ -11,8 +11,8 @@ from aiohttp import hdrs, web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
-from callcenter.keys import RECORDINGS
 from callcenter.web.errors import read_json
+from recordings.keys import RECORDINGS
 from recordings.schemas import AudioQuery, EditIn, EraseIn, SearchQuery, WaveformQuery
 from recordings.storage import check_recording_id
 from recordings.streaming import stream_fd

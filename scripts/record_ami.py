@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from callcenter.config import Config, Phone, load_config
-from callcenter.sandbox import Sandbox, SandboxError
 from callcenter.secrets import ami_secret
-from callcenter.sipp import CallerScript, Phones, SippProcess
+from devtools.sandbox import Sandbox, SandboxError
+from devtools.sipp import CallerScript, Phones, SippProcess
 
 # The same addresses and ports as tests/integration/conftest.py.
 PSTN = "127.0.0.2"

@@ -26,10 +26,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import select
 
 from callcenter.auth.models import Team, TeamMember, User
-from callcenter.calls.models import CallRecord
 from callcenter.db import Database, DatabaseError
 from callcenter.model import AgentState, AgentStatus, Call, LiveModel
-from callcenter.seats.models import AgentSeat
+from calls.models import CallRecord
+from seats.models import AgentSeat
 from supervisor.stats import ANSWER_LOOKBACK, bucket_start, stays
 
 log = logging.getLogger("callcenter.supervisor")

@@ -11,7 +11,7 @@ from aiohttp import web
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
 from callcenter.web.errors import read_json
-from supervisor.plugin import BOARD, SPY, STATS
+from supervisor.keys import BOARD, SPY, STATS
 from supervisor.schemas import SpyIn, SpyModeIn, StatsQuery, VolumeQuery
 from supervisor.stats import HOURLY_COLUMNS, VOLUME_COLUMNS, WORKLOAD_COLUMNS, to_csv
 

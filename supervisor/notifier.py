@@ -17,23 +17,33 @@ import time
 from collections.abc import Callable
 
 from callcenter.auth.permissions import Permission
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.db import DatabaseError
+from callcenter.events import (
+    AgentStateChanged,
+    CallAnswered,
+    CallEnded,
+    CallOffered,
+    CallTransferred,
+    LiveResynced,
+    QueueChanged,
+)
 from callcenter.model import AgentStatus
 from callcenter.web.ws import Hub
+from calls.events import CallRecorded
 from supervisor.board import DIRECTORY_REFRESH, BoardService
 
 log = logging.getLogger("callcenter.supervisor")
 
 BOARD_FRAME = "board"
-CHANGES = (
-    "agent.state_changed",
-    "call.offered",
-    "call.answered",
-    "call.transferred",
-    "call.ended",
-    "queue.changed",
-    "live.resynced",
+CHANGES: tuple[type, ...] = (
+    AgentStateChanged,
+    CallOffered,
+    CallAnswered,
+    CallTransferred,
+    CallEnded,
+    QueueChanged,
+    LiveResynced,
 )
 
 
@@ -62,8 +72,8 @@ class BoardNotifier:
         self.builds = 0
 
     def start(self) -> None:
-        self._unsubscribe = [self._bus.subscribe(name, self._changed) for name in CHANGES]
-        self._unsubscribe.append(self._bus.subscribe("call.recorded", self._recorded))
+        self._unsubscribe = [self._bus.subscribe(kind, self._changed) for kind in CHANGES]
+        self._unsubscribe.append(self._bus.subscribe(CallRecorded, self._recorded))
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="board-refresh")
 
     async def close(self) -> None:
@@ -77,21 +87,20 @@ class BoardNotifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
 
-    def _changed(self, event: Event) -> None:
+    def _changed(self, event: object) -> None:
         self._board.touch()
-        if event.type == "live.resynced" or (
-            event.type == "agent.state_changed"
-            and AgentStatus.LOGGED_OUT in (event.data.get("old"), event.data.get("new"))
+        if isinstance(event, LiveResynced) or (
+            isinstance(event, AgentStateChanged) and AgentStatus.LOGGED_OUT in (event.old, event.new)
         ):
             # A seat logged in or out (or Asterisk was asked again): names and teams may have changed.
             self._board.refresh_directory()
         self.schedule()
 
-    async def _recorded(self, event: Event) -> None:
+    async def _recorded(self, event: CallRecorded) -> None:
         try:
-            counted = await self._board.record(str(event.data.get("linkedid", "")))
+            counted = await self._board.record(event.linkedid)
         except DatabaseError as exc:
-            log.warning("board: could not read the record of %s: %s", event.data.get("linkedid"), exc)
+            log.warning("board: could not read the record of %s: %s", event.linkedid, exc)
             return
         if counted:
             self._board.touch()

@@ -46,11 +46,12 @@ from callcenter.ami.exceptions import AmiActionError, AmiError
 from callcenter.ami.message import check_header
 from callcenter.auth.models import Team, TeamMember, User
 from callcenter.auth.services import AuthService, Principal, canonical_username
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.db import Database
+from callcenter.events import CallEnded, ChanSpyChanged
 from callcenter.model import AgentStatus, Channel, LiveModel
-from callcenter.seats.models import AgentSeat
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from seats.models import AgentSeat
 from supervisor.stats import SPY_CALL_PREFIX
 
 log = logging.getLogger("callcenter.supervisor")
@@ -190,8 +191,8 @@ class SpyService:
 
     def start(self) -> None:
         self._unsubscribe = [
-            self._bus.subscribe("asterisk.chanspy", self._on_chanspy),
-            self._bus.subscribe("call.ended", self._on_call_ended),
+            self._bus.subscribe(ChanSpyChanged, self._on_chanspy),
+            self._bus.subscribe(CallEnded, self._on_call_ended),
         ]
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="spy-sweeper")
 
@@ -417,12 +418,12 @@ class SpyService:
         )
         log.info("%s stopped listening to %s (%s)", session.supervisor, session.agent, reason)
 
-    def _on_chanspy(self, event: Event) -> None:
-        headers = event.data.get("headers") or {}
+    def _on_chanspy(self, event: ChanSpyChanged) -> None:
+        headers = event.headers
         session = self._sessions.get(str(headers.get("SpyerUniqueid", "")))
         if session is None:
             return
-        if event.data.get("name") == "ChanSpyStart":
+        if event.name == "ChanSpyStart":
             session.state = "active"
             session.spy_channel = str(headers.get("SpyerChannel", ""))
             session.connected_at = session.connected_at or self._now()
@@ -430,9 +431,8 @@ class SpyService:
             if spyee and spyee != session.agent_channel:
                 log.warning("spy %s listens to %s, not %s", session.id, spyee, session.agent_channel)
 
-    async def _on_call_ended(self, event: Event) -> None:
-        call = event.data.get("call") or {}
-        session = self._sessions.get(str(call.get("linkedid", "")))
+    async def _on_call_ended(self, event: CallEnded) -> None:
+        session = self._sessions.get(event.call.linkedid)
         if session is not None:
             await self._end(session, "hangup" if session.connected_at else "not_connected")
 

@@ -33,10 +33,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, column, func, inspect, or_, select, table
 
-from callcenter.calls.models import CallRecord
 from callcenter.db import Database, UtcDateTime
-from callcenter.seats.models import AgentInterval
 from callcenter.web.errors import InvalidInput
+from calls.models import CallRecord
+from seats.models import AgentInterval
 
 INTERVALS: Mapping[str, timedelta] = {
     "15m": timedelta(minutes=15),

@@ -23,20 +23,22 @@ from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
 from callcenter.ami.message import AmiMessage, AmiResult
-from callcenter.model import (
-    AgentState,
+from callcenter.events import (
     AgentStateChanged,
-    AgentStatus,
-    Call,
     CallAnswered,
     CallEnded,
     CallOffered,
-    CallOutcome,
     CallTransferred,
-    Channel,
     DomainEvent,
-    LiveModel,
     QueueChanged,
+)
+from callcenter.model import (
+    AgentState,
+    AgentStatus,
+    Call,
+    CallOutcome,
+    Channel,
+    LiveModel,
     QueueMember,
     QueueSegment,
     QueueState,

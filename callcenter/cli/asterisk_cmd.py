@@ -9,8 +9,8 @@ import click
 
 from callcenter.ami.probe import probe_ami
 from callcenter.cli.common import get_config
-from callcenter.sandbox import Sandbox, SandboxError
 from callcenter.secrets import ami_secret
+from devtools.sandbox import Sandbox, SandboxError
 
 
 def _sandbox(ctx: click.Context) -> Sandbox:

@@ -8,11 +8,9 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import callcenter.auth.models
-import callcenter.calls.models
-import callcenter.seats.models  # noqa: F401
 import crm_bridge.models  # noqa: F401
 import recordings.models  # noqa: F401
+import seats.models  # noqa: F401
 from callcenter.db import Base, include_name
 
 config = context.config

@@ -20,10 +20,12 @@ from callcenter import dialplan
 from callcenter.auth.permissions import Role
 from callcenter.bus import Bus, Event
 from callcenter.config import Config
-from callcenter.keys import CRM, LIVE, RECORDINGS
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from callcenter.keys import LIVE
+from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn, ServiceRecordQuery
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
+from recordings.keys import RECORDINGS
 from recordings.schemas import SearchQuery
 from tests.browser.conftest import OpenPage, Watched, add_user, log_in, screenshot
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for

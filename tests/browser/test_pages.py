@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from callcenter.auth.permissions import Permission, Role
-from callcenter.keys import CRM, HUB
+from callcenter.keys import HUB
+from crm_bridge.keys import CRM
 from tests.browser.conftest import Engine, OpenPage, add_user, log_in, screenshot
 
 HOSTILE = "<img src=x onerror=alert(1)>"

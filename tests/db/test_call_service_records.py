@@ -17,9 +17,10 @@ import test_crm_outbox
 from sqlalchemy import func, select
 
 from callcenter.bus import Bus
-from callcenter.calls.models import CallRecord
 from callcenter.db import Database
 from callcenter.model import Call, LiveModel
+from calls.events import CallRecorded, ExpertOutcome
+from calls.models import CallRecord
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.models import RecordType, ServiceRecord
 from crm_bridge.outbox import ServiceRecordOutbox
@@ -44,13 +45,13 @@ class Records:
     live: dict[str, Call] = field(default_factory=dict)
 
     async def recorded(self, linkedid: str, outcome: str = "abandoned", *, times: int = 1) -> None:
-        """Publishes ``call.recorded`` as the call recorder does (``times`` times before anything runs)."""
+        """Publishes ``CallRecorded`` as the call recorder does (``times`` times before anything runs)."""
         for _ in range(times):
-            self.bus.publish("call.recorded", linkedid=linkedid, outcome=outcome, source="live")
+            self.bus.publish(CallRecorded(linkedid=linkedid, outcome=outcome, source="live"))
         await self.bus.drain()
 
     async def expert_outcome(self, linkedid: str, outcome: str, **extra: Any) -> None:
-        """Publishes ``call.expert_outcome`` as the handoff service does on the dialplan's user event."""
+        """Publishes ``ExpertOutcome`` as the handoff service does on the dialplan's user event."""
         data: dict[str, Any] = {
             "linkedid": linkedid,
             "handoff_id": f"ho-{linkedid}",
@@ -60,7 +61,7 @@ class Records:
             "notes": HOSTILE_NOTES,
             "from_user": "agent1",
         }
-        self.bus.publish("call.expert_outcome", **{**data, **extra})
+        self.bus.publish(ExpertOutcome(**{**data, **extra}))
         await self.bus.drain()
 
     async def of_call(self, linkedid: str) -> list[ServiceRecordInfo]:

@@ -14,12 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
 from callcenter.db import Database
-from callcenter.keys import AUTH, CRM, CRM_OUTBOX
+from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from crm_bridge.http import crm_routes
+from crm_bridge.keys import CRM, CRM_OUTBOX
 from crm_bridge.outbox import ServiceRecordOutbox
-from crm_bridge.seed import SeedOptions, seed
 from crm_bridge.services import CrmService
+from devtools.seed import SeedOptions, seed
 
 PASSWORD = "correct horse battery"
 HOSTILE = "<script>alert(1)</script>\"'; DROP TABLE customers; --\r\n" + "客" * 900

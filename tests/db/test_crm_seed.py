@@ -12,16 +12,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from callcenter.adapters import CrmProductCatalog
 from callcenter.cli.common import pass_context_options
 from callcenter.cli.db_cmd import db as db_group
 from callcenter.db import Database
-from crm_bridge.catalog import CrmProductCatalog
 from crm_bridge.exceptions import SeedRefused
 from crm_bridge.models import Customer, CustomerPhone, KbArticle, Product, ServiceRecord, ServiceRecordHistory
 from crm_bridge.phones import normalize
 from crm_bridge.schemas import CustomerIn, ServiceRecordIn
-from crm_bridge.seed import SeedOptions, seed
 from crm_bridge.services import TIER_RANK, CrmService, name_key
+from devtools.seed import SeedOptions, seed
 from ivr_flows.ports import DEMO_PRODUCTS
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)

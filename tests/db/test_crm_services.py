@@ -16,10 +16,10 @@ from argon2 import PasswordHasher
 from blockbuster import blockbuster_ctx
 from sqlalchemy import Connection, event, func, inspect, select, text, update
 
+from callcenter.adapters import CrmCustomerDirectory, CrmProductCatalog
 from callcenter.auth.services import AuthService
 from callcenter.config import AuthConfig
 from callcenter.db import Base, Database, migrate
-from crm_bridge.catalog import CrmCustomerDirectory, CrmProductCatalog
 from crm_bridge.exceptions import CustomerNotFound, InvalidCrmInput, InvalidTransition, ServiceRecordNotFound
 from crm_bridge.models import KbArticle, Product, ServiceRecord, ServiceRecordHistory
 from crm_bridge.phones import PhoneRules

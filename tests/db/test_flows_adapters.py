@@ -20,11 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, func, select
 
-from callcenter.adapters import RECORD_TYPES, VoicemailFiler, flow_ports
+from callcenter.adapters import RECORD_TYPES, CrmCustomerDirectory, CrmProductCatalog, VoicemailFiler, flow_ports
 from callcenter.auth.services import AuthService
 from callcenter.config import Config, load_config
 from callcenter.db import Database
-from crm_bridge.catalog import CrmCustomerDirectory, CrmProductCatalog
 from crm_bridge.models import Product, ServiceRecord
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import CustomerIn

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -18,18 +18,22 @@ from callcenter.ami.exceptions import AmiConnectionLost, AmiError
 from callcenter.ami.message import AmiMessage, AmiResult
 from callcenter.auth.permissions import Role
 from callcenter.auth.services import AuthService, Principal
-from callcenter.bus import Bus, Event
-from callcenter.calls.handoff import HandoffService
-from callcenter.calls.models import ExpertHandoff
+from callcenter.bus import Bus
 from callcenter.config import Config, PathsConfig
 from callcenter.db import Database
+from callcenter.events import AsteriskUserEvent, CallAnswered
 from callcenter.model import AgentState, AgentStatus, Call, CallOutcome, Channel, LiveModel, QueueSegment
 from callcenter.web.errors import Conflict, Forbidden, NotFound, Unavailable
+from calls.events import ExpertOutcome, ExpertRequested
+from calls.handoff import HandoffService
+from calls.models import ExpertHandoff
 
 PASSWORD = "correct horse battery"
 LINKEDID = "1700000000.1"
 CALLER_CHANNEL = "PJSIP/pstn-00000001"
 # Hostile, and easy to spot in any AMI header it must never reach.
+E = TypeVar("E")
+
 NOTES = "NOTES-MARKER <script>alert(1)</script>\r\nAction: Hangup\r\nChannel: PJSIP/1001\r\n'; DROP TABLE x; --"
 
 
@@ -90,7 +94,7 @@ class World:
     bus: Bus
     config: Config
     database: Database
-    published: list[Event] = field(default_factory=list)
+    published: list[object] = field(default_factory=list)
 
     async def user(self, name: str, extension: str | None, roles: tuple[Role, ...] = (Role.AGENT,)) -> Principal:
         await self.auth.create_user(name, PASSWORD, roles=roles, extension=extension)
@@ -101,8 +105,8 @@ class World:
         async with self.database.session() as session:
             return list((await session.scalars(select(ExpertHandoff).order_by(ExpertHandoff.requested_at))).all())
 
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        return [event.data for event in self.published if event.type == kind]
+    def events(self, kind: type[E]) -> list[E]:
+        return [event for event in self.published if type(event) is kind]
 
 
 @pytest.fixture
@@ -113,7 +117,7 @@ async def world(database: Database, service: AuthService, tmp_path: Path) -> Asy
     live = Live(model_with_a_call(config))
     handoffs = HandoffService(database, bus, service, config, lambda: ami, lambda: live.model)
     state = World(handoffs, service, ami, live, bus, config, database)
-    bus.subscribe("*", state.published.append)
+    bus.subscribe_all(state.published.append)
     handoffs.start()
     try:
         yield state
@@ -139,7 +143,7 @@ async def test_only_the_agent_on_the_call_may_hand_it_over(world: World) -> None
         await world.handoffs.transfer_to_expert(ann, LINKEDID, "help", remote=None)
     assert world.ami.sent == []
     assert await world.rows() == []
-    assert world.events("call.expert_requested") == []
+    assert world.events(ExpertRequested) == []
 
 
 async def test_an_unknown_call_is_not_found(world: World) -> None:
@@ -181,8 +185,8 @@ async def test_a_handoff_sets_the_variables_then_redirects_the_caller_and_keeps_
     assert row.notes == NOTES
     assert row.outcome == "waiting"
     assert row.voicemail_path == str(voicemail) + ".wav"
-    (requested,) = world.events("call.expert_requested")
-    assert (requested["linkedid"], requested["handoff_id"], requested["notes"]) == (LINKEDID, handoff_id, NOTES)
+    (requested,) = world.events(ExpertRequested)
+    assert (requested.linkedid, requested.handoff_id, requested.notes) == (LINKEDID, handoff_id, NOTES)
     assert result["outcome"] == "waiting"
     assert result["handoff_id"] == handoff_id
     entries, _ = await world.auth.list_audit(action="call.expert_handoff")
@@ -208,7 +212,7 @@ async def test_a_second_handoff_of_the_same_call_is_a_conflict(world: World) -> 
         await world.handoffs.transfer_to_expert(ann, LINKEDID, "third", remote=None)
     assert len(world.ami.sent) == sent
     assert [row.notes for row in await world.rows()] == ["first"]
-    assert len(world.events("call.expert_requested")) == 1
+    assert len(world.events(ExpertRequested)) == 1
 
 
 async def test_asterisk_down_fails_the_handoff_and_allows_a_retry(world: World) -> None:
@@ -218,7 +222,7 @@ async def test_asterisk_down_fails_the_handoff_and_allows_a_retry(world: World) 
         await world.handoffs.transfer_to_expert(ann, LINKEDID, "try one", remote=None)
     (row,) = await world.rows()
     assert row.outcome == "failed"
-    assert world.events("call.expert_requested") == []
+    assert world.events(ExpertRequested) == []
     world.ami.sent.clear()
     await world.handoffs.transfer_to_expert(ann, LINKEDID, "try two", remote=None)
     assert [action.name for action in world.ami.sent][-1] == "Redirect"
@@ -229,29 +233,30 @@ async def test_the_expert_answering_marks_the_handoff_answered(world: World) -> 
     ann = await world.user("ann", "1001")
     result = await world.handoffs.transfer_to_expert(ann, LINKEDID, "router", remote=None)
     # The general queue answering means nothing for the handoff.
-    world.bus.publish("call.answered", linkedid=LINKEDID, queue=world.config.queues.general, agent="PJSIP/1002")
+    world.bus.publish(
+        CallAnswered(linkedid=LINKEDID, queue=world.config.queues.general, agent="PJSIP/1002", wait_time=4.0, at=1006.0)
+    )
     await world.bus.drain()
     assert (await world.rows())[0].outcome == "waiting"
 
     world.bus.publish(
-        "call.answered", linkedid=LINKEDID, queue=world.config.queues.expert, agent="PJSIP/2001", wait_time=7.0
+        CallAnswered(linkedid=LINKEDID, queue=world.config.queues.expert, agent="PJSIP/2001", wait_time=7.0, at=1060.0)
     )
     await world.bus.drain()
     (row,) = await world.rows()
     assert (row.outcome, row.expert) == ("answered", "PJSIP/2001")
     assert row.answered_at is not None
-    (outcome,) = world.events("call.expert_outcome")
-    assert outcome == {
-        "linkedid": LINKEDID,
-        "handoff_id": result["handoff_id"],
-        "outcome": "answered",
-        "expert": "PJSIP/2001",
-    }
+    (outcome,) = world.events(ExpertOutcome)
+    assert outcome == ExpertOutcome(
+        linkedid=LINKEDID, handoff_id=result["handoff_id"], outcome="answered", expert="PJSIP/2001"
+    )
     # A second answer (a transfer within the expert queue) changes nothing more.
-    world.bus.publish("call.answered", linkedid=LINKEDID, queue=world.config.queues.expert, agent="PJSIP/2002")
+    world.bus.publish(
+        CallAnswered(linkedid=LINKEDID, queue=world.config.queues.expert, agent="PJSIP/2002", wait_time=9.0, at=1090.0)
+    )
     await world.bus.drain()
     assert (await world.rows())[0].expert == "PJSIP/2001"
-    assert len(world.events("call.expert_outcome")) == 1
+    assert len(world.events(ExpertOutcome)) == 1
 
 
 async def test_the_dialplan_telling_voicemail_marks_the_handoff(world: World) -> None:
@@ -260,9 +265,7 @@ async def test_the_dialplan_telling_voicemail_marks_the_handoff(world: World) ->
     handoff_id = result["handoff_id"]
 
     def user_event(name: str, **headers: str) -> None:
-        world.bus.publish(
-            "asterisk.user_event", name=name, headers={"Event": "UserEvent", "UserEvent": name, **headers}
-        )
+        world.bus.publish(AsteriskUserEvent(name=name, headers={"Event": "UserEvent", "UserEvent": name, **headers}))
 
     # Not ours, not a known outcome, not a handoff id, a handoff nobody made: all ignored.
     user_event("Other", Handoff=handoff_id, Outcome="voicemail")
@@ -271,16 +274,16 @@ async def test_the_dialplan_telling_voicemail_marks_the_handoff(world: World) ->
     user_event("CCExpert", Handoff="ho-0000000000000000", Outcome="voicemail")
     await world.bus.drain()
     assert (await world.rows())[0].outcome == "waiting"
-    assert world.events("call.expert_outcome") == []
+    assert world.events(ExpertOutcome) == []
 
     user_event("CCExpert", Handoff=handoff_id, Outcome="voicemail", Callerid="555")
     await world.bus.drain()
     (row,) = await world.rows()
     assert row.outcome == "voicemail"
-    (outcome,) = world.events("call.expert_outcome")
-    assert (outcome["linkedid"], outcome["handoff_id"], outcome["outcome"]) == (LINKEDID, handoff_id, "voicemail")
-    assert outcome["voicemail_path"] == row.voicemail_path
-    assert outcome["caller_number"] == "555"
+    (outcome,) = world.events(ExpertOutcome)
+    assert (outcome.linkedid, outcome.handoff_id, outcome.outcome) == (LINKEDID, handoff_id, "voicemail")
+    assert outcome.voicemail_path == row.voicemail_path
+    assert outcome.caller_number == "555"
 
 
 class _PausedSession:

@@ -21,9 +21,10 @@ from callcenter.auth.middleware import auth_middleware
 from callcenter.auth.services import AuthService
 from callcenter.config import RecordingsConfig
 from callcenter.db import Database
-from callcenter.keys import AUTH, RECORDINGS
+from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from recordings.http import recordings_routes
+from recordings.keys import RECORDINGS
 from recordings.services import CallFacts, RecordingService
 from recordings.storage import RecordingStore
 

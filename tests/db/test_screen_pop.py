@@ -1,5 +1,5 @@
 """The screen-pop (crm_bridge.screenpop) against SQLite and PostgreSQL: what the ringing agent's pages receive on
-``call.offered``, built from the CRM, the call records, earlier bus events and the live model."""
+``CallOffered``, built from the CRM, the call records, earlier bus events and the live model."""
 
 from __future__ import annotations
 
@@ -23,16 +23,19 @@ from callcenter.auth.middleware import auth_middleware
 from callcenter.auth.permissions import Permission, Role
 from callcenter.auth.services import AuthService
 from callcenter.bus import Bus
-from callcenter.calls.models import CallRecord
 from callcenter.db import Database
+from callcenter.events import CallOffered
 from callcenter.keys import AUTH, HUB
 from callcenter.model import Call, LiveModel, QueueSegment
 from callcenter.web.errors import error_middleware
 from callcenter.web.ws import Hub, frame, ws_routes
+from calls.events import ExpertRequested
+from calls.models import CallRecord
 from crm_bridge.models import Customer, RecordStatus, RecordType, ServiceRecord
 from crm_bridge.schemas import ContactIn, CustomerIn, CustomerPatch, PhoneIn, ServiceRecordIn
 from crm_bridge.screenpop import HISTORY, ScreenPop
 from crm_bridge.services import CrmService
+from ivr_flows.events import IvrEnded
 
 # The outbox tests' database that can be taken away (SQLite: its directory vanishes; PostgreSQL: a relay is cut).
 switchable = test_crm_outbox.switchable
@@ -111,9 +114,9 @@ class Pop:
     screen: ScreenPop
 
     async def offer(self, linkedid: str, *, agent: str = "PJSIP/1001", queue: str = GENERAL) -> dict[str, Any]:
-        """Publishes ``call.offered`` as the live service does and returns the one frame it caused."""
+        """Publishes ``CallOffered`` as the live service does and returns the one frame it caused."""
         before = len(self.hub.frames)
-        self.bus.publish("call.offered", linkedid=linkedid, queue=queue, agent=agent, channel=f"{agent}-0001", at=NOW)
+        self.bus.publish(CallOffered(linkedid=linkedid, queue=queue, agent=agent, channel=f"{agent}-0001", at=NOW))
         await self.bus.drain()
         sent = self.hub.frames[before:]
         assert len(sent) == 1, sent
@@ -495,18 +498,43 @@ async def test_the_ivr_choice_and_path_come_from_the_earlier_ivr_ended_event(pop
         {"flow": "hotline", "node": "to_queue", "step": "queue", "index": 2, "digits": None, "result": "queued"},
     ]
     pop.bus.publish(
-        "ivr.ended",
-        uniqueid="ivr.1",
-        linkedid="ivr.1",
-        caller_number="13800138000",
-        flow="hotline",
-        outcome="queued",
-        path=path,
-        language="zh",
-        queue=GENERAL,
-        choice="complaint",
+        IvrEnded(
+            uniqueid="ivr.1",
+            linkedid="ivr.1",
+            caller_number="13800138000",
+            flow="hotline",
+            outcome="queued",
+            path=path,
+            language="zh",
+            queue=GENERAL,
+            priority=5,
+            choice="complaint",
+            voicemails=[],
+            started_at=NOW - 40,
+            ended_at=NOW - 10,
+            duration=30.0,
+            error=None,
+        )
     )
-    pop.bus.publish("ivr.ended", linkedid="other.1", flow="after_hours", choice="suggestion", path=[])
+    pop.bus.publish(
+        IvrEnded(
+            uniqueid="other.1",
+            linkedid="other.1",
+            caller_number="13800138009",
+            flow="after_hours",
+            outcome="voicemail",
+            path=[],
+            language="en",
+            queue=None,
+            priority=None,
+            choice="suggestion",
+            voicemails=[],
+            started_at=NOW - 40,
+            ended_at=NOW - 10,
+            duration=30.0,
+            error=None,
+        )
+    )
     pop.live.add_call("ivr.1", "13800138000", "WANG", segments=queued())
     pop.live.add_call("no-ivr.1", "13800138001", "LI", segments=queued())
 
@@ -546,14 +574,15 @@ async def test_an_expert_call_carries_the_first_agents_handoff_notes(pop: Pop) -
     pop.live.add_call("expert.1", "13800138000", "WANG", segments=queued())
     first = await pop.offer("expert.1", agent="PJSIP/1001", queue=GENERAL)
     pop.bus.publish(
-        "call.expert_requested",
-        linkedid="expert.1",
-        handoff_id="ho-abc",
-        from_user="agent1",
-        from_interface="PJSIP/1001",
-        notes=notes,
-        requested_at="2030-03-01T08:00:00+00:00",
-        voicemail_recording_id=None,
+        ExpertRequested(
+            linkedid="expert.1",
+            handoff_id="ho-abc",
+            from_user="agent1",
+            from_interface="PJSIP/1001",
+            notes=notes,
+            requested_at="2030-03-01T08:00:00+00:00",
+            voicemail_recording_id=None,
+        )
     )
     pop.live.add_call(
         "expert.1",
@@ -623,9 +652,9 @@ async def test_the_frame_reaches_only_the_ringing_agents_pages(
     customer_id = await add_customer(pop.crm, "王伟", "+86 138 0013 8000")
     pop.live.add_call("ws.1", "13800138000", CRLF_NAME, segments=queued())
 
-    pop.bus.publish("call.offered", linkedid="ws.1", queue=GENERAL, agent="PJSIP/1001", channel="PJSIP/1001-01", at=NOW)
+    pop.bus.publish(CallOffered(linkedid="ws.1", queue=GENERAL, agent="PJSIP/1001", channel="PJSIP/1001-01", at=NOW))
     # Not a seat's phone (a Local channel): nobody's pages.
-    pop.bus.publish("call.offered", linkedid="ws.1", queue=GENERAL, agent="Local/1002@agents", channel="x", at=NOW)
+    pop.bus.publish(CallOffered(linkedid="ws.1", queue=GENERAL, agent="Local/1002@agents", channel="x", at=NOW))
     await pop.bus.drain()
 
     for page in (sockets["agent1"], second_page):

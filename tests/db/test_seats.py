@@ -22,9 +22,9 @@ from callcenter.auth.services import AuthService, Principal
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.model import AgentState, AgentStatus, LiveModel, QueueMember, QueueState
-from callcenter.seats.models import AgentInterval, AgentSeat
-from callcenter.seats.services import QueueLogin, SeatService
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, Unavailable
+from seats.models import AgentInterval, AgentSeat
+from seats.services import QueueLogin, SeatService
 
 PASSWORD = "correct horse battery"
 GENERAL = Config().queues.general

@@ -23,15 +23,15 @@ from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware
 from callcenter.auth.permissions import Role
 from callcenter.auth.services import AuthService
-from callcenter.calls.models import CallRecord
 from callcenter.db import Database, UtcDateTime
 from callcenter.keys import AUTH
 from callcenter.model import LiveModel
-from callcenter.seats.models import AgentInterval, AgentSeat
 from callcenter.web.errors import error_middleware
+from calls.models import CallRecord
+from seats.models import AgentInterval, AgentSeat
 from supervisor.board import BoardService
 from supervisor.http import supervisor_routes
-from supervisor.plugin import BOARD, STATS
+from supervisor.keys import BOARD, STATS
 from supervisor.stats import StatsService
 
 PASSWORD = "statistics-password-1"

@@ -20,6 +20,7 @@ from callcenter.auth.permissions import Role
 from callcenter.auth.services import AuthService, Principal
 from callcenter.bus import Bus
 from callcenter.db import Database
+from callcenter.events import CallEnded, ChanSpyChanged
 from callcenter.model import AgentState, AgentStatus, Call, Channel, LiveModel
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from supervisor.spy import SpyMode, SpyService
@@ -97,11 +98,13 @@ class World:
             "SpyeeChannel": AGENT_CHANNEL,
             "SpyeeUniqueid": "1700000000.11",
         }
-        self.bus.publish("asterisk.chanspy", name=name, headers=headers)
+        self.bus.publish(ChanSpyChanged(name=name, headers=headers))
         await self.bus.drain()
 
     async def spy_call_ends(self, session_id: str) -> None:
-        self.bus.publish("call.ended", call={"linkedid": session_id, "legs": [session_id]})
+        self.bus.publish(
+            CallEnded(call=Call(linkedid=session_id, started=self.clock.now.timestamp(), legs=(session_id,)))
+        )
         await self.bus.drain()
 
 

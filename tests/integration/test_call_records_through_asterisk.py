@@ -18,15 +18,17 @@ from sqlalchemy import func, select
 
 from callcenter import dialplan
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
-from callcenter.calls.models import CallRecord, ExpertHandoff
+from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
-from callcenter.keys import CALLS, LIVE
+from callcenter.keys import LIVE
 from callcenter.model import AgentStatus
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from calls.events import CallRecorded, ExpertOutcome
+from calls.keys import CALLS
+from calls.models import CallRecord, ExpertHandoff
 from crm_bridge.models import RecordType, ServiceRecord
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route, user_api
 
@@ -67,8 +69,8 @@ async def test_a_call_that_ends_while_the_engine_is_down_is_recorded_once_from_a
     assert await asyncio.to_thread(phone.wait, 15) == 0
     assert await _records(config, linkedid) == []
     bus = Bus()
-    recorded: list[Event] = []
-    bus.subscribe("call.recorded", recorded.append)
+    recorded: list[CallRecorded] = []
+    bus.subscribe(CallRecorded, recorded.append)
     async with running_engine(config, bus, route) as app:
         assert await wait_for(lambda: bool(recorded), timeout=15)
         # Reconciling again finds nothing left to do.
@@ -89,7 +91,7 @@ class _Unanswered:
     config: Config
     linkedid: str
     handoff: dict[str, Any]
-    outcomes: list[Event]
+    outcomes: list[ExpertOutcome]
 
 
 @asynccontextmanager
@@ -101,8 +103,8 @@ async def _handoff_nobody_answers(
     general = config.queues.general
     quick = config.model_copy(update={"calls": config.calls.model_copy(update={"expert_timeout": 5})})
     bus = Bus()
-    outcomes: list[Event] = []
-    bus.subscribe("call.expert_outcome", outcomes.append)
+    outcomes: list[ExpertOutcome] = []
+    bus.subscribe(ExpertOutcome, outcomes.append)
     async with running_engine(quick, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
@@ -137,9 +139,10 @@ async def test_an_expert_handoff_nobody_answers_ends_in_an_expert_voicemail(
     async with _handoff_nobody_answers(config, phones, script, "needs firmware expert", 70) as done:
         pass
     quick, linkedid, handoff, outcomes = done.config, done.linkedid, done.handoff, done.outcomes
-    assert outcomes[0].data["outcome"] == "voicemail"
-    assert outcomes[0].data["linkedid"] == linkedid
-    path = Path(outcomes[0].data["voicemail_path"])
+    assert outcomes[0].outcome == "voicemail"
+    assert outcomes[0].linkedid == linkedid
+    assert outcomes[0].voicemail_path is not None
+    path = Path(outcomes[0].voicemail_path)
     assert path.is_relative_to(quick.recordings_dir)
     assert path.name.startswith("rec-")
     assert path.is_file()
@@ -171,8 +174,8 @@ async def test_a_caller_no_expert_answers_presses_2_and_leaves_a_callback_reques
     script = CallerScript(caller_number="5550403", digits="2", wait_before_digits_ms=11000, remote_hangup=True)
     async with _handoff_nobody_answers(config, phones, script, "wants the firmware expert", 60) as done:
         quick, linkedid, handoff, outcomes = done.config, done.linkedid, done.handoff, done.outcomes
-        assert outcomes[0].data["outcome"] == "callback", outcomes[0].data
-        assert outcomes[0].data["linkedid"] == linkedid
+        assert outcomes[0].outcome == "callback", outcomes[0]
+        assert outcomes[0].linkedid == linkedid
 
         async def callback_record() -> ServiceRecord | None:
             database = Database(quick.database_url)

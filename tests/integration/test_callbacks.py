@@ -10,13 +10,14 @@ import aiohttp
 from sqlalchemy import select
 
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
-from callcenter.calls.models import CallRecord
+from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.keys import AUTH, LIVE
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import Phones
+from calls.events import CallRecorded
+from calls.models import CallRecord
+from devtools.sandbox import Sandbox
+from devtools.sipp import Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api
 
@@ -26,8 +27,8 @@ async def test_a_callback_rings_the_agent_then_the_customer_and_is_recorded_as_o
 ) -> None:
     short = config.model_copy(update={"calls": config.calls.model_copy(update={"callback_max_seconds": 5})})
     bus = Bus()
-    recorded: list[Event] = []
-    bus.subscribe("call.recorded", recorded.append)
+    recorded: list[CallRecorded] = []
+    bus.subscribe(CallRecorded, recorded.append)
     async with running_engine(short, bus, {}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)

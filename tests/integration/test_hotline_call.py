@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.keys import METRICS
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
-from ivr_flows.plugin import FLOWS
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
+from ivr_flows.events import IvrChoice, IvrEnded, IvrStarted
+from ivr_flows.keys import FLOWS
 from ivr_flows.ports import ShiftedClock
 from ivr_flows.prompts import prompt_name, prompt_path
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine
@@ -39,8 +40,8 @@ async def test_caller_dtmf_reaches_the_engine_ivr_and_the_call_is_queued_to_an_a
     sandbox.cli(f"queue add member PJSIP/1001 to {config.queues.general}")
     queue_member.append(f"1001@{config.queues.general}")
     bus = Bus()
-    events: list[Event] = []
-    bus.subscribe("*", events.append)
+    events: list[object] = []
+    bus.subscribe_all(events.append)
     async with running_engine(config, bus, clock=ShiftedClock(OPEN)) as app:
         await app[FLOWS].wait_ready()
         agent = phones.desk_phone("agent-1001", local_ip=PHONE_IP, local_port=AGENT_PORTS["1001"])
@@ -55,21 +56,21 @@ async def test_caller_dtmf_reaches_the_engine_ivr_and_the_call_is_queued_to_an_a
         caller = phones.call("caller", config.sip.dids[0], script, local_ip=PSTN, local_port=5270)
         caller_rc = await asyncio.to_thread(caller.wait, 60)
         agent_rc = await asyncio.to_thread(agent.wait, 15)
-    choices = [event.data for event in events if event.type == "ivr.choice"]
-    started = [event.data for event in events if event.type == "ivr.started"]
-    ended = [event.data for event in events if event.type == "ivr.ended"]
+    choices = [event for event in events if isinstance(event, IvrChoice)]
+    started = [event for event in events if isinstance(event, IvrStarted)]
+    ended = [event for event in events if isinstance(event, IvrEnded)]
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
     assert choices, events
-    assert (choices[0]["digits"], choices[0]["target"]) == ("7", "suggestion")
-    assert (ended[0]["outcome"], ended[0]["queue"], ended[0]["choice"]) == (
+    assert (choices[0].digits, choices[0].target) == ("7", "suggestion")
+    assert (ended[0].outcome, ended[0].queue, ended[0].choice) == (
         "queued",
         config.queues.general,
         "suggestion",
     )
-    assert started[0]["caller_number"] == "5550123"
-    assert started[0]["caller_name"] == "Dana Caller"
-    assert started[0]["did"] == config.sip.dids[0]
-    assert started[0]["linkedid"] == choices[0]["linkedid"]
+    assert started[0].caller_number == "5550123"
+    assert started[0].caller_name == "Dana Caller"
+    assert started[0].did == config.sip.dids[0]
+    assert started[0].linkedid == choices[0].linkedid
     # The IVR told the dialplan to queue the caller; the agent's phone answered the queued call.
     assert agent_rc == 0, agent.output()[-2000:] + agent.errors()
 
@@ -103,8 +104,8 @@ async def test_hostile_caller_id_reaches_the_engine_as_plain_text(
 ) -> None:
     hostile = "<img src=x onerror=alert(1)> Robert'); DROP TABLE users;-- 王芳"
     bus = Bus()
-    events: list[Event] = []
-    bus.subscribe("ivr.started", events.append)
+    events: list[IvrStarted] = []
+    bus.subscribe(IvrStarted, events.append)
     async with running_engine(config, bus, clock=ShiftedClock(OPEN)):
         caller = phones.call(
             "caller",
@@ -116,9 +117,9 @@ async def test_hostile_caller_id_reaches_the_engine_as_plain_text(
         caller_rc = await asyncio.to_thread(caller.wait, 60)
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()
     assert len(events) == 1
-    assert events[0].data["caller_name"] == hostile
-    assert events[0].data["caller_number"] == "5550666"
-    assert events[0].data["did"] == config.sip.dids[1]
+    assert events[0].caller_name == hostile
+    assert events[0].caller_number == "5550666"
+    assert events[0].did == config.sip.dids[1]
 
 
 async def test_a_call_the_engine_refuses_still_reaches_the_queue(

@@ -25,19 +25,22 @@ from callcenter import dialplan
 from callcenter.agi.protocol import build_command
 from callcenter.agi.server import FastAgiServer
 from callcenter.agi.session import AgiSession
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
-from callcenter.keys import AGI_SERVER, CRM, DATABASE, LIVE
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from callcenter.keys import AGI_SERVER, DATABASE, LIVE
+from crm_bridge.keys import CRM
 from crm_bridge.models import Product
 from crm_bridge.schemas import CustomerIn
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
 from ivr_flows.engine import CallResult
-from ivr_flows.plugin import FLOWS
+from ivr_flows.events import IvrEnded, IvrStep
+from ivr_flows.keys import FLOWS
 from ivr_flows.ports import ShiftedClock
 from ivr_flows.prompts import prompt_name, prompt_path
 from ivr_flows.steps import Outcome
+from recordings.events import RecordingStarted
 from recordings.models import Recording
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 
@@ -188,8 +191,8 @@ async def test_a_vip_caller_reaches_the_general_queue_first_with_the_reason_atta
     config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
 ) -> None:
     bus = Bus()
-    ended: list[Event] = []
-    bus.subscribe("ivr.ended", ended.append)
+    ended: list[IvrEnded] = []
+    bus.subscribe(IvrEnded, ended.append)
     queue = config.queues.general
     async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
         # The caller's number belongs to a VIP customer in the CRM.
@@ -255,7 +258,7 @@ async def test_a_vip_caller_reaches_the_general_queue_first_with_the_reason_atta
         f'SET VARIABLE "{dialplan.VAR_ACTION}" "{dialplan.ACTION_QUEUE}"',
     ]
     (event,) = ended
-    assert (event.data["outcome"], event.data["queue"], event.data["priority"], event.data["choice"]) == (
+    assert (event.outcome, event.queue, event.priority, event.choice) == (
         "queued",
         queue,
         10,
@@ -337,8 +340,8 @@ async def test_a_complaint_in_open_hours_is_recorded_from_the_start(
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    started: list[Event] = []
-    bus.subscribe("recording.started", started.append)
+    started: list[RecordingStarted] = []
+    bus.subscribe(RecordingStarted, started.append)
     async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
         live = app[LIVE]
         # The recording starts on the caller's channel, which the engine finds in its live model.
@@ -360,7 +363,7 @@ async def test_a_complaint_in_open_hours_is_recorded_from_the_start(
         await finished(calls)
         (result,) = calls.results
         assert await wait_for(lambda: bool(started), timeout=10), [e.step for e in result.path]
-        recording_id = str(started[0].data["id"])
+        recording_id = started[0].id
 
         async def row() -> Recording | None:
             async with app[DATABASE].session() as session:
@@ -389,10 +392,10 @@ async def test_a_caller_who_hangs_up_mid_menu_leaves_a_complete_path_ending_ther
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    steps: list[Event] = []
-    ended: list[Event] = []
-    bus.subscribe("ivr.step", steps.append)
-    bus.subscribe("ivr.ended", ended.append)
+    steps: list[IvrStep] = []
+    ended: list[IvrEnded] = []
+    bus.subscribe(IvrStep, steps.append)
+    bus.subscribe(IvrEnded, ended.append)
     async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
         await ready(app)
         calls = Calls(app)
@@ -414,9 +417,9 @@ async def test_a_caller_who_hangs_up_mid_menu_leaves_a_complete_path_ending_ther
     ]
     # Every step was published as it happened, and the call's end carries the same path.
     (event,) = ended
-    assert event.data["outcome"] == "hung_up_in_ivr"
-    assert [step.data["node"] for step in steps] == [entry.node for entry in result.path]
-    assert event.data["path"] == [entry.as_dict() for entry in result.path]
+    assert event.outcome == "hung_up_in_ivr"
+    assert [step.node for step in steps] == [entry.node for entry in result.path]
+    assert event.path == [entry.as_dict() for entry in result.path]
     times = [entry.wall for entry in result.path]
     assert times == sorted(times)
     assert result.ended_at >= times[-1]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from callcenter import dialplan
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
+from callcenter.events import CallAnswered, CallEnded, CallOffered
 from callcenter.keys import LIVE
 from callcenter.model import AgentStatus, CallOutcome
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route
 
@@ -24,8 +25,8 @@ async def test_a_queued_call_answered_by_an_agent_is_followed_by_the_live_model(
     config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
 ) -> None:
     bus = Bus()
-    events: list[Event] = []
-    bus.subscribe("*", events.append)
+    events: list[object] = []
+    bus.subscribe_all(events.append)
     async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(config.queues.general)}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
@@ -60,21 +61,21 @@ async def test_a_queued_call_answered_by_an_agent_is_followed_by_the_live_model(
         await bus.drain()
     assert caller_rc == 0
     assert agent_rc == 0
-    kinds = [event.type for event in events]
-    assert "call.offered" in kinds
-    assert "call.answered" in kinds
-    ended = [event.data["call"] for event in events if event.type == "call.ended"]
+    kinds = [type(event) for event in events]
+    assert CallOffered in kinds
+    assert CallAnswered in kinds
+    ended = [event.call for event in events if isinstance(event, CallEnded)]
     assert len(ended) == 1
-    assert ended[0]["outcome"] == CallOutcome.ANSWERED
-    assert ended[0]["talk_time"] > 0
+    assert ended[0].outcome == CallOutcome.ANSWERED
+    assert (ended[0].talk_time or 0.0) > 0
 
 
 async def test_after_the_ami_connection_is_cut_mid_call_the_model_matches_asterisk_again(
     config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str]
 ) -> None:
     bus = Bus()
-    ended: list[Event] = []
-    bus.subscribe("call.ended", ended.append)
+    ended: list[CallEnded] = []
+    bus.subscribe(CallEnded, ended.append)
     async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(config.queues.general)}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)

@@ -17,13 +17,16 @@ import aiohttp
 
 from callcenter import dialplan
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
-from callcenter.keys import AUTH, CRM, LIVE
+from callcenter.events import CallAnswered
+from callcenter.keys import AUTH, LIVE
 from callcenter.model import AgentStatus
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
+from recordings.events import RecordingFinished, RecordingStarted
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api, queue_route, user_api
 
@@ -55,8 +58,8 @@ async def test_an_answered_call_is_recorded_in_full_and_an_on_demand_recording_i
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    finished: list[Event] = []
-    bus.subscribe("recording.finished", finished.append)
+    finished: list[RecordingFinished] = []
+    bus.subscribe(RecordingFinished, finished.append)
     general = config.queues.general
     async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
         live = app[LIVE]
@@ -94,7 +97,7 @@ async def test_an_answered_call_is_recorded_in_full_and_an_on_demand_recording_i
             assert status == 200, stopped
             assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
             assert await asyncio.to_thread(phone.wait, 15) == 0
-            assert await wait_for(lambda: any(e.data["kind"] == "full" for e in finished), timeout=10)
+            assert await wait_for(lambda: any(e.kind == "full" for e in finished), timeout=10)
         async with aiohttp.ClientSession() as http:
             qa = await _qa_api(app, http)
             status, page = await qa.call("GET", f"/api/v1/recordings?linkedid={linkedid}&sort=started_at&order=asc")
@@ -147,12 +150,12 @@ async def test_a_recording_rule_records_a_vip_callers_call_from_the_moment_it_is
 ) -> None:
     ruled = config.model_copy(update={"recordings": config.recordings.model_copy(update={"record_tiers": ["vip"]})})
     bus = Bus()
-    started: list[tuple[float, Event]] = []
-    bus.subscribe("recording.started", lambda event: started.append((time.monotonic(), event)))
+    started: list[tuple[float, RecordingStarted]] = []
+    bus.subscribe(RecordingStarted, lambda event: started.append((time.monotonic(), event)))
     answered: list[float] = []
-    bus.subscribe("call.answered", lambda _event: answered.append(time.monotonic()))
-    finished: list[Event] = []
-    bus.subscribe("recording.finished", finished.append)
+    bus.subscribe(CallAnswered, lambda _event: answered.append(time.monotonic()))
+    finished: list[RecordingFinished] = []
+    bus.subscribe(RecordingFinished, finished.append)
     general = config.queues.general
     async with running_engine(ruled, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
         live = app[LIVE]
@@ -178,7 +181,7 @@ async def test_a_recording_rule_records_a_vip_callers_call_from_the_moment_it_is
             assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
             assert await asyncio.to_thread(phone.wait, 15) == 0
             assert await wait_for(lambda: len(finished) >= 2, timeout=10)
-        linkedid = started[0][1].data["linkedid"]
+        linkedid = started[0][1].linkedid
         async with aiohttp.ClientSession() as http:
             qa = await _qa_api(app, http)
             status, page = await qa.call("GET", f"/api/v1/recordings?linkedid={linkedid}&sort=started_at&order=asc")
@@ -187,7 +190,7 @@ async def test_a_recording_rule_records_a_vip_callers_call_from_the_moment_it_is
     assert set(by_kind) == {"full", "on_demand"}, page
     rule, full = by_kind["on_demand"], by_kind["full"]
     # Started by the rule while the caller waited, before any agent answered; the full recording at the answer.
-    assert started[0][1].data["kind"] == "on_demand"
+    assert started[0][1].kind == "on_demand"
     assert started[0][0] < answered[0] - 2.5
     assert "vip" in rule["description"]
     assert rule["caller_number"] == number

@@ -13,12 +13,15 @@ import aiohttp
 
 from callcenter import dialplan
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
-from callcenter.keys import AUTH, CRM, LIVE
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from callcenter.events import CallAnswered
+from callcenter.keys import AUTH, LIVE
+from calls.events import CallRecorded
+from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, queue_route
 
@@ -36,7 +39,7 @@ async def test_the_ringing_agents_page_gets_the_callers_file_before_the_answer(
 ) -> None:
     bus = Bus()
     answered_at: list[float] = []
-    bus.subscribe("call.answered", lambda _event: answered_at.append(time.monotonic()))
+    bus.subscribe(CallAnswered, lambda _event: answered_at.append(time.monotonic()))
     general = config.queues.general
     async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
         live = app[LIVE]
@@ -96,8 +99,8 @@ async def test_a_caller_who_gives_up_in_the_queue_leaves_a_callback_task(
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    recorded: list[Event] = []
-    bus.subscribe("call.recorded", recorded.append)
+    recorded: list[CallRecorded] = []
+    bus.subscribe(CallRecorded, recorded.append)
     general = config.queues.general
     async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
         live = app[LIVE]
@@ -112,7 +115,7 @@ async def test_a_caller_who_gives_up_in_the_queue_leaves_a_callback_task(
         # Nobody staffs the queue: the caller gives up after 5 s.
         assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
         assert await wait_for(lambda: bool(recorded), timeout=10)
-        linkedid = recorded[0].data["linkedid"]
+        linkedid = recorded[0].linkedid
         crm = app[CRM]
         record = None
         for _ in range(50):

@@ -22,8 +22,8 @@ from callcenter.bus import Bus, Event
 from callcenter.config import Config
 from callcenter.keys import AUTH, LIVE
 from callcenter.model import AgentStatus
-from callcenter.sandbox import Sandbox
-from callcenter.sipp import CallerScript, Phones
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 
 PASSWORD = "seat-test-password-1"

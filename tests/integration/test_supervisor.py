@@ -25,13 +25,13 @@ from callcenter.ami.connection import AmiConnection
 from callcenter.ami.message import AmiMessage
 from callcenter.auth.permissions import Role
 from callcenter.bus import Bus, Event
-from callcenter.calls.models import CallRecord
 from callcenter.config import Config
 from callcenter.keys import AUTH, DATABASE, LIVE
 from callcenter.model import AgentStatus
-from callcenter.sandbox import Sandbox
 from callcenter.secrets import ami_secret
-from callcenter.sipp import CallerScript, Phones
+from calls.models import CallRecord
+from devtools.sandbox import Sandbox
+from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route
 

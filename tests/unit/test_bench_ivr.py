@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from ivr_flows.events import IvrEnded
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "ivr.py"
 
@@ -35,7 +38,7 @@ async def test_the_hand_written_calls_leave_the_engines_commands_and_events(scen
     engine, engine_events = await runner.output("engine")
     assert hand == engine
     assert len(hand) == commands
-    assert [kind for kind, _data in engine_events] == ["ivr.started", "ivr.ended"]
+    assert [kind for kind, _data in engine_events] == ["IvrStarted", "IvrEnded"]
     ended = engine_events[-1][1]
     assert ended["outcome"] == str(scenario.outcome)
     assert len(ended["path"]) == steps
@@ -49,10 +52,10 @@ async def test_a_hand_written_call_that_leaves_another_path_is_refused(
     kit = bench.make_kit(scenario, tmp_path)
     publish = kit.bus.publish
 
-    def without_last_step(event_type: str, **data: Any) -> Any:
-        if event_type == "ivr.ended" and data.get("path"):
-            data["path"] = data["path"][:-1]
-        return publish(event_type, **data)
+    def without_last_step(event: object) -> Any:
+        if isinstance(event, IvrEnded) and event.path:
+            event = dataclasses.replace(event, path=event.path[:-1])
+        return publish(event)
 
     async def sloppy(session: Any) -> None:
         # The same commands as the honest hand-written call, but its path misses the last step.

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from callcenter.calls.records import RecordOutcome, Segment, build_record, outcome_of
 from callcenter.model import Call, CallOutcome, QueueSegment
+from calls.records import RecordOutcome, Segment, build_record, outcome_of
 from ivr_flows.steps import Outcome as IvrOutcome
 
 T0 = 1_900_000_000.0
@@ -21,7 +21,7 @@ def at(seconds: float) -> datetime:
 
 
 def ended_call(**changes: Any) -> dict[str, Any]:
-    """A call as ``call.ended`` carries it: ``dataclasses.asdict`` of the live model's Call."""
+    """A call as the call recorder reads ``CallEnded``'s: ``dataclasses.asdict`` of the live model's Call."""
     values: dict[str, Any] = {
         "linkedid": "1700000000.1",
         "started": T0,
@@ -36,7 +36,7 @@ def ended_call(**changes: Any) -> dict[str, Any]:
 
 
 def ivr_result(flow: str = "main", outcome: str = "queued", **changes: Any) -> dict[str, Any]:
-    """What ``ivr.ended`` carries (ivr_flows.engine.CallResult.data), trimmed to what records read."""
+    """What ``IvrEnded`` carries (its fields, ivr_flows.engine.CallResult.data), trimmed to what records read."""
     data: dict[str, Any] = {
         "linkedid": "1700000000.1",
         "flow": flow,
@@ -268,7 +268,7 @@ def test_segment_from_plain_data_defaults_what_is_missing() -> None:
 
 
 def test_the_api_shows_each_ivr_step_time_as_iso_text_however_it_was_stored() -> None:
-    from callcenter.calls.http import ivr_path_json
+    from calls.http import ivr_path_json
 
     path = [{"node": "entry", "at": T0 + 1.5}, {"node": "menu", "at": "2026-11-23T02:00:00+00:00"}, "odd"]
     record = build_record(ended_call(), ivr=ivr_result(path=path))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from callcenter.calls.cel import MAX_LINE, CelCall, CelEvent, CelReader, parse_line
+from calls.cel import MAX_LINE, CelCall, CelEvent, CelReader, parse_line
 
 CALLER = "1700000000.1"
 

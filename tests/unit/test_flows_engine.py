@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus, event_fields
 from ivr_flows.engine import FlowEngine
+from ivr_flows.events import IvrChoice, IvrEnded, IvrStarted, IvrStep
 from ivr_flows.ports import (
     FakeClock,
     FlowPorts,
@@ -247,9 +248,9 @@ async def test_the_language_offer_is_spoken_in_the_other_language(flows: FlowSet
 
 
 async def test_a_caller_hanging_up_mid_menu_leaves_a_complete_path(flows: FlowSet) -> None:
-    events: list[Event] = []
+    events: list[object] = []
     bus = Bus()
-    bus.subscribe("*", events.append)
+    bus.subscribe_all(events.append)
     sim = await run(flows, ["1", "H"], bus=bus)
     result = sim.result
     assert result.outcome is Outcome.HUNG_UP_IN_IVR
@@ -257,18 +258,19 @@ async def test_a_caller_hanging_up_mid_menu_leaves_a_complete_path(flows: FlowSe
     assert (result.last.node, result.last.step, result.last.result) == ("product_guide", "menu", "caller_hangup")
     assert result.nodes() == ["main/entry", "main/welcome", "main/main_menu", "main/product_guide"]
     assert sim.session.variables_set == {}
-    types = [event.type for event in events]
-    assert types[0] == "ivr.started"
-    assert types[-1] == "ivr.ended"
-    assert types.count("ivr.step") == len(result.path)
-    ended = events[-1].data
-    assert ended["outcome"] == "hung_up_in_ivr"
-    assert ended["linkedid"] == "1700000000.1"
-    assert [step["node"] for step in ended["path"]][-1] == "product_guide"
+    types = [type(event) for event in events]
+    assert types[0] is IvrStarted
+    assert types[-1] is IvrEnded
+    assert types.count(IvrStep) == len(result.path)
+    ended = events[-1]
+    assert isinstance(ended, IvrEnded)
+    assert ended.outcome == "hung_up_in_ivr"
+    assert ended.linkedid == "1700000000.1"
+    assert [step["node"] for step in ended.path][-1] == "product_guide"
     # Times travel as numbers (seconds since the epoch), read from the injected clock.
-    assert all(OPEN.timestamp() <= step["at"] < OPEN.timestamp() + 3600 for step in ended["path"])
-    choice = next(event for event in events if event.type == "ivr.choice")
-    assert choice.data["digits"] == "1"
+    assert all(OPEN.timestamp() <= step["at"] < OPEN.timestamp() + 3600 for step in ended.path)
+    choice = next(event for event in events if isinstance(event, IvrChoice))
+    assert choice.digits == "1"
 
 
 async def test_path_timestamps_come_from_the_injected_clock(flows: FlowSet) -> None:
@@ -473,18 +475,18 @@ nodes:
 
 async def test_the_result_is_the_published_ivr_ended_data(flows: FlowSet) -> None:
     bus = Bus()
-    ended: list[Event] = []
-    bus.subscribe("ivr.ended", ended.append)
+    ended: list[IvrEnded] = []
+    bus.subscribe(IvrEnded, ended.append)
     sim = await run(flows, ["1", "1", "1001#", "0"], bus=bus)
     (event,) = ended
     result = sim.result
-    assert event.data == result.data
-    assert event.data["path"] == [entry.as_dict() for entry in result.path]
-    assert (result.outcome, event.data["outcome"]) == (Outcome.QUEUED, "queued")
+    assert event_fields(event) == result.data
+    assert event.path == [entry.as_dict() for entry in result.path]
+    assert (result.outcome, event.outcome) == (Outcome.QUEUED, "queued")
     # Times are numbers in the event; the result shows them as aware datetimes, the end no earlier than the last step.
-    assert result.started_at.timestamp() == event.data["started_at"]
+    assert result.started_at.timestamp() == event.started_at
     assert result.started_at <= result.path[0].wall <= result.path[-1].wall <= result.ended_at
-    assert result.duration == pytest.approx(event.data["ended_at"] - event.data["started_at"])
+    assert result.duration == pytest.approx(event.ended_at - event.started_at)
     assert result.variables["product_name"] == "Aurora washing machine"
 
 

@@ -17,10 +17,13 @@ from callcenter import dialplan
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.permissions import Role, permissions_for
 from callcenter.auth.services import Principal
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from ivr_flows import plugin
+from ivr_flows.events import FlowsReloaded
+from ivr_flows.http import flow_routes
+from ivr_flows.keys import FLOWS
 from ivr_flows.ports import FakeClock, in_memory_ports
 from ivr_flows.prompts import DryPrompts
 from ivr_flows.route import SHIPPED_FLOWS, FlowRoute
@@ -83,10 +86,23 @@ def service(flows_dir: Path, bus: Bus) -> FlowsService:
 async def client(service: FlowsService) -> AsyncIterator[Client]:
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = TokenAuth()  # type: ignore[assignment]
-    plugin.install(app, service)
+    install(app, service)
     check_routes_declared(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
+
+
+def install(app: web.Application, service: FlowsService) -> None:
+    """What FlowsPlugin.install and its start and stop do, for a service made of in-memory ports."""
+    app[FLOWS] = service
+    app.add_routes(flow_routes)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        yield
+        await service.close()
+
+    app.cleanup_ctx.append(lifecycle)
 
 
 def auth(token: str = ADMIN) -> dict[str, str]:
@@ -132,8 +148,8 @@ async def test_flows_are_for_admins_only(client: Client) -> None:
 async def test_a_good_reload_installs_the_new_flows(
     client: Client, service: FlowsService, flows_dir: Path, bus: Bus
 ) -> None:
-    reloads: list[Event] = []
-    bus.subscribe("ivr.flows_reloaded", reloads.append)
+    reloads: list[FlowsReloaded] = []
+    bus.subscribe(FlowsReloaded, reloads.append)
     main = flows_dir / "main.yaml"
     main.write_text(main.read_text(encoding="utf-8").replace("reason: fault_consultation", "reason: fault_line"))
     before = service.route.flows
@@ -146,7 +162,7 @@ async def test_a_good_reload_installs_the_new_flows(
     session = ScriptedSession(["2"])
     await service.route.run(session)  # type: ignore[arg-type]
     assert session.variables_set[dialplan.VAR_IVR_CHOICE] == "fault_line"
-    assert [(event.data["ok"], event.data["trigger"]) for event in reloads] == [(True, "api")]
+    assert [(event.ok, event.trigger) for event in reloads] == [(True, "api")]
     listed = await (await client.get("/api/v1/flows", headers=auth())).json()
     assert listed["last_reload"]["ok"] is True
 
@@ -214,7 +230,7 @@ async def test_a_reload_requested_by_a_signal_runs_and_logs(
     service: FlowsService, flows_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = web.Application()
-    plugin.install(app, service)
+    install(app, service)
     break_main(flows_dir)
     before = service.route.flows
     with caplog.at_level("WARNING", logger="ivr_flows.services"):

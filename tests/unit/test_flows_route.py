@@ -11,9 +11,10 @@ import pytest
 
 from callcenter import dialplan
 from callcenter.agi.exceptions import AgiConnectionLost
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import AsteriskConfig, Config, ConfigError, FlowsConfig, QueuesConfig, load_config
 from callcenter.keys import AGI_SERVER
+from ivr_flows.events import IvrStarted
 from ivr_flows.ports import FakeClock, ShiftedClock, in_memory_ports
 from ivr_flows.prompts import DryPrompts, TtsPrompts, prompt_name, prompt_path
 from ivr_flows.route import SHIPPED_FLOWS, FlowRoute, build_ivr_route
@@ -46,16 +47,16 @@ def flows_dir(tmp_path: Path) -> Path:
 
 
 async def test_the_route_runs_a_call_and_tells_the_dialplan(flows_dir: Path) -> None:
-    events: list[Event] = []
+    events: list[IvrStarted] = []
     bus = Bus()
-    bus.subscribe("ivr.started", events.append)
+    bus.subscribe(IvrStarted, events.append)
     route = route_for(flows_dir, bus=bus)
     session = ScriptedSession(["7"], caller="5550123", caller_name="Dana Caller")
     await route(session)  # type: ignore[arg-type]
     assert session.variables_set[dialplan.VAR_ACTION] == dialplan.ACTION_QUEUE
     assert session.variables_set[dialplan.VAR_IVR_CHOICE] == "suggestion"
     (started,) = events
-    assert (started.data["caller_number"], started.data["caller_name"], started.data["did"]) == (
+    assert (started.caller_number, started.caller_name, started.did) == (
         "5550123",
         "Dana Caller",
         "4000",
@@ -210,7 +211,7 @@ def test_a_shifted_clock_starts_at_the_given_time_and_runs_on() -> None:
 
 async def test_the_composition_root_runs_the_flows_on_the_ivr_route(tmp_path: Path) -> None:
     from callcenter.app import build_app
-    from ivr_flows.plugin import FLOWS
+    from ivr_flows.keys import FLOWS
 
     config = load_config(
         environ={

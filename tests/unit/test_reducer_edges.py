@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from callcenter.ami.message import AmiMessage
 from callcenter.ami.reducer import HANDLERS, apply
-from callcenter.model import AgentStateChanged, AgentStatus, CallEnded, CallTransferred, DomainEvent, LiveModel
+from callcenter.events import AgentStateChanged, CallEnded, CallTransferred, DomainEvent
+from callcenter.model import AgentStatus, LiveModel
 
 
 def ev(name: str, **headers: str) -> AmiMessage:

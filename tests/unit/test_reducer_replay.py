@@ -10,17 +10,8 @@ import pytest
 
 from callcenter.ami.message import AmiMessage, AmiParser, AmiResult
 from callcenter.ami.reducer import apply, rebuild, tick
-from callcenter.model import (
-    AgentStateChanged,
-    AgentStatus,
-    CallAnswered,
-    CallEnded,
-    CallOffered,
-    CallOutcome,
-    DomainEvent,
-    LiveModel,
-    QueueChanged,
-)
+from callcenter.events import AgentStateChanged, CallAnswered, CallEnded, CallOffered, DomainEvent, QueueChanged
+from callcenter.model import AgentStatus, CallOutcome, LiveModel
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ami"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from callcenter.ami.message import AmiMessage, AmiResult
 from callcenter.ami.reducer import apply, rebuild
-from callcenter.model import Call, CallAnswered, CallEnded, CallOutcome, DomainEvent, LiveModel, QueueSegment
+from callcenter.events import CallAnswered, CallEnded, DomainEvent
+from callcenter.model import Call, CallOutcome, LiveModel, QueueSegment
 
 CALLER = "1700000000.1"
 

@@ -10,9 +10,10 @@ from aiohttp import web
 from sqlalchemy import text
 
 from callcenter.app import _database_ctx
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import load_config
 from callcenter.db import Database
+from callcenter.events import LiveResynced
 from callcenter.keys import BUS, CONFIG, DATABASE
 
 
@@ -25,16 +26,16 @@ async def test_the_database_closes_after_the_subscribers_still_running(tmp_path:
     answers: list[int] = []
     started = asyncio.Event()
 
-    async def slow_subscriber(_event: Event) -> None:
+    async def slow_subscriber(_event: LiveResynced) -> None:
         started.set()
         await asyncio.sleep(0.3)
         async with database.session() as session:
             answers.append(int(await session.scalar(text("SELECT 41 + 1")) or 0))
 
-    bus.subscribe("live.resynced", slow_subscriber)
+    bus.subscribe(LiveResynced, slow_subscriber)
     context = _database_ctx(app)
     await anext(context)
-    bus.publish("live.resynced", reason="late")
+    bus.publish(LiveResynced(reason="late", resyncs=1))
     await started.wait()
     # Shutdown begins while the subscriber waits; it still gets its answer from an open database.
     with contextlib.suppress(StopAsyncIteration):

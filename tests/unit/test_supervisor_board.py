@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from callcenter.auth.permissions import Permission
 from callcenter.bus import Bus
+from callcenter.events import AgentStateChanged, CallOffered, QueueChanged
 from callcenter.model import (
     AgentState,
     AgentStatus,
@@ -221,12 +222,14 @@ async def test_changes_are_sent_at_once_then_at_most_once_per_interval_newest_la
     notifier = BoardNotifier(board, hub, bus, interval=0.3, refresh=60)  # type: ignore[arg-type]
     notifier.start()
     try:
-        bus.publish("agent.state_changed", agent="PJSIP/1001", old="logged_out", new="available")
+        bus.publish(
+            AgentStateChanged(agent="PJSIP/1001", old=AgentStatus.LOGGED_OUT, new=AgentStatus.AVAILABLE, since=NOW)
+        )
         await asyncio.sleep(0.05)
         assert [data["version"] for _, data, _, _ in hub.sent] == [1]
         assert board.directory_refreshes == 1
         for _ in range(20):
-            bus.publish("queue.changed", queue="support", waiting=1, members=1)
+            bus.publish(QueueChanged(queue="support", waiting=1, members=1))
         await asyncio.sleep(0.1)
         assert len(hub.sent) == 1
         await asyncio.sleep(0.35)
@@ -245,7 +248,7 @@ async def test_nothing_is_built_while_no_supervisor_page_is_open() -> None:
     notifier.start()
     try:
         for _ in range(5):
-            bus.publish("call.offered", linkedid="L", queue="q", agent="a", channel="c", at=1.0)
+            bus.publish(CallOffered(linkedid="L", queue="q", agent="a", channel="c", at=1.0))
             await asyncio.sleep(0.06)
         assert hub.sent == []
         assert notifier.builds == 0

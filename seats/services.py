@@ -27,8 +27,8 @@ from callcenter.auth.services import AuthService, Principal
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.model import AgentState, AgentStatus, LiveModel
-from callcenter.seats.models import AgentInterval, AgentSeat
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from seats.models import AgentInterval, AgentSeat
 
 log = logging.getLogger("callcenter.seats")
 

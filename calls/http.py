@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
-from callcenter.calls.handoff import NOTES_MAX
-from callcenter.calls.models import CallRecord
-from callcenter.keys import CALLBACKS, DATABASE, HANDOFF, LIVE
+from callcenter.keys import DATABASE, LIVE
 from callcenter.web.errors import NotFound, read_json
+from calls.handoff import NOTES_MAX
+from calls.keys import CALLBACKS, HANDOFF
+from calls.models import CallRecord
 
 call_routes = web.RouteTableDef()
 

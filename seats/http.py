@@ -6,10 +6,11 @@ from aiohttp import web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
-from callcenter.keys import CONFIG, SEATS
-from callcenter.seats.schemas import PauseIn, SeatLoginIn
-from callcenter.seats.services import MAX_PENALTY, QueueLogin
+from callcenter.keys import CONFIG
 from callcenter.web.errors import read_json
+from seats.keys import SEATS
+from seats.schemas import PauseIn, SeatLoginIn
+from seats.services import MAX_PENALTY, QueueLogin
 
 seat_routes = web.RouteTableDef()
 

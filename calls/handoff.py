@@ -23,12 +23,14 @@ from callcenter.ami import actions
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiError
 from callcenter.auth.services import AuthService, Principal
-from callcenter.bus import Bus, Event
-from callcenter.calls.models import ExpertHandoff
+from callcenter.bus import Bus, event_fields
 from callcenter.config import Config
 from callcenter.db import Database
+from callcenter.events import AsteriskUserEvent, CallAnswered
 from callcenter.model import AgentStatus, LiveModel
 from callcenter.web.errors import Conflict, Forbidden, NotFound, Unavailable
+from calls.events import ExpertOutcome, ExpertRequested
+from calls.models import ExpertHandoff
 
 log = logging.getLogger("callcenter.calls.handoff")
 
@@ -68,8 +70,8 @@ class HandoffService:
 
     def start(self) -> None:
         self._unsubscribe = [
-            self._bus.subscribe("call.answered", self._on_answered),
-            self._bus.subscribe("asterisk.user_event", self._on_user_event),
+            self._bus.subscribe(CallAnswered, self._on_answered),
+            self._bus.subscribe(AsteriskUserEvent, self._on_user_event),
         ]
 
     def close(self) -> None:
@@ -138,16 +140,16 @@ class HandoffService:
         except AmiError as exc:
             await self._set_outcome(handoff_id, "failed")
             raise Unavailable(f"Asterisk did not take the handoff: {exc}", {"linkedid": linkedid}) from exc
-        data = {
-            "linkedid": linkedid,
-            "handoff_id": handoff_id,
-            "from_user": who.username,
-            "from_interface": interface,
-            "notes": notes,
-            "requested_at": now.isoformat(),
-            "voicemail_recording_id": recording_id,
-        }
-        self._bus.publish("call.expert_requested", **data)
+        requested = ExpertRequested(
+            linkedid=linkedid,
+            handoff_id=handoff_id,
+            from_user=who.username,
+            from_interface=interface,
+            notes=notes,
+            requested_at=now.isoformat(),
+            voicemail_recording_id=recording_id,
+        )
+        self._bus.publish(requested)
         await self._auth.audit(
             "call.expert_handoff",
             actor=who.username,
@@ -155,7 +157,7 @@ class HandoffService:
             remote=remote,
             details={"handoff": handoff_id, "notes_length": len(notes)},
         )
-        return {**data, "outcome": "waiting"}
+        return {**event_fields(requested), "outcome": "waiting"}
 
     async def notes_for(self, linkedid: str) -> list[dict[str, Any]]:
         async with self._database.session() as session:
@@ -186,30 +188,26 @@ class HandoffService:
                 setattr(row, name, value)
             return row
 
-    async def _on_answered(self, event: Event) -> None:
-        if event.data.get("queue") != self._config.queues.expert:
+    async def _on_answered(self, event: CallAnswered) -> None:
+        if event.queue != self._config.queues.expert:
             return
-        linkedid = str(event.data.get("linkedid") or "")
+        linkedid = event.linkedid
         async with self._database.session() as session:
             row = await session.scalar(
                 select(ExpertHandoff).where(ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting")
             )
             if row is None:
                 return
-            row.outcome, row.expert, row.answered_at = "answered", str(event.data.get("agent")), datetime.now(UTC)
+            row.outcome, row.expert, row.answered_at = "answered", event.agent, datetime.now(UTC)
             handoff_id = row.id
         self._bus.publish(
-            "call.expert_outcome",
-            linkedid=linkedid,
-            handoff_id=handoff_id,
-            outcome="answered",
-            expert=event.data.get("agent"),
+            ExpertOutcome(linkedid=linkedid, handoff_id=handoff_id, outcome="answered", expert=event.agent)
         )
 
-    async def _on_user_event(self, event: Event) -> None:
-        if event.data.get("name") != USER_EVENT:
+    async def _on_user_event(self, event: AsteriskUserEvent) -> None:
+        if event.name != USER_EVENT:
             return
-        headers = event.data.get("headers") or {}
+        headers = event.headers
         handoff_id = str(headers.get("Handoff", ""))
         outcome = str(headers.get("Outcome", ""))
         if outcome not in ("voicemail", "callback") or not handoff_id.startswith("ho-"):
@@ -219,12 +217,13 @@ class HandoffService:
         if row is None:
             return
         self._bus.publish(
-            "call.expert_outcome",
-            linkedid=row.linkedid,
-            handoff_id=handoff_id,
-            outcome=outcome,
-            caller_number=str(headers.get("Callerid", "")),
-            voicemail_path=row.voicemail_path if outcome == "voicemail" else None,
-            notes=row.notes,
-            from_user=row.from_user,
+            ExpertOutcome(
+                linkedid=row.linkedid,
+                handoff_id=handoff_id,
+                outcome=outcome,
+                caller_number=str(headers.get("Callerid", "")),
+                voicemail_path=row.voicemail_path if outcome == "voicemail" else None,
+                notes=row.notes,
+                from_user=row.from_user,
+            )
         )

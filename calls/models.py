@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from callcenter.calls.records import caller_tail
 from callcenter.db import Base, UtcDateTime
+from calls.records import caller_tail
 
 RecordId = BigInteger().with_variant(Integer(), "sqlite")
 

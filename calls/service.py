@@ -1,6 +1,6 @@
 """Writes one record per call, exactly once, and closes the calls that ended while the engine was not looking.
 
-The live path: ``call.ended`` from the live model -> :func:`build_record` -> insert keyed by linkedid (a second
+The live path: ``CallEnded`` from the live model -> :func:`build_record` -> insert keyed by linkedid (a second
 insert of the same linkedid is refused by the unique key and ignored). Calls still running are snapshotted in
 ``call_progress`` as they change, with what the IVR and a handoff added, so that an engine restarted mid-call
 still knows them. The reconciler compares those snapshots with the live model and with Asterisk's channel event
@@ -25,12 +25,16 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from callcenter.bus import Bus, Event
-from callcenter.calls.cel import CelCall, CelReader
-from callcenter.calls.models import CallProgress, CallRecord
-from callcenter.calls.records import build_record
+from callcenter.bus import Bus, event_fields
 from callcenter.db import ConstraintViolation, Database, DatabaseError
+from callcenter.events import CallEnded
 from callcenter.model import LiveModel
+from calls.cel import CelCall, CelReader
+from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
+from calls.models import CallProgress, CallRecord
+from calls.records import build_record
+from ivr_flows.events import IvrEnded
+from recordings.events import RecordingStarted
 
 log = logging.getLogger("callcenter.calls")
 
@@ -98,11 +102,11 @@ class CallRecorder:
         if self._horizon_file is not None:
             self.horizon = await asyncio.to_thread(self._read_horizon, self._horizon_file)
         self._unsubscribe = [
-            self._bus.subscribe("call.ended", self._on_ended),
-            self._bus.subscribe("ivr.ended", self._on_ivr),
-            self._bus.subscribe("call.expert_requested", self._on_handoff),
-            self._bus.subscribe("call.expert_outcome", self._on_handoff),
-            self._bus.subscribe("recording.started", self._on_recording),
+            self._bus.subscribe(CallEnded, self._on_ended),
+            self._bus.subscribe(IvrEnded, self._on_ivr),
+            self._bus.subscribe(ExpertRequested, self._on_handoff),
+            self._bus.subscribe(ExpertOutcome, self._on_handoff),
+            self._bus.subscribe(RecordingStarted, self._on_recording),
         ]
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -145,22 +149,24 @@ class CallRecorder:
 
     # -- what other parts add to a call ---------------------------------------------------------------------
 
-    def _on_ivr(self, event: Event) -> None:
-        linkedid = str(event.data.get("linkedid") or "")
+    def _on_ivr(self, event: IvrEnded) -> None:
+        linkedid = event.linkedid
         if linkedid:
-            self._ivr.put(linkedid, dict(event.data))
+            self._ivr.put(linkedid, event_fields(event))
             self._snapshots.pop(linkedid, None)
 
-    def _on_handoff(self, event: Event) -> None:
-        linkedid = str(event.data.get("linkedid") or "")
+    def _on_handoff(self, event: ExpertRequested | ExpertOutcome) -> None:
+        linkedid = event.linkedid
         if linkedid:
-            merged = {**self._handoffs.get(linkedid, {}), **event.data}
+            # What each event left unsaid (None) does not wipe what an earlier one said.
+            said = {name: value for name, value in event_fields(event).items() if value is not None}
+            merged = {**self._handoffs.get(linkedid, {}), **said}
             self._handoffs.put(linkedid, merged)
             self._snapshots.pop(linkedid, None)
 
-    def _on_recording(self, event: Event) -> None:
-        linkedid = str(event.data.get("linkedid") or "")
-        recording = str(event.data.get("id") or event.data.get("recording_id") or "")
+    def _on_recording(self, event: RecordingStarted) -> None:
+        linkedid = event.linkedid
+        recording = event.id
         if linkedid and recording:
             known = self._recordings.get(linkedid, [])
             if recording not in known:
@@ -176,10 +182,8 @@ class CallRecorder:
 
     # -- the live path --------------------------------------------------------------------------------------
 
-    async def _on_ended(self, event: Event) -> None:
-        call = event.data.get("call")
-        if not isinstance(call, Mapping):
-            return
+    async def _on_ended(self, event: CallEnded) -> None:
+        call = asdict(event.call)
         if str(call.get("linkedid", "")).startswith(NOT_CALLS):
             # A supervisor's listen/whisper/barge leg is no call of the center's: the spy audit keeps it.
             return
@@ -212,7 +216,7 @@ class CallRecorder:
         self._snapshots.pop(linkedid, None)
         self.cel.forget(linkedid)
         if stored:
-            self._bus.publish("call.recorded", linkedid=linkedid, outcome=values["outcome"], source=source)
+            self._bus.publish(CallRecorded(linkedid=linkedid, outcome=str(values["outcome"]), source=source))
         return stored
 
     async def _insert(self, values: dict[str, Any]) -> bool:

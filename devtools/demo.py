@@ -22,15 +22,17 @@ from aiohttp import web
 
 from callcenter.app import build_app, serve
 from callcenter.auth.services import AuthService, Principal
-from callcenter.bus import Event
 from callcenter.config import Config
 from callcenter.db import Database, migrate
-from callcenter.keys import AUTH, BUS, HANDOFF, SEATS
+from callcenter.events import CallAnswered
+from callcenter.keys import AUTH, BUS
 from callcenter.runtime import run_async
-from callcenter.sandbox import Sandbox, SandboxError
-from callcenter.seats.services import QueueLogin
-from callcenter.sipp import CallerScript, Phones, SippError
 from callcenter.web.errors import ApiError
+from calls.keys import HANDOFF
+from devtools.sandbox import Sandbox, SandboxError
+from devtools.sipp import CallerScript, Phones, SippError
+from seats.keys import SEATS
+from seats.services import QueueLogin
 
 log = logging.getLogger("callcenter.demo")
 
@@ -166,7 +168,7 @@ class Demo:
             if engine.done():
                 return  # the engine could not start (a port taken, say): the finally block reports why
             seats = await self._log_in_seats(app)
-            app[BUS].subscribe("call.answered", self._handoffs(app, seats))
+            app[BUS].subscribe(CallAnswered, self._handoffs(app, seats))
             self._print_banner()
             traffic = asyncio.create_task(self._traffic(phones, stop)) if self.calls_every > 0 else None
             stopped = asyncio.create_task(stop.wait())
@@ -230,8 +232,8 @@ class Demo:
     async def _seed_crm(self) -> None:
         from crm_bridge.exceptions import SeedRefused
         from crm_bridge.schemas import CustomerIn, PhoneIn
-        from crm_bridge.seed import SeedOptions, seed
         from crm_bridge.services import CrmService
+        from devtools.seed import SeedOptions, seed
 
         database = Database(self.config.database_url)
         await database.open()
@@ -274,9 +276,9 @@ class Demo:
         rng = random.Random()  # noqa: S311 - demo behaviour, not security
         general = self.config.queues.general
 
-        async def maybe_hand_over(event: Event) -> None:
-            who = seats.get(str(event.data.get("agent")))
-            if event.data.get("queue") != general or who is None or rng.randrange(HANDOFF_ONE_IN):
+        async def maybe_hand_over(event: CallAnswered) -> None:
+            who = seats.get(event.agent)
+            if event.queue != general or who is None or rng.randrange(HANDOFF_ONE_IN):
                 return
             await asyncio.sleep(rng.uniform(4.0, 8.0))
             notes = rng.choice(
@@ -287,7 +289,7 @@ class Demo:
                 )
             )
             with contextlib.suppress(ApiError):
-                await app[HANDOFF].transfer_to_expert(who, str(event.data.get("linkedid")), notes, remote=None)
+                await app[HANDOFF].transfer_to_expert(who, event.linkedid, notes, remote=None)
 
         return maybe_hand_over
 

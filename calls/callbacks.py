@@ -19,11 +19,12 @@ from callcenter.ami import actions
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiError
 from callcenter.auth.services import AuthService, Principal
-from callcenter.bus import Bus
-from callcenter.calls.service import CallRecorder
+from callcenter.bus import Bus, event_fields
 from callcenter.config import Config
 from callcenter.model import AgentStatus, LiveModel
 from callcenter.web.errors import Conflict, InvalidInput, Unavailable
+from calls.events import CallbackStarted
+from calls.service import CallRecorder
 
 NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 RING_AGENT_MS = 30_000
@@ -98,16 +99,16 @@ class CallbackService:
         except AmiError as exc:
             self._recorder.forget_outbound(linkedid)
             raise Unavailable(f"Asterisk did not place the callback: {exc}", {"number": number}) from exc
-        data = {
-            "callback_id": callback_id,
-            "linkedid": linkedid,
-            "number": number,
-            "agent": interface,
-            "user": who.username,
-            "service_record_id": service_record_id,
-            "customer_id": customer_id,
-        }
-        self._bus.publish("callback.started", **data)
+        started = CallbackStarted(
+            callback_id=callback_id,
+            linkedid=linkedid,
+            number=number,
+            agent=interface,
+            user=who.username,
+            service_record_id=service_record_id,
+            customer_id=customer_id,
+        )
+        self._bus.publish(started)
         await self._auth.audit(
             "call.callback",
             actor=who.username,
@@ -115,4 +116,4 @@ class CallbackService:
             remote=remote,
             details={"callback": callback_id, "service_record": service_record_id},
         )
-        return data
+        return event_fields(started)

@@ -1,0 +1,15 @@
+"""The CRM's keys on the aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from crm_bridge.from_calls import CallServiceRecords
+from crm_bridge.outbox import ServiceRecordOutbox
+from crm_bridge.screenpop import ScreenPop
+from crm_bridge.services import CrmService
+
+CRM = web.AppKey("crm", CrmService)
+CRM_OUTBOX = web.AppKey("crm_outbox", ServiceRecordOutbox)
+SCREEN_POP = web.AppKey("screen_pop", ScreenPop)
+CALL_SERVICE_RECORDS = web.AppKey("call_service_records", CallServiceRecords)

@@ -1,0 +1,61 @@
+"""The CRM as a plugin (:class:`callcenter.plugin.Plugin`): customer files, service records (through a durable
+outbox), the screen-pop and the service records calls leave behind.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from callcenter.config import Config
+from callcenter.plugin import Core
+from crm_bridge.from_calls import CallServiceRecords
+from crm_bridge.http import crm_routes
+from crm_bridge.keys import CALL_SERVICE_RECORDS, CRM, CRM_OUTBOX, SCREEN_POP
+from crm_bridge.outbox import ServiceRecordOutbox
+from crm_bridge.phones import PhoneRules
+from crm_bridge.screenpop import ScreenPop
+from crm_bridge.services import CrmService
+
+
+def phone_rules(config: Config) -> PhoneRules:
+    """How the numbers of ``[crm]`` are written, for matching a caller ID with a customer's numbers."""
+    crm = config.crm
+    return PhoneRules(
+        country_code=crm.country_code,
+        trunk_prefix=crm.trunk_prefix,
+        international_prefix=crm.international_prefix,
+        area_code=crm.area_code,
+        local_max_digits=crm.local_max_digits,
+        national_max_digits=crm.national_max_digits,
+    )
+
+
+class CrmPlugin:
+    name = "crm"
+
+    def __init__(self, core: Core) -> None:
+        config, live = core.config, core.live
+        self.crm = CrmService(core.database, rules=phone_rules(config), audit=core.auth)
+        self.outbox = ServiceRecordOutbox(self.crm, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max)
+        self.screen_pop = ScreenPop(
+            self.crm, core.database, core.bus, core.hub, lambda: live.model, expert_queue=config.queues.expert
+        )
+        self.from_calls = CallServiceRecords(self.crm, self.outbox, core.database, core.bus, lambda: live.model)
+
+    def install(self, app: web.Application) -> None:
+        app[CRM] = self.crm
+        app[CRM_OUTBOX] = self.outbox
+        app[SCREEN_POP] = self.screen_pop
+        app[CALL_SERVICE_RECORDS] = self.from_calls
+        app.add_routes(crm_routes)
+
+    async def start(self) -> None:
+        # The outbox first: it replays what an earlier run left, then writes what waits whenever it can.
+        self.outbox.start()
+        self.screen_pop.start()
+        self.from_calls.start()
+
+    async def stop(self) -> None:
+        self.from_calls.close()
+        self.screen_pop.close()
+        await self.outbox.close()

@@ -1,0 +1,11 @@
+"""The recordings' keys on the aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from recordings.control import RecordingControl
+from recordings.services import RecordingService
+
+RECORDINGS = web.AppKey("recordings", RecordingService)
+RECORDING_CONTROL = web.AppKey("recording_control", RecordingControl)
