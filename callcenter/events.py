@@ -43,6 +43,8 @@ class CallAnswered:
 @_slot_init
 @dataclass(frozen=True, slots=True)
 class CallTransferred:
+    """A party of the call transferred it (BlindTransfer or AttendedTransfer)."""
+
     linkedid: str
     transfer: Transfer
 
@@ -58,6 +60,8 @@ class CallEnded:
 @_slot_init
 @dataclass(frozen=True, slots=True)
 class AgentStateChanged:
+    """A seat's state changed (available, ringing, on call, wrap-up, paused, logged out) at ``since``."""
+
     agent: str
     old: AgentStatus
     new: AgentStatus

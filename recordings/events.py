@@ -16,6 +16,8 @@ class RecordingStarted:
 
 @dataclass(frozen=True, slots=True)
 class RecordingFinished:
+    """A recording of a call ended and its index row was completed (duration, size)."""
+
     id: str
     linkedid: str
     kind: str
