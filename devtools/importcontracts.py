@@ -24,12 +24,16 @@ class PublicModulesContract(Contract):
     packages = fields.ListField(subfield=fields.StringField())
     public = fields.ListField(subfield=fields.StringField())
 
+    def _names(self, field: str) -> set[str]:
+        # The fields hold the parsed option values once the contract is made (import-linter fills them in).
+        return {str(value) for value in getattr(self, field)}
+
     def _is_public(self, module: str) -> bool:
         package, _, rest = module.partition(".")
-        return package in self.packages and rest.split(".", 1)[0] in self.public
+        return package in self._names("packages") and rest.split(".", 1)[0] in self._names("public")
 
     def _is_feature(self, module: str) -> bool:
-        return module.split(".", 1)[0] in self.packages
+        return module.split(".", 1)[0] in self._names("packages")
 
     def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
         broken: list[dict[str, object]] = []
@@ -40,8 +44,7 @@ class PublicModulesContract(Contract):
                     details = graph.get_import_details(importer=importer, imported=imported)
                     lines = sorted({detail["line_number"] for detail in details})
                     broken.append({"importer": importer, "imported": imported, "lines": lines})
-            if verbose:
-                output.verbose_print(f"Checked the imports of {importer}.")
+            output.verbose_print(verbose, f"Checked the imports of {importer}.")
         return ContractCheck(kept=not broken, metadata={"broken": broken, "checked": public_modules})
 
     def render_broken_contract(self, check: ContractCheck) -> None:
