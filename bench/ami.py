@@ -15,6 +15,9 @@ one process and on one event loop:
   (``callcenter.ami.reducer.apply``), as ``callcenter.live`` does, without publishing the domain events.
 - **parse only** (ours: ``AmiParser.feed``) and **reducer only** (``apply`` over parsed events) split the
   pipeline's cost in two.
+- **reference parse**: ``ReferenceAmiParser.feed`` (:mod:`callcenter.ami.parser_reference`), the plain
+  line-by-line parser that says what ``AmiParser`` must give, on the same chunks: what the fast parser's tricks
+  buy. Its messages must equal the fast parser's, or the run fails.
 
 Between two chunks the feeder yields to the loop once (``await asyncio.sleep(0)``), as a socket read would,
 so that our dispatcher drains the queue; the run fails if an event is dropped or the sides disagree on the
@@ -57,6 +60,7 @@ from panoramisk.manager import Manager  # noqa: E402
 
 from callcenter.ami.connection import INBOUND_MAX_LINE, AmiConnection, _EventQueue, _Session  # noqa: E402
 from callcenter.ami.message import MAX_HEADERS, AmiMessage, AmiParser  # noqa: E402
+from callcenter.ami.parser_reference import ReferenceAmiParser  # noqa: E402
 from callcenter.ami.reducer import apply  # noqa: E402
 from callcenter.model import LiveModel  # noqa: E402
 
@@ -458,6 +462,20 @@ def run_parse(chunks: Sequence[bytes], scenario: str = "") -> tuple[Run, list[Am
     return Run("parse only", scenario, count, wall, cpu), messages
 
 
+def run_parse_reference(chunks: Sequence[bytes], expected: Sequence[AmiMessage], scenario: str = "") -> Run:
+    """The reference parser alone, on the same chunks; its messages are checked (outside the timing) against
+    ``expected``, the fast parser's."""
+    parser = ReferenceAmiParser(max_line=INBOUND_MAX_LINE, max_headers=MAX_HEADERS)
+    messages: list[AmiMessage] = []
+    clock = _Clock()
+    for chunk in chunks:
+        messages += parser.feed(chunk)
+    wall, cpu = clock.stop()
+    if messages != list(expected):
+        raise RuntimeError("reference parse: the reference parser and AmiParser disagree on the stream")
+    return Run("reference parse", scenario, len(messages), wall, cpu)
+
+
 def run_reducer(messages: Sequence[AmiMessage], scenario: str = "") -> Run:
     fold = Fold()
     clock = _Clock()
@@ -476,7 +494,7 @@ def check_same_counts(ours: Run, peer: Run) -> None:
 # Running and reporting
 # --------------------------------------------------------------------------------------------------------
 
-ORDER = ("ours", "panoramisk", "pipeline", "parse only", "reducer only")
+ORDER = ("ours", "panoramisk", "pipeline", "parse only", "reducer only", "reference parse")
 
 
 async def one_round(stream: Stream, scenario: Scenario) -> list[Run]:
@@ -487,8 +505,9 @@ async def one_round(stream: Stream, scenario: Scenario) -> list[Run]:
     pipeline = await run_pipeline(chunks, scenario.label)
     parse, messages = run_parse(chunks, scenario.label)
     reducer = run_reducer(messages, scenario.label)
+    reference = run_parse_reference(chunks, messages, scenario.label)
     del messages
-    return [ours, peer, pipeline, parse, reducer]
+    return [ours, peer, pipeline, parse, reducer, reference]
 
 
 def _median_run(runs: list[Run]) -> Run:
@@ -506,7 +525,7 @@ def report(results: dict[tuple[str, str], list[Run]], plan: Plan) -> dict[str, A
     summary: dict[str, Any] = {}
     for scenario in plan.scenarios:
         print(f"\n{scenario.label}:")
-        print(f"  {'configuration':<14} {'events':>8} {'events/s':>10} {'µs/event':>9} {'wall ev/s':>10}  range")
+        print(f"  {'configuration':<15} {'events':>8} {'events/s':>10} {'µs/event':>9} {'wall ev/s':>10}  range")
         medians: dict[str, Run] = {}
         for name in ORDER:
             runs = results[(scenario.label, name)]
@@ -514,7 +533,7 @@ def report(results: dict[tuple[str, str], list[Run]], plan: Plan) -> dict[str, A
             low = min(run.events_per_s for run in runs)
             high = max(run.events_per_s for run in runs)
             print(
-                f"  {name:<14} {median.events:>8} {_fmt_rate(median.events_per_s):>10} {median.us_per_event:>9.1f}"
+                f"  {name:<15} {median.events:>8} {_fmt_rate(median.events_per_s):>10} {median.us_per_event:>9.1f}"
                 f" {_fmt_rate(median.wall_events_per_s):>10}  {_fmt_rate(low)}-{_fmt_rate(high)}"
             )
         ratio = medians["ours"].events_per_s / medians["panoramisk"].events_per_s
@@ -528,7 +547,9 @@ def report(results: dict[tuple[str, str], list[Run]], plan: Plan) -> dict[str, A
             f"  ours/panoramisk {ratio:.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f});"
             f" pipeline {medians['pipeline'].us_per_event:.1f} µs/event = inbound"
             f" {medians['ours'].us_per_event:.1f} + reducer {medians['reducer only'].us_per_event:.1f};"
-            f" {medians['pipeline'].notes.get('domain_events', 0)} domain events"
+            f" {medians['pipeline'].notes.get('domain_events', 0)} domain events;"
+            f" the fast parser reads {medians['parse only'].events_per_s / medians['reference parse'].events_per_s:.1f}"
+            " times the reference's events/s"
         )
         summary[scenario.label] = {
             "ratio_vs_panoramisk": ratio,

@@ -267,13 +267,15 @@ class AmiParser:
                 del buffer[:cut]
                 self._messages(segment, out, errors)
         # The complete lines of an unfinished message wait as bytes, unless they may already be a message (an LF
-        # blank line, a legacy reply that ends without one) or are too many.
+        # blank line, a legacy reply that ends without one) or are too many. A blank line first (between two
+        # messages) would hide a legacy reply's first line from the check: the line path takes those.
         end = buffer.rfind(b"\n") + 1
         if end and not (
             self._at_boundary()
             and end <= self._raw_cap
             and buffer.count(b"\n", 0, end) <= self.max_headers
             and buffer.find(b"\n\n", 0, end) < 0
+            and not buffer.startswith((b"\n", b"\r\n"))
             and b"follows" not in buffer[: buffer.find(b"\n") + 1].lower()
         ):
             piece = bytes(buffer[:end])
@@ -390,23 +392,27 @@ class AmiParser:
         chunk = piece[:-1]
         limit = self.max_line
         if chunk.isascii():
-            lines: list[str | None] = list(chunk.decode("ascii").split("\n"))
+            lines: list[str | bytes] = list(chunk.decode("ascii").split("\n"))
         else:
-            # Lengths are counted in bytes, so over-long lines are marked before decoding.
+            # Lengths are counted in bytes, so over-long lines are marked before decoding: each stays bytes, its
+            # first 80 without the CR (what the error shows, as for a line found too long before its end).
             lines = [
-                None if len(raw) - raw.endswith(b"\r") > limit else raw.decode("utf-8", errors="replace")
+                raw.removesuffix(b"\r")[:80]
+                if len(raw) - raw.endswith(b"\r") > limit
+                else raw.decode("utf-8", errors="replace")
                 for raw in chunk.split(b"\n")
             ]
         for line in lines:
             if self._skip_line:
                 self._skip_line = False
                 continue
-            if line is not None and line.endswith("\r"):
+            if isinstance(line, bytes):
+                self._too_long(line.decode("utf-8", errors="replace"))
+                continue
+            if line.endswith("\r"):
                 line = line[:-1]
-            if line is None or len(line) > limit:
-                if self.banner is None:
-                    self._fail("banner line too long", "" if line is None else line[:80])
-                self._damaged(f"line longer than {limit} bytes", "" if line is None else line[:80])
+            if len(line) > limit:
+                self._too_long(line[:80])
                 continue
             if self.banner is None:
                 if not line.startswith(BANNER_PREFIX):
@@ -437,6 +443,11 @@ class AmiParser:
             self._add(name, value)
             if len(self._headers) == 1 and name.lower() == "response" and value.lower() == "follows":
                 self._follows = True
+
+    def _too_long(self, start: str) -> None:
+        if self.banner is None:
+            self._fail("banner line too long", start)
+        self._damaged(f"line longer than {self.max_line} bytes", start)
 
     def _add(self, name: str, value: str) -> None:
         if len(self._headers) >= self.max_headers:
