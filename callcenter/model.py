@@ -161,6 +161,3 @@ class LiveModel:
 # its slot): the reducer builds several of them for most AMI events. Same arguments, same objects, same errors;
 # see callcenter/fastinit.py and tests/unit/test_model_fastinit.py. A class added above belongs here too.
 fastinit.install(Channel, Transfer, QueueSegment, Call, WaitingCaller, QueueMember, QueueState, AgentState, LiveModel)
-
-# callcenter.events still imports the decorator under its old name from here; to go once it uses fastinit itself.
-_slot_init = fastinit.fast_init

@@ -113,12 +113,12 @@ def _scan(trees: dict[str, ast.Module], events: dict[str, EventClass]) -> None:
                 for name in names:
                     if name in events:
                         events[name].subscribers.add(module)
-    reducer = events.get("CallOffered")
-    if reducer is not None:
-        for event in events.values():
-            if "callcenter.ami.reducer" in event.publishers:
-                event.publishers.discard("callcenter.ami.reducer")
-                event.publishers.add("callcenter.ami.reducer (through callcenter.live)")
+    # The reducer's events are made by the pure reducer and published by the live service.
+    for event in events.values():
+        for publisher in sorted(event.publishers):
+            if publisher.startswith("callcenter.ami.reducer"):
+                event.publishers.discard(publisher)
+                event.publishers.add(f"{publisher} (through callcenter.live)")
 
 
 def render(events: dict[str, EventClass]) -> str:
