@@ -6,6 +6,13 @@ starts with ``ivr.started`` and ends with ``ivr.ended`` carrying the whole path 
 hangs up mid-menu ends the path at that node. The engine ends by setting CC_QUEUE, CC_PRIORITY, CC_IVR_CHOICE,
 __CC_REASON (inherited by the agent's channel) and, last, CC_ACTION (the dialplan obeys only an explicit queue or
 hangup).
+
+Two walks: ``FlowEngine.run`` here is the fast walk, the one production (the FastAGI ``ivr`` route) and
+``bench/ivr.py`` run, hand-inlined over steps made ready at load so that the engine costs under 10% more than
+hand-written AGI calls (docs/benchmarks.md). :mod:`ivr_flows.walk` holds the reference walk
+(``ReferenceFlowEngine``): the same walk written plainly, step by step with named types; read it first. The fast
+walk must keep giving the reference's results (AGI commands, path and ``ivr.ended`` data, bus events, dialplan
+variables): tests/unit/test_flows_walks.py holds them together, and a change of behaviour goes into both.
 """
 
 from __future__ import annotations
@@ -206,7 +213,9 @@ class _Plan:
 
 
 class FlowEngine:
-    """Runs the flows; one instance serves every call. ``replace_flows`` swaps the flows for new calls only."""
+    """Runs the flows; one instance serves every call. ``replace_flows`` swaps the flows for new calls only.
+
+    ``run`` is the fast walk; ``ivr_flows.walk.ReferenceFlowEngine`` is this engine with the reference walk."""
 
     def __init__(
         self,
