@@ -26,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from callcenter.auth.middleware import bearer_token, check_same_origin, principal
 from callcenter.auth.permissions import Permission, requires
 from callcenter.auth.services import Principal
+from callcenter.bus import event_fields
 from callcenter.keys import HUB
 
 log = logging.getLogger("callcenter.ws")
@@ -195,7 +196,7 @@ def seat_notifier(hub: Hub) -> Callable[[Any], None]:
     """Tells an agent's own pages when their seat changes state (``agent.state_changed`` on the bus)."""
 
     def notify(event: Any) -> None:
-        data: Mapping[str, Any] = event.data
+        data: Mapping[str, Any] = event_fields(event)
         interface = str(data.get("agent", ""))
         if not interface.startswith("PJSIP/"):
             return

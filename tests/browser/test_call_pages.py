@@ -18,8 +18,9 @@ from typing import Any
 
 from callcenter import dialplan
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
+from callcenter.events import CallAnswered, ChanSpyChanged
 from callcenter.keys import LIVE
 from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn, ServiceRecordQuery
@@ -57,11 +58,9 @@ async def test_a_call_pops_on_the_agent_desktop_shows_on_the_wallboard_rings_the
 ) -> None:
     bus = Bus()
     answered: list[float] = []
-    spying: list[Event] = []
-    bus.subscribe("call.answered", lambda _event: answered.append(time.monotonic()))
-    bus.subscribe(
-        "asterisk.chanspy", lambda event: spying.append(event) if event.data["name"] == "ChanSpyStart" else None
-    )
+    spying: list[ChanSpyChanged] = []
+    bus.subscribe(CallAnswered, lambda _event: answered.append(time.monotonic()))
+    bus.subscribe(ChanSpyChanged, lambda event: spying.append(event) if event.name == "ChanSpyStart" else None)
     general = config.queues.general
     team = f"team-{secrets.token_hex(3)}"
     async with running_engine(config, bus, {dialplan.ROUTE_IVR: queue_route(general)}) as app:
@@ -141,7 +140,7 @@ async def test_a_call_pops_on_the_agent_desktop_shows_on_the_wallboard_rings_the
             await _no_injected_elements(wall)
             await card.locator('button[data-spy="listen"]').click()
             assert await wait_for(lambda: bool(spying), timeout=15), boss_phone.output()[-1500:]
-            headers = spying[0].data["headers"]
+            headers = spying[0].headers
             assert headers["SpyeeChannel"].startswith("PJSIP/1001-")
             assert headers["SpyerChannel"].startswith("PJSIP/3001-")
             session = wall.page.locator("#spy-sessions [data-session]")

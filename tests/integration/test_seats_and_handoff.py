@@ -10,7 +10,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -18,15 +18,18 @@ from aiohttp import web
 from callcenter import dialplan
 from callcenter.agi.session import AgiSession
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus, event_fields
 from callcenter.config import Config
+from callcenter.events import CallOffered
 from callcenter.keys import AUTH, LIVE
 from callcenter.model import AgentStatus
+from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
 from devtools.sandbox import Sandbox
 from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 
 PASSWORD = "seat-test-password-1"
+E = TypeVar("E")
 
 
 def queue_route(queue: str) -> Callable[[AgiSession], Awaitable[None]]:
@@ -70,10 +73,14 @@ async def user_api(app: web.Application, role: Role, extension: str) -> AsyncIte
             await api.call("POST", "/api/v1/agents/me/logout")
 
 
-def _events(bus: Bus) -> list[Event]:
-    seen: list[Event] = []
-    bus.subscribe("*", seen.append)
+def _events(bus: Bus) -> list[object]:
+    seen: list[object] = []
+    bus.subscribe_all(seen.append)
     return seen
+
+
+def _of(events: list[object], kind: type[E]) -> list[E]:
+    return [event for event in events if isinstance(event, kind)]
 
 
 async def test_an_agent_logged_in_through_the_api_answers_a_queued_call_and_the_call_is_recorded(
@@ -105,9 +112,9 @@ async def test_an_agent_logged_in_through_the_api_answers_a_queued_call_and_the_
             phone_rc = await asyncio.to_thread(phone.wait, 15)
             assert caller_rc == 0, caller.output()[-1500:]
             assert phone_rc == 0, phone.output()[-1500:]
-            recorded = await wait_for(lambda: any(e.type == "call.recorded" for e in events), timeout=10)
-            assert recorded, [e.type for e in events]
-            linkedid = next(e.data["linkedid"] for e in events if e.type == "call.recorded")
+            recorded = await wait_for(lambda: bool(_of(events, CallRecorded)), timeout=10)
+            assert recorded, [type(e).__name__ for e in events]
+            linkedid = _of(events, CallRecorded)[0].linkedid
             status, record = await _supervisor_view(app, f"/api/v1/call-records/{linkedid}")
             assert status == 200, record
             assert record["outcome"] == "answered"
@@ -160,10 +167,10 @@ async def test_a_paused_agent_gets_no_calls_and_a_caller_who_gives_up_is_recorde
             )
             caller_rc = await asyncio.to_thread(caller.wait, 60)
             assert caller_rc == 0, caller.output()[-1500:]
-            assert await wait_for(lambda: any(e.type == "call.recorded" for e in events), timeout=10)
+            assert await wait_for(lambda: bool(_of(events, CallRecorded)), timeout=10)
             phone.stop()
-            linkedid = next(e.data["linkedid"] for e in events if e.type == "call.recorded")
-            offered = [e for e in events if e.type == "call.offered" and e.data["agent"] == "PJSIP/1002"]
+            linkedid = _of(events, CallRecorded)[0].linkedid
+            offered = [e for e in _of(events, CallOffered) if e.agent == "PJSIP/1002"]
             assert offered == [], "a paused agent's phone was rung"
             status, record = await _supervisor_view(app, f"/api/v1/call-records/{linkedid}")
             assert status == 200, record
@@ -265,7 +272,9 @@ async def test_an_expert_handoff_with_notes_rings_the_expert_frees_the_agent_and
             agent_rc = await asyncio.to_thread(agent_phone.wait, 15)
             assert agent_rc == 0, agent_phone.output()[-1500:]
             assert await wait_for(lambda: live.model.agents["PJSIP/1001"].status is AgentStatus.WRAP_UP, timeout=5), [
-                (e.type, e.data) for e in events if e.type.startswith(("agent", "call"))
+                (type(e).__name__, event_fields(e))
+                for e in events
+                if type(e).__name__.startswith(("Agent", "Call", "Expert"))
             ]
             # The expert's phone rings and answers the same call.
             assert await wait_for(lambda: live.model.agents["PJSIP/2001"].status is AgentStatus.ON_CALL, timeout=20)
@@ -276,15 +285,15 @@ async def test_an_expert_handoff_with_notes_rings_the_expert_frees_the_agent_and
             expert_rc = await asyncio.to_thread(expert_phone.wait, 15)
             assert caller_rc == 0, caller.output()[-1500:]
             assert expert_rc == 0, expert_phone.output()[-1500:]
-            assert await wait_for(lambda: any(e.type == "call.recorded" for e in events), timeout=10)
-    requested = [e.data for e in events if e.type == "call.expert_requested"]
+            assert await wait_for(lambda: bool(_of(events, CallRecorded)), timeout=10)
+    requested = _of(events, ExpertRequested)
     assert requested
-    assert requested[0]["notes"] == notes
-    assert requested[0]["linkedid"] == linkedid
-    outcomes = [e.data for e in events if e.type == "call.expert_outcome"]
+    assert requested[0].notes == notes
+    assert requested[0].linkedid == linkedid
+    outcomes = _of(events, ExpertOutcome)
     assert outcomes
-    assert outcomes[0]["outcome"] == "answered"
-    assert outcomes[0]["expert"] == "PJSIP/2001"
+    assert outcomes[0].outcome == "answered"
+    assert outcomes[0].expert == "PJSIP/2001"
     async with running_engine(config, Bus(), {}) as app:
         status, record = await _supervisor_view(app, f"/api/v1/call-records/{linkedid}")
     assert status == 200, record

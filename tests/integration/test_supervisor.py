@@ -24,11 +24,13 @@ from callcenter import dialplan
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.message import AmiMessage
 from callcenter.auth.permissions import Role
-from callcenter.bus import Bus, Event
+from callcenter.bus import Bus
 from callcenter.config import Config
+from callcenter.events import ChanSpyChanged
 from callcenter.keys import AUTH, DATABASE, LIVE
 from callcenter.model import AgentStatus
 from callcenter.secrets import ami_secret
+from calls.events import CallRecorded
 from calls.models import CallRecord
 from devtools.sandbox import Sandbox
 from devtools.sipp import CallerScript, Phones
@@ -125,8 +127,8 @@ async def test_a_team_lead_listens_then_barges_on_an_agent_s_call_others_are_ref
     config: Config, sandbox: Sandbox, phones: Phones
 ) -> None:
     bus = Bus()
-    seen: list[Event] = []
-    bus.subscribe("*", seen.append)
+    seen: list[object] = []
+    bus.subscribe_all(seen.append)
     general = config.queues.general
     team = f"team-{secrets.token_hex(3)}"
     began = datetime.now(UTC)
@@ -165,7 +167,7 @@ async def _spy_on_a_live_call(
     phones: Phones,
     app: web.Application,
     bus: Bus,
-    seen: list[Event],
+    seen: list[object],
     dtmf: list[AmiMessage],
     agent_name: str,
     boss: Api,
@@ -211,11 +213,11 @@ async def _spy_on_a_live_call(
     status, session = await boss.call("POST", "/api/v1/spy", {"agent": "PJSIP/1001", "mode": "listen"})
     assert status == 201, session
 
-    def started() -> list[Event]:
-        return [e for e in seen if e.type == "asterisk.chanspy" and e.data["name"] == "ChanSpyStart"]
+    def started() -> list[ChanSpyChanged]:
+        return [e for e in seen if isinstance(e, ChanSpyChanged) and e.name == "ChanSpyStart"]
 
     assert await wait_for(lambda: bool(started()), timeout=15), boss_phone.output()[-1500:]
-    headers = started()[0].data["headers"]
+    headers = started()[0].headers
     assert headers["SpyeeChannel"].startswith("PJSIP/1001-")
     assert headers["SpyerChannel"].startswith("PJSIP/3001-")
     assert headers["SpyerUniqueid"] == session["id"]
@@ -235,7 +237,7 @@ async def _spy_on_a_live_call(
     received = next(m for m in dtmf if m.get("Channel") == spyer)
     assert received.get("Direction") == "Received"
     await asyncio.sleep(1.0)
-    stopped = [e for e in seen if e.type == "asterisk.chanspy" and e.data["name"] == "ChanSpyStop"]
+    stopped = [e for e in seen if isinstance(e, ChanSpyChanged) and e.name == "ChanSpyStop"]
     assert stopped == [], "ChanSpy ended on the mode key"
 
     status, ended = await boss.call("DELETE", f"/api/v1/spy/{session['id']}")
@@ -249,9 +251,7 @@ async def _spy_on_a_live_call(
     agent_rc = await asyncio.to_thread(agent_phone.wait, 15)
     assert caller_rc == 0, caller.output()[-1500:]
     assert agent_rc == 0, agent_phone.output()[-1500:]
-    assert await wait_for(
-        lambda: any(e.type == "call.recorded" and e.data["linkedid"] == linkedid for e in seen), timeout=10
-    )
+    assert await wait_for(lambda: any(isinstance(e, CallRecorded) and e.linkedid == linkedid for e in seen), timeout=10)
 
     audit = app[AUTH]
     starts, _ = await audit.list_audit(action="spy.start", actor=boss_name)
