@@ -19,6 +19,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
+from crm_bridge.customers import Customers
+from crm_bridge.knowledge import Knowledge
 from crm_bridge.models import RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
@@ -51,11 +53,11 @@ INTENT_WORDS = {"complaint": "complaint", "suggestion": "suggestion", "repair_re
 class CrmProductCatalog:
     """``ivr_flows.ports.ProductCatalog`` over the CRM's products."""
 
-    def __init__(self, service: CrmService) -> None:
-        self._service = service
+    def __init__(self, knowledge: Knowledge) -> None:
+        self._knowledge = knowledge
 
     async def find(self, code: str) -> Product | None:
-        found = await self._service.product(code)
+        found = await self._knowledge.product(code)
         if found is None:
             return None
         return Product(found.code, found.name, found.price, found.availability, dict(found.spoken))
@@ -64,12 +66,12 @@ class CrmProductCatalog:
 class CrmCustomerDirectory:
     """``ivr_flows.ports.CustomerDirectory`` over the CRM's customers."""
 
-    def __init__(self, service: CrmService) -> None:
-        self._service = service
+    def __init__(self, customers: Customers) -> None:
+        self._customers = customers
 
     async def tier(self, caller_number: str) -> str | None:
         """The best tier among the customers owning the number: a number shared by a VIP queues as the VIP."""
-        return await self._service.best_tier(caller_number)
+        return await self._customers.best_tier(caller_number)
 
 
 class VoicemailFiler:
@@ -160,8 +162,8 @@ def flow_ports(
 ) -> FlowPorts:
     """The flow engine's ports for this engine."""
     return FlowPorts(
-        catalog=CrmProductCatalog(crm),
-        directory=CrmCustomerDirectory(crm),
+        catalog=CrmProductCatalog(crm.knowledge),
+        directory=CrmCustomerDirectory(crm.customers),
         voicemail=VoicemailFiler(recordings, outbox),
         recording=recording or InMemoryRecordingControl(),
     )

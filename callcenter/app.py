@@ -100,7 +100,7 @@ def build_plugins(
     seats = SeatsPlugin(core)
     calls = CallsPlugin(core)
     crm = CrmPlugin(core)
-    recordings = RecordingsPlugin(core, tier=crm.crm.best_tier)
+    recordings = RecordingsPlugin(core, tier=crm.crm.customers.best_tier)
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control
     )

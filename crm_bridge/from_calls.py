@@ -61,7 +61,7 @@ class CallServiceRecords:
 
     async def _customer(self, number: str) -> int | None:
         """The customer a record is filed under: the one owner of the number (none when unknown or shared)."""
-        owners = await self._crm.owners_of(number, limit=2)
+        owners = await self._crm.customers.owners_of(number, limit=2)
         return owners[0] if len(owners) == 1 else None
 
     async def _submit(self, key: str, record_type: RecordType, number: str, content: str, **extra: Any) -> None:

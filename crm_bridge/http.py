@@ -1,4 +1,4 @@
-"""HTTP handlers of the CRM API: validate, call CrmService (or the outbox), serialise. Nothing else happens here."""
+"""HTTP handlers of the CRM API: validate, call a part of the CRM or the outbox, serialise. Nothing else happens."""
 
 from __future__ import annotations
 
@@ -48,13 +48,13 @@ def _record_id(request: web.Request) -> int:
 @requires(Permission.CUSTOMERS_READ)
 async def find_customers(request: web.Request) -> web.Response:
     query = CustomerQuery.model_validate(dict(request.query))
-    service = request.config_dict[CRM]
+    customers = request.config_dict[CRM].customers
     if query.number is not None:
-        files = await service.files_by_number(query.number, limit=query.limit)
-        normalized = service.phone_key(query.number)
+        files = await customers.files_by_number(query.number, limit=query.limit)
+        normalized = customers.phone_key(query.number)
         return web.json_response({"items": [item.as_json() for item in files], "normalized": normalized})
     assert query.name is not None
-    files = await service.files_by_name(query.name, match=query.match, limit=query.limit)
+    files = await customers.files_by_name(query.name, match=query.match, limit=query.limit)
     return web.json_response({"items": [item.as_json() for item in files]})
 
 
@@ -62,7 +62,7 @@ async def find_customers(request: web.Request) -> web.Response:
 @requires(Permission.CUSTOMERS_CREATE)
 async def create_customer(request: web.Request) -> web.Response:
     body = CustomerIn.model_validate(await read_json(request))
-    created = await request.config_dict[CRM].create_customer(
+    created = await request.config_dict[CRM].customers.create(
         body, actor=principal(request).username, remote=request.remote
     )
     return web.json_response(created.as_json(), status=201)
@@ -71,7 +71,7 @@ async def create_customer(request: web.Request) -> web.Response:
 @crm_routes.get(r"/api/v1/customers/{customer_id:\d{1,12}}")
 @requires(Permission.CUSTOMERS_READ)
 async def customer_file(request: web.Request) -> web.Response:
-    found = await request.config_dict[CRM].customer_file(_customer_id(request))
+    found = await request.config_dict[CRM].customers.file(_customer_id(request))
     return web.json_response(found.as_json())
 
 
@@ -80,7 +80,7 @@ async def customer_file(request: web.Request) -> web.Response:
 async def update_customer(request: web.Request) -> web.Response:
     customer_id = _customer_id(request)
     patch = CustomerPatch.model_validate(await read_json(request))
-    updated = await request.config_dict[CRM].update_customer(
+    updated = await request.config_dict[CRM].customers.update(
         customer_id, patch, actor=principal(request).username, remote=request.remote
     )
     return web.json_response(updated.as_json())
@@ -90,14 +90,14 @@ async def update_customer(request: web.Request) -> web.Response:
 @requires(Permission.KNOWLEDGE_READ)
 async def search_kb(request: web.Request) -> web.Response:
     query = KbQuery.model_validate(dict(request.query))
-    found = await request.config_dict[CRM].search_kb(query.q, limit=query.limit)
+    found = await request.config_dict[CRM].knowledge.search(query.q, limit=query.limit)
     return web.json_response({"items": [article.as_json() for article in found]})
 
 
 @crm_routes.get("/api/v1/products/{code}")
 @requires(Permission.KNOWLEDGE_READ)
 async def product(request: web.Request) -> web.Response:
-    found = await request.config_dict[CRM].product(request.match_info["code"])
+    found = await request.config_dict[CRM].knowledge.product(request.match_info["code"])
     if found is None:
         raise ProductNotFound()
     return web.json_response(found.as_json())
@@ -120,7 +120,7 @@ async def create_service_record(request: web.Request) -> web.Response:
 @requires(Permission.CUSTOMERS_READ)
 async def list_service_records(request: web.Request) -> web.Response:
     query = ServiceRecordQuery.model_validate(dict(request.query))
-    items = await request.config_dict[CRM].list_service_records(query)
+    items = await request.config_dict[CRM].records.find(query)
     return web.json_response(
         {"items": [item.as_json() for item in items], "limit": query.limit, "offset": query.offset}
     )
@@ -129,7 +129,7 @@ async def list_service_records(request: web.Request) -> web.Response:
 @crm_routes.get(r"/api/v1/service-records/{record_id:\d{1,12}}")
 @requires(Permission.CUSTOMERS_READ)
 async def service_record(request: web.Request) -> web.Response:
-    record, history = await request.config_dict[CRM].service_record(_record_id(request))
+    record, history = await request.config_dict[CRM].records.get(_record_id(request))
     return web.json_response({**record.as_json(), "history": [entry.as_json() for entry in history]})
 
 
@@ -138,5 +138,5 @@ async def service_record(request: web.Request) -> web.Response:
 async def transition(request: web.Request) -> web.Response:
     record_id = _record_id(request)
     body = TransitionIn.model_validate(await read_json(request))
-    record = await request.config_dict[CRM].transition(record_id, body, actor=principal(request).username)
+    record = await request.config_dict[CRM].records.transition(record_id, body, actor=principal(request).username)
     return web.json_response(record.as_json())

@@ -29,8 +29,9 @@ from pydantic import ValidationError
 
 from callcenter.db import ConstraintViolation, DatabaseError, DatabaseUnavailable, utcnow
 from crm_bridge.exceptions import InvalidCrmInput
+from crm_bridge.infos import ServiceRecordInfo
+from crm_bridge.records import ServiceRecords
 from crm_bridge.schemas import ServiceRecordIn
-from crm_bridge.services import CrmService, ServiceRecordInfo
 
 log = logging.getLogger("crm_bridge.outbox")
 
@@ -124,13 +125,13 @@ def _read(path: Path) -> tuple[dict[str, _Entry], int]:
 class ServiceRecordOutbox:
     def __init__(
         self,
-        service: CrmService,
+        records: ServiceRecords,
         directory: Path,
         *,
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
     ) -> None:
-        self._service = service
+        self._records = records
         self.path = directory / JOURNAL_NAME
         self.rejected_path = directory / REJECTED_NAME
         self._retry_initial = retry_initial
@@ -186,7 +187,7 @@ class ServiceRecordOutbox:
             self._pending[key] = entry
             self._inflight.add(key)
         try:
-            record, created = await self._service.create_service_record(data, actor=actor)
+            record, created = await self._records.create(data, actor=actor)
         except DatabaseUnavailable:
             log.warning("database unavailable: service record %s waits in the outbox", key)
             self._inflight.discard(key)
@@ -230,7 +231,7 @@ class ServiceRecordOutbox:
                     continue
                 try:
                     data = ServiceRecordIn.model_validate(entry.record)
-                    await self._service.create_service_record(data, actor=entry.actor)
+                    await self._records.create(data, actor=entry.actor)
                 except DatabaseUnavailable:
                     return False
                 except (InvalidCrmInput, ConstraintViolation, ValidationError) as exc:

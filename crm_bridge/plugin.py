@@ -36,7 +36,9 @@ class CrmPlugin:
     def __init__(self, core: Core) -> None:
         config, live = core.config, core.live
         self.crm = CrmService(core.database, rules=phone_rules(config), audit=core.auth)
-        self.outbox = ServiceRecordOutbox(self.crm, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max)
+        self.outbox = ServiceRecordOutbox(
+            self.crm.records, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max
+        )
         self.screen_pop = ScreenPop(
             self.crm, core.database, core.bus, core.hub, lambda: live.model, expert_queue=config.queues.expert
         )

@@ -12,7 +12,7 @@ machine every round trip waits for the server process to be scheduled.
 Every value is bound: the caller ID is hostile text. The only text put into the SQL is the code's own constants
 (the tier order, the open statuses) and, on SQLite, a run of ``?`` as long as the list bound to it.
 
-What comes back is what ``CrmService.files_by_number`` and the call records gave before, to the same JSON: the
+What comes back is what ``Customers.files_by_number`` and the call records gave before, to the same JSON: the
 same dataclasses, the datetimes read back as aware UTC as ``callcenter.db.UtcDateTime`` does.
 """
 
@@ -27,18 +27,10 @@ from typing import Any
 
 from callcenter.db import Database
 from calls.records import TAIL_DIGITS, caller_tail
+from crm_bridge.files import OPEN_RECORDS_MAX, OWNERS_MAX, RECENT_RECORDS
+from crm_bridge.infos import ContactInfo, CustomerFile, CustomerInfo, PhoneInfo, ServiceRecordInfo
 from crm_bridge.models import OPEN_STATUSES, TIER_RANK
 from crm_bridge.phones import PhoneRules
-from crm_bridge.services import (
-    OPEN_RECORDS_MAX,
-    OWNERS_MAX,
-    RECENT_RECORDS,
-    ContactInfo,
-    CustomerFile,
-    CustomerInfo,
-    PhoneInfo,
-    ServiceRecordInfo,
-)
 
 # Calls shown on a pop, and candidates read to find them: a tail can match other numbers, which the rules drop.
 HISTORY = 10

@@ -53,7 +53,7 @@ class ScreenPop:
     ) -> None:
         self._crm = crm
         # The files and the history in one connection checkout, on the raw driver (crm_bridge.popquery).
-        self.reader = PopReader(database, crm.rules)
+        self.reader = PopReader(database, crm.customers.rules)
         self._bus = bus
         self._hub = hub
         self._model = model

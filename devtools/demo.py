@@ -247,7 +247,7 @@ class Demo:
             # The demo's callers have files too, so that their screen-pops show a customer.
             for number, name in _CALLERS[:-1]:
                 tier = "vip" if number.startswith("+86139") else "gold"
-                await crm.create_customer(
+                await crm.customers.create(
                     CustomerIn(name=name, tier=tier, phones=[PhoneIn(number=number)]), actor="demo"
                 )
         finally:

@@ -36,7 +36,7 @@ from crm_bridge.models import (
     ServiceRecordHistory,
 )
 from crm_bridge.phones import DEFAULT_RULES, PhoneRules
-from crm_bridge.services import name_key
+from crm_bridge.text import name_key
 from ivr_flows.ports import DEMO_PRODUCTS
 
 log = logging.getLogger("crm_bridge.seed")

@@ -67,7 +67,7 @@ async def test_a_call_pops_on_the_agent_desktop_shows_on_the_wallboard_rings_the
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         number = f"1390000{secrets.randbelow(10000):04d}"
-        await app[CRM].create_customer(
+        await app[CRM].customers.create(
             CustomerIn(
                 name="Mei Chen",
                 company="Ocean Freight",
@@ -157,7 +157,7 @@ async def test_a_call_pops_on_the_agent_desktop_shows_on_the_wallboard_rings_the
             await desk.page.click("#seat-logout-button")
             await desk.page.locator("#seat-state").filter(has_text="logged out").wait_for()
 
-        records = await app[CRM].list_service_records(ServiceRecordQuery(linkedid=linkedid))
+        records = await app[CRM].records.find(ServiceRecordQuery(linkedid=linkedid))
         assert [(record.type, record.content, record.created_by) for record in records] == [
             ("product_guide", "asked about the F-200 freight plan", agent)
         ]

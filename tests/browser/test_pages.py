@@ -116,7 +116,9 @@ async def test_hostile_caller_text_in_a_screen_pop_and_on_the_board_is_shown_as_
     assert await page.locator("#callback-number").input_value() == "5550100"
 
     # The knowledge base: found articles are text too.
-    await app[CRM].add_article(f"Router reset {HOSTILE}", f"Hold the button for ten seconds. {SCRIPT}", ["router"])
+    await app[CRM].knowledge.add_article(
+        f"Router reset {HOSTILE}", f"Hold the button for ten seconds. {SCRIPT}", ["router"]
+    )
     await page.fill("#kb-query", "router reset")
     await page.click('#kb-form button[type="submit"]')
     await page.locator("#kb-results .kb-item").filter(has_text="Hold the button").wait_for()

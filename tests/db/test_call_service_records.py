@@ -22,10 +22,11 @@ from callcenter.model import Call, LiveModel
 from calls.events import CallRecorded, ExpertOutcome
 from calls.models import CallRecord
 from crm_bridge.from_calls import CallServiceRecords
+from crm_bridge.infos import ServiceRecordInfo
 from crm_bridge.models import RecordType, ServiceRecord
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import CustomerIn, PhoneIn, ServiceRecordQuery
-from crm_bridge.services import CrmService, ServiceRecordInfo
+from crm_bridge.services import CrmService
 
 # The outbox tests' database that can be taken away (SQLite: its directory vanishes; PostgreSQL: a relay is cut).
 switchable = test_crm_outbox.switchable
@@ -65,12 +66,12 @@ class Records:
         await self.bus.drain()
 
     async def of_call(self, linkedid: str) -> list[ServiceRecordInfo]:
-        return await self.crm.list_service_records(ServiceRecordQuery(linkedid=linkedid))
+        return await self.crm.records.find(ServiceRecordQuery(linkedid=linkedid))
 
 
 def make_records(database: Database, outbox_dir: Path) -> Records:
     crm = CrmService(database)
-    outbox = ServiceRecordOutbox(crm, outbox_dir)
+    outbox = ServiceRecordOutbox(crm.records, outbox_dir)
     bus = Bus()
     live: dict[str, Call] = {}
     service = CallServiceRecords(crm, outbox, database, bus, lambda: LiveModel(calls=dict(live)))
@@ -87,7 +88,7 @@ async def records(database: Database, tmp_path: Path) -> AsyncIterator[Records]:
 
 
 async def add_customer(crm: CrmService, name: str, *numbers: str) -> int:
-    created = await crm.create_customer(CustomerIn(name=name, phones=[PhoneIn(number=n) for n in numbers]))
+    created = await crm.customers.create(CustomerIn(name=name, phones=[PhoneIn(number=n) for n in numbers]))
     return created.customer.id
 
 
@@ -304,20 +305,20 @@ async def test_a_record_waits_in_the_outbox_while_the_database_is_down_and_is_wr
     owner = await add_customer(records.crm, "王伟", "+86 138 0013 8000")
     await add_call(records.database, "down.1", "13800138000", "WANG WEI")
     # The database goes away right after the call's row was read, before the record is written.
-    lookup = records.crm.owners_of
+    lookup = records.crm.customers.owners_of
 
     async def owners_then_outage(number: str, *, limit: int = 2) -> list[int]:
         await switchable.down()
         return await lookup(number, limit=limit)
 
-    monkeypatch.setattr(records.crm, "owners_of", owners_then_outage)
+    monkeypatch.setattr(records.crm.customers, "owners_of", owners_then_outage)
     try:
         await records.recorded("down.1")
         assert records.outbox.pending == 1
         assert records.service.written == ["abandoned:down.1"]
         assert await records.outbox.drain() is False
     finally:
-        monkeypatch.setattr(records.crm, "owners_of", lookup)
+        monkeypatch.setattr(records.crm.customers, "owners_of", lookup)
         await switchable.up()
 
     assert await records.outbox.drain() is True

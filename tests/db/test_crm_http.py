@@ -38,7 +38,7 @@ async def client(service: AuthService, crm: CrmService, tmp_path: Path) -> Async
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = service
     app[CRM] = crm
-    app[CRM_OUTBOX] = ServiceRecordOutbox(crm, tmp_path / "outbox")
+    app[CRM_OUTBOX] = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
     app.add_routes(crm_routes)
     check_routes_declared(app)
     async with TestClient(TestServer(app)) as test_client:

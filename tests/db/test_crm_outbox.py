@@ -133,13 +133,13 @@ async def test_records_wait_while_the_database_is_down_and_are_written_once_when
     switchable: Switchable, tmp_path: Path
 ) -> None:
     crm = CrmService(switchable.database)
-    outbox = ServiceRecordOutbox(crm, tmp_path / "outbox")
+    outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
     written = await outbox.submit(voicemail("before"), actor="voicemail")
     assert (written.queued, written.created) == (False, True)
 
     await switchable.down()
     with pytest.raises(DatabaseUnavailable):
-        await crm.list_service_records(ServiceRecordQuery())
+        await crm.records.find(ServiceRecordQuery())
     waiting = [await outbox.submit(voicemail(f"down-{n}"), actor="voicemail") for n in range(3)]
     anonymous = await outbox.submit(voicemail(None, caller_name="Ann"), actor="voicemail")
     assert all(item.queued and item.record is None for item in [*waiting, anonymous])
@@ -159,8 +159,8 @@ async def test_records_wait_while_the_database_is_down_and_are_written_once_when
     assert outbox.pending == 0
     assert await outbox.drain() is True
     assert await count_records(switchable.database) == 5
-    assert (await crm.record_by_key(anonymous.key)) is not None
-    stored = await crm.record_by_key("down-1")
+    assert (await crm.records.by_key(anonymous.key)) is not None
+    stored = await crm.records.by_key("down-1")
     assert stored is not None
     assert stored.content == "<b>call me</b>\r\n'; DROP TABLE x;--"
     # Everything is written: the journal is empty again.
@@ -174,7 +174,7 @@ async def test_the_background_task_writes_what_waits_as_soon_as_the_database_ans
     switchable: Switchable, tmp_path: Path
 ) -> None:
     crm = CrmService(switchable.database)
-    outbox = ServiceRecordOutbox(crm, tmp_path / "outbox", retry_initial=0.05, retry_max=0.2)
+    outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox", retry_initial=0.05, retry_max=0.2)
     outbox.start()
     try:
         await switchable.down()
@@ -197,7 +197,7 @@ async def test_a_restart_replays_the_journal_and_a_replay_adds_nothing(database:
     directory.mkdir()
     # An earlier run: one record journalled but never written, one written whose "done" mark was lost in a crash,
     # and a last line torn by the crash.
-    already, _ = await crm.create_service_record(voicemail("written-before-crash"), actor="voicemail")
+    already, _ = await crm.records.create(voicemail("written-before-crash"), actor="voicemail")
     entries = [
         {"op": "put", "key": key, "actor": "voicemail", "queued_at": "2030-01-01T00:00:00+00:00", "record": record}
         for key, record in (
@@ -208,30 +208,30 @@ async def test_a_restart_replays_the_journal_and_a_replay_adds_nothing(database:
     text = "".join(json.dumps(entry) + "\n" for entry in entries) + '{"op": "put", "key": "tor'
     (directory / JOURNAL_NAME).write_text(text, encoding="utf-8")
 
-    outbox = ServiceRecordOutbox(crm, directory)
+    outbox = ServiceRecordOutbox(crm.records, directory)
     await outbox.load()
     assert outbox.pending == 2
     assert await outbox.drain() is True
     assert await count_records(database) == 2
-    assert (await crm.record_by_key("written-before-crash")) == already
-    assert (await crm.record_by_key("never-written")) is not None
+    assert (await crm.records.by_key("written-before-crash")) == already
+    assert (await crm.records.by_key("never-written")) is not None
 
     # The same journal again (as if the truncation had not happened): still nothing twice.
     (directory / JOURNAL_NAME).write_text(text, encoding="utf-8")
-    again = ServiceRecordOutbox(crm, directory)
+    again = ServiceRecordOutbox(crm.records, directory)
     assert await again.drain() is True
     assert await count_records(database) == 2
 
 
 async def test_a_record_the_database_refuses_is_kept_aside_not_retried(database: Database, tmp_path: Path) -> None:
     crm = CrmService(database)
-    outbox = ServiceRecordOutbox(crm, tmp_path / "outbox")
+    outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
     # Submitted directly, the writer hears the refusal.
     with pytest.raises(InvalidCrmInput):
         await outbox.submit(voicemail("gone", customer_id=4242), actor="agent")
     assert outbox.pending == 0
     # Queued during an outage for a customer deleted meanwhile: set aside for an operator.
-    owner = await crm.create_customer(CustomerIn(name="Soon gone"))
+    owner = await crm.customers.create(CustomerIn(name="Soon gone"))
     directory = tmp_path / "outbox"
     entry = {
         "op": "put",
@@ -241,7 +241,7 @@ async def test_a_record_the_database_refuses_is_kept_aside_not_retried(database:
         "record": voicemail("orphan", customer_id=owner.customer.id + 1000).model_dump(mode="json"),
     }
     (directory / JOURNAL_NAME).write_text(json.dumps(entry) + "\n", encoding="utf-8")
-    replay = ServiceRecordOutbox(crm, directory)
+    replay = ServiceRecordOutbox(crm.records, directory)
     assert await replay.drain() is True
     assert replay.pending == 0
     rejected = [json.loads(line) for line in replay.rejected_path.read_text(encoding="utf-8").splitlines()]
@@ -253,16 +253,16 @@ async def test_the_journal_is_fsynced_before_the_database_is_tried(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     crm = CrmService(database)
-    outbox = ServiceRecordOutbox(crm, tmp_path / "outbox")
+    outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
     order: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr("crm_bridge.outbox.os.fsync", lambda fd: (order.append("fsync"), real_fsync(fd))[1])
-    real_create = crm.create_service_record
+    real_create = crm.records.create
 
     async def create(*args: Any, **kwargs: Any) -> Any:
         order.append("database")
         return await real_create(*args, **kwargs)
 
-    monkeypatch.setattr(crm, "create_service_record", create)
+    monkeypatch.setattr(crm.records, "create", create)
     await outbox.submit(voicemail("ordered"), actor="voicemail")
     assert order.index("fsync") < order.index("database")

@@ -17,10 +17,19 @@ from callcenter.cli.common import pass_context_options
 from callcenter.cli.db_cmd import db as db_group
 from callcenter.db import Database
 from crm_bridge.exceptions import SeedRefused
-from crm_bridge.models import Customer, CustomerPhone, KbArticle, Product, ServiceRecord, ServiceRecordHistory
+from crm_bridge.models import (
+    TIER_RANK,
+    Customer,
+    CustomerPhone,
+    KbArticle,
+    Product,
+    ServiceRecord,
+    ServiceRecordHistory,
+)
 from crm_bridge.phones import normalize
 from crm_bridge.schemas import CustomerIn, ServiceRecordIn
-from crm_bridge.services import TIER_RANK, CrmService, name_key
+from crm_bridge.services import CrmService
+from crm_bridge.text import name_key
 from devtools.seed import SeedOptions, seed
 from ivr_flows.ports import DEMO_PRODUCTS
 
@@ -66,18 +75,18 @@ async def test_a_small_seed_makes_findable_realistic_data(database: Database) ->
 
     crm = CrmService(database)
     _, owner, number, _ = phones[len(phones) // 2]
-    files = await crm.files_by_number(number)
+    files = await crm.customers.files_by_number(number)
     assert owner in [item.customer.id for item in files]
-    one = await crm.customer_file(owner)
+    one = await crm.customers.file(owner)
     assert one.customer.first_contact is not None
     assert one.customer.first_contact <= (one.customer.last_contact or NOW) <= NOW
     assert all(item.created_at <= NOW for item in one.recent_records)
-    assert await crm.search_kb("E21")
+    assert await crm.knowledge.search("E21")
 
 
 async def test_the_demo_products_are_the_flows_demo_products(database: Database) -> None:
     await seed(database, SeedOptions(customers=0, products=3, now=NOW))
-    catalog = CrmProductCatalog(CrmService(database))
+    catalog = CrmProductCatalog(CrmService(database).knowledge)
     for product in DEMO_PRODUCTS:
         assert await catalog.find(product.code) == product
 
@@ -110,9 +119,9 @@ async def test_seeding_a_database_with_customers_needs_force(database: Database)
     assert await _count(database, Customer) == 80
     # Ids given by the seed are behind the sequences: what is made next does not collide.
     crm = CrmService(database)
-    made = await crm.create_customer(CustomerIn(name="After the seed"))
+    made = await crm.customers.create(CustomerIn(name="After the seed"))
     assert made.customer.id == 81
-    created, _ = await crm.create_service_record(ServiceRecordIn(type="complaint"), actor="x")  # type: ignore[arg-type]
+    created, _ = await crm.records.create(ServiceRecordIn(type="complaint"), actor="x")  # type: ignore[arg-type]
     assert created.id == await _count(database, ServiceRecord)
 
 

@@ -21,6 +21,7 @@ from callcenter.auth.services import AuthService
 from callcenter.config import AuthConfig
 from callcenter.db import Base, Database, migrate
 from crm_bridge.exceptions import CustomerNotFound, InvalidCrmInput, InvalidTransition, ServiceRecordNotFound
+from crm_bridge.infos import CustomerFile
 from crm_bridge.models import KbArticle, Product, ServiceRecord, ServiceRecordHistory
 from crm_bridge.phones import PhoneRules
 from crm_bridge.schemas import (
@@ -31,7 +32,7 @@ from crm_bridge.schemas import (
     ServiceRecordQuery,
     TransitionIn,
 )
-from crm_bridge.services import CrmService, CustomerFile
+from crm_bridge.services import CrmService
 from ivr_flows.ports import DEMO_PRODUCTS
 
 # The conftest's clock (moved by hand) and cheap argon2 parameters: the tests exercise the logic, not the cost.
@@ -145,7 +146,7 @@ async def test_migrating_again_changes_nothing(database: Database) -> None:
 
 async def test_hostile_text_is_stored_and_returned_verbatim(crm: CrmService) -> None:
     assert len(KILOBYTE_NAME) > 1000
-    created = await crm.create_customer(
+    created = await crm.customers.create(
         customer(
             KILOBYTE_NAME[:1024],
             "+86 138 0013 8000",
@@ -156,42 +157,42 @@ async def test_hostile_text_is_stored_and_returned_verbatim(crm: CrmService) -> 
         ),
         actor="alice",
     )
-    again = await crm.customer_file(created.customer.id)
+    again = await crm.customers.file(created.customer.id)
     assert again.customer.name == KILOBYTE_NAME[:1024]
     assert again.customer.company == HOSTILE
     assert again.customer.notes == HOSTILE * 10
     assert again.contacts[0].name == HOSTILE
-    (found,) = await crm.files_by_number("13800138000")
+    (found,) = await crm.customers.files_by_number("13800138000")
     assert found.customer.name == KILOBYTE_NAME[:1024]
-    by_name = await crm.files_by_name("<script>alert('x')")
+    by_name = await crm.customers.files_by_name("<script>alert('x')")
     assert [item.customer.id for item in by_name] == [created.customer.id]
 
 
 async def test_every_written_form_of_a_number_finds_the_customer(crm: CrmService) -> None:
-    created = await crm.create_customer(customer("王伟", "+86 138 0013 8000", "010-6234 5678"))
+    created = await crm.customers.create(customer("王伟", "+86 138 0013 8000", "010-6234 5678"))
     for caller in ("13800138000", "013800138000", "+8613800138000", "008613800138000", "8613800138000"):
-        files = await crm.files_by_number(caller)
+        files = await crm.customers.files_by_number(caller)
         assert [item.customer.id for item in files] == [created.customer.id], caller
-    assert [f.customer.id for f in await crm.files_by_number("+86 10 62345678")] == [created.customer.id]
+    assert [f.customer.id for f in await crm.customers.files_by_number("+86 10 62345678")] == [created.customer.id]
 
 
 @pytest.mark.parametrize(
     "caller", ["", "unknown", "13800138001", "1' OR '1'='1", "13800138000; DROP TABLE customers", "9" * 200, "%"]
 )
 async def test_an_unknown_or_junk_number_finds_nobody(crm: CrmService, caller: str) -> None:
-    await crm.create_customer(customer("王伟", "+86 138 0013 8000"))
-    assert await crm.files_by_number(caller) == []
+    await crm.customers.create(customer("王伟", "+86 138 0013 8000"))
+    assert await crm.customers.files_by_number(caller) == []
 
 
 async def test_a_shared_number_pops_every_owner_best_tier_first(crm: CrmService) -> None:
     office = "+86 21 5555 0000"
-    standard = await crm.create_customer(customer("Standard Co", office))
-    vip = await crm.create_customer(customer("VIP Ltd", "021-5555 0000", tier="vip"))
-    gold = await crm.create_customer(customer("Gold Inc", "+862155550000", tier="gold"))
-    await crm.create_customer(customer("Elsewhere", "+86 21 5555 0001", tier="vip"))
-    files = await crm.files_by_number("02155550000")
+    standard = await crm.customers.create(customer("Standard Co", office))
+    vip = await crm.customers.create(customer("VIP Ltd", "021-5555 0000", tier="vip"))
+    gold = await crm.customers.create(customer("Gold Inc", "+862155550000", tier="gold"))
+    await crm.customers.create(customer("Elsewhere", "+86 21 5555 0001", tier="vip"))
+    files = await crm.customers.files_by_number("02155550000")
     assert [item.customer.id for item in files] == [vip.customer.id, gold.customer.id, standard.customer.id]
-    directory = CrmCustomerDirectory(crm)
+    directory = CrmCustomerDirectory(crm.customers)
     assert await directory.tier("+86 21 5555 0000") == "vip"
     assert await directory.tier("13900000000") is None
     assert await directory.tier("<b>vip</b>") is None
@@ -201,22 +202,22 @@ async def test_the_screen_pop_holds_the_latest_ten_records_and_every_open_one(
     crm: CrmService, service: AuthService, clock: FakeClock
 ) -> None:
     supervisor = await service.create_user("sam", "pass-word-1", roles=["supervisor"])
-    created = await crm.create_customer(customer("王伟", "13800138000", contacts=[{"name": "李娜", "role": "采购"}]))
-    other = await crm.create_customer(customer("Other", "13900139000"))
+    created = await crm.customers.create(customer("王伟", "13800138000", contacts=[{"name": "李娜", "role": "采购"}]))
+    other = await crm.customers.create(customer("Other", "13900139000"))
     ids = []
     for number in range(15):
         clock.advance(60)
-        made, _ = await crm.create_service_record(
+        made, _ = await crm.records.create(
             record(content=f"call {number}", customer_id=created.customer.id), actor="ivr"
         )
         ids.append(made.id)
-    await crm.create_service_record(record(customer_id=other.customer.id), actor="ivr")
+    await crm.records.create(record(customer_id=other.customer.id), actor="ivr")
     # The five oldest stay open; of the ten newest, all but the last two are archived.
     for record_id in ids[5:13]:
         for action in ("assign", "start", "resolve", "archive"):
-            await crm.transition(record_id, TransitionIn(action=action, assigned_to=supervisor.id), actor="sam")
+            await crm.records.transition(record_id, TransitionIn(action=action, assigned_to=supervisor.id), actor="sam")
 
-    (pop,) = await crm.files_by_number("+86 138 0013 8000")
+    (pop,) = await crm.customers.files_by_number("+86 138 0013 8000")
     assert [item.id for item in pop.recent_records] == list(reversed(ids[5:]))
     assert {item.id for item in pop.open_records} == set(ids[:5] + ids[13:])
     assert [item.name for item in pop.contacts] == ["李娜"]
@@ -227,9 +228,9 @@ async def test_the_screen_pop_is_three_queries_using_the_number_index(
     crm: CrmService, database: Database, statements: list[str]
 ) -> None:
     for number in range(3):
-        await crm.create_customer(customer(f"Shared {number}", "+86 21 5555 0000", f"1380013800{number}"))
+        await crm.customers.create(customer(f"Shared {number}", "+86 21 5555 0000", f"1380013800{number}"))
     statements.clear()
-    files = await crm.files_by_number("021 5555 0000")
+    files = await crm.customers.files_by_number("021 5555 0000")
     assert len(files) == 3
     assert len([sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]) == 3
     async with database.engine.connect() as connection:
@@ -254,23 +255,23 @@ async def test_the_screen_pop_is_three_queries_using_the_number_index(
 
 
 async def test_names_are_found_by_prefix_or_by_part_whatever_the_case(crm: CrmService) -> None:
-    alice = await crm.create_customer(customer("Alice Zhang", "13800138001"))
-    alicia = await crm.create_customer(customer("ALICIA Wong", "13800138002"))
-    wang = await crm.create_customer(customer("王伟", "13800138003"))
-    await crm.create_customer(customer("100% Real_Name", "13800138004"))
-    assert [f.customer.id for f in await crm.files_by_name("ali")] == [alice.customer.id, alicia.customer.id]
-    assert [f.customer.id for f in await crm.files_by_name("王")] == [wang.customer.id]
-    assert [f.customer.id for f in await crm.files_by_name("WONG", match="contains")] == [alicia.customer.id]
+    alice = await crm.customers.create(customer("Alice Zhang", "13800138001"))
+    alicia = await crm.customers.create(customer("ALICIA Wong", "13800138002"))
+    wang = await crm.customers.create(customer("王伟", "13800138003"))
+    await crm.customers.create(customer("100% Real_Name", "13800138004"))
+    assert [f.customer.id for f in await crm.customers.files_by_name("ali")] == [alice.customer.id, alicia.customer.id]
+    assert [f.customer.id for f in await crm.customers.files_by_name("王")] == [wang.customer.id]
+    assert [f.customer.id for f in await crm.customers.files_by_name("WONG", match="contains")] == [alicia.customer.id]
     # Wildcards are text: "%" does not match every name, "_" not any character.
-    assert [f.customer.name for f in await crm.files_by_name("%", match="contains")] == ["100% Real_Name"]
-    assert [f.customer.name for f in await crm.files_by_name("e_l", match="contains")] == []
-    assert await crm.files_by_name("zz") == []
+    assert [f.customer.name for f in await crm.customers.files_by_name("%", match="contains")] == ["100% Real_Name"]
+    assert [f.customer.name for f in await crm.customers.files_by_name("e_l", match="contains")] == []
+    assert await crm.customers.files_by_name("zz") == []
 
 
 async def test_editing_a_file_is_audited_with_every_change(
     crm: CrmService, service: AuthService, clock: FakeClock
 ) -> None:
-    created = await crm.create_customer(customer("Bob", "13800138000"), actor="amy", remote="10.0.0.5")
+    created = await crm.customers.create(customer("Bob", "13800138000"), actor="amy", remote="10.0.0.5")
     clock.advance(30)
     patch = CustomerPatch.model_validate(
         {
@@ -280,14 +281,14 @@ async def test_editing_a_file_is_audited_with_every_change(
             "phones": [{"number": "+86 139 0013 9000", "kind": "landline"}],
         }
     )
-    updated = await crm.update_customer(created.customer.id, patch, actor="sam", remote="10.0.0.6")
+    updated = await crm.customers.update(created.customer.id, patch, actor="sam", remote="10.0.0.6")
     assert updated.customer.name == HOSTILE
     assert updated.customer.tier == "gold"
     assert updated.customer.updated_at == clock.now
     assert [(p.number, p.kind) for p in updated.customer.phones] == [("+86 139 0013 9000", "landline")]
-    assert await crm.files_by_number("13800138000") == []
-    assert [f.customer.id for f in await crm.files_by_number("13900139000")] == [created.customer.id]
-    assert [f.customer.id for f in await crm.files_by_name("<script>")] == [created.customer.id]
+    assert await crm.customers.files_by_number("13800138000") == []
+    assert [f.customer.id for f in await crm.customers.files_by_number("13900139000")] == [created.customer.id]
+    assert [f.customer.id for f in await crm.customers.files_by_name("<script>")] == [created.customer.id]
 
     items, _ = await service.list_audit(action="customer_updated")
     (entry,) = items
@@ -300,34 +301,32 @@ async def test_editing_a_file_is_audited_with_every_change(
     assert [a.actor for a in created_audits] == ["amy"]
 
     # Sending what is already there changes nothing and writes no audit row.
-    await crm.update_customer(created.customer.id, CustomerPatch.model_validate({"tier": "gold"}), actor="sam")
+    await crm.customers.update(created.customer.id, CustomerPatch.model_validate({"tier": "gold"}), actor="sam")
     assert len((await service.list_audit(action="customer_updated"))[0]) == 1
 
 
 async def test_a_number_that_is_not_one_is_refused_naming_the_field(crm: CrmService) -> None:
     with pytest.raises(InvalidCrmInput) as caught:
-        await crm.create_customer(customer("Eve", "13800138000", "<b>call me</b>"))
+        await crm.customers.create(customer("Eve", "13800138000", "<b>call me</b>"))
     assert caught.value.details == {"fields": {"phones.1.number": "not a phone number"}}
     with pytest.raises(InvalidCrmInput) as twice:
-        await crm.create_customer(customer("Eve", "13800138000", "+86 138 0013 8000"))
+        await crm.customers.create(customer("Eve", "13800138000", "+86 138 0013 8000"))
     assert "phones.1.number" in twice.value.details["fields"]
     with pytest.raises(CustomerNotFound):
-        await crm.update_customer(12345, CustomerPatch(tier="vip"))  # type: ignore[arg-type]
+        await crm.customers.update(12345, CustomerPatch(tier="vip"))  # type: ignore[arg-type]
     with pytest.raises(CustomerNotFound):
-        await crm.customer_file(12345)
+        await crm.customers.file(12345)
 
 
 # service records
 
 
 async def test_an_idempotency_key_writes_a_record_once(crm: CrmService, database: Database) -> None:
-    first, created = await crm.create_service_record(record(idempotency_key="call-1.2/voicemail"), actor="ivr")
-    again, created_again = await crm.create_service_record(record(idempotency_key="call-1.2/voicemail"), actor="ivr")
+    first, created = await crm.records.create(record(idempotency_key="call-1.2/voicemail"), actor="ivr")
+    again, created_again = await crm.records.create(record(idempotency_key="call-1.2/voicemail"), actor="ivr")
     assert (created, created_again) == (True, False)
     assert again.id == first.id
-    racing = await asyncio.gather(
-        *(crm.create_service_record(record(idempotency_key="race"), actor="ivr") for _ in range(5))
-    )
+    racing = await asyncio.gather(*(crm.records.create(record(idempotency_key="race"), actor="ivr") for _ in range(5)))
     assert len({made.id for made, _ in racing}) == 1
     assert [fresh for _, fresh in racing].count(True) == 1
     async with database.session() as session:
@@ -335,21 +334,21 @@ async def test_an_idempotency_key_writes_a_record_once(crm: CrmService, database
 
 
 async def test_a_record_from_a_known_number_is_linked_to_its_only_owner(crm: CrmService) -> None:
-    owner = await crm.create_customer(customer("Owner", "13800138000"))
-    await crm.create_customer(customer("One", "+86 21 5555 0000"))
-    await crm.create_customer(customer("Two", "+86 21 5555 0000"))
-    linked, _ = await crm.create_service_record(
+    owner = await crm.customers.create(customer("Owner", "13800138000"))
+    await crm.customers.create(customer("One", "+86 21 5555 0000"))
+    await crm.customers.create(customer("Two", "+86 21 5555 0000"))
+    linked, _ = await crm.records.create(
         record("voicemail", caller_number="+8613800138000", caller_name=HOSTILE), actor="voicemail"
     )
-    shared, _ = await crm.create_service_record(record("voicemail", caller_number="02155550000"), actor="voicemail")
-    junk, _ = await crm.create_service_record(record("voicemail", caller_number=HOSTILE), actor="voicemail")
+    shared, _ = await crm.records.create(record("voicemail", caller_number="02155550000"), actor="voicemail")
+    junk, _ = await crm.records.create(record("voicemail", caller_number=HOSTILE), actor="voicemail")
     assert linked.customer_id == owner.customer.id
     assert linked.caller_name == HOSTILE
     assert shared.customer_id is None
     assert junk.customer_id is None
     assert junk.caller_number == HOSTILE
     with pytest.raises(InvalidCrmInput) as caught:
-        await crm.create_service_record(record(customer_id=999_999), actor="amy")
+        await crm.records.create(record(customer_id=999_999), actor="amy")
     assert "customer_id" in caught.value.details["fields"]
 
 
@@ -358,7 +357,7 @@ async def test_the_lifecycle_keeps_who_changed_what_and_when(
 ) -> None:
     agent = await service.create_user("amy", "pass-word-1", roles=["agent"])
     booked = datetime(2030, 1, 3, 9, 0, tzinfo=UTC)
-    made, _ = await crm.create_service_record(
+    made, _ = await crm.records.create(
         record("repair_booking", appointment_at=booked.isoformat(), follow_up="2030-01-05"), actor="amy"
     )
     assert (made.status, made.appointment_at, made.follow_up) == ("new", booked, date(2030, 1, 5))
@@ -371,8 +370,8 @@ async def test_the_lifecycle_keeps_who_changed_what_and_when(
     ]
     for step in steps:
         clock.advance(60)
-        await crm.transition(made.id, step, actor="sam")
-    final, history = await crm.service_record(made.id)
+        await crm.records.transition(made.id, step, actor="sam")
+    final, history = await crm.records.get(made.id)
     assert final.status == "archived"
     assert final.assigned_to == agent.id
     assert final.outcome == "replaced the pump"
@@ -391,21 +390,21 @@ async def test_the_lifecycle_keeps_who_changed_what_and_when(
     assert history[-1].at == clock.now
 
     with pytest.raises(InvalidTransition):
-        await crm.transition(made.id, TransitionIn(action="start"), actor="sam")
+        await crm.records.transition(made.id, TransitionIn(action="start"), actor="sam")
     with pytest.raises(ServiceRecordNotFound):
-        await crm.transition(987_654, TransitionIn(action="start"), actor="sam")
-    fresh, _ = await crm.create_service_record(record(), actor="amy")
+        await crm.records.transition(987_654, TransitionIn(action="start"), actor="sam")
+    fresh, _ = await crm.records.create(record(), actor="amy")
     with pytest.raises(InvalidCrmInput) as caught:
-        await crm.transition(fresh.id, TransitionIn(action="assign", assigned_to=424_242), actor="sam")
+        await crm.records.transition(fresh.id, TransitionIn(action="assign", assigned_to=424_242), actor="sam")
     assert "assigned_to" in caught.value.details["fields"]
 
 
 async def test_of_two_agents_acting_at_once_one_wins(crm: CrmService, service: AuthService, database: Database) -> None:
     agent = await service.create_user("amy", "pass-word-1", roles=["agent"])
-    made, _ = await crm.create_service_record(record(), actor="amy")
-    await crm.transition(made.id, TransitionIn(action="assign", assigned_to=agent.id), actor="amy")
+    made, _ = await crm.records.create(record(), actor="amy")
+    await crm.records.transition(made.id, TransitionIn(action="assign", assigned_to=agent.id), actor="amy")
     results = await asyncio.gather(
-        *(crm.transition(made.id, TransitionIn(action="start"), actor=f"agent{n}") for n in range(4)),
+        *(crm.records.transition(made.id, TransitionIn(action="start"), actor=f"agent{n}") for n in range(4)),
         return_exceptions=True,
     )
     assert sum(not isinstance(result, BaseException) for result in results) == 1
@@ -418,19 +417,19 @@ async def test_of_two_agents_acting_at_once_one_wins(crm: CrmService, service: A
 
 
 async def test_records_are_listed_by_customer_status_and_call(crm: CrmService, clock: FakeClock) -> None:
-    one = await crm.create_customer(customer("One", "13800138001"))
-    two = await crm.create_customer(customer("Two", "13800138002"))
+    one = await crm.customers.create(customer("One", "13800138001"))
+    two = await crm.customers.create(customer("Two", "13800138002"))
     for n in range(3):
         clock.advance(1)
-        await crm.create_service_record(record(customer_id=one.customer.id, linkedid=f"170000000{n}.1"), actor="x")
-    await crm.create_service_record(record(customer_id=two.customer.id), actor="x")
-    mine = await crm.list_service_records(ServiceRecordQuery(customer_id=one.customer.id))
+        await crm.records.create(record(customer_id=one.customer.id, linkedid=f"170000000{n}.1"), actor="x")
+    await crm.records.create(record(customer_id=two.customer.id), actor="x")
+    mine = await crm.records.find(ServiceRecordQuery(customer_id=one.customer.id))
     assert [r.linkedid for r in mine] == ["1700000002.1", "1700000001.1", "1700000000.1"]
-    assert len(await crm.list_service_records(ServiceRecordQuery(status="new"))) == 4  # type: ignore[arg-type]
-    assert len(await crm.list_service_records(ServiceRecordQuery(status="archived"))) == 0  # type: ignore[arg-type]
-    (call,) = await crm.list_service_records(ServiceRecordQuery(linkedid="1700000001.1"))
+    assert len(await crm.records.find(ServiceRecordQuery(status="new"))) == 4  # type: ignore[arg-type]
+    assert len(await crm.records.find(ServiceRecordQuery(status="archived"))) == 0  # type: ignore[arg-type]
+    (call,) = await crm.records.find(ServiceRecordQuery(linkedid="1700000001.1"))
     assert call.customer_id == one.customer.id
-    page = await crm.list_service_records(ServiceRecordQuery(limit=2, offset=1))
+    page = await crm.records.find(ServiceRecordQuery(limit=2, offset=1))
     assert len(page) == 2
 
 
@@ -440,12 +439,16 @@ async def test_records_are_listed_by_customer_status_and_call(crm: CrmService, c
 async def test_the_knowledge_base_finds_every_word_anywhere_whatever_the_case(
     crm: CrmService, database: Database
 ) -> None:
-    washer = await crm.add_article("Washing machine error E21", "Clean the drain filter.", ["washer", "drain"])
-    ac = await crm.add_article("Air conditioner not cooling", "Clean the air filter; 空调不制冷请清洗滤网。", ["ac"])
-    odd = await crm.add_article("100% refunds", "Policy for refunds_with_underscores", ["policy"])
+    washer = await crm.knowledge.add_article(
+        "Washing machine error E21", "Clean the drain filter.", ["washer", "drain"]
+    )
+    ac = await crm.knowledge.add_article(
+        "Air conditioner not cooling", "Clean the air filter; 空调不制冷请清洗滤网。", ["ac"]
+    )
+    odd = await crm.knowledge.add_article("100% refunds", "Policy for refunds_with_underscores", ["policy"])
 
     async def titles(query: str) -> list[int]:
-        return [article.id for article in await crm.search_kb(query)]
+        return [article.id for article in await crm.knowledge.search(query)]
 
     assert await titles("e21") == [washer.id]
     # Neither title holds it: the most recently updated first, then the newest.
@@ -486,10 +489,10 @@ async def test_products_are_found_by_the_code_a_caller_types(crm: CrmService, da
                     spoken_zh=product.spoken.get("zh"),
                 )
             )
-    catalog = CrmProductCatalog(crm)
+    catalog = CrmProductCatalog(crm.knowledge)
     for product in DEMO_PRODUCTS:
         assert await catalog.find(product.code) == product
-    found = await crm.product("1002")
+    found = await crm.knowledge.product("1002")
     assert found is not None
     assert found.price == Decimal("4599.50")
     assert found.as_json()["price"] == "4599.50"
@@ -506,19 +509,19 @@ async def test_the_screen_pop_never_blocks_the_event_loop(tmp_path: Any) -> None
         await database.open()
         try:
             crm = CrmService(database, audit=AuthService(database, AuthConfig(), password_hasher=FAST_HASHER))
-            created = await crm.create_customer(customer("王伟", "13800138000"), actor="amy")
-            await crm.create_service_record(record(customer_id=created.customer.id), actor="amy")
-            files: list[CustomerFile] = await crm.files_by_number("+86 138 0013 8000")
+            created = await crm.customers.create(customer("王伟", "13800138000"), actor="amy")
+            await crm.records.create(record(customer_id=created.customer.id), actor="amy")
+            files: list[CustomerFile] = await crm.customers.files_by_number("+86 138 0013 8000")
             assert [item.customer.id for item in files] == [created.customer.id]
-            assert await crm.search_kb("anything") == []
-            assert await crm.best_tier("13800138000") == "standard"
+            assert await crm.knowledge.search("anything") == []
+            assert await crm.customers.best_tier("13800138000") == "standard"
         finally:
             await database.close()
 
 
 async def test_phone_rules_decide_the_keys(database: Database) -> None:
     crm = CrmService(database, rules=PhoneRules(area_code="10"))
-    created = await crm.create_customer(customer("Local", "6234 5678"))
+    created = await crm.customers.create(customer("Local", "6234 5678"))
     assert created.customer.phones[0].normalized == "861062345678"
-    assert [f.customer.id for f in await crm.files_by_number("+86 10 6234 5678")] == [created.customer.id]
-    assert crm.phone_key(PhoneIn(number="010 62345678").number) == "861062345678"
+    assert [f.customer.id for f in await crm.customers.files_by_number("+86 10 6234 5678")] == [created.customer.id]
+    assert crm.customers.phone_key(PhoneIn(number="010 62345678").number) == "861062345678"

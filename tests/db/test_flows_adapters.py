@@ -85,7 +85,7 @@ class AsteriskWrites(VoicemailFiler):
 
 @pytest.fixture
 def ports(crm: CrmService, recordings: RecordingService, tmp_path: Path) -> FlowPorts:
-    outbox = ServiceRecordOutbox(crm, tmp_path / "outbox")
+    outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
     made = flow_ports(crm=crm, outbox=outbox, recordings=recordings)
     return replace(made, voicemail=AsteriskWrites(recordings, outbox))
 
@@ -127,7 +127,7 @@ async def call(flows: FlowSet, ports: FlowPorts, inputs: list[str], *, at: datet
 async def test_the_engine_s_adapters_are_the_crm_s_and_the_recordings(
     crm: CrmService, recordings: RecordingService, tmp_path: Path
 ) -> None:
-    ports = flow_ports(crm=crm, outbox=ServiceRecordOutbox(crm, tmp_path / "outbox"), recordings=recordings)
+    ports = flow_ports(crm=crm, outbox=ServiceRecordOutbox(crm.records, tmp_path / "outbox"), recordings=recordings)
     assert isinstance(ports.catalog, CrmProductCatalog)
     assert isinstance(ports.directory, CrmCustomerDirectory)
     assert isinstance(ports.voicemail, VoicemailFiler)
@@ -163,7 +163,7 @@ async def test_keys_carrying_sql_never_reach_the_database(
 
 
 async def test_a_vip_customer_calling_is_queued_first(flows: FlowSet, ports: FlowPorts, crm: CrmService) -> None:
-    await crm.create_customer(
+    await crm.customers.create(
         CustomerIn.model_validate({"name": "Wang Wei", "tier": "vip", "phones": [{"number": CALLER}]})
     )
     vip = await call(flows, ports, ["2"])
@@ -176,7 +176,7 @@ async def test_a_vip_customer_calling_is_queued_first(flows: FlowSet, ports: Flo
 async def test_an_after_hours_message_is_stored_indexed_and_filed_as_a_new_service_record_of_its_intent(
     flows: FlowSet, ports: FlowPorts, crm: CrmService, database: Database, config: Config, key: str, intent: str
 ) -> None:
-    owner = await crm.create_customer(
+    owner = await crm.customers.create(
         CustomerIn.model_validate({"name": "Li Na", "tier": "gold", "phones": [{"number": CALLER}]})
     )
     sim = await call(flows, ports, [key], at=CLOSED)

@@ -146,7 +146,7 @@ def pop(database: Database) -> Iterator[Pop]:
 async def add_customer(
     crm: CrmService, name: str, *numbers: str, tier: str = "standard", contacts: tuple[ContactIn, ...] = ()
 ) -> int:
-    created = await crm.create_customer(
+    created = await crm.customers.create(
         CustomerIn.model_validate(
             {"name": name, "tier": tier, "phones": [PhoneIn(number=n) for n in numbers], "contacts": list(contacts)}
         )
@@ -206,7 +206,7 @@ async def test_a_known_caller_pops_the_customer_file_with_contacts_and_records(p
         tier="gold",
         contacts=(ContactIn(name="李娜", role="purchasing", phone="139 1111 2222", email="li.na@example.com"),),
     )
-    open_record, _ = await pop.crm.create_service_record(
+    open_record, _ = await pop.crm.records.create(
         ServiceRecordIn(type=RecordType.REPAIR_BOOKING, content="The washer leaks", customer_id=customer_id),
         actor="amy",
     )
@@ -309,7 +309,7 @@ async def test_the_pops_read_gives_the_same_files_as_the_crm_service(pop: Pop) -
         contacts=(ContactIn(name=SQL_NAME, role="boss", phone="139 1111 2222", email="a@example.com"),),
     )
     second = await add_customer(pop.crm, "Shop", shared, tier="vip")
-    await pop.crm.update_customer(
+    await pop.crm.customers.update(
         first,
         CustomerPatch(
             churn_risk=True,
@@ -319,7 +319,7 @@ async def test_the_pops_read_gives_the_same_files_as_the_crm_service(pop: Pop) -
         ),
     )
     for index in range(20):
-        await pop.crm.create_service_record(
+        await pop.crm.records.create(
             ServiceRecordIn(
                 type=RecordType.REPAIR_BOOKING,
                 content=f"visit {index}",
@@ -348,7 +348,7 @@ async def test_the_pops_read_gives_the_same_files_as_the_crm_service(pop: Pop) -
 
     for number in ("13912345678", "+861062345678", "13700000000"):
         read = await pop.screen.reader.read(number)
-        expected = await pop.crm.files_by_number(number)
+        expected = await pop.crm.customers.files_by_number(number)
         assert [file.as_json() for file in read.files] == [file.as_json() for file in expected]
     assert [file.customer.id for file in (await pop.screen.reader.read("13912345678")).files] == [second, first]
 
@@ -357,7 +357,7 @@ async def test_a_change_to_the_customer_is_in_the_next_pop(pop: Pop) -> None:
     customer_id = await add_customer(pop.crm, "Old name", "13800138000")
     pop.live.add_call("edit.1", "13800138000", "WANG", segments=queued())
     before = await pop.offer("edit.1")
-    await pop.crm.update_customer(
+    await pop.crm.customers.update(
         customer_id,
         CustomerPatch(
             name="New name",
@@ -365,7 +365,7 @@ async def test_a_change_to_the_customer_is_in_the_next_pop(pop: Pop) -> None:
             contacts=[ContactIn(name="Assistant")],
         ),
     )
-    record, _ = await pop.crm.create_service_record(
+    record, _ = await pop.crm.records.create(
         ServiceRecordIn(type=RecordType.COMPLAINT, content="Late delivery", customer_id=customer_id), actor="amy"
     )
     await add_call_records(pop.database, ("landline.1", "01062345678", BASE))
@@ -712,7 +712,7 @@ async def test_a_hostile_caller_number_is_data_not_sql(pop: Pop) -> None:
     assert body["history"][0]["caller_number"] == hostile
     async with pop.database.session() as session:
         assert await session.scalar(select(func.count()).select_from(Customer)) == 1
-    assert [file.customer.id for file in await pop.crm.files_by_number("13800138000")] == [customer_id]
+    assert [file.customer.id for file in await pop.crm.customers.files_by_number("13800138000")] == [customer_id]
 
 
 # -- the CRM down ----------------------------------------------------------------------------------------------

@@ -197,9 +197,9 @@ async def test_a_vip_caller_reaches_the_general_queue_first_with_the_reason_atta
     async with running_engine(config, bus, clock=ShiftedClock(at_local(10))) as app:
         # The caller's number belongs to a VIP customer in the CRM.
         crm = app[CRM]
-        if await crm.best_tier(VIP) is None:
+        if await crm.customers.best_tier(VIP) is None:
             customer = {"name": "Wang Wei", "tier": "vip", "phones": [{"number": VIP}]}
-            await crm.create_customer(CustomerIn.model_validate(customer))
+            await crm.customers.create(CustomerIn.model_validate(customer))
         await ready(app)
         calls = Calls(app)
         welcome = seconds(app, "main", "welcome")
@@ -299,7 +299,7 @@ async def test_an_after_hours_caller_leaves_a_complaint_that_is_kept_with_its_au
         await finished(calls)
         (result,) = calls.results
         (message,) = result.voicemails
-        record = await app[CRM].record_by_key(f"ivr-voicemail:{message.path.stem}")
+        record = await app[CRM].records.by_key(f"ivr-voicemail:{message.path.stem}")
         async with app[DATABASE].session() as session:
             indexed = await session.scalar(select(Recording).where(Recording.id == message.path.stem))
     assert caller_rc == 0, caller.output()[-2000:] + caller.errors()

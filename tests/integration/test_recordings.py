@@ -161,7 +161,7 @@ async def test_a_recording_rule_records_a_vip_callers_call_from_the_moment_it_is
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         number = f"1390001{secrets.randbelow(10000):04d}"
-        await app[CRM].create_customer(
+        await app[CRM].customers.create(
             CustomerIn(name="Vera Important", tier="vip", phones=[PhoneIn(number=number)]), actor="test"
         )
         async with user_api(app, Role.AGENT, "1001") as agent_api:

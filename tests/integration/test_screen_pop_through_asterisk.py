@@ -45,7 +45,7 @@ async def test_the_ringing_agents_page_gets_the_callers_file_before_the_answer(
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         number = f"1390000{secrets.randbelow(10000):04d}"
-        await app[CRM].create_customer(
+        await app[CRM].customers.create(
             CustomerIn(name=HOSTILE, company="Ocean Freight", tier="vip", phones=[PhoneIn(number=number)]),
             actor="test",
         )
@@ -119,7 +119,7 @@ async def test_a_caller_who_gives_up_in_the_queue_leaves_a_callback_task(
         crm = app[CRM]
         record = None
         for _ in range(50):
-            record = await crm.record_by_key(f"abandoned:{linkedid}")
+            record = await crm.records.by_key(f"abandoned:{linkedid}")
             if record is not None:
                 break
             await asyncio.sleep(0.1)

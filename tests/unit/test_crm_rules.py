@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from crm_bridge.exceptions import InvalidTransition
 from crm_bridge.models import RecordStatus
+from crm_bridge.records import TRANSITIONS, next_status
 from crm_bridge.schemas import CustomerIn, CustomerPatch, CustomerQuery, ServiceRecordIn, TransitionIn
-from crm_bridge.services import TRANSITIONS, _prefix_end, like_escape, name_key, next_status, search_words
+from crm_bridge.text import like_escape, name_key, prefix_end, search_words
 
 S = RecordStatus
 
@@ -70,7 +71,7 @@ def test_name_key_folds_case_and_width() -> None:
 
 @given(st.text(min_size=1, max_size=20), st.text(max_size=20))
 def test_every_string_with_a_prefix_sorts_below_the_prefix_end(prefix: str, rest: str) -> None:
-    end = _prefix_end(prefix)
+    end = prefix_end(prefix)
     value = prefix + rest
     if end is not None:
         assert prefix <= value < end
