@@ -193,7 +193,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 def seat_notifier(hub: Hub) -> Callable[[Any], None]:
-    """Tells an agent's own pages when their seat changes state (``agent.state_changed`` on the bus)."""
+    """Tells an agent's own pages when their seat changes state (``AgentStateChanged`` on the bus)."""
 
     def notify(event: Any) -> None:
         data: Mapping[str, Any] = event_fields(event)
