@@ -1,8 +1,8 @@
 """The flow engine: walks a caller through the flows over an AGI session and tells the dialplan what next.
 
 Every step taken is kept on the call's path (node, step, keys, result, monotonic and wall time; a node's
-closing goto is how the node ends, not a step) and, when someone listens, published as ``ivr.step``; the walk
-starts with ``ivr.started`` and ends with ``ivr.ended`` carrying the whole path and the outcome. A caller who
+closing goto is how the node ends, not a step) and, when someone listens, published as ``IvrStep``; the walk
+starts with ``IvrStarted`` and ends with ``IvrEnded`` carrying the whole path and the outcome. A caller who
 hangs up mid-menu ends the path at that node. The engine ends by setting CC_QUEUE, CC_PRIORITY, CC_IVR_CHOICE,
 __CC_REASON (inherited by the agent's channel) and, last, CC_ACTION (the dialplan obeys only an explicit queue or
 hangup).
@@ -11,7 +11,7 @@ Two walks: ``FlowEngine.run`` here is the fast walk, the one production (the Fas
 ``bench/ivr.py`` run, hand-inlined over steps made ready at load so that the engine costs under 10% more than
 hand-written AGI calls (docs/benchmarks.md). :mod:`ivr_flows.walk` holds the reference walk
 (``ReferenceFlowEngine``): the same walk written plainly, step by step with named types; read it first. The fast
-walk must keep giving the reference's results (AGI commands, path and ``ivr.ended`` data, bus events, dialplan
+walk must keep giving the reference's results (AGI commands, path and ``IvrEnded`` data, bus events, dialplan
 variables): tests/unit/test_flows_walks.py holds them together, and a change of behaviour goes into both.
 """
 
@@ -53,7 +53,7 @@ DEFAULT_MAX_STEPS = 1000
 
 
 class CallResult:
-    """How one call's walk ended: the ``ivr.ended`` event's data as published (``data``: plain values, times in
+    """How one call's walk ended: the ``IvrEnded`` event's data as published (``data``: plain values, times in
     seconds since the epoch, the path as one dict per step), with typed views of it (times as aware UTC
     datetimes), and what only the engine's caller sees (the outcome as an enum, the error itself, the variables,
     the voicemail messages). ``data`` is the very dict the event carried: read it, do not change it."""
@@ -288,7 +288,7 @@ class FlowEngine:
         start_time = started_at.timestamp()
         caller = caller_number(env.callerid)
         steps, closing, answer = plan.starts[first.name]
-        # Whoever listens to every step gets an ivr.step event per path entry; nobody listening, none is built.
+        # Whoever listens to every step gets an IvrStep event per path entry; nobody listening, none is built.
         state = (PublishingCallState if self._wants(IvrStep) else CallState)(
             session=session,
             flow=first,

@@ -80,7 +80,7 @@ class FlowRuntimeError(Exception):
 class PathStep:
     """One thing that happened in the IVR: which step of which node, the keys pressed, and how it ended.
 
-    The walk keeps each entry as the plain dict the ``ivr.ended`` event carries (built once, for the event and the
+    The walk keeps each entry as the plain dict the ``IvrEnded`` event carries (built once, for the event and the
     call record alike); this is the typed view of one (:attr:`ivr_flows.engine.CallResult.path`). Times are
     numbers, from one clock reading per step: ``monotonic`` is the clock's monotonic time, ``at`` the wall-clock
     time in seconds since the epoch (the call's wall-clock start plus the monotonic time gone since). They become
@@ -159,11 +159,11 @@ class CallState:
     uniqueid: str = ""
     linkedid: str = ""
     variables: dict[str, str] = field(default_factory=dict)
-    # The path as the ivr.ended event carries it, one dict per step (see PathStep for the fields).
+    # The path as the IvrEnded event carries it, one dict per step (see PathStep for the fields).
     path: list[dict[str, Any]] = field(default_factory=list)
     # Names of fixed prompts already made, shared by every call of one engine (see :meth:`playable`).
     names: dict[tuple[int, str, str], tuple[Prompt, str]] = field(default_factory=dict)
-    # Whether anyone listens to ``ivr.choice``: nobody reading it, no event is built (``ivr.step``: see
+    # Whether anyone listens to ``IvrChoice``: nobody reading it, no event is built (``IvrStep``: see
     # PublishingCallState).
     publish_choices: bool = True
     # The step being run: flow name, node, step kind, index in the node (one tuple per step, made at load).
@@ -243,7 +243,7 @@ class CallState:
 
 @dataclass(slots=True)
 class PublishingCallState(CallState):
-    """The call's state when someone listens to ``ivr.step``: every path entry is also published as one."""
+    """The call's state when someone listens to ``IvrStep``: every path entry is also published as one."""
 
     def trace(self, result: str | None = None, *, digits: str | None = None, detail: str | None = None) -> None:
         CallState.trace(self, result, digits=digits, detail=detail)
@@ -394,7 +394,7 @@ def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal[
 
 def menu_key(menu: Spoken[MenuStep], state: CallState, digit: str | None) -> str | None:
     """What a key heard by a menu does (the walk plays the menu's prompts itself, see ``ivr_flows.engine``): the
-    node a valid key chooses (traced, and published as ``ivr.choice``), or None when the menu asks again (traced
+    node a valid key chooses (traced, and published as ``IvrChoice``), or None when the menu asks again (traced
     as ``no_input`` or ``invalid``; the step's ``no_input`` or ``invalid`` prompt plays first)."""
     step = menu.step
     if not digit:
