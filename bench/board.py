@@ -59,6 +59,7 @@ from aiohttp import WSMsgType, web  # noqa: E402
 from argon2 import PasswordHasher  # noqa: E402
 
 from callcenter.ami.message import AmiMessage  # noqa: E402
+from callcenter.auth.directory import UserDirectory  # noqa: E402
 from callcenter.auth.middleware import auth_middleware  # noqa: E402
 from callcenter.auth.models import User  # noqa: E402
 from callcenter.auth.permissions import Role  # noqa: E402
@@ -70,7 +71,9 @@ from callcenter.keys import AUTH, HUB  # noqa: E402
 from callcenter.live import LiveService  # noqa: E402
 from callcenter.web.errors import error_middleware  # noqa: E402
 from callcenter.web.ws import Client, Hub, ws_routes  # noqa: E402
+from calls.reads import CallReads  # noqa: E402
 from seats.models import AgentSeat  # noqa: E402
+from seats.reads import SeatReads  # noqa: E402
 from supervisor.board import BoardService  # noqa: E402
 from supervisor.notifier import BoardNotifier  # noqa: E402
 
@@ -437,7 +440,14 @@ async def run_variant(
     result = Result(label)
     bus = Bus()
     live = LiveService(NoConnection, bus, wrapup={f"q{q:02d}": 3.0 for q in range(plan.queues)})  # type: ignore[arg-type]
-    board = BoardService(database, lambda: live.model, zone=ZoneInfo("UTC"), service_level=20.0)
+    board = BoardService(
+        CallReads(database),
+        SeatReads(database),
+        UserDirectory(database),
+        lambda: live.model,
+        zone=ZoneInfo("UTC"),
+        service_level=20.0,
+    )
     await board.load_directory()
     hub = TimedHub()
     notifier = notifier_class(board, hub, bus, interval=plan.interval, refresh=5.0)

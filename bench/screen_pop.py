@@ -4,9 +4,11 @@ What one pop goes through, in one process on one uvloop event loop, as in the en
 
 1. an ``AgentCalled`` AMI message into the engine's own live service (``LiveService._on_event``: the pure reducer
    ``callcenter.ami.reducer.apply``, then ``CallOffered`` on the bus), which is what the AMI connection feeds;
-2. the screen-pop (``crm_bridge.screenpop.ScreenPop``): the customer files of the calling number and its last calls
-   from ``call_records`` (``crm_bridge.popquery.PopReader``: four indexed statements on one pooled connection, on
-   SQLite in one trip to the driver's thread), the IVR path and the wait from memory, then JSON and the hub;
+2. the screen-pop (``crm_bridge.screenpop.ScreenPop``): the customer files of the calling number
+   (``crm_bridge.popquery.PopReader``: three indexed statements on one pooled connection, on SQLite in one trip to
+   the driver's thread, on PostgreSQL in one statement) and its last calls from ``call_records`` through the calls'
+   port (``calls.reads.CallReads``: one indexed statement, one more trip), the IVR path and the wait from memory,
+   then JSON and the hub;
 3. the real aiohttp websocket route on 127.0.0.1, and a real aiohttp websocket client logged in as the ringing
    agent (bearer token), which notes when the frame arrives.
 
@@ -79,6 +81,7 @@ from callcenter.live import LiveService  # noqa: E402
 from callcenter.web.errors import error_middleware  # noqa: E402
 from callcenter.web.ws import Hub, ws_routes  # noqa: E402
 from calls.models import CallRecord  # noqa: E402
+from calls.reads import CallReads  # noqa: E402
 from calls.records import caller_tail  # noqa: E402
 from crm_bridge.models import CustomerPhone  # noqa: E402
 from crm_bridge.screenpop import ScreenPop  # noqa: E402
@@ -386,7 +389,15 @@ class Engine:
         self.live = LiveService(NoConnection, self.bus)  # type: ignore[arg-type]
         self.hub = Hub()
         self.crm = CrmService(database)
-        self.screen = ScreenPop(self.crm, database, self.bus, self.hub, lambda: self.live.model, expert_queue=EXPERT)
+        self.screen = ScreenPop(
+            self.crm,
+            database,
+            self.bus,
+            self.hub,
+            lambda: self.live.model,
+            history=CallReads(database),
+            expert_queue=EXPERT,
+        )
         self.waiting: dict[str, asyncio.Future[tuple[float, str]]] = {}
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None

@@ -19,6 +19,7 @@ from aiohttp import web
 from callcenter import adapters, health
 from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
 from callcenter.ami.connection import AmiConnection
+from callcenter.auth.directory import UserDirectory
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
@@ -36,12 +37,15 @@ from callcenter.web.errors import error_middleware
 from callcenter.web.pages import page_routes
 from callcenter.web.ws import Hub, seat_notifier, ws_routes
 from calls.plugin import CallsPlugin
+from calls.reads import CallReads
 from crm_bridge.plugin import CrmPlugin
+from crm_bridge.reads import CrmReads
 from ivr_flows.plugin import FlowsPlugin
 from ivr_flows.plugin import request_reload as reload_flows
 from ivr_flows.ports import Clock, FlowPorts
 from recordings.plugin import RecordingsPlugin
 from seats.plugin import SeatsPlugin
+from seats.reads import SeatReads
 from supervisor.plugin import SupervisorPlugin
 
 log = logging.getLogger("callcenter.app")
@@ -96,16 +100,30 @@ def build_core(config: Config, *, bus: Bus | None = None, agi_routes: Mapping[st
 def build_plugins(
     core: Core, *, clock: Clock | None = None, flow_ports: FlowPorts | None = None, serve_agi: bool = True
 ) -> tuple[Plugin, ...]:
-    """Every feature's plugin, in :data:`PLUGIN_ORDER`, each given the ports it needs of the others."""
+    """Every feature's plugin, in :data:`PLUGIN_ORDER`, each given the ports it needs of the others.
+
+    The read ports are the owners' own implementations over their tables (``<package>.reads``): the call records
+    and a caller's earlier calls (calls), who sits where and every login and pause (seats), the business volume
+    (the CRM); the user directory is the core's."""
+    call_reads = CallReads(core.database)
+    seat_reads = SeatReads(core.database)
     seats = SeatsPlugin(core)
     calls = CallsPlugin(core)
-    crm = CrmPlugin(core)
-    recordings = RecordingsPlugin(core, tier=crm.crm.customers.best_tier)
+    crm = CrmPlugin(core, calls=call_reads, history=call_reads)
+    recordings = RecordingsPlugin(core, seats=seat_reads, tier=crm.crm.customers.best_tier)
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control
     )
     flows = FlowsPlugin(core, ports, clock=clock, serve_agi=serve_agi)
-    supervisor = SupervisorPlugin(core, outbox_pending=lambda: crm.outbox.pending)
+    supervisor = SupervisorPlugin(
+        core,
+        calls=call_reads,
+        seats=seat_reads,
+        seat_history=seat_reads,
+        users=UserDirectory(core.database),
+        business=CrmReads(core.database),
+        outbox_pending=lambda: crm.outbox.pending,
+    )
     plugins: tuple[Plugin, ...] = (seats, calls, crm, recordings, flows, supervisor)
     assert tuple(plugin.name for plugin in plugins) == PLUGIN_ORDER
     return plugins

@@ -15,13 +15,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-
 from callcenter.bus import Bus
-from callcenter.db import Database, DatabaseError
+from callcenter.db import DatabaseError
 from callcenter.model import LiveModel
 from calls.events import CallRecorded, ExpertOutcome
-from calls.models import CallRecord
+from calls.ports import CallRecords
 from crm_bridge.models import CALLER_NUMBER_MAX, NAME_MAX, RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
@@ -33,18 +31,20 @@ ACTOR = "system"
 
 
 class CallServiceRecords:
+    """Files the service records calls leave; reads each call's record through the calls' port (``calls``)."""
+
     def __init__(
         self,
         crm: CrmService,
         outbox: ServiceRecordOutbox,
-        database: Database,
+        calls: CallRecords,
         bus: Bus,
         model: Callable[[], LiveModel],
     ) -> None:
         self._model = model
         self._crm = crm
         self._outbox = outbox
-        self._database = database
+        self._calls = calls
         self._bus = bus
         self._unsubscribe: list[Callable[[], None]] = []
         self.written: list[str] = []
@@ -82,8 +82,7 @@ class CallServiceRecords:
 
     async def _on_recorded(self, event: CallRecorded) -> None:
         linkedid = event.linkedid
-        async with self._database.session() as session:
-            row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+        row = await self._calls.record(linkedid)
         if row is None:
             return
         number = row.caller_number
@@ -115,8 +114,7 @@ class CallServiceRecords:
         number = ""
         call_notes = ""
         try:
-            async with self._database.session() as session:
-                row = await session.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+            row = await self._calls.record(linkedid)
         except DatabaseError:
             # The event carries what the record needs; the outbox keeps it until the database is back.
             row = None

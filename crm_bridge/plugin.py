@@ -8,6 +8,7 @@ from aiohttp import web
 
 from callcenter.config import Config
 from callcenter.plugin import Core
+from calls.ports import CallHistory, CallRecords
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.http import crm_routes
 from crm_bridge.keys import CALL_SERVICE_RECORDS, CRM, CRM_OUTBOX, SCREEN_POP
@@ -33,16 +34,24 @@ def phone_rules(config: Config) -> PhoneRules:
 class CrmPlugin:
     name = "crm"
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, calls: CallRecords, history: CallHistory) -> None:
+        """The call features' ports, given by the composition root: the record of a finished call (``calls``, for
+        the service records calls leave) and a caller's earlier calls (``history``, for the screen-pop)."""
         config, live = core.config, core.live
         self.crm = CrmService(core.database, rules=phone_rules(config), audit=core.auth)
         self.outbox = ServiceRecordOutbox(
             self.crm.records, config.data_dir / "outbox", retry_max=config.crm.outbox_retry_max
         )
         self.screen_pop = ScreenPop(
-            self.crm, core.database, core.bus, core.hub, lambda: live.model, expert_queue=config.queues.expert
+            self.crm,
+            core.database,
+            core.bus,
+            core.hub,
+            lambda: live.model,
+            history=history,
+            expert_queue=config.queues.expert,
         )
-        self.from_calls = CallServiceRecords(self.crm, self.outbox, core.database, core.bus, lambda: live.model)
+        self.from_calls = CallServiceRecords(self.crm, self.outbox, calls, core.bus, lambda: live.model)
 
     def install(self, app: web.Application) -> None:
         app[CRM] = self.crm

@@ -1,13 +1,17 @@
-"""The screen-pop's read path: the files of every customer owning a calling number and that number's last calls.
+"""The screen-pop's read path: the files of every customer owning a calling number, and that number's last calls.
 
-A pop reads four statements (the owners of the number key; their numbers and contacts; their latest and open
-service records; the last calls from any of their numbers) on one pooled connection, on the raw driver rather than
-through SQLAlchemy's async ORM path, which was about nine tenths of a pop's CPU (docs/benchmarks.md, the
-screen-pop). On SQLite every statement through the async adapter is a round trip to aiosqlite's thread (a queue
-put, a thread wake-up, a callback into the loop; a pop made twenty), so the whole read runs as one function on
-that thread: one hop. On PostgreSQL the four are one statement sent straight to asyncpg (prepared once per
-connection), each part an array of row values, so that a pop is one round trip after the pool's ping: on a busy
-machine every round trip waits for the server process to be scheduled.
+The files are the CRM's (the owners of the number key; their numbers and contacts; their latest and open service
+records), read here in three statements on one pooled connection, on the raw driver rather than through
+SQLAlchemy's async ORM path, which was about nine tenths of a pop's CPU (docs/benchmarks.md, the screen-pop). On
+SQLite every statement through the async adapter is a round trip to aiosqlite's thread (a queue put, a thread
+wake-up, a callback into the loop; a pop made twenty), so the whole read runs as one function on that thread: one
+hop. On PostgreSQL the three are one statement sent straight to asyncpg (prepared once per connection), each part
+an array of row values, so that the files are one round trip after the pool's ping: on a busy machine every round
+trip waits for the server process to be scheduled.
+
+The last calls are the call features' (``call_records``), asked through their port (:class:`calls.ports.CallHistory`,
+given by the composition root) for the calling number and the owners' numbers; they read them the same way (one
+hop, or one round trip). The CRM's numbering rules then keep the calls from the same numbers.
 
 Every value is bound: the caller ID is hostile text. The only text put into the SQL is the code's own constants
 (the tier order, the open statuses) and, on SQLite, a run of ``?`` as long as the list bound to it.
@@ -19,14 +23,14 @@ same dataclasses, the datetimes read back as aware UTC as ``callcenter.db.UtcDat
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
 from callcenter.db import Database
-from calls.records import TAIL_DIGITS, caller_tail
+from calls.ports import CallHistory, PastCall
 from crm_bridge.files import OPEN_RECORDS_MAX, OWNERS_MAX, RECENT_RECORDS
 from crm_bridge.infos import ContactInfo, CustomerFile, CustomerInfo, PhoneInfo, ServiceRecordInfo
 from crm_bridge.models import OPEN_STATUSES, TIER_RANK
@@ -48,7 +52,6 @@ _RECORD = (
     "id, customer_id, linkedid, type, status, content, outcome, feedback, follow_up, appointment_at, assigned_to, "
     "created_by, caller_number, caller_name, idempotency_key, created_at, updated_at"
 )
-_CALL = "linkedid, started_at, caller_number, outcome, ivr_choice, agent, expert, talk_time, handoff_notes"
 _TIER_ORDER = (
     "CASE tier "
     + " ".join(f"WHEN '{tier}' THEN {rank}" for tier, rank in TIER_RANK.items())
@@ -92,46 +95,25 @@ def _records(ids: str) -> str:
     )
 
 
-def _calls(tails: str) -> str:
-    """Candidates for the last calls: by the number's tail (index on caller_tail, started_at), newest first."""
-    return (
-        f"SELECT {_CALL} FROM call_records WHERE caller_tail {tails} "  # noqa: S608
-        f"ORDER BY started_at DESC LIMIT {HISTORY_CANDIDATES}"
-    )
-
-
-def _pg_pop() -> str:
-    """PostgreSQL: the four statements as one, each result an array of row values in its order (one round trip).
-
-    The calls are found by the tails of the calling number ($3, from records.caller_tail) and of the owners'
-    numbers, computed here as caller_tail does it (the ASCII digits, the last TAIL_DIGITS of at least three).
-    """
+def _pg_files() -> str:
+    """PostgreSQL: the three statements as one, each result an array of row values in its order (one round trip)."""
     owners = "(SELECT id FROM owners)"
-    digits = "regexp_replace(number, '[^0-9]', '', 'g')"
-    tails = "IN (SELECT tail FROM tails WHERE tail <> '')"
     return (
-        f"WITH owners AS ({_owners('$1', '$2')}), "  # noqa: S608 (the code's constants and placeholders only)
-        "phones AS (SELECT customer_id, id, number, normalized, kind FROM customer_phones "
-        f"WHERE customer_id IN {owners}), "
-        f"tails AS (SELECT $3::varchar AS tail UNION SELECT CASE WHEN length({digits}) >= 3 "
-        f"THEN right({digits}, {TAIL_DIGITS}) ELSE '' END FROM phones) "
+        f"WITH owners AS ({_owners('$1', '$2')}) "  # noqa: S608 (the code's constants and placeholders only)
         f"SELECT ARRAY(SELECT ROW({_CUSTOMER}) FROM owners ORDER BY {_TIER_ORDER}, id), "
         "ARRAY(SELECT ROW(part, customer_id, id, a, b, c, d) FROM ("
         "SELECT 'phone'::varchar AS part, customer_id, id, number AS a, normalized AS b, kind AS c, NULL::varchar AS d "
-        "FROM phones UNION ALL SELECT 'contact', customer_id, id, name, role, phone, email "
+        f"FROM customer_phones WHERE customer_id IN {owners} "
+        "UNION ALL SELECT 'contact', customer_id, id, name, role, phone, email "
         f"FROM contacts WHERE customer_id IN {owners}) AS parts ORDER BY part, id), "
         f"ARRAY(SELECT ROW({_RECORD}, rank, open_rank) FROM ({_records('IN ' + owners)}) AS records "
-        f"ORDER BY {_NEWEST_FIRST}), "
-        f"ARRAY(SELECT ROW({_CALL}) FROM ({_calls(tails)}) AS calls ORDER BY started_at DESC)"
+        f"ORDER BY {_NEWEST_FIRST})"
     )
 
 
-# PostgreSQL: fixed texts, lists bound as arrays (asyncpg prepares each once per connection).
-_PG_POP = _pg_pop()
-_PG_CALLS = (
-    f"SELECT ARRAY(SELECT ROW({_CALL}) FROM ({_calls('= ANY($1::varchar[])')}) AS calls ORDER BY started_at DESC)"  # noqa: S608
-)
-# SQLite: a ``?`` per value of the list (at most OWNERS_MAX ids, NUMBERS_MAX tails), each text made once.
+# PostgreSQL: a fixed text (asyncpg prepares it once per connection).
+_PG_FILES = _pg_files()
+# SQLite: a ``?`` per value of the list (at most OWNERS_MAX ids), each text made once.
 _SQLITE_OWNERS = _owners("?", "?")
 
 
@@ -147,11 +129,6 @@ def _sqlite_parts(count: int) -> str:
 @lru_cache(maxsize=OWNERS_MAX)
 def _sqlite_records(count: int) -> str:
     return _records(_marks(count))
-
-
-@lru_cache(maxsize=NUMBERS_MAX)
-def _sqlite_calls(count: int) -> str:
-    return _calls(_marks(count))
 
 
 # -- rows to the CRM's results ----------------------------------------------------------------------------------
@@ -266,29 +243,27 @@ def _numbers(found: set[str]) -> list[str]:
     return sorted(found)[:NUMBERS_MAX]
 
 
-def _tails(numbers: Sequence[str]) -> list[str]:
-    return sorted({tail for tail in map(caller_tail, numbers) if tail})
-
-
-def _history(rows: Sequence[Row], numbers: Sequence[str], rules: PhoneRules, t: _Types) -> list[dict[str, Any]]:
-    # The tail finds candidates; the CRM's numbering rules say which are the same number.
+def _history(candidates: Sequence[PastCall], numbers: Sequence[str], rules: PhoneRules) -> list[dict[str, Any]]:
+    # The calls' port finds candidates by the numbers' last digits; the CRM's numbering rules say which are the
+    # same number.
     written = set(numbers)
     keys = {key for key in map(rules.normalize, numbers) if key}
     calls: list[dict[str, Any]] = []
-    for linkedid, started_at, number, outcome, choice, agent, expert, talk_time, notes in rows:
+    for call in candidates:
+        number = call.caller_number
         if number not in written and rules.normalize(number) not in keys:
             continue
         calls.append(
             {
-                "linkedid": linkedid,
-                "started_at": t.moment(started_at).isoformat(),  # type: ignore[union-attr]
+                "linkedid": call.linkedid,
+                "started_at": call.started_at.isoformat(),
                 "caller_number": number,
-                "outcome": outcome,
-                "choice": choice,
-                "agent": agent,
-                "expert": expert,
-                "talk_time": talk_time,
-                "notes": notes,
+                "outcome": call.outcome,
+                "choice": call.ivr_choice,
+                "agent": call.agent,
+                "expert": call.expert,
+                "talk_time": call.talk_time,
+                "notes": call.handoff_notes,
             }
         )
         if len(calls) == HISTORY:
@@ -307,58 +282,51 @@ class CallerFiles:
 NOTHING = CallerFiles([], [])
 
 
-def _read_sqlite(connection: sqlite3.Connection, number: str, key: str | None, rules: PhoneRules) -> CallerFiles:
-    """The whole read, on aiosqlite's thread (no await in here: one hop)."""
+def _files_sqlite(connection: sqlite3.Connection, key: str) -> list[CustomerFile]:
+    """The files, on aiosqlite's thread (no await in here: one hop)."""
 
     def rows(sql: str, params: Sequence[Any]) -> list[Any]:
         return connection.execute(sql, params).fetchall()
 
-    files: list[CustomerFile] = []
-    if key is not None:
-        owners = rows(_SQLITE_OWNERS, (key, OWNERS_MAX))
-        if owners:
-            ids = [row[0] for row in owners]
-            parts = rows(_sqlite_parts(len(ids)), ids + ids)
-            records = rows(_sqlite_records(len(ids)), ids)
-            files = _files(owners, parts, records, _SQLITE_TYPES)
-    numbers = _numbers(_every_number(files, number))
-    tails = _tails(numbers)
-    if not tails:
-        return CallerFiles(files, [])
-    return CallerFiles(files, _history(rows(_sqlite_calls(len(tails)), tails), numbers, rules, _SQLITE_TYPES))
-
-
-async def _read_postgres(
-    fetchrow: Callable[..., Awaitable[Any]], number: str, key: str | None, rules: PhoneRules
-) -> CallerFiles:
-    owners, parts, records, calls = await fetchrow(_PG_POP, key, OWNERS_MAX, caller_tail(number))
-    files = _files(owners, parts, records, _PG_TYPES)
-    found = _every_number(files, number)
-    numbers = _numbers(found)
-    if len(found) > NUMBERS_MAX:
-        # More numbers than a pop reads calls for: the calls of the ones kept, as on SQLite (a second round trip).
-        (calls,) = await fetchrow(_PG_CALLS, _tails(numbers))
-    return CallerFiles(files, _history(calls, numbers, rules, _PG_TYPES))
+    owners = rows(_SQLITE_OWNERS, (key, OWNERS_MAX))
+    if not owners:
+        return []
+    ids = [row[0] for row in owners]
+    parts = rows(_sqlite_parts(len(ids)), ids + ids)
+    records = rows(_sqlite_records(len(ids)), ids)
+    return _files(owners, parts, records, _SQLITE_TYPES)
 
 
 class PopReader:
-    """The screen-pop's database read for one calling number, on one connection of ``database``'s pool."""
+    """The screen-pop's database read for one calling number: the files on one connection of ``database``'s pool,
+    then the last calls from ``history`` (the call features' port)."""
 
-    def __init__(self, database: Database, rules: PhoneRules) -> None:
+    def __init__(self, database: Database, rules: PhoneRules, history: CallHistory) -> None:
         self._database = database
         self._rules = rules
+        self._history = history
+
+    async def files(self, key: str) -> list[CustomerFile]:
+        """The files of every customer owning the number key, best tier first; raises DatabaseError when
+        unreachable."""
+        async with self._database.driver() as driver:
+            if self._database.dialect == "sqlite":
+                # aiosqlite runs a function on its connection's thread: the one hop of the files. _execute and
+                # _conn are aiosqlite's private parts (as of 0.22; SQLAlchemy's adapter reaches into _conn and _tx
+                # too): the screen-pop tests, the hop-counting one first, fail if they change.
+                found: list[CustomerFile] = await driver._execute(_files_sqlite, driver._conn, key)
+            else:
+                owners, parts, records = await driver.fetchrow(_PG_FILES, key, OWNERS_MAX)
+                found = _files(owners, parts, records, _PG_TYPES)
+        return found
 
     async def read(self, number: str) -> CallerFiles:
         """The files of every customer owning ``number`` and its last calls; raises DatabaseError when unreachable."""
         if not number:
             return NOTHING
         key = self._rules.normalize(number)
-        async with self._database.driver() as driver:
-            if self._database.dialect == "sqlite":
-                # aiosqlite runs a function on its connection's thread: the one hop of the pop. _execute and _conn
-                # are aiosqlite's private parts (as of 0.22; SQLAlchemy's adapter reaches into _conn and _tx too):
-                # the screen-pop tests, the hop-counting one first, fail if they change.
-                found: CallerFiles = await driver._execute(_read_sqlite, driver._conn, number, key, self._rules)
-            else:
-                found = await _read_postgres(driver.fetchrow, number, key, self._rules)
-        return found
+        files = await self.files(key) if key is not None else []
+        # The calls of the calling number and of every number of its owners (at most NUMBERS_MAX of them).
+        numbers = _numbers(_every_number(files, number))
+        candidates = await self._history.calls_from(numbers, HISTORY_CANDIDATES)
+        return CallerFiles(files, _history(candidates, numbers, self._rules))

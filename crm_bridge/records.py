@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from callcenter.auth.models import User
+from callcenter.auth.directory import UserDirectory
 from callcenter.db import ConstraintViolation, Database, utcnow
 from crm_bridge.customers import Customers, owner_ids
 from crm_bridge.exceptions import InvalidCrmInput, InvalidTransition, ServiceRecordNotFound
@@ -50,9 +50,18 @@ def next_status(action: str, current: str) -> RecordStatus:
 
 
 class ServiceRecords:
-    def __init__(self, database: Database, customers: Customers, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        database: Database,
+        customers: Customers,
+        *,
+        users: UserDirectory | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """``users``: who may be assigned a record (the core's user directory; by default over ``database``)."""
         self._database = database
         self._customers = customers
+        self._users = users or UserDirectory(database)
         self._clock = clock
 
     async def create(self, data: ServiceRecordIn, *, actor: str) -> tuple[ServiceRecordInfo, bool]:
@@ -158,7 +167,7 @@ class ServiceRecords:
             values: dict[str, Any] = {"status": target.value, "updated_at": now}
             changes: dict[str, Any] = {}
             if data.action == "assign":
-                if await session.scalar(select(User.id).where(User.id == data.assigned_to)) is None:
+                if data.assigned_to is None or data.assigned_to not in await self._users.users([data.assigned_to]):
                     raise InvalidCrmInput("assigned_to", "no user with this id")
                 if record.assigned_to != data.assigned_to:
                     values["assigned_to"] = data.assigned_to

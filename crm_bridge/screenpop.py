@@ -21,6 +21,7 @@ from callcenter.events import CallOffered
 from callcenter.model import LiveModel
 from callcenter.web.ws import Hub
 from calls.events import ExpertRequested
+from calls.ports import CallHistory
 from crm_bridge.popquery import HISTORY as HISTORY
 from crm_bridge.popquery import PopReader
 from crm_bridge.services import CrmService
@@ -48,12 +49,13 @@ class ScreenPop:
         hub: Hub,
         model: Callable[[], LiveModel],
         *,
+        history: CallHistory,
         expert_queue: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._crm = crm
-        # The files and the history in one connection checkout, on the raw driver (crm_bridge.popquery).
-        self.reader = PopReader(database, crm.customers.rules)
+        # The files on the raw driver (crm_bridge.popquery), the last calls from the calls' port (``history``).
+        self.reader = PopReader(database, crm.customers.rules, history)
         self._bus = bus
         self._hub = hub
         self._model = model

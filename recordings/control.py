@@ -22,20 +22,17 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
 from callcenter.ami import actions
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiError
 from callcenter.bus import Bus
-from callcenter.db import Database
 from callcenter.events import CallAnswered, CallEnded, QueueChanged
 from callcenter.model import Channel, LiveModel
 from recordings.events import RecordingFinished, RecordingStarted
 from recordings.models import Kind, Status
 from recordings.schemas import SearchQuery
 from recordings.services import CallFacts, RecordingInfo, RecordingService
-from seats.models import AgentSeat
+from seats.ports import SeatDirectory
 
 log = logging.getLogger("recordings.control")
 
@@ -76,10 +73,13 @@ class _CallRecordings:
 
 
 class RecordingControl:
+    """Starts, stops and pauses recordings. ``seats`` (the seats' port, given by the composition root) says which
+    user sits at the answering seat, for the index row."""
+
     def __init__(
         self,
         service: RecordingService,
-        database: Database,
+        seats: SeatDirectory,
         bus: Bus,
         ami: Callable[[], AmiConnection],
         model: Callable[[], LiveModel],
@@ -89,7 +89,7 @@ class RecordingControl:
         tier: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._service = service
-        self._database = database
+        self._seats = seats
         self._bus = bus
         self._ami = ami
         self._model = model
@@ -161,9 +161,7 @@ class RecordingControl:
         return model.channels.get(call.legs[0])
 
     async def _agent_user(self, interface: str) -> int | None:
-        async with self._database.session() as session:
-            user: int | None = await session.scalar(select(AgentSeat.user_id).where(AgentSeat.interface == interface))
-        return user
+        return await self._seats.user_at(interface)
 
     def _facts(self, model: LiveModel, linkedid: str, *, interface: str | None, queue: str | None) -> CallFacts:
         call = model.calls.get(linkedid)

@@ -24,6 +24,7 @@ from recordings.http import recordings_routes
 from recordings.keys import RECORDING_CONTROL, RECORDINGS
 from recordings.services import Auditor, RecordingService
 from recordings.storage import RecordingStore
+from seats.ports import SeatDirectory
 
 log = logging.getLogger("callcenter.recordings")
 
@@ -46,13 +47,15 @@ def build_recordings(config: Config, database: Database, auditor: Auditor) -> Re
 class RecordingsPlugin:
     name = "recordings"
 
-    def __init__(self, core: Core, *, tier: TierLookup | None = None) -> None:
+    def __init__(self, core: Core, *, seats: SeatDirectory, tier: TierLookup | None = None) -> None:
+        """The ports of the other packages, given by the composition root: who sits at which seat (``seats``), and
+        the CRM's best tier of a caller number for the recording rules (``tier``; none without a CRM)."""
         config, live = core.config, core.live
         self._bus = core.bus
         self.recordings = build_recordings(config, core.database, core.auth)
         self.control = RecordingControl(
             self.recordings,
-            core.database,
+            seats,
             core.bus,
             lambda: live.connection,
             lambda: live.model,

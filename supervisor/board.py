@@ -23,13 +23,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import select
 
-from callcenter.auth.models import Team, TeamMember, User
-from callcenter.db import Database, DatabaseError
+from callcenter.auth.directory import UserDirectory
+from callcenter.db import DatabaseError
 from callcenter.model import AgentState, AgentStatus, Call, LiveModel
-from calls.models import CallRecord
-from seats.models import AgentSeat
+from calls.ports import CallRecords
+from seats.ports import SeatDirectory
 from supervisor.stats import ANSWER_LOOKBACK, bucket_start, stays
 
 log = logging.getLogger("callcenter.supervisor")
@@ -49,7 +48,7 @@ def _ratio(part: float, whole: float, digits: int = 4) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class SeatInfo:
-    """Who is logged in to a seat (agent_seats), for the board's names and the spy's team check."""
+    """Who is logged in to a seat, with their name and teams, for the board."""
 
     user_id: int
     username: str
@@ -263,11 +262,17 @@ def build_board(
 
 
 class BoardService:
-    """Holds who sits where and today's tally; builds the board from the live model on demand."""
+    """Holds who sits where and today's tally; builds the board from the live model on demand.
+
+    Who sits where comes from the seats (``seats``) with names and teams from the core's user directory
+    (``users``); the day's figures from the call records (``calls``): ports given by the composition root.
+    """
 
     def __init__(
         self,
-        database: Database,
+        calls: CallRecords,
+        seats: SeatDirectory,
+        users: UserDirectory,
         model: Callable[[], LiveModel],
         *,
         zone: ZoneInfo,
@@ -275,7 +280,9 @@ class BoardService:
         engine: Callable[[], Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._database = database
+        self._calls = calls
+        self._seats = seats
+        self._users = users
         self._model = model
         self._engine = engine
         self._clock = clock
@@ -313,27 +320,15 @@ class BoardService:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     async def load_directory(self) -> None:
-        async with self._database.session() as session:
-            rows = (
-                await session.execute(
-                    select(AgentSeat.interface, User.id, User.username, User.display_name).join(
-                        User, User.id == AgentSeat.user_id
-                    )
-                )
-            ).all()
-            ids = [row[1] for row in rows]
-            teams: dict[int, list[str]] = {}
-            if ids:
-                memberships = await session.execute(
-                    select(TeamMember.user_id, Team.name)
-                    .join(Team, Team.id == TeamMember.team_id)
-                    .where(TeamMember.user_id.in_(ids))
-                )
-                for user_id, name in memberships:
-                    teams.setdefault(user_id, []).append(name)
+        seated = await self._seats.seated()
+        ids = [seat.user_id for seat in seated]
+        users = await self._users.users(ids)
+        teams = await self._users.teams_of(ids)
         self.directory = {
-            interface: SeatInfo(user_id, username, display_name, tuple(sorted(teams.get(user_id, ()))))
-            for interface, user_id, username, display_name in rows
+            seat.interface: SeatInfo(user.id, user.username, user.display_name, teams.get(user.id, ()))
+            for seat in seated
+            # A user deleted between the two reads: their seat went with them.
+            if (user := users.get(seat.user_id)) is not None
         }
 
     def _refresh_soon(self) -> None:
@@ -363,24 +358,15 @@ class BoardService:
         """Folds in every record of today (the engine just started); returns how many were new."""
         now = self.now()
         midnight = bucket_start(now, "day", self.tally.zone).astimezone(UTC)
-        query = select(CallRecord.linkedid, CallRecord.started_at, CallRecord.segments).where(
-            CallRecord.started_at >= midnight - ANSWER_LOOKBACK
-        )
-        async with self._database.session() as session:
-            rows = (await session.execute(query)).all()
-        return sum(self.tally.fold(linkedid, started, segments, now) for linkedid, started, segments in rows)
+        calls = await self._calls.started_between(midnight - ANSWER_LOOKBACK)
+        return sum(self.tally.fold(call.linkedid, call.started_at, call.segments, now) for call in calls)
 
     async def record(self, linkedid: str) -> bool:
         """Folds in one call's record once it is written."""
-        async with self._database.session() as session:
-            row = (
-                await session.execute(
-                    select(CallRecord.started_at, CallRecord.segments).where(CallRecord.linkedid == linkedid)
-                )
-            ).first()
-        if row is None:
+        call = await self._calls.record(linkedid)
+        if call is None:
             return False
-        return self.tally.fold(linkedid, row[0], row[1], self.now())
+        return self.tally.fold(linkedid, call.started_at, call.segments, self.now())
 
     async def close(self) -> None:
         if self._refresh is not None:

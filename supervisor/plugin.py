@@ -13,8 +13,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from callcenter.auth.directory import UserDirectory
 from callcenter.db import DatabaseError
 from callcenter.plugin import Core
+from calls.ports import CallRecords
+from crm_bridge.ports import BusinessVolume
+from seats.ports import SeatDirectory, SeatHistory
 from supervisor.board import BoardCollector, BoardService
 from supervisor.http import supervisor_routes
 from supervisor.keys import BOARD, BOARD_NOTIFIER, SPY, STATS
@@ -28,9 +32,21 @@ log = logging.getLogger("callcenter.supervisor")
 class SupervisorPlugin:
     name = "supervisor"
 
-    def __init__(self, core: Core, *, outbox_pending: Callable[[], int] | None = None) -> None:
-        """``outbox_pending``: how many service records wait in the CRM's outbox (shown on the board's engine
-        panel and in /metrics), given by the composition root."""
+    def __init__(
+        self,
+        core: Core,
+        *,
+        calls: CallRecords,
+        seats: SeatDirectory,
+        seat_history: SeatHistory,
+        users: UserDirectory,
+        business: BusinessVolume | None = None,
+        outbox_pending: Callable[[], int] | None = None,
+    ) -> None:
+        """The ports of the other packages, given by the composition root: the call records (``calls``), who sits
+        where and every login and pause (``seats``, ``seat_history``), the CRM's business volume (``business``;
+        none without a CRM) and how many service records wait in its outbox (``outbox_pending``, shown on the
+        board's engine panel and in /metrics); ``users`` is the core's user directory."""
         config, live, agi = core.config, core.live, core.agi
         settings = config.supervisor
         zone = ZoneInfo(config.flows.timezone)
@@ -48,14 +64,17 @@ class SupervisorPlugin:
             }
 
         self.board = BoardService(
-            core.database,
+            calls,
+            seats,
+            users,
             lambda: live.model,
             zone=zone,
             service_level=float(settings.service_level_seconds),
             engine=engine,
         )
         self.spy = SpyService(
-            core.database,
+            seats,
+            users,
             core.auth,
             core.bus,
             lambda: live.connection,
@@ -64,7 +83,9 @@ class SupervisorPlugin:
             ring_timeout=settings.spy_ring_timeout,
         )
         self.stats = StatsService(
-            core.database,
+            calls,
+            seat_history,
+            business=business,
             zone=zone,
             service_level=float(settings.service_level_seconds),
             wrapup_for=lambda queue: float(config.queues.wrapup_for(queue)),

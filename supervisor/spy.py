@@ -36,22 +36,18 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
-
 from callcenter.ami import actions
 from callcenter.ami.actions import AmiAction
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiActionError, AmiError
 from callcenter.ami.message import check_header
-from callcenter.auth.models import Team, TeamMember, User
-from callcenter.auth.services import AuthService, Principal, canonical_username
+from callcenter.auth.directory import UserDirectory
+from callcenter.auth.services import AuthService, Principal
 from callcenter.bus import Bus
-from callcenter.db import Database
 from callcenter.events import CallEnded, ChanSpyChanged
 from callcenter.model import AgentStatus, Channel, LiveModel
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
-from seats.models import AgentSeat
+from seats.ports import SeatDirectory
 from supervisor.stats import SPY_CALL_PREFIX
 
 log = logging.getLogger("callcenter.supervisor")
@@ -160,9 +156,13 @@ def agent_channel(model: LiveModel, interface: str) -> Channel | None:
 
 
 class SpyService:
+    """Listen, whisper and barge. Who sits where comes from the seats (``seats``, a port given by the composition
+    root); users, their extensions and the teams they lead from the core's user directory (``users``)."""
+
     def __init__(
         self,
-        database: Database,
+        seats: SeatDirectory,
+        users: UserDirectory,
         auth: AuthService,
         bus: Bus,
         ami: Callable[[], AmiConnection],
@@ -173,7 +173,8 @@ class SpyService:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sweep_interval: float = 5.0,
     ) -> None:
-        self._database = database
+        self._seats = seats
+        self._users = users
         self._auth = auth
         self._bus = bus
         self._ami = ami
@@ -216,47 +217,34 @@ class SpyService:
 
     async def _target(self, target: str) -> _Target:
         match = _INTERFACE.match(target)
-        async with self._database.session() as session:
-            if match is not None:
-                seated = await session.scalar(select(AgentSeat.user_id).where(AgentSeat.interface == target))
-                if seated is not None:
-                    username = await session.scalar(select(User.username).where(User.id == seated))
-                    return _Target(target, seated, username)
-                users = (
-                    await session.execute(select(User.id, User.username).where(User.extension == match.group(1)))
-                ).all()
-                if len(users) == 1:
-                    return _Target(target, users[0][0], users[0][1])
-                return _Target(target, None, None)
-            user = (
-                await session.execute(
-                    select(User.id, User.username, User.extension).where(User.username == canonical_username(target))
-                )
-            ).first()
-            if user is None:
-                raise NotFound("no such agent", {"agent": target[:150]})
-            seat = await session.scalar(select(AgentSeat.interface).where(AgentSeat.user_id == user[0]))
+        if match is not None:
+            seated = await self._seats.user_at(target)
+            if seated is not None:
+                found = (await self._users.users([seated])).get(seated)
+                return _Target(target, seated, found.username if found is not None else None)
+            users = await self._users.by_extension(match.group(1))
+            if len(users) == 1:
+                return _Target(target, users[0].id, users[0].username)
+            return _Target(target, None, None)
+        user = await self._users.by_username(target)
+        if user is None:
+            raise NotFound("no such agent", {"agent": target[:150]})
+        seat = await self._seats.seat_of(user.id)
         if seat is not None:
-            return _Target(seat, user[0], user[1])
-        if not user[2]:
-            raise Conflict("that agent has no phone", {"agent": user[1]})
-        return _Target(f"PJSIP/{user[2]}", user[0], user[1])
+            return _Target(seat, user.id, user.username)
+        if not user.extension:
+            raise Conflict("that agent has no phone", {"agent": user.username})
+        return _Target(f"PJSIP/{user.extension}", user.id, user.username)
 
     async def shared_teams(self, supervisor_id: int, agent_id: int | None) -> list[str]:
-        """The teams the supervisor leads that the agent belongs to."""
+        """The teams the supervisor leads that the agent belongs to, sorted."""
         if agent_id is None:
             return []
-        lead = aliased(TeamMember)
-        member = aliased(TeamMember)
-        query = (
-            select(Team.name)
-            .join(lead, lead.team_id == Team.id)
-            .join(member, member.team_id == Team.id)
-            .where(lead.user_id == supervisor_id, lead.is_lead.is_(True), member.user_id == agent_id)
-            .order_by(Team.name)
-        )
-        async with self._database.session() as session:
-            return list(await session.scalars(query))
+        led = await self._users.teams_led_by(supervisor_id)
+        if not led:
+            return []
+        member_of = (await self._users.teams_of([agent_id])).get(agent_id, ())
+        return sorted(set(led) & set(member_of))
 
     # -- the API's operations -------------------------------------------------------------------------------
 

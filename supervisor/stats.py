@@ -17,7 +17,8 @@ Definitions (docs/supervisor.md says the same for users):
 - Workload attributes an answered stay to the user logged in to the answering seat at the moment it was
   answered, by the period it was answered in. Wrap-up time is not recorded by Asterisk: it is estimated as the
   queue's configured wrap-up (``[queues] wrapup_time``/``expert_wrapup_time``) per call handled, and named so.
-- Business volume counts the CRM's service records created in the range, by type and current status.
+- Business volume counts the CRM's service records created in the range, by type and current status (the CRM's
+  figures, through its port).
 """
 
 from __future__ import annotations
@@ -31,12 +32,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, column, func, inspect, or_, select, table
-
-from callcenter.db import Database, UtcDateTime
 from callcenter.web.errors import InvalidInput
-from calls.models import CallRecord
-from seats.models import AgentInterval
+from calls.ports import CallRecords
+from crm_bridge.ports import BusinessVolume
+from seats.ports import SeatHistory, SeatInterval
 
 INTERVALS: Mapping[str, timedelta] = {
     "15m": timedelta(minutes=15),
@@ -52,11 +51,6 @@ NO_QUEUE = ""
 # call recorder keeps a record of those calls too, and takes the dialplan's "s" for a DID, so the direction alone
 # does not tell them from a customer's call.
 SPY_CALL_PREFIX = "ccspy-"
-
-# The CRM's table, read if it is there: the supervisor package does not depend on crm_bridge being installed.
-_SERVICE_RECORDS = table(
-    "service_records", column("type", String), column("status", String), column("created_at", UtcDateTime)
-)
 
 
 # -- segments of a call record --------------------------------------------------------------------------------
@@ -331,15 +325,8 @@ WORKLOAD_COLUMNS = (
 HOURLY_COLUMNS = ("hour", "username", "user_id", "login_seconds", "pause_seconds", "handled", "talk_seconds")
 
 
-@dataclass(frozen=True, slots=True)
-class Interval:
-    user_id: int
-    username: str
-    interface: str
-    kind: str  # login | pause
-    reason: str | None
-    started_at: datetime
-    ended_at: datetime | None
+# A login or pause interval, as the seats give it (seats.ports).
+Interval = SeatInterval
 
 
 @dataclass(slots=True)
@@ -501,17 +488,24 @@ def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 class StatsService:
+    """The statistics, from the call records (``calls``), the seats' intervals (``seats``) and, when the CRM is
+    there, its business volume (``business``): ports given by the composition root."""
+
     def __init__(
         self,
-        database: Database,
+        calls: CallRecords,
+        seats: SeatHistory,
         *,
+        business: BusinessVolume | None = None,
         zone: ZoneInfo,
         service_level: float,
         wrapup_for: Callable[[str], float],
         max_days: int,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._database = database
+        self._calls = calls
+        self._seats = seats
+        self._business = business
         self.zone = zone
         self.service_level = service_level
         self._wrapup_for = wrapup_for
@@ -529,16 +523,14 @@ class StatsService:
         }
 
     async def call_volume(self, start: datetime, end: datetime, interval: str) -> dict[str, Any]:
-        query = select(CallRecord.started_at, CallRecord.outcome, CallRecord.segments).where(
-            CallRecord.direction == "inbound",
-            CallRecord.started_at >= start,
-            CallRecord.started_at < end,
-            ~CallRecord.linkedid.startswith(SPY_CALL_PREFIX, autoescape=True),
-        )
-        async with self._database.session() as session:
-            rows = [tuple(row) for row in await session.execute(query)]
+        found = await self._calls.started_between(start, end, direction="inbound")
+        rows = [
+            (call.started_at, call.outcome, call.segments)
+            for call in found
+            if not call.linkedid.startswith(SPY_CALL_PREFIX)
+        ]
         tables = call_volume(
-            rows,  # type: ignore[arg-type]
+            rows,
             start=start,
             end=end,
             interval=interval,
@@ -547,29 +539,14 @@ class StatsService:
         )
         return {**self._header(start, end), "service_level_seconds": self.service_level, **tables}
 
-    async def _intervals(self, start: datetime, end: datetime) -> list[Interval]:
-        query = select(AgentInterval).where(
-            AgentInterval.started_at < end, or_(AgentInterval.ended_at.is_(None), AgentInterval.ended_at > start)
-        )
-        async with self._database.session() as session:
-            rows = (await session.scalars(query.order_by(AgentInterval.started_at, AgentInterval.id))).all()
-        return [
-            Interval(row.user_id, row.username, row.interface, row.kind, row.reason, row.started_at, row.ended_at)
-            for row in rows
-        ]
-
     async def workload(self, start: datetime, end: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The per-agent table (with the header) and the per-agent per-hour rows."""
         until = min(end, self._now())
-        intervals = await self._intervals(start, end)
-        query = select(CallRecord.segments).where(
-            CallRecord.started_at >= start - ANSWER_LOOKBACK, CallRecord.started_at < end
-        )
-        async with self._database.session() as session:
-            segments = list(await session.scalars(query))
+        intervals = await self._seats.intervals(start, end)
+        calls = await self._calls.started_between(start - ANSWER_LOOKBACK, end)
         agents, hours = workload(
             intervals,
-            segments,
+            [call.segments for call in calls],
             start=start,
             end=max(until, start),
             wrapup_for=self._wrapup_for,
@@ -579,18 +556,11 @@ class StatsService:
 
     async def business_volume(self, start: datetime, end: datetime) -> dict[str, Any]:
         header = self._header(start, end)
-        async with self._database.engine.connect() as connection:
-            present = await connection.run_sync(lambda sync: inspect(sync).has_table("service_records"))
-        if not present:
+        if self._business is None:
+            # No CRM in this engine: the supervisor does not depend on it being there.
             return {**header, "available": False, "items": [], "by_type": {}, "by_status": {}, "total": 0}
-        created = _SERVICE_RECORDS.c.created_at
-        query = (
-            select(_SERVICE_RECORDS.c.type, _SERVICE_RECORDS.c.status, func.count())
-            .where(and_(created >= start, created < end))
-            .group_by(_SERVICE_RECORDS.c.type, _SERVICE_RECORDS.c.status)
-        )
-        async with self._database.session() as session:
-            rows = sorted((str(kind), str(status), int(count)) for kind, status, count in await session.execute(query))
+        counts = await self._business.record_counts(start, end)
+        rows = sorted((count.type, count.status, count.count) for count in counts)
         by_type: dict[str, int] = {}
         by_status: dict[str, int] = {}
         for kind, status, count in rows:

@@ -21,6 +21,7 @@ from callcenter.db import Database
 from callcenter.model import Call, LiveModel
 from calls.events import CallRecorded, ExpertOutcome
 from calls.models import CallRecord
+from calls.reads import CallReads
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.infos import ServiceRecordInfo
 from crm_bridge.models import RecordType, ServiceRecord
@@ -74,7 +75,7 @@ def make_records(database: Database, outbox_dir: Path) -> Records:
     outbox = ServiceRecordOutbox(crm.records, outbox_dir)
     bus = Bus()
     live: dict[str, Call] = {}
-    service = CallServiceRecords(crm, outbox, database, bus, lambda: LiveModel(calls=dict(live)))
+    service = CallServiceRecords(crm, outbox, CallReads(database), bus, lambda: LiveModel(calls=dict(live)))
     service.start()
     return Records(crm, outbox, database, bus, service, live)
 

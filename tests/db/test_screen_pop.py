@@ -31,6 +31,7 @@ from callcenter.web.errors import error_middleware
 from callcenter.web.ws import Hub, frame, ws_routes
 from calls.events import ExpertRequested
 from calls.models import CallRecord
+from calls.reads import CallReads
 from crm_bridge.models import Customer, RecordStatus, RecordType, ServiceRecord
 from crm_bridge.schemas import ContactIn, CustomerIn, CustomerPatch, PhoneIn, ServiceRecordIn
 from crm_bridge.screenpop import HISTORY, ScreenPop
@@ -131,7 +132,9 @@ def make_pop(database: Database) -> Pop:
     """A started screen-pop on ``database`` (the caller closes ``screen``)."""
     bus, hub, live = Bus(), CapturingHub(), Live()
     crm = CrmService(database)
-    screen = ScreenPop(crm, database, bus, hub, lambda: live.model, expert_queue=EXPERT, clock=lambda: NOW)
+    screen = ScreenPop(
+        crm, database, bus, hub, lambda: live.model, history=CallReads(database), expert_queue=EXPERT, clock=lambda: NOW
+    )
     screen.start()
     return Pop(crm, database, bus, hub, live, screen)
 
@@ -381,7 +384,9 @@ async def test_a_change_to_the_customer_is_in_the_next_pop(pop: Pop) -> None:
     assert [call["linkedid"] for call in after["history"]] == ["landline.1"]
 
 
-async def test_on_sqlite_a_pop_is_one_trip_to_the_drivers_thread(pop: Pop, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_on_sqlite_a_pop_is_one_trip_to_the_drivers_thread_for_the_files_and_one_for_the_calls(
+    pop: Pop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if pop.database.dialect != "sqlite":
         pytest.skip("aiosqlite's thread is SQLite's")
     await add_customer(pop.crm, "王伟", "+86 138 0013 8000", contacts=(ContactIn(name="Li"),))
@@ -399,8 +404,9 @@ async def test_on_sqlite_a_pop_is_one_trip_to_the_drivers_thread(pop: Pop, monke
 
     assert [file.customer.name for file in found.files] == ["王伟"]
     assert [call["linkedid"] for call in found.history] == ["earlier.1"]
-    # The read itself and nothing else: the pool rolls back only an open transaction (it was 20 trips before).
-    assert trips == ["_read_sqlite"]
+    # The reads themselves and nothing else: the CRM's files, then the calls' history (through its port); the pool
+    # rolls back only an open transaction (it was 20 trips before).
+    assert trips == ["_files_sqlite", "_history_sqlite"]
 
 
 async def test_on_sqlite_a_connection_given_back_inside_a_transaction_is_still_rolled_back(

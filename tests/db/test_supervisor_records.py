@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import String, Text, column, inspect, table
 
+from callcenter.auth.directory import UserDirectory
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware
 from callcenter.auth.permissions import Role
@@ -28,7 +29,10 @@ from callcenter.keys import AUTH
 from callcenter.model import LiveModel
 from callcenter.web.errors import error_middleware
 from calls.models import CallRecord
+from calls.reads import CallReads
+from crm_bridge.reads import CrmReads
 from seats.models import AgentInterval, AgentSeat
+from seats.reads import SeatReads
 from supervisor.board import BoardService
 from supervisor.http import supervisor_routes
 from supervisor.keys import BOARD, STATS
@@ -169,7 +173,9 @@ async def stats_client(
             ]
         )
     stats = StatsService(
-        database,
+        CallReads(database),
+        SeatReads(database),
+        business=CrmReads(database),
         zone=ZoneInfo("UTC"),
         service_level=20,
         wrapup_for=WRAPUP.__getitem__,
@@ -179,11 +185,24 @@ async def stats_client(
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = service
     app[STATS] = stats
-    app[BOARD] = BoardService(database, LiveModel, zone=ZoneInfo("UTC"), service_level=20, clock=at(10, 59).timestamp)
+    app[BOARD] = board_service(database)
     app.add_routes(auth_routes)
     app.add_routes(supervisor_routes)
     async with TestClient(TestServer(app)) as client:
         yield client, ids
+
+
+def board_service(database: Database) -> BoardService:
+    """The board at 10:59 of the scripted day, on the ports the composition root gives it."""
+    return BoardService(
+        CallReads(database),
+        SeatReads(database),
+        UserDirectory(database),
+        LiveModel,
+        zone=ZoneInfo("UTC"),
+        service_level=20,
+        clock=at(10, 59).timestamp,
+    )
 
 
 async def _get(client: TestClient[web.Request, web.Application], user: str, path: str) -> tuple[int, Any, str]:
@@ -371,7 +390,7 @@ async def test_the_board_counts_today_s_records_once_and_knows_who_sits_where(
                 paused=False,
             )
         )
-    board = BoardService(database, LiveModel, zone=ZoneInfo("UTC"), service_level=20, clock=at(10, 59).timestamp)
+    board = board_service(database)
     await board.load_directory()
     assert board.directory["PJSIP/1001"].username == "ann"
     assert board.directory["PJSIP/1001"].teams == ("blue", "night")

@@ -16,6 +16,7 @@ import pytest
 from callcenter.ami.actions import AmiAction
 from callcenter.ami.exceptions import AmiActionError, AmiConnectionLost, AmiError
 from callcenter.ami.message import AmiMessage, AmiResult
+from callcenter.auth.directory import UserDirectory
 from callcenter.auth.permissions import Role
 from callcenter.auth.services import AuthService, Principal
 from callcenter.bus import Bus
@@ -23,6 +24,7 @@ from callcenter.db import Database
 from callcenter.events import CallEnded, ChanSpyChanged
 from callcenter.model import AgentState, AgentStatus, Call, Channel, LiveModel
 from callcenter.web.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from seats.reads import SeatReads
 from supervisor.spy import SpyMode, SpyService
 
 PASSWORD = "correct horse battery"
@@ -114,7 +116,8 @@ async def world(database: Database, service: AuthService, clock: FakeClock) -> A
     bus = Bus()
     live = {"model": on_a_call()}
     spy = SpyService(
-        database,
+        SeatReads(database),
+        UserDirectory(database),
         service,
         bus,
         lambda: ami,  # type: ignore[arg-type,return-value]

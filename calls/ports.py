@@ -1,0 +1,86 @@
+"""What the call features offer other packages to read: the records of finished calls.
+
+Read interfaces only, in plain values: :mod:`calls.reads` implements them over ``call_records``, and the
+composition root hands them to the packages that need them (the CRM's screen-pop and the service records calls
+leave, the supervisor's board and statistics). Nothing here imports more than the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCall:
+    """A finished call's record (docs/api.md, "Call records"); caller text is the caller's own, verbatim."""
+
+    linkedid: str
+    direction: str  # inbound | outbound | internal
+    caller_number: str
+    caller_name: str
+    did: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str  # answered | voicemail | after_hours | abandoned | abandoned_in_ivr | completed_in_ivr | failed
+    ivr_choice: str | None
+    wait_time: float | None
+    talk_time: float | None
+    agent: str | None  # the first seat that answered
+    expert: str | None
+    handoff_notes: str | None
+    # The call's stays in queues as JSON text, as the API gives them: a list of {"queue", "agent", "entered",
+    # "answered_at", "wait_time", "talk_time", "abandoned"}, times in ISO 8601.
+    segments: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallFigures:
+    """What figures over many calls need of each: when it started, which way, how it ended, its stays."""
+
+    linkedid: str
+    started_at: datetime
+    direction: str
+    outcome: str
+    segments: str  # as in FinishedCall
+
+
+@dataclass(frozen=True, slots=True)
+class PastCall:
+    """An earlier call of a caller, as a caller's history shows it."""
+
+    linkedid: str
+    started_at: datetime
+    caller_number: str
+    outcome: str
+    ivr_choice: str | None
+    agent: str | None
+    expert: str | None
+    talk_time: float | None
+    handoff_notes: str | None
+
+
+class CallRecords(Protocol):
+    """The records of finished calls."""
+
+    async def record(self, linkedid: str) -> FinishedCall | None:
+        """The record of one call, once it is written."""
+        ...
+
+    async def started_between(
+        self, start: datetime, end: datetime | None = None, *, direction: str | None = None
+    ) -> Sequence[CallFigures]:
+        """The calls that started in [start, end) (no end: up to now), of one direction if given, by start."""
+        ...
+
+
+class CallHistory(Protocol):
+    """Earlier calls by caller number, for a caller's history (a hot read: one trip to the database)."""
+
+    async def calls_from(self, numbers: Sequence[str], limit: int) -> Sequence[PastCall]:
+        """Up to ``limit`` calls whose caller number ends in the same last digits as one of ``numbers``, newest
+        first. The digits find candidates however a number was written (+86 138..., 0138..., 138...); they can
+        also match other numbers, so the caller keeps the ones its own numbering rules say are the same."""
+        ...
