@@ -10,8 +10,9 @@ import asyncio
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger("callcenter.db")
+
+# The driver connection a task holds in a ``Database.driver()`` block: (database, task, connection).
+_HELD_DRIVER: ContextVar[tuple[Database, asyncio.Task[Any] | None, Any] | None] = ContextVar(
+    "held_driver", default=None
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -271,15 +277,33 @@ class Database:
     async def driver(self) -> AsyncIterator[Any]:
         """The driver's own connection (aiosqlite's or asyncpg's) of one pooled connection, for a hot read past
         SQLAlchemy's execution path. Errors map to ours as in a session; a connection whose driver failed under
-        the block is not given back to the pool."""
-        try:
+        the block is not given back to the pool.
+
+        Inside another ``driver()`` block of the same task this gives that block's connection again, without a
+        second checkout (and, on PostgreSQL, a second ping): a hot path made of two packages' reads (the
+        screen-pop's files and the caller's calls) opens one block around both and pays for one connection.
+        Tasks started inside the block get connections of their own: one connection serves one task at a time."""
+        held = _HELD_DRIVER.get()
+        if held is not None and held[0] is self and held[1] is asyncio.current_task():
+            with self._driver_errors():
+                yield held[2]
+            return
+        with self._driver_errors():
             async with self.engine.connect() as connection:
                 raw = await connection.get_raw_connection()
+                token = _HELD_DRIVER.set((self, asyncio.current_task(), raw.driver_connection))
                 try:
                     yield raw.driver_connection
                 except BaseException:
                     await connection.invalidate()
                     raise
+                finally:
+                    _HELD_DRIVER.reset(token)
+
+    @contextmanager
+    def _driver_errors(self) -> Iterator[None]:
+        try:
+            yield
         except DatabaseError:
             raise
         except _DRIVER_ERRORS as exc:

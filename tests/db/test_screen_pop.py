@@ -17,7 +17,7 @@ import pytest
 import test_crm_outbox
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from callcenter.auth.middleware import auth_middleware
 from callcenter.auth.permissions import Permission, Role
@@ -745,3 +745,14 @@ async def test_a_crm_database_failure_still_pops_a_frame_saying_so(switchable: t
     assert again["caller"]["name"] == HTML_NAME
     assert pop.screen.popped == 2
     pop.screen.close()
+
+
+async def test_a_pop_reads_the_files_and_the_calls_on_one_pooled_connection(pop: Pop) -> None:
+    await add_customer(pop.crm, "王伟", "+86 138 0013 8000")
+    await add_call_records(pop.database, ("earlier.2", "13800138000", BASE))
+    checkouts: list[int] = []
+    event.listen(pop.database.engine.sync_engine.pool, "checkout", lambda *_args: checkouts.append(1))
+    found = await pop.screen.reader.read("13800138000")
+    assert [call["linkedid"] for call in found.history] == ["earlier.2"]
+    # The calls' port reads on the connection the CRM's read holds (Database.driver): one checkout, one ping.
+    assert len(checkouts) == 1
