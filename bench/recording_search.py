@@ -3,7 +3,7 @@
 Seeds the ``recordings`` table (through the real migrations, so the real indexes, FTS5 table and triggers,
 and pg_trgm indexes are in place) with Core bulk inserts of generated rows: a year of calls by 60 agents in
 four queues, 200k customers with repeat calls, about one row in eight described or tagged. Then it runs a mix
-of searches a QA desk makes, through ``RecordingService.search`` (the count and the page, as the API does),
+of searches a QA desk makes, through ``RecordingIndex.search`` (the count and the page, as the API does),
 and reports latency percentiles per query type and overall.
 
 The peer is the same search without the text indexes: ``LIKE '%...%'`` over the base columns, as a schema
@@ -43,10 +43,10 @@ from sqlalchemy import func, insert, or_, select, text  # noqa: E402
 
 from callcenter.config import RecordingsConfig  # noqa: E402
 from callcenter.db import Database  # noqa: E402
+from recordings.index import RecordingIndex  # noqa: E402
 from recordings.models import Recording  # noqa: E402
 from recordings.schemas import SearchQuery  # noqa: E402
-from recordings.services import RecordingService  # noqa: E402
-from recordings.storage import RecordingStore, new_recording_id  # noqa: E402
+from recordings.storage import new_recording_id  # noqa: E402
 from recordings.text import search_text_of  # noqa: E402
 
 PG_URL = os.environ.get("CC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -211,21 +211,21 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-async def run_queries(service: RecordingService, data: Dataset, rounds: int) -> tuple[Timings, int]:
+async def run_queries(index: RecordingIndex, data: Dataset, rounds: int) -> tuple[Timings, int]:
     rng = random.Random(SEED + 1)
     timings = Timings()
     warm = query_mix(rng, data)
     for _name, params in warm:
-        await service.search(SearchQuery(**params))
+        await index.search(SearchQuery(**params))
     cursor_checks = 0
     for _ in range(rounds):
         for name, params in query_mix(rng, data):
             began = time.perf_counter()
-            page = await service.search(SearchQuery(**params))
+            page = await index.search(SearchQuery(**params))
             timings.add(name, (time.perf_counter() - began) * 1000)
             if name == "last_7_days" and page.next_cursor:
                 began = time.perf_counter()
-                await service.search(SearchQuery(**params, cursor=page.next_cursor))
+                await index.search(SearchQuery(**params, cursor=page.next_cursor))
                 timings.add("cursor_next_page", (time.perf_counter() - began) * 1000)
                 cursor_checks += 1
     return timings, cursor_checks
@@ -283,13 +283,7 @@ async def bench_backend(
                 raise SystemExit(f"{label}: the database holds {present} recordings, not {data.rows}; use a new file")
             seconds = await seed(database, data)
             print(f"{label}: seeded {data.rows} rows in {seconds:.1f} s", flush=True)
-        service = RecordingService(
-            database,
-            RecordingsConfig(),
-            RecordingStore(Path(tempfile.gettempdir()) / "cc-bench-recordings"),
-            transcode_dir=Path(tempfile.gettempdir()) / "cc-bench-transcode",
-        )
-        timings, _ = await run_queries(service, data, rounds)
+        timings, _ = await run_queries(RecordingIndex(database, RecordingsConfig()), data, rounds)
         p95 = report(label, timings)
         peer = await run_peer(database, data, max(3, rounds // 4))
         peer_p95 = percentile(peer, 0.95)

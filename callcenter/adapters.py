@@ -34,8 +34,10 @@ from ivr_flows.ports import (
     VoicemailTarget,
     safe_file_part,
 )
+from recordings.infos import CallFacts
+from recordings.lifecycle import RecordingLifecycle
 from recordings.models import Kind
-from recordings.services import CallFacts, RecordingService
+from recordings.services import RecordingService
 
 log = logging.getLogger("callcenter.adapters")
 
@@ -77,12 +79,12 @@ class CrmCustomerDirectory:
 class VoicemailFiler:
     """``ivr_flows.ports.VoicemailSink`` for the engine: the recordings store, the CRM and the recordings index."""
 
-    def __init__(self, recordings: RecordingService, outbox: ServiceRecordOutbox) -> None:
-        self._recordings = recordings
+    def __init__(self, lifecycle: RecordingLifecycle, outbox: ServiceRecordOutbox) -> None:
+        self._lifecycle = lifecycle
         self._outbox = outbox
 
     async def allocate(self, *, uniqueid: str, intent: str) -> VoicemailTarget:
-        store = self._recordings.store
+        store = self._lifecycle.store
         now = datetime.now(UTC)
         allocation = store.allocate(Kind.VOICEMAIL, now)
         try:
@@ -111,7 +113,7 @@ class VoicemailFiler:
             tags=("after_hours", message.intent),
         )
         try:
-            await self._recordings.register_file(
+            await self._lifecycle.register_file(
                 message.path,
                 facts,
                 kind=Kind.VOICEMAIL,
@@ -164,6 +166,6 @@ def flow_ports(
     return FlowPorts(
         catalog=CrmProductCatalog(crm.knowledge),
         directory=CrmCustomerDirectory(crm.customers),
-        voicemail=VoicemailFiler(recordings, outbox),
+        voicemail=VoicemailFiler(recordings.lifecycle, outbox),
         recording=recording or InMemoryRecordingControl(),
     )

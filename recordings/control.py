@@ -29,9 +29,10 @@ from callcenter.bus import Bus
 from callcenter.events import CallAnswered, CallEnded, QueueChanged
 from callcenter.model import Channel, LiveModel
 from recordings.events import RecordingFinished, RecordingStarted
+from recordings.infos import CallFacts, RecordingInfo
 from recordings.models import Kind, Status
 from recordings.schemas import SearchQuery
-from recordings.services import CallFacts, RecordingInfo, RecordingService
+from recordings.services import RecordingService
 from seats.ports import SeatDirectory
 
 log = logging.getLogger("recordings.control")
@@ -123,7 +124,7 @@ class RecordingControl:
         """Completes the rows left ``recording`` by an engine that stopped mid-call (their calls are over or no
         longer ours to follow): size, duration and hash of what the file holds. Returns how many."""
         query = SearchQuery(status=Status.RECORDING, limit=200)
-        page = await self._service.search(query)
+        page = await self._service.index.search(query)
         live = self._model().calls
         done = 0
         for item in page.items:
@@ -135,7 +136,7 @@ class RecordingControl:
                     if all(active.id != item.id for active in calls.items):
                         calls.items.append(Active(item.id, Kind(item.kind), channel.name, None, item.linkedid))
                 continue
-            await self._service.finish(item.id)
+            await self._service.lifecycle.finish(item.id)
             done += 1
         return done
 
@@ -178,12 +179,12 @@ class RecordingControl:
     # -- starting and stopping ----------------------------------------------------------------------------
 
     async def _begin(self, kind: Kind, channel: Channel, facts: CallFacts, actor: str | None) -> RecordingInfo:
-        info, allocation = await self._service.start(kind, facts, actor=actor)
+        info, allocation = await self._service.lifecycle.start(kind, facts, actor=actor)
         try:
             await asyncio.to_thread(self._service.store.ensure_directory, kind, info.started_at)
             result = await self._ami().send(actions.mix_monitor(channel.name, allocation.asterisk_path))
         except (AmiError, OSError) as exc:
-            await self._service.finish(info.id)
+            await self._service.lifecycle.finish(info.id)
             raise RecordingControlError(f"Asterisk did not start the recording: {exc}") from exc
         mix_id = result.get("MixMonitorID") or None
         calls = self._calls.setdefault(channel.linkedid, _CallRecordings())
@@ -192,7 +193,7 @@ class RecordingControl:
             # A recording started during a PCI pause starts silent too.
             with contextlib.suppress(AmiError):
                 await self._ami().send(actions.mix_monitor_mute(channel.name, True))
-            await self._service.pause(info.id, actor=actor)
+            await self._service.lifecycle.pause(info.id, actor=actor)
         self._bus.publish(RecordingStarted(id=info.id, linkedid=channel.linkedid, kind=str(kind)))
         return info
 
@@ -241,7 +242,7 @@ class RecordingControl:
             raise RecordingControlError(f"Asterisk did not stop the recording: {exc}") from exc
         calls.items.remove(item)
         await asyncio.sleep(CLOSE_GRACE_SECONDS / 4)
-        return await self._service.finish(item.id)
+        return await self._service.lifecycle.finish(item.id)
 
     async def set_paused(self, linkedid: str, paused: bool, *, actor: str | None) -> list[RecordingInfo]:
         """PCI pause (or resume) of every recording of the call; returns the rows with their intervals."""
@@ -261,9 +262,9 @@ class RecordingControl:
         rows = []
         for item in calls.items:
             if paused:
-                rows.append(await self._service.pause(item.id, at=now, actor=actor))
+                rows.append(await self._service.lifecycle.pause(item.id, at=now, actor=actor))
             else:
-                rows.append(await self._service.resume(item.id, at=now, actor=actor))
+                rows.append(await self._service.lifecycle.resume(item.id, at=now, actor=actor))
         return rows
 
     # -- recording rules ------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ class RecordingControl:
         await asyncio.sleep(CLOSE_GRACE_SECONDS)
         for item in items:
             try:
-                info = await self._service.finish(item.id)
+                info = await self._service.lifecycle.finish(item.id)
             except Exception:
                 log.exception("finishing recording %s failed", item.id)
                 continue

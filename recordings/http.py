@@ -1,8 +1,8 @@
-"""HTTP handlers of the recordings API: validate, call RecordingService, serialise. Nothing else happens here.
+"""HTTP handlers of the recordings API: validate, call a part of RecordingService, serialise. Nothing else happens.
 
 Reading, editing and playing one recording needs a login only at the route; whether this user may use this
 recording (everything with recordings.play_all, their own calls with recordings.play_own) is the service's
-rule, because it depends on the row.
+rule (recordings.access, applied by the index), because it depends on the row.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _repeated(request: web.Request) -> set[str]:
 @requires(Permission.RECORDINGS_SEARCH)
 async def search(request: web.Request) -> web.Response:
     query = SearchQuery.from_query(_query(request), _repeated(request))
-    page = await request.config_dict[RECORDINGS].search(query)
+    page = await request.config_dict[RECORDINGS].index.search(query)
     return web.json_response(page.as_json())
 
 
@@ -47,7 +47,7 @@ async def search(request: web.Request) -> web.Response:
 @requires(Permission.RECORDINGS_ERASE)
 async def erase(request: web.Request) -> web.Response:
     body = EraseIn.model_validate(await read_json(request))
-    erasure = await request.config_dict[RECORDINGS].erase_by_number(
+    erasure = await request.config_dict[RECORDINGS].retention.erase_by_number(
         body.number, body.reason, actor=principal(request).username, remote=request.remote
     )
     return web.json_response(erasure.as_json(), status=201)
@@ -57,7 +57,7 @@ async def erase(request: web.Request) -> web.Response:
 @requires()
 async def get_recording(request: web.Request) -> web.Response:
     recording_id = _recording_id(request)
-    info = await request.config_dict[RECORDINGS].get(recording_id, principal(request), remote=request.remote)
+    info = await request.config_dict[RECORDINGS].index.get(recording_id, principal(request), remote=request.remote)
     return web.json_response(info.as_json())
 
 
@@ -66,7 +66,7 @@ async def get_recording(request: web.Request) -> web.Response:
 async def edit_recording(request: web.Request) -> web.Response:
     recording_id = _recording_id(request)
     body = EditIn.model_validate(await read_json(request))
-    info = await request.config_dict[RECORDINGS].edit(
+    info = await request.config_dict[RECORDINGS].index.edit(
         recording_id, principal(request), description=body.description, tags=body.tags, remote=request.remote
     )
     return web.json_response(info.as_json())
@@ -77,7 +77,7 @@ async def edit_recording(request: web.Request) -> web.Response:
 async def audio(request: web.Request) -> web.StreamResponse:
     recording_id = _recording_id(request)
     query = AudioQuery.model_validate(_query(request))
-    playable = await request.config_dict[RECORDINGS].open_audio(
+    playable = await request.config_dict[RECORDINGS].playback.open_audio(
         recording_id,
         principal(request),
         query.format,
@@ -103,7 +103,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
 async def waveform(request: web.Request) -> web.Response:
     recording_id = _recording_id(request)
     query = WaveformQuery.model_validate(_query(request))
-    peaks = await request.config_dict[RECORDINGS].waveform(
+    peaks = await request.config_dict[RECORDINGS].playback.waveform(
         recording_id, principal(request), query.points, remote=request.remote
     )
     return web.json_response(peaks)

@@ -21,8 +21,9 @@ from callcenter.plugin import Core
 from recordings.control import RecordingControl, RecordingRules
 from recordings.control_http import recording_control_routes
 from recordings.http import recordings_routes
+from recordings.index import Auditor
 from recordings.keys import RECORDING_CONTROL, RECORDINGS
-from recordings.services import Auditor, RecordingService
+from recordings.services import RecordingService
 from recordings.storage import RecordingStore
 from seats.ports import SeatDirectory
 
@@ -75,7 +76,9 @@ class RecordingsPlugin:
         self.control.start()
         self._unsubscribe = self._bus.subscribe(LiveResynced, self._after_resync)
         # Retention, directories, old conversions, while the engine runs.
-        self._maintenance = asyncio.create_task(self.recordings.run_maintenance(), name="recordings-maintenance")
+        self._maintenance = asyncio.create_task(
+            self.recordings.retention.run_maintenance(), name="recordings-maintenance"
+        )
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

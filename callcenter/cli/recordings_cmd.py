@@ -16,10 +16,12 @@ from callcenter.cli.common import get_config
 from callcenter.config import Config
 from callcenter.db import Database, DatabaseError
 from callcenter.web.errors import ApiError, validation_details
+from recordings.index import NoAudit
+from recordings.infos import CheckReport, SearchPage
 from recordings.models import Direction, Kind, Status
 from recordings.plugin import build_recordings
 from recordings.schemas import SearchQuery
-from recordings.services import CheckReport, NoAudit, RecordingService, SearchPage
+from recordings.services import RecordingService
 
 T = TypeVar("T")
 
@@ -135,7 +137,7 @@ def search(ctx: click.Context, /, partial: bool, text: str | None, as_json: bool
         raise _usage(validation_details(exc)["fields"]) from exc
     except ApiError as exc:
         raise _usage(exc.details.get("fields") or {"query": exc.message}) from exc
-    page = _run(config, lambda service: service.search(query))
+    page = _run(config, lambda service: service.index.search(query))
     if as_json:
         click.echo(json.dumps(page.as_json(), ensure_ascii=False, indent=2))
     else:
@@ -147,7 +149,7 @@ def search(ctx: click.Context, /, partial: bool, text: str | None, as_json: bool
 def check(ctx: click.Context) -> None:
     """Report files without index rows and rows (not erased) without files; exit 1 if there are any."""
     config = get_config(ctx)
-    report: CheckReport = _run(config, lambda service: service.check())
+    report: CheckReport = _run(config, lambda service: service.retention.check())
     click.echo(f"recordings directory: {config.recordings_dir}")
     for relative in report.files_without_rows:
         click.echo(f"file without row: {relative}")

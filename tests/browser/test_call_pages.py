@@ -45,7 +45,7 @@ async def _no_injected_elements(watched: Watched) -> None:
 
 async def _complete_recording(app: Any, linkedid: str) -> Any:
     for _ in range(150):
-        page = await app[RECORDINGS].search(SearchQuery(linkedid=linkedid))
+        page = await app[RECORDINGS].index.search(SearchQuery(linkedid=linkedid))
         done = [item for item in page.items if item.status == "complete" and item.kind == "full"]
         if done:
             return done[0]
@@ -187,5 +187,5 @@ async def test_a_call_pops_on_the_agent_desktop_shows_on_the_wallboard_rings_the
         await page.click('#edit-form button[type="submit"]')
         await page.locator("#notice.ok").filter(has_text="Description saved").wait_for()
         await screenshot(desk_qa, "qa")
-        saved = await app[RECORDINGS].get(recording.id)
+        saved = await app[RECORDINGS].index.get(recording.id)
         assert saved.description == "F-200 question, good greeting"

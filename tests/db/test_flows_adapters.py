@@ -87,7 +87,7 @@ class AsteriskWrites(VoicemailFiler):
 def ports(crm: CrmService, recordings: RecordingService, tmp_path: Path) -> FlowPorts:
     outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
     made = flow_ports(crm=crm, outbox=outbox, recordings=recordings)
-    return replace(made, voicemail=AsteriskWrites(recordings, outbox))
+    return replace(made, voicemail=AsteriskWrites(recordings.lifecycle, outbox))
 
 
 @pytest.fixture

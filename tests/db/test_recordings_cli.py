@@ -20,8 +20,9 @@ from click.testing import CliRunner
 from callcenter.cli import main
 from callcenter.config import load_config
 from callcenter.db import Database
+from recordings.index import NoAudit
+from recordings.infos import CallFacts
 from recordings.plugin import build_recordings
-from recordings.services import CallFacts, NoAudit
 
 
 def write_wav(path: Path, seconds: float) -> None:
@@ -52,11 +53,11 @@ def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
             service = build_recordings(config, database, NoAudit())
             ids = {}
             for name, number, text in (("refund", "+8613800001111", "refund asked"), ("other", "+8613900002222", "")):
-                info, allocation = await service.start(
+                info, allocation = await service.lifecycle.start(
                     "full", CallFacts(caller_number=number, description=text, agent_interface="PJSIP/1001")
                 )
                 write_wav(allocation.path, 1.5)
-                await service.finish(info.id)
+                await service.lifecycle.finish(info.id)
                 ids[name] = info.id
             return ids
         finally:

@@ -24,8 +24,9 @@ from callcenter.db import Database
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from recordings.http import recordings_routes
+from recordings.infos import CallFacts
 from recordings.keys import RECORDINGS
-from recordings.services import CallFacts, RecordingService
+from recordings.services import RecordingService
 from recordings.storage import RecordingStore
 
 PASSWORD = "correct horse battery"
@@ -98,9 +99,9 @@ async def world(database: Database, service: AuthService, tmp_path: Path) -> Asy
         "alices": CallFacts(agent_interface="PJSIP/1001", agent_user_id=user_ids["alice"], caller_number="+861390001"),
         "bobs": CallFacts(agent_interface="PJSIP/1002", caller_number="+861390002", description="refund asked"),
     }.items():
-        info, allocation = await recs.start("full", facts, started_at=started)
+        info, allocation = await recs.lifecycle.start("full", facts, started_at=started)
         write_wav(allocation.path, [0.2, 0.6, 0.0, 0.9])
-        await recs.finish(info.id)
+        await recs.lifecycle.finish(info.id)
         ids[name] = info.id
         relative[name] = allocation.relative
         started += timedelta(minutes=5)

@@ -27,6 +27,7 @@ from callcenter.auth.services import AuthService, Principal
 from callcenter.config import RecordingsConfig
 from callcenter.db import Base, Database, include_name
 from recordings import search as search_module
+from recordings.access import may_access
 from recordings.exceptions import (
     InvalidFilter,
     RecordingErased,
@@ -37,9 +38,10 @@ from recordings.exceptions import (
     RecordingTampered,
     UnsafePath,
 )
+from recordings.infos import CallFacts
 from recordings.models import RecordingErasure
 from recordings.schemas import SearchQuery
-from recordings.services import CallFacts, RecordingService, may_access
+from recordings.services import RecordingService
 from recordings.storage import RecordingStore
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -132,10 +134,10 @@ async def recorded(
     """A finished recording with a real file: start, write the WAV where Asterisk would, finish."""
     clock.now = at or clock.now
     defaults: dict[str, Any] = {"agent_interface": "PJSIP/1001", "agent_user_id": 11, "queue": "support"}
-    info, allocation = await recs.start(kind, CallFacts(**{**defaults, **facts}))
+    info, allocation = await recs.lifecycle.start(kind, CallFacts(**{**defaults, **facts}))
     write_wav(allocation.path, levels or [0.5, 0.5, 0.5, 0.5])
     clock.now += timedelta(seconds=2)
-    finished = await recs.finish(info.id)
+    finished = await recs.lifecycle.finish(info.id)
     assert finished.status == "complete"
     return info.id
 
@@ -182,7 +184,7 @@ async def test_migration_creates_the_tables_of_the_models_and_the_search_structu
 async def test_a_recording_is_started_paused_resumed_and_finished_with_size_duration_and_checksum(
     recs: RecordingService, clock: Clock, service: AuthService, tmp_path: Path
 ) -> None:
-    info, allocation = await recs.start(
+    info, allocation = await recs.lifecycle.start(
         "on_demand",
         CallFacts(
             linkedid="1700000000.1",
@@ -201,18 +203,18 @@ async def test_a_recording_is_started_paused_resumed_and_finished_with_size_dura
     assert info.status == "recording"
     assert allocation.path == tmp_path / "recordings" / "on_demand" / "2030" / "01" / "01" / f"{info.id}.wav"
     clock.now = T0 + timedelta(seconds=3)
-    await recs.pause(info.id, actor="alice")
+    await recs.lifecycle.pause(info.id, actor="alice")
     with pytest.raises(RecordingStateConflict, match="already paused"):
-        await recs.pause(info.id)
+        await recs.lifecycle.pause(info.id)
     clock.now = T0 + timedelta(seconds=5.5)
-    await recs.resume(info.id, actor="alice")
+    await recs.lifecycle.resume(info.id, actor="alice")
     with pytest.raises(RecordingStateConflict, match="not paused"):
-        await recs.resume(info.id)
+        await recs.lifecycle.resume(info.id)
     clock.now = T0 + timedelta(seconds=8)
-    await recs.pause(info.id)
+    await recs.lifecycle.pause(info.id)
     write_wav(allocation.path, [0.5] * 4)  # 2 s
     clock.now = T0 + timedelta(seconds=9)
-    done = await recs.finish(info.id)
+    done = await recs.lifecycle.finish(info.id)
 
     assert done.status == "complete"
     assert done.size == allocation.path.stat().st_size
@@ -222,9 +224,9 @@ async def test_a_recording_is_started_paused_resumed_and_finished_with_size_dura
     # The pause still open at the end is closed there.
     assert done.paused_intervals == [[3.0, 5.5], [8.0, 9.0]]
     assert done.service_record_id == 77
-    assert (await recs.finish(info.id)) == done, "finishing again changes nothing"
+    assert (await recs.lifecycle.finish(info.id)) == done, "finishing again changes nothing"
     with pytest.raises(RecordingStateConflict, match="ended"):
-        await recs.pause(info.id)
+        await recs.lifecycle.pause(info.id)
     assert [a for a in await actions(service) if a[2] == info.id] == [
         ("recording_started", "alice", info.id),
         ("recording_paused", "alice", info.id),
@@ -234,33 +236,33 @@ async def test_a_recording_is_started_paused_resumed_and_finished_with_size_dura
 
 
 async def test_a_recording_whose_file_never_appeared_is_marked_missing(recs: RecordingService) -> None:
-    info, _ = await recs.start("full", CallFacts())
-    assert (await recs.finish(info.id)).status == "missing"
+    info, _ = await recs.lifecycle.start("full", CallFacts())
+    assert (await recs.lifecycle.finish(info.id)).status == "missing"
 
 
 async def test_hostile_caller_text_is_stored_verbatim_and_found_again(recs: RecordingService, clock: Clock) -> None:
     recording_id = await recorded(recs, clock, caller_number=HOSTILE[:60], description=HOSTILE, tags=("x'y", "%_"))
-    row = await recs.get(recording_id)
+    row = await recs.index.get(recording_id)
     assert row.caller_number == HOSTILE[:60]
     assert row.description == HOSTILE
     assert row.tags == ["x'y", "%_"]
-    page = await recs.search(SearchQuery(number=HOSTILE[:60]))
+    page = await recs.index.search(SearchQuery(number=HOSTILE[:60]))
     assert [item.id for item in page.items] == [recording_id]
-    page = await recs.search(SearchQuery(number="DROP TABLE", number_match="partial"))
+    page = await recs.index.search(SearchQuery(number="DROP TABLE", number_match="partial"))
     assert [item.id for item in page.items] == [recording_id]
-    assert [i.id for i in (await recs.search(SearchQuery(q="drop TABLE"))).items] == [recording_id]
+    assert [i.id for i in (await recs.index.search(SearchQuery(q="drop TABLE"))).items] == [recording_id]
     # Punctuation is not searchable: a query of it alone names the field rather than matching everything.
     with pytest.raises(InvalidFilter) as caught:
-        await recs.search(SearchQuery(q="%_"))
+        await recs.index.search(SearchQuery(q="%_"))
     assert list(caught.value.details["fields"]) == ["q"]
-    page = await recs.search(SearchQuery(number="%", number_match="partial"))
+    page = await recs.index.search(SearchQuery(number="%", number_match="partial"))
     assert [i.id for i in page.items] == [recording_id], "LIKE wildcards in a number are plain characters"
 
 
 async def test_register_file_indexes_a_closed_voicemail(recs: RecordingService, clock: Clock) -> None:
     allocation = recs.store.allocate("voicemail", T0)
     write_wav(allocation.path, [0.4] * 6)
-    info = await recs.register_file(
+    info = await recs.lifecycle.register_file(
         allocation.path,
         CallFacts(caller_number="+8613800000002", intent="complaint", linkedid="1.1"),
         started_at=T0,
@@ -289,9 +291,9 @@ async def test_register_file_refuses_paths_outside_the_root_and_touches_nothing(
         link,
     ):
         with pytest.raises(UnsafePath):
-            await recs.register_file(path, CallFacts())
+            await recs.lifecycle.register_file(path, CallFacts())
     assert outside.read_bytes() == before
-    assert (await recs.search(SearchQuery())).total == 0
+    assert (await recs.index.search(SearchQuery())).total == 0
 
 
 # -- search ---------------------------------------------------------------------------------------------
@@ -374,7 +376,7 @@ async def corpus(recs: RecordingService, clock: Clock) -> dict[str, str]:
 
 
 async def found(recs: RecordingService, corpus: dict[str, str], **params: Any) -> list[str]:
-    page = await recs.search(SearchQuery(**params))
+    page = await recs.index.search(SearchQuery(**params))
     names = {value: key for key, value in corpus.items()}
     assert page.total >= len(page.items)
     return [names[item.id] for item in page.items]
@@ -444,7 +446,7 @@ async def test_many_or_few_fts_matches_give_the_same_answers(
     monkeypatch.setattr(search_module, "WORDS_WALK_LIMIT", 0)
     assert [await found(recs, corpus, **params) for params in searches] == few
     assert few[0] == ["c", "b", "a"]
-    totals = [(await recs.search(SearchQuery(**params))).total for params in searches]
+    totals = [(await recs.index.search(SearchQuery(**params))).total for params in searches]
     assert totals == [3, 2, 3, 2, 1, 3, 2, 2, 3]
     assert few[-3:] == [["b", "c"], ["b", "a"], []]
 
@@ -462,16 +464,16 @@ async def test_pages_by_offset_and_by_cursor_agree_and_carry_the_total(
 ) -> None:
     for sort in ("started_at", "duration"):
         for order in ("desc", "asc"):
-            everything = [i.id for i in (await recs.search(SearchQuery(sort=sort, order=order))).items]
+            everything = [i.id for i in (await recs.index.search(SearchQuery(sort=sort, order=order))).items]
             by_offset: list[str] = []
             for offset in range(0, 6, 4):
-                page = await recs.search(SearchQuery(sort=sort, order=order, limit=4, offset=offset))
+                page = await recs.index.search(SearchQuery(sort=sort, order=order, limit=4, offset=offset))
                 assert page.total == 6
                 by_offset += [i.id for i in page.items]
             by_cursor: list[str] = []
             cursor = None
             while True:
-                page = await recs.search(SearchQuery(sort=sort, order=order, limit=4, cursor=cursor))
+                page = await recs.index.search(SearchQuery(sort=sort, order=order, limit=4, cursor=cursor))
                 assert page.total == 6
                 by_cursor += [i.id for i in page.items]
                 cursor = page.next_cursor
@@ -486,15 +488,15 @@ async def test_counting_stops_at_the_configured_limit(
     capped = RecordingService(
         database, RecordingsConfig(search_count_limit=4), recs.store, transcode_dir=tmp_path / "transcode"
     )
-    page = await capped.search(SearchQuery(limit=2))
+    page = await capped.index.search(SearchQuery(limit=2))
     assert (page.total, page.total_exact, len(page.items)) == (4, False, 2)
-    page = await capped.search(SearchQuery(kind="full"))
+    page = await capped.index.search(SearchQuery(kind="full"))
     assert (page.total, page.total_exact) == (4, True)
-    assert (await recs.search(SearchQuery())).total_exact
+    assert (await recs.index.search(SearchQuery())).total_exact
 
 
 async def test_bad_cursors_and_contradictions_name_the_field(recs: RecordingService, corpus: dict[str, str]) -> None:
-    page = await recs.search(SearchQuery(limit=2))
+    page = await recs.index.search(SearchQuery(limit=2))
     assert page.next_cursor is not None
     cases: list[tuple[dict[str, Any], str]] = [
         ({"cursor": "not-a-cursor"}, "cursor"),
@@ -507,7 +509,7 @@ async def test_bad_cursors_and_contradictions_name_the_field(recs: RecordingServ
     ]
     for params, field in cases:
         with pytest.raises(InvalidFilter) as caught:
-            await recs.search(SearchQuery(**params))
+            await recs.index.search(SearchQuery(**params))
         assert list(caught.value.details["fields"]) == [field]
 
 
@@ -515,9 +517,9 @@ async def test_bad_cursors_and_contradictions_name_the_field(recs: RecordingServ
 
 
 async def test_agents_see_their_own_recordings_by_user_id_or_by_extension(recs: RecordingService, clock: Clock) -> None:
-    by_user = await recs.get(await recorded(recs, clock, agent_interface="PJSIP/1002", agent_user_id=11))
-    by_interface = await recs.get(await recorded(recs, clock, agent_interface="PJSIP/1001", agent_user_id=None))
-    other = await recs.get(await recorded(recs, clock, agent_interface="PJSIP/1002", agent_user_id=12))
+    by_user = await recs.index.get(await recorded(recs, clock, agent_interface="PJSIP/1002", agent_user_id=11))
+    by_interface = await recs.index.get(await recorded(recs, clock, agent_interface="PJSIP/1001", agent_user_id=None))
+    other = await recs.index.get(await recorded(recs, clock, agent_interface="PJSIP/1002", agent_user_id=12))
     assert may_access(AGENT_1001, by_user)
     assert may_access(AGENT_1001, by_interface)
     assert not may_access(AGENT_1001, other)
@@ -534,13 +536,15 @@ async def test_editing_changes_what_text_search_finds_and_is_audited(
 ) -> None:
     recording_id = await recorded(recs, clock, description="old words")
     with pytest.raises(RecordingForbidden):
-        await recs.edit(recording_id, AGENT_1002, description="not mine")
-    edited = await recs.edit(recording_id, AGENT_1001, description="Card payment taken", tags=["PCI", "pci", " vip "])
+        await recs.index.edit(recording_id, AGENT_1002, description="not mine")
+    edited = await recs.index.edit(
+        recording_id, AGENT_1001, description="Card payment taken", tags=["PCI", "pci", " vip "]
+    )
     assert edited.description == "Card payment taken"
     assert edited.tags == ["PCI", "vip"]
-    assert (await recs.search(SearchQuery(q="old"))).total == 0
-    assert [i.id for i in (await recs.search(SearchQuery(q="payment pci"))).items] == [recording_id]
-    again = await recs.edit(recording_id, QA, tags=[])
+    assert (await recs.index.search(SearchQuery(q="old"))).total == 0
+    assert [i.id for i in (await recs.index.search(SearchQuery(q="payment pci"))).items] == [recording_id]
+    again = await recs.index.edit(recording_id, QA, tags=[])
     assert (again.tags, again.description) == ([], "Card payment taken")
     assert [a for a in await actions(service) if a[2] == recording_id] == [
         ("recording_refused", "bob", recording_id),
@@ -556,11 +560,11 @@ async def test_playback_serves_the_verified_file_and_audits_it(
     recs: RecordingService, clock: Clock, service: AuthService
 ) -> None:
     recording_id = await recorded(recs, clock)
-    playable = await recs.open_audio(recording_id, QA, remote="10.0.0.9")
+    playable = await recs.playback.open_audio(recording_id, QA, remote="10.0.0.9")
     try:
         assert playable.content_type == "audio/wav"
         content = os.pread(playable.fd, playable.size, 0)
-        assert hashlib.sha256(content).hexdigest() == (await recs.get(recording_id)).sha256
+        assert hashlib.sha256(content).hexdigest() == (await recs.index.get(recording_id)).sha256
     finally:
         playable.close()
     items, _ = await service.list_audit(action="recording_played")
@@ -573,9 +577,9 @@ async def test_a_tampered_file_is_refused_marked_and_audited(
     recs: RecordingService, clock: Clock, service: AuthService
 ) -> None:
     recording_id = await recorded(recs, clock)
-    row = await recs.get(recording_id)
+    row = await recs.index.get(recording_id)
     path = recs.store.resolve(row.file_path)
-    (await recs.open_audio(recording_id, QA)).close()  # verified once, remembered
+    (await recs.playback.open_audio(recording_id, QA)).close()  # verified once, remembered
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0xFF
     stat = path.stat()
@@ -583,10 +587,10 @@ async def test_a_tampered_file_is_refused_marked_and_audited(
     # Even with the old modification time put back, the change is seen (ctime moves, and the hash differs).
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(RecordingTampered):
-        await recs.open_audio(recording_id, QA)
-    assert (await recs.get(recording_id)).status == "tampered"
+        await recs.playback.open_audio(recording_id, QA)
+    assert (await recs.index.get(recording_id)).status == "tampered"
     with pytest.raises(RecordingTampered):
-        await recs.waveform(recording_id, QA, 10)
+        await recs.playback.waveform(recording_id, QA, 10)
     items, _ = await service.list_audit(action="recording_tampered")
     assert [(i.actor, i.target, i.outcome) for i in items] == [("quinn", recording_id, "refused")]
     assert items[0].details["expected_sha256"] == row.sha256
@@ -594,36 +598,36 @@ async def test_a_tampered_file_is_refused_marked_and_audited(
 
 async def test_missing_erased_and_unfinished_recordings_are_not_played(recs: RecordingService, clock: Clock) -> None:
     recording_id = await recorded(recs, clock)
-    path = recs.store.resolve((await recs.get(recording_id)).file_path)
+    path = recs.store.resolve((await recs.index.get(recording_id)).file_path)
     moved = path.with_name("elsewhere.bin")
     path.rename(moved)
     with pytest.raises(RecordingFileMissing):
-        await recs.open_audio(recording_id, QA)
-    assert (await recs.get(recording_id)).status == "missing"
+        await recs.playback.open_audio(recording_id, QA)
+    assert (await recs.index.get(recording_id)).status == "missing"
     moved.rename(path)
-    (await recs.open_audio(recording_id, QA)).close()
-    assert (await recs.get(recording_id)).status == "complete", "the same file came back"
+    (await recs.playback.open_audio(recording_id, QA)).close()
+    assert (await recs.index.get(recording_id)).status == "complete", "the same file came back"
 
-    unfinished, _ = await recs.start("full", CallFacts(agent_user_id=11))
+    unfinished, _ = await recs.lifecycle.start("full", CallFacts(agent_user_id=11))
     with pytest.raises(RecordingNotReady):
-        await recs.open_audio(unfinished.id, QA)
+        await recs.playback.open_audio(unfinished.id, QA)
     with pytest.raises(RecordingForbidden):
-        await recs.open_audio(recording_id, AGENT_1002)
+        await recs.playback.open_audio(recording_id, AGENT_1002)
 
 
 async def test_transcoded_playback_is_made_once_and_reused(
     recs: RecordingService, clock: Clock, tmp_path: Path
 ) -> None:
     recording_id = await recorded(recs, clock)
-    first = await recs.open_audio(recording_id, QA, "mp3")
+    first = await recs.playback.open_audio(recording_id, QA, "mp3")
     first.close()
     assert first.content_type == "audio/mpeg"
     (cached,) = (tmp_path / "data" / "transcode").glob(f"{recording_id}-*.mp3")
     made = cached.stat().st_mtime_ns
-    second = await recs.open_audio(recording_id, AGENT_1001, "mp3")
+    second = await recs.playback.open_audio(recording_id, AGENT_1001, "mp3")
     second.close()
     assert cached.stat().st_mtime_ns == made
-    both = await asyncio.gather(*(recs.open_audio(recording_id, QA, "ogg") for _ in range(3)))
+    both = await asyncio.gather(*(recs.playback.open_audio(recording_id, QA, "ogg") for _ in range(3)))
     for playable in both:
         playable.close()
     assert len(list((tmp_path / "data" / "transcode").glob(f"{recording_id}-*.ogg"))) == 1
@@ -631,7 +635,7 @@ async def test_transcoded_playback_is_made_once_and_reused(
 
 async def test_waveform_peaks_come_from_the_samples(recs: RecordingService, clock: Clock) -> None:
     recording_id = await recorded(recs, clock, levels=[0.0, 0.0, 0.8, 0.8])
-    shape = await recs.waveform(recording_id, AGENT_1001, 4)
+    shape = await recs.playback.waveform(recording_id, AGENT_1001, 4)
     assert shape["duration"] == pytest.approx(2.0)
     assert shape["peaks"][:2] == [0.0, 0.0]
     assert shape["peaks"][2] == pytest.approx(0.8, abs=0.01)
@@ -647,22 +651,24 @@ async def test_retention_erases_expired_files_per_kind_and_keeps_the_rows(
     old_on_demand = await recorded(recs, clock, kind="on_demand", at=T0)  # kept forever (0 days)
     old_voicemail = await recorded(recs, clock, kind="voicemail", at=T0 + timedelta(days=1))
     new_full = await recorded(recs, clock, at=T0 + timedelta(days=25))
-    files = {rid: recs.store.resolve((await recs.get(rid)).file_path) for rid in (old_full, old_on_demand, new_full)}
-    files[old_voicemail] = recs.store.resolve((await recs.get(old_voicemail)).file_path)
+    files = {
+        rid: recs.store.resolve((await recs.index.get(rid)).file_path) for rid in (old_full, old_on_demand, new_full)
+    }
+    files[old_voicemail] = recs.store.resolve((await recs.index.get(old_voicemail)).file_path)
 
     now = T0 + timedelta(days=31)
-    assert await recs.apply_retention(now) == {"full": 1, "voicemail": 1}
+    assert await recs.retention.apply(now) == {"full": 1, "voicemail": 1}
     assert {rid: path.exists() for rid, path in files.items()} == {
         old_full: False,
         old_on_demand: True,
         old_voicemail: False,
         new_full: True,
     }
-    erased = await recs.get(old_full)
+    erased = await recs.index.get(old_full)
     assert (erased.status, erased.erased_at) == ("erased", now)
     with pytest.raises(RecordingErased):
-        await recs.open_audio(old_full, QA)
-    assert await recs.apply_retention(now) == {}, "nothing twice"
+        await recs.playback.open_audio(old_full, QA)
+    assert await recs.retention.apply(now) == {}, "nothing twice"
     assert [(a, t) for a, _, t in await actions(service, action="recordings_expired")] == [
         ("recordings_expired", "kind:full"),
         ("recordings_expired", "kind:voicemail"),
@@ -678,19 +684,19 @@ async def test_erasing_a_customer_deletes_files_scrubs_rows_and_leaves_a_tombsto
         await recorded(recs, clock, called_number=number, direction="outbound"),
     ]
     others = await recorded(recs, clock, caller_number="+8613800000000")
-    paths = [recs.store.resolve((await recs.get(rid)).file_path) for rid in [*theirs, others]]
-    (await recs.open_audio(theirs[0], QA, "mp3")).close()
+    paths = [recs.store.resolve((await recs.index.get(rid)).file_path) for rid in [*theirs, others]]
+    (await recs.playback.open_audio(theirs[0], QA, "mp3")).close()
 
-    erasure = await recs.erase_by_number(number, "GDPR request #12", actor="root", remote="127.0.0.1")
+    erasure = await recs.retention.erase_by_number(number, "GDPR request #12", actor="root", remote="127.0.0.1")
     assert (erasure.count, erasure.actor, erasure.reason) == (2, "root", "GDPR request #12")
     assert sorted(erasure.recording_ids) == sorted(theirs)
     assert [path.exists() for path in paths] == [False, False, True]
-    assert not list(recs._transcode_dir.glob(f"{theirs[0]}-*"))
+    assert not list(recs.playback.transcode_dir.glob(f"{theirs[0]}-*"))
     for rid in theirs:
-        row = await recs.get(rid)
+        row = await recs.index.get(rid)
         assert (row.status, row.caller_number, row.called_number, row.description) == ("erased", None, None, "")
-    assert (await recs.search(SearchQuery(number=number))).total == 0
-    assert (await recs.search(SearchQuery(q="complaint"))).total == 0
+    assert (await recs.index.search(SearchQuery(number=number))).total == 0
+    assert (await recs.index.search(SearchQuery(q="complaint"))).total == 0
     async with database.session() as session:
         tombstone = (await session.scalars(select(RecordingErasure))).one()
         stored = json.dumps([tombstone.actor, tombstone.reason, tombstone.recording_ids])
@@ -698,7 +704,7 @@ async def test_erasing_a_customer_deletes_files_scrubs_rows_and_leaves_a_tombsto
     assert [(a, actor, target) for a, actor, target in await actions(service, action="recordings_erased")] == [
         ("recordings_erased", "root", f"erasure:{erasure.id}")
     ]
-    again = await recs.erase_by_number(number, "second request", actor="root")
+    again = await recs.retention.erase_by_number(number, "second request", actor="root")
     assert again.count == 0
 
 
@@ -707,29 +713,29 @@ async def test_check_reports_files_without_rows_and_rows_without_files(
 ) -> None:
     kept = await recorded(recs, clock)
     lost = await recorded(recs, clock)
-    recs.store.resolve((await recs.get(lost)).file_path).unlink()
+    recs.store.resolve((await recs.index.get(lost)).file_path).unlink()
     stray = write_wav(recs.store.root / "full" / "2030" / "01" / "01" / "stray.wav", [0.1])
-    report = await recs.check()
+    report = await recs.retention.check()
     assert report.files_without_rows == ["full/2030/01/01/stray.wav"]
-    assert report.rows_without_files == [(lost, (await recs.get(lost)).file_path)]
+    assert report.rows_without_files == [(lost, (await recs.index.get(lost)).file_path)]
     assert not report.clean
     stray.unlink()
     async with database.session() as session:
         await session.execute(text("DELETE FROM recordings WHERE id = :id"), {"id": lost})
-    assert (await recs.check()).clean
-    assert (await recs.get(kept)).status == "complete"
+    assert (await recs.retention.check()).clean
+    assert (await recs.index.get(kept)).status == "complete"
 
 
 async def test_housekeeping_prepares_directories_and_drops_old_conversions(
     recs: RecordingService, clock: Clock, tmp_path: Path
 ) -> None:
     recording_id = await recorded(recs, clock)
-    (await recs.open_audio(recording_id, QA, "ogg")).close()
+    (await recs.playback.open_audio(recording_id, QA, "ogg")).close()
     (cached,) = (tmp_path / "data" / "transcode").glob("*.ogg")
     old = (T0 - timedelta(days=30)).timestamp()
     os.utime(cached, (old, old))
     clock.now = T0 + timedelta(hours=1)
-    await recs.maintain()
+    await recs.retention.maintain()
     assert not cached.exists()
     for kind in ("full", "on_demand", "voicemail"):
         assert (recs.store.root / kind / "2030" / "01" / "02").is_dir()
@@ -738,21 +744,21 @@ async def test_housekeeping_prepares_directories_and_drops_old_conversions(
 async def test_recording_work_never_blocks_the_event_loop(recs: RecordingService, database: Database) -> None:
     if database.dialect != "sqlite":
         pytest.skip("asyncpg itself stats ~/.pgpass and certificate files while connecting")
-    info, allocation = await recs.start("full", CallFacts(agent_user_id=11, description="blocking check"))
+    info, allocation = await recs.lifecycle.start("full", CallFacts(agent_user_id=11, description="blocking check"))
     write_wav(allocation.path, [0.5] * 4)
     await database.ping()  # the pool's connection exists before the check starts
     with blockbuster_ctx():
-        await recs.pause(info.id)
-        await recs.resume(info.id)
-        await recs.finish(info.id)
-        (await recs.open_audio(info.id, QA)).close()
-        (await recs.open_audio(info.id, QA, "mp3")).close()
-        await recs.waveform(info.id, QA, 50)
-        assert (await recs.search(SearchQuery(q="blocking"))).total == 1
-        await recs.edit(info.id, QA, description="still not blocking")
-        await recs.check()
-        await recs.maintain()
-        await recs.erase_by_number("nobody", "test", actor="root")
+        await recs.lifecycle.pause(info.id)
+        await recs.lifecycle.resume(info.id)
+        await recs.lifecycle.finish(info.id)
+        (await recs.playback.open_audio(info.id, QA)).close()
+        (await recs.playback.open_audio(info.id, QA, "mp3")).close()
+        await recs.playback.waveform(info.id, QA, 50)
+        assert (await recs.index.search(SearchQuery(q="blocking"))).total == 1
+        await recs.index.edit(info.id, QA, description="still not blocking")
+        await recs.retention.check()
+        await recs.retention.maintain()
+        await recs.retention.erase_by_number("nobody", "test", actor="root")
 
 
 async def test_postgresql_plans_each_statement_for_its_values(database: Database) -> None:

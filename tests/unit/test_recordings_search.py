@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recordings.access import interface_extension
 from recordings.exceptions import InvalidFilter
 from recordings.schemas import EditIn, SearchQuery
 from recordings.search import count_statement, decode_cursor, encode_cursor, page_statement
-from recordings.services import interface_extension
 from recordings.text import query_tokens, search_text_of, tokens_of
 
 WHEN = datetime(2030, 1, 1, tzinfo=UTC)

@@ -28,7 +28,7 @@ def test_the_engine_serves_recordings(tmp_path: Path) -> None:
     assert isinstance(service, RecordingService)
     assert service.store.root == tmp_path / "recordings"
     assert service.config.retention_full_days == 90
-    assert service._transcode_dir == tmp_path / "data" / TRANSCODE_DIR
+    assert service.playback.transcode_dir == tmp_path / "data" / TRANSCODE_DIR
     assert any(isinstance(plugin, RecordingsPlugin) and plugin.recordings is service for plugin in app[PLUGINS])
     paths = {route.resource.canonical for route in app.router.routes() if route.resource is not None}
     assert {"/api/v1/recordings", "/api/v1/recordings/{recording_id}/audio", "/api/v1/recordings/erase"} <= paths
@@ -37,13 +37,16 @@ def test_the_engine_serves_recordings(tmp_path: Path) -> None:
 async def test_the_housekeeping_task_starts_and_stops_with_the_plugin(tmp_path: Path) -> None:
     events: list[str] = []
 
-    class Service:
+    class Retention:
         async def run_maintenance(self) -> None:
             events.append("running")
             try:
                 await asyncio.Event().wait()
             finally:
                 events.append("stopped")
+
+    class Service:
+        retention = Retention()
 
     app = build_app(_config(tmp_path))
     plugin = next(plugin for plugin in app[PLUGINS] if isinstance(plugin, RecordingsPlugin))
