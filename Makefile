@@ -24,6 +24,8 @@ lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
+	.venv/bin/python scripts/events_table.py --check
 
 bench: $(VENV_STAMP)
 	.venv/bin/python bench/fastagi.py --quick

@@ -1,6 +1,6 @@
 """The screen-pop: when a call rings an agent's phone, that agent's open pages get the caller's file.
 
-Triggered by ``call.offered`` (AgentCalled: the phone starts ringing), so the file is on screen before the agent
+Triggered by ``CallOffered`` (AgentCalled: the phone starts ringing), so the file is on screen before the agent
 answers. The frame carries every customer owning the calling number (a shared number pops them all; an unknown
 one pops a form to create the customer), the last calls from that number and the customer's other numbers, the
 open service records, what the caller chose in the IVR and its path, how long they waited, and, on an expert

@@ -1,6 +1,6 @@
 """Recording policy and control: what Asterisk records, when, and the index rows that go with it.
 
-- Full recording: every queue call from the moment a seat answers (``call.answered``), both directions mixed,
+- Full recording: every queue call from the moment a seat answers (``CallAnswered``), both directions mixed,
   by MixMonitor on the seat's channel. An expert leg is a second full recording of the same call.
 - On demand: started and stopped by the agent (API) or by a program (the IVR's ``record`` step, for
   complaints; a recording rule, when a call of a listed CRM tier or to a listed queue is queued), by

@@ -2,7 +2,7 @@
 
 The live model says what is happening (who talks, who waits, since when); today's figures (calls handled per
 seat, service level, abandons, average wait and talk per queue) come from the day's call records, folded in as
-each record is written (``call.recorded``) and loaded again from the table when the engine starts, so a restart
+each record is written (``CallRecorded``) and loaded again from the table when the engine starts, so a restart
 loses none of them. :func:`build_board` is pure: a model, the time, who sits where and the day's tally in, plain
 JSON-ready data out. The same data feeds ``GET /api/v1/board``, the websocket's ``board`` frames and the
 Prometheus gauges (:class:`BoardCollector`).
