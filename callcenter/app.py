@@ -53,9 +53,11 @@ log = logging.getLogger("callcenter.app")
 # Seconds the engine waits at shutdown for event subscribers still running before it closes the database.
 SHUTDOWN_DRAIN_SECONDS = 5.0
 
-# The order plugins are installed and started in (and stopped in reverse). Seats first: they put the agents back
-# into Asterisk's queues after a resync. Calls before the CRM, whose service records follow the call records;
-# the recordings before the flows, which file voicemails in them; the supervisor last, as it reads all of them.
+# The order plugins are installed and started in (and stopped in reverse): the owners of data before the
+# packages that read it (calls before the CRM, whose service records follow the call records; the recordings
+# before the flows, which file voicemails in them; the supervisor, which reads all of them, last). After each
+# resync every plugin checks its own state beside Asterisk on its own (seats put back into the queues, calls
+# reconciled, running recordings found); none of these depends on another's.
 PLUGIN_ORDER = ("seats", "calls", "crm", "recordings", "ivr_flows", "supervisor")
 
 PLUGINS: web.AppKey[tuple[Plugin, ...]] = web.AppKey("plugins")
@@ -199,8 +201,9 @@ async def _plugins_ctx(app: web.Application) -> AsyncIterator[None]:
     unsubscribe = app[BUS].subscribe(AgentStateChanged, seat_notifier(app[HUB]))
     try:
         for plugin in app[PLUGINS]:
-            await plugin.start()
+            # Stopped too if its start fails half-way: what it did start (a task, a subscription) ends.
             started.append(plugin)
+            await plugin.start()
         yield
     finally:
         unsubscribe()

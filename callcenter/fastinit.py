@@ -32,9 +32,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from types import FunctionType, MemberDescriptorType
-from typing import Any, TypeVar
-
-_C = TypeVar("_C", bound=type)
+from typing import Any
 
 # Where the __init__ that dataclasses wrote is kept, on each class given to install().
 _ORIGINAL = "_dataclass_init"
@@ -59,12 +57,6 @@ def install(*classes: type) -> None:
         fast.__annotations__ = dict(original.__annotations__)
         setattr(cls, _ORIGINAL, original)
         cls.__init__ = fast  # type: ignore[misc]
-
-
-def fast_init(cls: _C) -> _C:
-    """:func:`install` as a class decorator, put above ``@dataclass(frozen=True, slots=True)``."""
-    install(cls)
-    return cls
 
 
 def dataclass_init(cls: type) -> Callable[..., None]:

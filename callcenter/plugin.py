@@ -12,8 +12,9 @@ each plugin with the core and the ports it needs of other packages (read interfa
 3. when it stops, after the FastAGI server and the AMI connection stopped, ``stop()`` on each plugin in the reverse
    order, then the database closes.
 
-A plugin that fails to start stops the engine's start (aiohttp reports it); ``stop`` is called only on the
-plugins that started, and must not raise.
+A plugin that fails to start stops the engine's start (aiohttp reports it); ``stop`` is called on the plugins
+that started and on the one that failed (it stops what it did start), so it must not raise, also when
+``start`` ran only in part.
 """
 
 from __future__ import annotations

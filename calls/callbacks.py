@@ -3,8 +3,8 @@
 ``POST /api/v1/callbacks`` sends one AMI Originate of ``PJSIP/<agent's extension>`` into the ``cc-callback``
 context with the customer's number (checked here: digits and a leading ``+`` only, so it can never smuggle Dial
 options or other targets) and a generated channel id, which becomes the call's linkedid. The call record is an
-outbound one, with the customer's number and the agent, linked to the service record it was made for
-(``callback.started`` on the bus lets the CRM mark that record in progress).
+outbound one, with the customer's number and the agent, linked to the service record it was made for; the
+bus carries ``CallbackStarted`` for whoever wants to follow callbacks (nothing subscribes yet).
 """
 
 from __future__ import annotations

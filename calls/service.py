@@ -38,6 +38,12 @@ from recordings.events import RecordingStarted
 
 log = logging.getLogger("callcenter.calls")
 
+# What an expert handoff's outcome says, by outcome; what it does not say is left as an earlier event said it.
+_ANSWERED_SAYS = frozenset({"linkedid", "handoff_id", "outcome", "expert"})
+_UNANSWERED_SAYS = frozenset(
+    {"linkedid", "handoff_id", "outcome", "caller_number", "voicemail_path", "notes", "from_user"}
+)
+
 # How long after its end a call CEL knows but the engine never recorded is left to the live path.
 BACKFILL_GRACE_SECONDS = 30.0
 # Snapshots newer than this are not reconciled: the live model may not have seen the call's first event yet.
@@ -158,8 +164,11 @@ class CallRecorder:
     def _on_handoff(self, event: ExpertRequested | ExpertOutcome) -> None:
         linkedid = event.linkedid
         if linkedid:
-            # What each event left unsaid (None) does not wipe what an earlier one said.
-            said = {name: value for name, value in event_fields(event).items() if value is not None}
+            said = event_fields(event)
+            if isinstance(event, ExpertOutcome):
+                # An answer names the expert; a voicemail or a callback says the rest, and no expert.
+                kept = _ANSWERED_SAYS if event.outcome == "answered" else _UNANSWERED_SAYS
+                said = {name: value for name, value in said.items() if name in kept}
             merged = {**self._handoffs.get(linkedid, {}), **said}
             self._handoffs.put(linkedid, merged)
             self._snapshots.pop(linkedid, None)

@@ -158,6 +158,10 @@ class ServiceRecords:
         """
         now = self._clock()
         who = (actor or SYSTEM_ACTOR)[:ACTOR_MAX]
+        # Asked before the record's session opens (one connection at a time per transition), judged in it.
+        assignee_known = data.assigned_to is not None and data.assigned_to in await self._users.users(
+            [data.assigned_to] if data.action == "assign" else []
+        )
         async with self._database.session() as session:
             record = await session.get(ServiceRecord, record_id)
             if record is None:
@@ -167,7 +171,7 @@ class ServiceRecords:
             values: dict[str, Any] = {"status": target.value, "updated_at": now}
             changes: dict[str, Any] = {}
             if data.action == "assign":
-                if data.assigned_to is None or data.assigned_to not in await self._users.users([data.assigned_to]):
+                if not assignee_known:
                     raise InvalidCrmInput("assigned_to", "no user with this id")
                 if record.assigned_to != data.assigned_to:
                     values["assigned_to"] = data.assigned_to

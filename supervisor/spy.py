@@ -15,7 +15,7 @@
 Switching mode sends that key to ChanSpy with AMI ``PlayDTMF`` and ``Receive: true``, which makes Asterisk
 behave as if the supervisor's phone had sent it (the ``call`` write class). Stopping hangs up the
 supervisor's channel. Each session is known by the uniqueid the engine gives that channel (Originate's
-``ChannelId``), so ChanSpyStart/ChanSpyStop (published by callcenter.live as ``asterisk.chanspy``) and the end of
+``ChannelId``), so ChanSpyStart/ChanSpyStop (published by callcenter.live as ``ChanSpyChanged``) and the end of
 the call (``CallEnded``) are matched to it without guessing.
 
 A supervisor may spy only on agents of the teams they lead (``team_members.is_lead``); membership alone is not

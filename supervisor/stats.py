@@ -325,10 +325,6 @@ WORKLOAD_COLUMNS = (
 HOURLY_COLUMNS = ("hour", "username", "user_id", "login_seconds", "pause_seconds", "handled", "talk_seconds")
 
 
-# A login or pause interval, as the seats give it (seats.ports).
-Interval = SeatInterval
-
-
 @dataclass(slots=True)
 class _Work:
     user_id: int | None
@@ -342,7 +338,7 @@ class _Work:
     wrapup: float = 0.0
 
 
-def _clip(interval: Interval, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+def _clip(interval: SeatInterval, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
     begin = max(interval.started_at, start)
     finish = min(interval.ended_at or end, end)
     return (begin, finish) if finish > begin else None
@@ -351,13 +347,13 @@ def _clip(interval: Interval, start: datetime, end: datetime) -> tuple[datetime,
 class _Owners:
     """Who was logged in to a seat at a given moment, from the login intervals."""
 
-    def __init__(self, intervals: Iterable[Interval]) -> None:
-        self._by_interface: dict[str, list[Interval]] = {}
+    def __init__(self, intervals: Iterable[SeatInterval]) -> None:
+        self._by_interface: dict[str, list[SeatInterval]] = {}
         for interval in intervals:
             if interval.kind == "login":
                 self._by_interface.setdefault(interval.interface, []).append(interval)
 
-    def at(self, interface: str, moment: datetime) -> Interval | None:
+    def at(self, interface: str, moment: datetime) -> SeatInterval | None:
         for interval in self._by_interface.get(interface, ()):
             if interval.started_at <= moment and (interval.ended_at is None or moment < interval.ended_at):
                 return interval
@@ -369,7 +365,7 @@ def _key(user_id: int | None, interface: str) -> tuple[int, str]:
 
 
 def workload(
-    intervals: Sequence[Interval],
+    intervals: Sequence[SeatInterval],
     records: Iterable[str | None],
     *,
     start: datetime,

@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from callcenter.ami.probe import probe_ami
 from callcenter.cli.common import get_config
 from callcenter.secrets import ami_secret
-from devtools.sandbox import Sandbox, SandboxError
+
+if TYPE_CHECKING:
+    from devtools.sandbox import Sandbox
+
+# The sandbox manager is a development tool (devtools): imported when an `asterisk` command runs, so that
+# `callcenter run` never loads it.
 
 
 def _sandbox(ctx: click.Context) -> Sandbox:
+    from devtools.sandbox import Sandbox
+
     return Sandbox(get_config(ctx), progress=lambda line: click.echo(line, err=True))
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """The sandbox's errors as the command's own (a message and exit code 1, no traceback)."""
+    from devtools.sandbox import SandboxError
+
+    try:
+        yield
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -28,10 +49,8 @@ def asterisk() -> None:
 def install(ctx: click.Context, force: bool) -> None:
     """Build the chroot and install Asterisk and its English sounds (idempotent)."""
     sandbox = _sandbox(ctx)
-    try:
+    with _reported():
         changed = sandbox.install(force=force)
-    except SandboxError as exc:
-        raise click.ClickException(str(exc)) from exc
     if not changed:
         version = sandbox.marker.read_text(encoding="utf-8").strip()
         click.echo(f"sandbox already installed in {sandbox.root} ({version})")
@@ -42,11 +61,9 @@ def install(ctx: click.Context, force: bool) -> None:
 def start(ctx: click.Context) -> None:
     """Render asterisk-conf/ into the sandbox and start Asterisk as the chroot's asterisk user."""
     sandbox = _sandbox(ctx)
-    try:
+    with _reported():
         already = sandbox.running_pid()
         pid = sandbox.start()
-    except SandboxError as exc:
-        raise click.ClickException(str(exc)) from exc
     state = "already running" if already else "started"
     click.echo(f"Asterisk {state} (pid {pid}) in {sandbox.root}")
 
@@ -55,10 +72,8 @@ def start(ctx: click.Context) -> None:
 @click.pass_context
 def stop(ctx: click.Context) -> None:
     """Stop the sandbox's own Asterisk (found by its pid file; nothing else is touched)."""
-    try:
+    with _reported():
         stopped = _sandbox(ctx).stop()
-    except SandboxError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo("Asterisk stopped" if stopped else "Asterisk was not running")
 
 
@@ -73,10 +88,8 @@ def status(ctx: click.Context) -> None:
         result = asyncio.run(probe_ami(config.ami.host, config.ami.port, config.ami.username, ami_secret(config)))
         return result.ok, result.detail
 
-    try:
+    with _reported():
         state = sandbox.status(ami_check=ami_check)
-    except SandboxError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"sandbox:   {sandbox.root} ({'installed' if state.installed else 'not installed'})")
     click.echo(f"running:   {'yes, pid ' + str(state.pid) if state.running else 'no'}")
     click.echo(f"version:   {state.version or '-'}")
@@ -97,10 +110,8 @@ def cli(ctx: click.Context, command: tuple[str, ...]) -> None:
         raise click.ClickException("Asterisk is not running: `callcenter asterisk start` first")
     if not command:
         os.execvp("chroot", ["chroot", str(sandbox.root), "asterisk", "-r"])  # noqa: S606
-    try:
+    with _reported():
         result = sandbox.cli(" ".join(command), check=False)
-    except SandboxError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(result.stdout, nl=False)
     if result.returncode != 0:
         click.echo(result.stderr, err=True, nl=False)

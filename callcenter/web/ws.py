@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from callcenter.auth.middleware import bearer_token, check_same_origin, principal
 from callcenter.auth.permissions import Permission, requires
 from callcenter.auth.services import Principal
-from callcenter.bus import event_fields
+from callcenter.events import AgentStateChanged
 from callcenter.keys import HUB
 
 log = logging.getLogger("callcenter.ws")
@@ -192,22 +192,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return await request.config_dict[HUB].serve(request)
 
 
-def seat_notifier(hub: Hub) -> Callable[[Any], None]:
+def seat_notifier(hub: Hub) -> Callable[[AgentStateChanged], None]:
     """Tells an agent's own pages when their seat changes state (``AgentStateChanged`` on the bus)."""
 
-    def notify(event: Any) -> None:
-        data: Mapping[str, Any] = event_fields(event)
-        interface = str(data.get("agent", ""))
+    def notify(event: AgentStateChanged) -> None:
+        interface = event.agent
         if not interface.startswith("PJSIP/"):
             return
         hub.send(
             "agent_state",
-            {
-                "agent": interface,
-                "state": str(data.get("new")),
-                "since": data.get("since"),
-                "reason": data.get("reason"),
-            },
+            {"agent": interface, "state": str(event.new), "since": event.since, "reason": event.reason},
             extension=interface.removeprefix("PJSIP/"),
         )
 

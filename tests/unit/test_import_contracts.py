@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,44 @@ def test_a_public_module_that_drags_its_package_s_internals_breaks_the_contract(
     # Without that import the same layout keeps the contract.
     (tmp_path / "alpha" / "events.py").write_text("X = 1\n")
     assert _lint(config, tmp_path, tmp_path).returncode == 0
+
+
+def test_the_engine_loads_no_development_tool() -> None:
+    """What `callcenter run` imports (the CLI and the composition root) brings in nothing of devtools."""
+    probe = (
+        "import sys, callcenter.cli, callcenter.app;"
+        "print(sorted(m for m in sys.modules if m == 'devtools' or m.startswith('devtools.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# Each package's tables, by the name its models give them. A feature that names another's table in SQL text
+# (``table("service_records", ...)``, ``FROM call_records``) reads it behind the owner's back: it asks the
+# owner's port instead. Import contracts cannot see a table name in a string; this test does. (A foreign key
+# to another's table in a model is the schema's integrity, not a read, and is not matched.)
+FEATURES = ("calls", "seats", "crm_bridge", "recordings", "ivr_flows", "supervisor")
+
+
+def _tables() -> dict[str, set[str]]:
+    owners: dict[str, set[str]] = {}
+    for path in [*ROOT.glob("*/models.py"), *ROOT.glob("callcenter/*/models.py")]:
+        package = path.relative_to(ROOT).parts[0]
+        owner = package if package in FEATURES else "callcenter"
+        names = re.findall(r'__tablename__ = "([a-z_]+)"', path.read_text(encoding="utf-8"))
+        owners.setdefault(owner, set()).update(names)
+    return owners
+
+
+def test_no_feature_names_another_package_s_table() -> None:
+    owners = _tables()
+    assert {"call_records", "agent_seats", "service_records", "recordings", "users"} <= set().union(*owners.values())
+    found = []
+    for feature in FEATURES:
+        others = set().union(*(names for owner, names in owners.items() if owner != feature))
+        for path in sorted((ROOT / feature).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            for name in others:
+                if re.search(rf"""\btable\(\s*["']{name}["']|\b(FROM|JOIN|INTO|UPDATE)\s+"?{name}\b""", text):
+                    found.append(f"{path.relative_to(ROOT)}: {name}")
+    assert found == []
