@@ -12,11 +12,11 @@ What one pop goes through, in one process on one uvloop event loop, as in the en
 3. the real aiohttp websocket route on 127.0.0.1, and a real aiohttp websocket client logged in as the ringing
    agent (bearer token), which notes when the frame arrives.
 
-The time measured is from just before step 1 to the client's receipt of the frame. The CRM holds N customers made
-by ``devtools.seed`` (default 1,000,000; ``--quick`` 100,000) and N/4 earlier calls from a pool of their numbers,
-so most pops have a history; one caller in ten is unknown (the new-customer form). Both backends run in the same
-invocation: SQLite (the seeded file is cached under /var/tmp/callcenter-bench, keyed by N, so reruns skip seeding)
-and PostgreSQL (``CC_BENCH_POSTGRES_URL``, in a schema of its own that is dropped afterwards).
+The time measured is from just before step 1 to the client's receipt of the frame. The CRM holds N customers made by
+``callcenter_devtools.seed`` (default 1,000,000; ``--quick`` 100,000) and N/4 earlier calls from a pool of their
+numbers, so most pops have a history; one caller in ten is unknown (the new-customer form). Both backends run in the
+same invocation: SQLite (the seeded file is cached under /var/tmp/callcenter-bench, keyed by N, so reruns skip
+seeding) and PostgreSQL (``CC_BENCH_POSTGRES_URL``, in a schema of its own that is dropped afterwards).
 
 Two phases per backend:
 
@@ -80,13 +80,13 @@ from callcenter.keys import AUTH, HUB  # noqa: E402
 from callcenter.live import LiveService  # noqa: E402
 from callcenter.web.errors import error_middleware  # noqa: E402
 from callcenter.web.ws import Hub, ws_routes  # noqa: E402
+from callcenter_devtools.seed import SeedOptions, seed  # noqa: E402
 from calls.models import CallRecord  # noqa: E402
 from calls.reads import CallReads  # noqa: E402
 from calls.records import caller_tail  # noqa: E402
 from crm_bridge.models import CustomerPhone  # noqa: E402
 from crm_bridge.screenpop import ScreenPop  # noqa: E402
 from crm_bridge.services import CrmService  # noqa: E402
-from devtools.seed import SeedOptions, seed  # noqa: E402
 from ivr_flows.events import IvrEnded  # noqa: E402
 
 CACHE_DIR = Path("/var/tmp/callcenter-bench")

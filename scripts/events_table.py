@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("callcenter", "calls", "seats", "crm_bridge", "recordings", "ivr_flows", "supervisor", "devtools")
+PACKAGES = (
+    "callcenter",
+    "calls",
+    "seats",
+    "crm_bridge",
+    "recordings",
+    "ivr_flows",
+    "supervisor",
+    "callcenter_devtools",
+)
 OUTPUT = ROOT / "docs" / "events.md"
 
 

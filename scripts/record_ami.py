@@ -22,8 +22,8 @@ from pathlib import Path
 
 from callcenter.config import Config, Phone, load_config
 from callcenter.secrets import ami_secret
-from devtools.sandbox import Sandbox, SandboxError
-from devtools.sipp import CallerScript, Phones, SippProcess
+from callcenter_devtools.sandbox import Sandbox, SandboxError
+from callcenter_devtools.sipp import CallerScript, Phones, SippProcess
 
 # The same addresses and ports as tests/integration/conftest.py.
 PSTN = "127.0.0.2"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from callcenter.config import Config, Phone, load_config
-from devtools.sandbox import Sandbox, SandboxError
-from devtools.sipp import Phones
+from callcenter_devtools.sandbox import Sandbox, SandboxError
+from callcenter_devtools.sipp import Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS
 
 

@@ -15,14 +15,14 @@ from callcenter.cli.common import get_config
 from callcenter.secrets import ami_secret
 
 if TYPE_CHECKING:
-    from devtools.sandbox import Sandbox
+    from callcenter_devtools.sandbox import Sandbox
 
-# The sandbox manager is a development tool (devtools): imported when an `asterisk` command runs, so that
+# The sandbox manager is a development tool (callcenter_devtools): imported when an `asterisk` command runs, so that
 # `callcenter run` never loads it.
 
 
 def _sandbox(ctx: click.Context) -> Sandbox:
-    from devtools.sandbox import Sandbox
+    from callcenter_devtools.sandbox import Sandbox
 
     return Sandbox(get_config(ctx), progress=lambda line: click.echo(line, err=True))
 
@@ -30,7 +30,7 @@ def _sandbox(ctx: click.Context) -> Sandbox:
 @contextmanager
 def _reported() -> Iterator[None]:
     """The sandbox's errors as the command's own (a message and exit code 1, no traceback)."""
-    from devtools.sandbox import SandboxError
+    from callcenter_devtools.sandbox import SandboxError
 
     try:
         yield

@@ -57,8 +57,8 @@ def seed_command(ctx: click.Context, customers: int, products: int, seed_value: 
 
     Migrates the schema first. Refuses a database that already has customers unless --force.
     """
+    from callcenter_devtools.seed import SeedOptions, seed
     from crm_bridge.exceptions import SeedRefused
-    from devtools.seed import SeedOptions, seed
 
     url = get_config(ctx).database_url
     _upgrade(url)

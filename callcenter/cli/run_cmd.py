@@ -53,7 +53,7 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, calls_every: float, no_traffic: bool) -> None:
     """Provision everything and run the live demo until Ctrl-C, then stop every process it started."""
-    from devtools.demo import Demo, DemoError
+    from callcenter_devtools.demo import Demo, DemoError
 
     config = get_config(ctx)
     configure_logging(log_level(ctx))

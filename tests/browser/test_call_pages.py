@@ -22,10 +22,10 @@ from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.events import CallAnswered, ChanSpyChanged
 from callcenter.keys import LIVE
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn, ServiceRecordQuery
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
 from recordings.keys import RECORDINGS
 from recordings.schemas import SearchQuery
 from tests.browser.conftest import OpenPage, Watched, add_user, log_in, screenshot

@@ -16,11 +16,11 @@ from callcenter.auth.services import AuthService
 from callcenter.db import Database
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
+from callcenter_devtools.seed import SeedOptions, seed
 from crm_bridge.http import crm_routes
 from crm_bridge.keys import CRM, CRM_OUTBOX
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.services import CrmService
-from devtools.seed import SeedOptions, seed
 
 PASSWORD = "correct horse battery"
 HOSTILE = "<script>alert(1)</script>\"'; DROP TABLE customers; --\r\n" + "客" * 900

@@ -16,6 +16,7 @@ from callcenter.adapters import CrmProductCatalog
 from callcenter.cli.common import pass_context_options
 from callcenter.cli.db_cmd import db as db_group
 from callcenter.db import Database
+from callcenter_devtools.seed import SeedOptions, seed
 from crm_bridge.exceptions import SeedRefused
 from crm_bridge.models import (
     TIER_RANK,
@@ -30,7 +31,6 @@ from crm_bridge.phones import normalize
 from crm_bridge.schemas import CustomerIn, ServiceRecordIn
 from crm_bridge.services import CrmService
 from crm_bridge.text import name_key
-from devtools.seed import SeedOptions, seed
 from ivr_flows.ports import DEMO_PRODUCTS
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)

@@ -23,12 +23,12 @@ from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.keys import LIVE
 from callcenter.model import AgentStatus
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded, ExpertOutcome
 from calls.keys import CALLS
 from calls.models import CallProgress, CallRecord, ExpertHandoff
 from crm_bridge.models import RecordType, ServiceRecord
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route, user_api
 

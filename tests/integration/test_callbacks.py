@@ -14,10 +14,10 @@ from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.keys import AUTH, LIVE
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import Phones
 from calls.events import CallRecorded
 from calls.models import CallRecord
-from devtools.sandbox import Sandbox
-from devtools.sipp import Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api
 

@@ -12,7 +12,7 @@ from callcenter.cli import main
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.keys import AUTH, LIVE
-from devtools.sandbox import Sandbox
+from callcenter_devtools.sandbox import Sandbox
 from tests.integration.conftest import running_engine, wait_for
 
 

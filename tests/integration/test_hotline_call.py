@@ -12,8 +12,8 @@ from aiohttp import web
 from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.keys import METRICS
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from ivr_flows.events import IvrChoice, IvrEnded, IvrStarted
 from ivr_flows.keys import FLOWS
 from ivr_flows.ports import ShiftedClock

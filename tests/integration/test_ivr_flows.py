@@ -29,11 +29,11 @@ from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.keys import AGI_SERVER, DATABASE, LIVE
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from crm_bridge.keys import CRM
 from crm_bridge.models import Product
 from crm_bridge.schemas import CustomerIn
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
 from ivr_flows.engine import CallResult
 from ivr_flows.events import IvrEnded, IvrStep
 from ivr_flows.keys import FLOWS

@@ -10,8 +10,8 @@ from callcenter.config import Config
 from callcenter.events import CallAnswered, CallEnded, CallOffered
 from callcenter.keys import LIVE
 from callcenter.model import AgentStatus, CallOutcome
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route
 

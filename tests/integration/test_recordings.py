@@ -22,10 +22,10 @@ from callcenter.config import Config
 from callcenter.events import CallAnswered
 from callcenter.keys import AUTH, LIVE
 from callcenter.model import AgentStatus
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
 from recordings.events import RecordingFinished, RecordingStarted
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api, queue_route, user_api

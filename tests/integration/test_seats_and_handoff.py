@@ -23,9 +23,9 @@ from callcenter.config import Config
 from callcenter.events import CallOffered
 from callcenter.keys import AUTH, LIVE
 from callcenter.model import AgentStatus
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 
 PASSWORD = "seat-test-password-1"

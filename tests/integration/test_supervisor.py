@@ -30,10 +30,10 @@ from callcenter.events import ChanSpyChanged
 from callcenter.keys import AUTH, DATABASE, LIVE
 from callcenter.model import AgentStatus
 from callcenter.secrets import ami_secret
+from callcenter_devtools.sandbox import Sandbox
+from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded
 from calls.models import CallRecord
-from devtools.sandbox import Sandbox
-from devtools.sipp import CallerScript, Phones
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callcenter.config import load_config
-from devtools.demo import PHONE_ADDRESS, demo_config
+from callcenter_devtools.demo import PHONE_ADDRESS, demo_config
 
 
 def test_the_demo_gives_phones_contacts_and_records_vip_callers_by_rule() -> None:

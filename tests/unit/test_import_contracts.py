@@ -40,7 +40,7 @@ def test_a_public_module_that_drags_its_package_s_internals_breaks_the_contract(
     shutil.copy(ROOT / ".importlinter", tmp_path / "original.ini")
     config.write_text(
         "[importlinter]\nroot_packages =\n    alpha\n    beta\ncontract_types =\n"
-        "    public_modules: devtools.importcontracts.PublicModulesContract\n\n"
+        "    public_modules: callcenter_devtools.importcontracts.PublicModulesContract\n\n"
         "[importlinter:contract:public]\nname = public modules stand alone\ntype = public_modules\n"
         "packages =\n    alpha\n    beta\npublic =\n    events\n    ports\n"
     )
@@ -53,10 +53,10 @@ def test_a_public_module_that_drags_its_package_s_internals_breaks_the_contract(
 
 
 def test_the_engine_loads_no_development_tool() -> None:
-    """What `callcenter run` imports (the CLI and the composition root) brings in nothing of devtools."""
+    """What `callcenter run` imports (the CLI and the composition root) brings in nothing of callcenter_devtools."""
     probe = (
         "import sys, callcenter.cli, callcenter.app;"
-        "print(sorted(m for m in sys.modules if m == 'devtools' or m.startswith('devtools.')))"
+        "print(sorted(m for m in sys.modules if m == 'callcenter_devtools' or m.startswith('callcenter_devtools.')))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"

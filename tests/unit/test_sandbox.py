@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.config import Config, Phone, load_config
-from devtools.sandbox import Sandbox, SandboxError, host_path
+from callcenter_devtools.sandbox import Sandbox, SandboxError, host_path
 
 
 def _config(tmp_path: Path, **sections: dict[str, object]) -> Config:
@@ -104,14 +104,14 @@ def test_install_refuses_without_root(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_install_refuses_without_debootstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr("devtools.sandbox.shutil.which", lambda _name: None)
+    monkeypatch.setattr("callcenter_devtools.sandbox.shutil.which", lambda _name: None)
     with pytest.raises(SandboxError, match="apt-get install debootstrap"):
         Sandbox(_config(tmp_path)).install()
 
 
 def test_install_refuses_without_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr("devtools.sandbox.shutil.which", lambda _name: "/usr/sbin/debootstrap")
+    monkeypatch.setattr("callcenter_devtools.sandbox.shutil.which", lambda _name: "/usr/sbin/debootstrap")
     config = _config(tmp_path, asterisk={"min_free_mb": 10**9})
     with pytest.raises(SandboxError, match="not enough space"):
         Sandbox(config).install()
@@ -119,7 +119,7 @@ def test_install_refuses_without_space(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_install_refuses_an_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr("devtools.sandbox.shutil.which", lambda _name: "/usr/sbin/debootstrap")
+    monkeypatch.setattr("callcenter_devtools.sandbox.shutil.which", lambda _name: "/usr/sbin/debootstrap")
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
@@ -144,7 +144,7 @@ def test_stop_without_a_running_asterisk_touches_nothing(tmp_path: Path, monkeyp
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")  # a live pid that is not this sandbox's Asterisk
     killed: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append((pid, sig)))
-    monkeypatch.setattr("devtools.sandbox.subprocess.run", lambda *a, **k: pytest.fail(f"ran {a}"))
+    monkeypatch.setattr("callcenter_devtools.sandbox.subprocess.run", lambda *a, **k: pytest.fail(f"ran {a}"))
     assert box.running_pid() is None
     assert box.stop() is False
     assert killed == []

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callcenter.web.errors import InvalidInput
+from seats.ports import SeatInterval
 from supervisor.stats import (
-    Interval,
     bucket_start,
     buckets,
     call_volume,
@@ -176,10 +176,10 @@ def test_too_many_periods_and_bad_ranges_are_refused() -> None:
     assert resolve_range(None, None, now=now, zone=SHANGHAI, max_days=31)[0] == datetime(2030, 3, 3, 16, tzinfo=UTC)
 
 
-def _interval(kind: str, user: int, start: datetime, end: datetime | None, reason: str | None = None) -> Interval:
+def _interval(kind: str, user: int, start: datetime, end: datetime | None, reason: str | None = None) -> SeatInterval:
     names = {1: "ann", 2: "bob"}
     interfaces = {1: "PJSIP/1001", 2: "PJSIP/1002"}
-    return Interval(user, names[user], interfaces[user], kind, reason, start, end)
+    return SeatInterval(user, names[user], interfaces[user], kind, reason, start, end)
 
 
 def test_workload_attributes_calls_to_whoever_sat_at_the_seat_and_splits_time_by_hour() -> None:
@@ -244,10 +244,10 @@ def test_workload_attributes_calls_to_whoever_sat_at_the_seat_and_splits_time_by
     ]
 
 
-def replace_interface(interval: Interval) -> Interval:
+def replace_interface(interval: SeatInterval) -> SeatInterval:
     # bob's login is at ann's seat (PJSIP/1001): the seat, not the person, answers calls.
     if interval.username == "bob":
-        return Interval(
+        return SeatInterval(
             interval.user_id,
             "bob",
             "PJSIP/1001",

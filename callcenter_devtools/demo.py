@@ -28,9 +28,9 @@ from callcenter.events import CallAnswered
 from callcenter.keys import AUTH, BUS
 from callcenter.runtime import run_async
 from callcenter.web.errors import ApiError
+from callcenter_devtools.sandbox import Sandbox, SandboxError
+from callcenter_devtools.sipp import CallerScript, Phones, SippError
 from calls.keys import HANDOFF
-from devtools.sandbox import Sandbox, SandboxError
-from devtools.sipp import CallerScript, Phones, SippError
 from seats.keys import SEATS
 from seats.services import QueueLogin
 
@@ -230,10 +230,10 @@ class Demo:
             )
 
     async def _seed_crm(self) -> None:
+        from callcenter_devtools.seed import SeedOptions, seed
         from crm_bridge.exceptions import SeedRefused
         from crm_bridge.schemas import CustomerIn, PhoneIn
         from crm_bridge.services import CrmService
-        from devtools.seed import SeedOptions, seed
 
         database = Database(self.config.database_url)
         await database.open()
