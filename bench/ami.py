@@ -372,6 +372,7 @@ async def run_ours(
     dispatcher = asyncio.get_running_loop().create_task(connection._dispatch(on_event), name="bench-dispatcher")
     session = _Session(connection, AmiParser(max_line=INBOUND_MAX_LINE, max_headers=MAX_HEADERS))
     session.connection_made(NullTransport())  # type: ignore[arg-type]
+    session.logged_in = True  # as once the Login's answer is read: the stream is what a logged-in session gets
     try:
         clock = _Clock()
         await _feed(session.data_received, chunks)

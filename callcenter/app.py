@@ -85,7 +85,12 @@ def build_core(config: Config, *, bus: Bus | None = None, agi_routes: Mapping[st
         config.queues.general: float(config.queues.wrapup_for(config.queues.general)),
         config.queues.expert: float(config.queues.wrapup_for(config.queues.expert)),
     }
-    live = LiveService(lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers), bus, wrapup=wrapup)
+    live = LiveService(
+        lambda **handlers: AmiConnection.from_config(config.ami, secret, **handlers),
+        bus,
+        wrapup=wrapup,
+        max_channels=config.ami.max_channels,
+    )
     metrics.watch_ami(live)
     return Core(
         config=config,

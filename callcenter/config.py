@@ -91,6 +91,9 @@ class AmiConfig(_Section):
     # Empty: a random secret is made once and kept in data_dir/ami.secret (callcenter.secrets.ami_secret).
     password: SecretStr = SecretStr("")
     action_timeout: float = Field(10.0, gt=0, le=300)
+    # Channels the live model holds at most; past it, new channels are not folded and the model is rebuilt from
+    # Asterisk's listings (a peer inventing channels cannot grow it). 20,000 is some 6,000 calls of 3 legs.
+    max_channels: int = Field(20_000, ge=100, le=1_000_000)
 
     @field_validator("password")
     @classmethod

@@ -46,6 +46,14 @@ class Metrics:
             "callcenter_ami_reconnects": ("AMI logins after the first", lambda: connection.stats.reconnects),
             "callcenter_ami_events": ("AMI events received", lambda: connection.stats.events),
             "callcenter_ami_events_dropped": ("AMI events lost to a full queue", lambda: connection.stats.dropped),
+            "callcenter_ami_events_before_login": (
+                "AMI events dropped because they came before the Login was answered",
+                lambda: connection.stats.events_before_login,
+            ),
+            "callcenter_live_channels_refused": (
+                "New channels not folded because the live model was at ami.max_channels",
+                lambda: live.channels_refused,
+            ),
             "callcenter_ami_resyncs": ("Live model rebuilds from Asterisk's listings", lambda: live.resyncs),
             "callcenter_live_calls": ("Calls in the live model", lambda: len(live.model.calls)),
         }

@@ -19,6 +19,14 @@ Rules that panoramisk's Manager breaks and this one keeps (see docs/decisions.md
   with ``AmiActionUnsafeAfterReconnect``, an idempotent one with ``AmiConnectionLost``) and it is up to the
   caller to decide; FullyBooted is only an event;
 - an action with CR, LF or NUL in a header, or a line over 1024 bytes, is refused before anything is written.
+
+Two guards against a peer that floods or misbehaves (docs/decisions.md):
+
+- no event is handed on before the Login response has been read: what a connection sends before it (a hostile
+  or buggy peer; nothing Asterisk itself sends) is dropped, counted in ``AmiStats.events_before_login`` and
+  logged once per connection;
+- the dispatcher gives the loop back after every ``DISPATCH_BATCH`` events, so a flood of events cannot starve
+  the web server, the FastAGI server or the pings of this very connection.
 """
 
 from __future__ import annotations
@@ -60,6 +68,10 @@ OverflowHandler = Callable[[], None]
 # Beyond this much unsent data Asterisk is not reading: refuse new actions rather than buffer without end.
 _WRITE_BUFFER_LIMIT = 1 << 20
 
+# Events handed to on_event between two yields to the loop. At the pipeline's ~10 µs an event, a batch holds the
+# loop for a few milliseconds; the yield itself costs well under a microsecond an event at this size (bench/ami.py).
+DISPATCH_BATCH = 256
+
 
 @dataclass(slots=True)
 class AmiStats:
@@ -76,6 +88,7 @@ class AmiStats:
     action_timeouts: int = 0
     ping_failures: int = 0
     unmatched_replies: int = 0
+    events_before_login: int = 0
 
 
 class _Pending:
@@ -166,6 +179,10 @@ class _Session(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self.dead = False
         self.reason = ""
+        # The Login's ActionID, and whether its successful answer has been read: until then no event is trusted.
+        self.login_id = ""
+        self.logged_in = False
+        self._dropped_before_login = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
@@ -188,6 +205,8 @@ class _Session(asyncio.Protocol):
             messages = list(exc.messages)
         if not self.banner_seen.done() and self._parser.banner is not None:
             self.banner_seen.set_result(None)
+        if not self.logged_in:
+            messages = self._before_login(messages)
         # Most of the stream is events that answer no action: they go to the queue together, in order, without
         # going through _route one by one.
         owner = self._owner
@@ -203,6 +222,30 @@ class _Session(asyncio.Protocol):
             self._route(message)
         if plain:
             owner._enqueue_all(plain)
+
+    def _before_login(self, messages: list[AmiMessage]) -> list[AmiMessage]:
+        """Routes the replies that come before the Login's answer and drops the events; returns what follows it.
+
+        Asterisk itself sends nothing but the banner before a login is answered (its FullyBooted comes after the
+        answer), so an event here comes from a peer that is not to be trusted, or a bug: it must not reach the
+        live model. Events after the answer in the same read are kept, in order.
+        """
+        for index, message in enumerate(messages):
+            if self.logged_in:
+                return messages[index:]
+            if message.is_response:
+                self._route(message)
+                if message.ok and self.login_id and message.action_id == self.login_id:
+                    self.logged_in = True
+                continue
+            self._owner.stats.events_before_login += 1
+            if not self._dropped_before_login:
+                self._dropped_before_login = True
+                log.warning(
+                    "AMI peer sent %s before answering the Login: dropped, as is every event until the answer",
+                    (message.event or "a message")[:64],
+                )
+        return []
 
     def eof_received(self) -> bool | None:
         return None
@@ -567,8 +610,10 @@ class AmiConnection:
                 ) from None
             if session.dead:
                 raise AmiConnectionLost(f"connection closed before the banner: {session.reason}")
+            login_id = session.login_id = self._next_id()
+            data = build_action(self._login.name, login_id, self._login.headers)
             try:
-                await self._request(session, self._login, self._action_timeout)
+                await session.request(self._login, login_id, data, self._action_timeout)
             except AmiActionError as exc:
                 raise AmiLoginError(f"user {self._login.get('Username')!r}: {exc.message}") from None
         except BaseException:
@@ -638,17 +683,24 @@ class AmiConnection:
         assert queue is not None
         items = queue.items
         popleft = items.popleft
+        isawaitable = inspect.isawaitable
         while True:
             if not items:
                 await queue.wait()
-            event = popleft()
-            try:
-                result = handler(event)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("AMI event handler failed on %s", event.event or "?")
-            if self._overflowing and not items:
+            # A bounded batch, then the loop's turn: the queue can hold far more than the loop should wait for.
+            # The producer never shortens the deque (a full queue drops one for each one it adds), so the count
+            # taken here is still there when each popleft runs, even across an awaited handler.
+            for _ in range(min(len(items), DISPATCH_BATCH)):
+                event = popleft()
+                try:
+                    result = handler(event)
+                    if result is not None and isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("AMI event handler failed on %s", event.event or "?")
+            if items:
+                await asyncio.sleep(0)
+            elif self._overflowing:
                 self._overflowing = False
                 log.warning("AMI event queue drained; %d events dropped so far", self.stats.dropped)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from callcenter.ami import actions
 from callcenter.ami.actions import AmiAction
-from callcenter.ami.connection import AmiConnection
+from callcenter.ami.connection import DISPATCH_BATCH, AmiConnection
 from callcenter.ami.exceptions import (
     AmiActionError,
     AmiActionUnsafeAfterReconnect,
@@ -508,3 +509,93 @@ async def test_a_long_caller_name_still_reaches_the_engine(fake: FakeAmi) -> Non
         await eventually(lambda: bool(recorder.named("Newchannel")))
         assert recorder.named("Newchannel")[0].get("CallerIDName") == "x" * 2000
         assert not connection.needs_resync
+
+
+# -- a peer that floods or misbehaves -------------------------------------------------------------------------
+
+
+async def test_a_flood_of_events_leaves_the_loop_to_other_tasks(fake: FakeAmi) -> None:
+    # 200,000 events written as fast as the socket takes them, all queued before the dispatcher gets to them (the
+    # first event's handler waits for that), as when a flood outruns the handler. A coroutine that wakes on every
+    # loop iteration (as the web server's and FastAGI's callbacks would) notes how many events had been handed on
+    # each time it runs: between two of its wake-ups the dispatcher may hand on at most one batch. Counts only,
+    # no clock readings: the machine is shared.
+    flood = 200_000
+    handled = 0
+    wakeups: list[int] = []
+
+    async def until_queued() -> None:
+        while connection.queue_depth < flood:
+            await asyncio.sleep(0.001)
+
+    def on_event(event: AmiMessage) -> Awaitable[None] | None:
+        nonlocal handled
+        if event.event == "UserEvent":
+            return until_queued()
+        handled += 1
+        return None
+
+    async def ticker() -> None:
+        while handled < flood:
+            wakeups.append(handled)
+            await asyncio.sleep(0)
+        wakeups.append(handled)
+
+    event = wire(("Event", "Newstate"), ("Privilege", "call,all"), ("Channel", "PJSIP/pstn-00000001"))
+    async with engine(fake, on_event=on_event, queue_size=flood + 10) as connection:
+        await connection.wait_connected(2)
+        await eventually(lambda: handled == 1)  # FullyBooted
+        handled = 0
+        ticking = asyncio.ensure_future(ticker())
+        fake.clients[0].writer.write(wire(("Event", "UserEvent"), ("UserEvent", "flood")) + event * flood)
+        await asyncio.wait_for(ticking, 60)
+        assert connection.stats.dropped == 0
+    assert handled == flood
+    gaps = [later - earlier for earlier, later in itertools.pairwise(wakeups)]
+    assert max(gaps) <= DISPATCH_BATCH
+    assert len([count for count in wakeups if 0 < count < flood]) >= flood // DISPATCH_BATCH - 1
+
+
+async def test_events_sent_before_the_login_is_answered_are_dropped(
+    fake: FakeAmi, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def hostile_login(client: FakeClient, action: Action) -> None:
+        # One write: forged events, the Login's answer, then what a logged-in session gets.
+        client.writer.write(
+            wire(("Event", "Newchannel"), ("Uniqueid", "forged-1"), ("Channel", "PJSIP/x-1"))
+            + wire(("Event", "Hangup"), ("Uniqueid", "forged-2"))
+            + wire(("Event", "CoreShowChannel"), ("ActionID", "forged"), ("Uniqueid", "forged-3"))
+            + wire(("Response", "Success"), ("ActionID", action["ActionID"]), ("Message", "Authentication accepted"))
+            + wire(("Event", "FullyBooted"), ("Status", "Fully Booted"))
+        )
+
+    fake.handlers["Login"] = hostile_login
+    recorder = Recorder()
+    with caplog.at_level("WARNING", logger="callcenter.ami"):
+        async with engine(fake, recorder) as connection:
+            await connection.wait_connected(2)
+            fake.emit(("Event", "Hangup"), ("Uniqueid", "real-1"))
+            await eventually(lambda: bool(recorder.named("Hangup")))
+            assert connection.stats.events_before_login == 3
+            assert connection.stats.events == 2
+            assert not connection.needs_resync
+    assert [event.event for event in recorder.events] == ["FullyBooted", "Hangup"]
+    assert recorder.named("Hangup")[0].get("Uniqueid") == "real-1"
+    warnings = [record for record in caplog.records if "before answering the Login" in record.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_events_before_a_refused_login_never_reach_the_engine(fake: FakeAmi) -> None:
+    async def refuse(client: FakeClient, action: Action) -> None:
+        client.send(("Event", "Newchannel"), ("Uniqueid", "forged-1"))
+        client.reply(action, ("Message", "Authentication failed"), response="Error")
+        client.send(("Event", "Newchannel"), ("Uniqueid", "forged-2"))
+
+    fake.handlers["Login"] = refuse
+    recorder = Recorder()
+    async with engine(fake, recorder) as connection:
+        with pytest.raises(AmiLoginError):
+            await connection.wait_connected(2)
+        await eventually(lambda: connection.stats.events_before_login >= 2)
+    assert recorder.events == []
+    assert recorder.connects == 0
