@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import sqlite3
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -160,33 +161,99 @@ def _reset_sqlite(dbapi_connection: Any, _record: Any, state: PoolResetState) ->
         dbapi_connection.rollback()
 
 
+# SQLite's primary result codes that say the file cannot be used now (locked by another writer, missing, out of
+# space, an I/O failure), not that the statement is wrong: "no such table" or "too many SQL variables" are
+# SQLITE_ERROR (1), a bug in the code that sent them, and retrying it later does not help.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14, 15})  # BUSY LOCKED NOMEM IOERR FULL CANTOPEN PROTOCOL
+
+
+def _sqlite_unavailable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        # Raised by the sqlite3 module itself, not by SQLite; only an OperationalError may be an outage then.
+        return isinstance(exc, sqlite3.OperationalError)
+    return (code & 0xFF) in _SQLITE_UNAVAILABLE
+
+
+def _driver_unavailable(exc: BaseException) -> bool:
+    """Whether a driver's own error says the database cannot be reached now; the rest are bugs (a query the
+    driver refuses, a misuse of the connection) that an outage must not hide."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        # asyncpg's InterfaceError is a misuse of the driver ("the number of query arguments cannot exceed
+        # 32767", "another operation is in progress"), except on a connection the server already closed.
+        return "connection is closed" in str(exc)
+    if isinstance(exc, asyncpg.InternalClientError):
+        return False
+    if isinstance(exc, sqlite3.Error):
+        return _sqlite_unavailable(exc)
+    if isinstance(exc, ValueError):
+        # aiosqlite's ValueError("Connection closed") / ("no active connection"); asyncpg.DataError (a value
+        # the driver cannot encode) is an InterfaceError and a ValueError, and was sorted out above.
+        message = str(exc).lower()
+        return "connection closed" in message or "no active connection" in message
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.OperatorInterventionError
+        | sa_exc.TimeoutError
+        | sa_exc.DisconnectionError
+        | OSError
+        | TimeoutError,
+    )
+
+
 def _translate(exc: BaseException) -> DatabaseError:
     if isinstance(exc, sa_exc.IntegrityError):
         return ConstraintViolation("the change conflicts with existing data")
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
-        return DatabaseUnavailable("the database is unavailable")
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return DatabaseUnavailable("the database connection was lost")
+    if isinstance(exc, sa_exc.DBAPIError):
+        # SQLAlchemy wraps the driver's error in its own adapter's: the driver's original says which it is.
+        cause: BaseException | None = exc.orig
+        while cause is not None and not isinstance(cause, _DRIVER_ERRORS):
+            cause = cause.__cause__
+        if cause is not None and not isinstance(cause, sa_exc.SQLAlchemyError):
+            if _driver_unavailable(cause):
+                return DatabaseUnavailable("the database is unavailable")
+            return _bug(exc)
+        if isinstance(exc, sa_exc.OperationalError):
+            return DatabaseUnavailable("the database is unavailable")
+        return _bug(exc)
+    if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return DatabaseUnavailable("the database is unavailable")
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return DatabaseUnavailable("the database cannot be reached")
+    return _bug(exc)
+
+
+def _bug(exc: BaseException) -> DatabaseError:
+    # Not an outage: the statement or the use of the driver is wrong. Logged once, here, with the traceback of our
+    # code and the driver's own message; not SQLAlchemy's text, which carries the statement and its parameters.
+    cause: BaseException = exc
+    while isinstance(cause, sa_exc.SQLAlchemyError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    while cause.__cause__ is not None and not isinstance(cause, _DRIVER_ERRORS):
+        cause = cause.__cause__
+    message = str(cause).splitlines()[0][:200] if str(cause) else ""
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("database error that is no outage: %s: %s\n%s", type(cause).__name__, message, where.rstrip())
     return DatabaseError("the database refused the operation")
 
 
 _MAPPED = (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError, asyncio.TimeoutError)
 
-# The drivers' own errors, met by code that works on the driver's connection (Database.driver): those that say the
-# database cannot be reached, and all of them. aiosqlite raises ValueError("Connection closed").
-_DRIVER_UNAVAILABLE = (
-    sqlite3.OperationalError,
-    asyncpg.PostgresConnectionError,
+# The drivers' own errors, met by code that works on the driver's connection (Database.driver); which of them say
+# the database cannot be reached is decided by _driver_unavailable. aiosqlite raises ValueError("Connection closed").
+_DRIVER_ERRORS = (
+    sa_exc.SQLAlchemyError,
+    sqlite3.Error,
+    asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    sa_exc.TimeoutError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
     ValueError,
 )
-_DRIVER_ERRORS = (sa_exc.SQLAlchemyError, sqlite3.Error, asyncpg.PostgresError, *_DRIVER_UNAVAILABLE)
 
 
 class Database:
@@ -265,8 +332,10 @@ class Database:
             await session.commit()
         except _MAPPED as exc:
             await _quiet_rollback(session)
-            log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
-            raise _translate(exc) from exc
+            translated = _translate(exc)
+            if type(translated) is not DatabaseError:  # a bug was logged with its traceback already
+                log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            raise translated from exc
         except BaseException:
             await _quiet_rollback(session)
             raise
@@ -307,10 +376,13 @@ class Database:
         except DatabaseError:
             raise
         except _DRIVER_ERRORS as exc:
-            log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
-            if isinstance(exc, _DRIVER_UNAVAILABLE):
+            if isinstance(exc, sa_exc.SQLAlchemyError):
+                log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+                raise _translate(exc) from exc
+            if _driver_unavailable(exc):
+                log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
                 raise DatabaseUnavailable("the database is unavailable") from exc
-            raise _translate(exc) from exc
+            raise _bug(exc) from exc
 
     async def ping(self) -> bool:
         """True when a trivial query succeeds; never raises (it feeds /healthz)."""

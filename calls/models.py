@@ -85,3 +85,19 @@ class ExpertHandoff(Base):
     # waiting | answered | voicemail | callback | abandoned
     outcome: Mapped[str] = mapped_column(String(16))
     voicemail_path: Mapped[str | None] = mapped_column(Text)
+
+
+class CelPosition(Base):
+    """How far the reconciler has settled Asterisk's channel event log: every call whose first line starts before
+    ``byte_offset`` in the file with ``inode`` has its record (or is none of the center's). Written in the same
+    transaction as the records that moved it, so a restarted engine resumes there and re-reads no more than the
+    calls that were still open."""
+
+    __tablename__ = "cel_positions"
+
+    log: Mapped[str] = mapped_column(String(512), primary_key=True)  # the log's path, as configured
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    byte_offset: Mapped[int] = mapped_column(BigInteger)
+    # Calls that started before this are not the engine's to record (cel-horizon, on the first start).
+    horizon: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -7,6 +7,10 @@ still knows them. The reconciler compares those snapshots with the live model an
 log (CEL): a snapshot whose call Asterisk no longer has is closed with the end time CEL gives (source
 ``reconciled``), and a call CEL shows ended that the engine never saw at all gets a record made from CEL alone
 (source ``cel``). Why CEL and not CDR or queue_log: docs/decisions.md.
+
+The log is read a chunk at a time and settled as it is read, at most :data:`CHUNK_IDS` calls per query and per
+transaction; the reader's position (:class:`calls.models.CelPosition`) is stored in the transaction of the records
+that moved it, so a restart resumes there (docs/decisions.md, "Call records: written once, reconciled from CEL").
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Executable, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.bus import Bus, event_fields
 from callcenter.db import ConstraintViolation, Database, DatabaseError
@@ -31,8 +37,8 @@ from callcenter.events import CallEnded
 from callcenter.model import LiveModel
 from calls.cel import CelCall, CelReader
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
-from calls.models import CallProgress, CallRecord
-from calls.records import build_record
+from calls.models import CallProgress, CallRecord, CelPosition
+from calls.records import build_record, caller_tail
 from ivr_flows.events import IvrEnded
 from recordings.events import RecordingStarted
 
@@ -51,6 +57,11 @@ PROGRESS_GRACE_SECONDS = 5.0
 # Events of calls that ended longer ago than this and still have no record are given up on (a record from CEL
 # alone is written well before).
 CEL_MEMORY_SECONDS = 3600.0
+# A call with no end in the log, not in the live model and silent this long was lost by Asterisk (a restart): its
+# events are given up on, so that it holds neither memory nor the position (its snapshot, if any, still closes it).
+CEL_STALE_SECONDS = 4 * 3600.0
+# Ids per IN (...) list and calls per transaction: far below asyncpg's 32,767 arguments and SQLite's limits.
+CHUNK_IDS = 500
 _MEMORY = 10_000
 # Channel ids of the engine's own technical calls, which get no call record (supervisor/spy.py).
 NOT_CALLS = ("ccspy-",)
@@ -90,6 +101,10 @@ class CallRecorder:
         # record (a log older than the installation, another engine's test calls): CEL backfill starts here.
         self._horizon_file = horizon_file
         self.horizon = 0.0
+        self._log_key = str(cel_log)
+        self._position_loaded = False
+        self._stored_position: tuple[int | None, int] | None = None
+        self._reconciling = asyncio.Lock()
         self._ivr: _Lru = _Lru()
         self._handoffs: _Lru = _Lru()
         self._recordings: _Lru = _Lru()
@@ -201,6 +216,17 @@ class CallRecorder:
     async def write(self, call: Mapping[str, Any], *, source: str, ended: float | None = None) -> bool:
         """Stores the record of ``call``; False when the call had one already."""
         linkedid = str(call["linkedid"])
+        values = self._values(call, source=source, ended=ended)
+        stored = await self._insert(values)
+        self._written.put(linkedid, True)
+        self._snapshots.pop(linkedid, None)
+        self.cel.settle(linkedid)
+        if stored:
+            self._bus.publish(CallRecorded(linkedid=linkedid, outcome=str(values["outcome"]), source=source))
+        return stored
+
+    def _values(self, call: Mapping[str, Any], *, source: str, ended: float | None) -> dict[str, Any]:
+        linkedid = str(call["linkedid"])
         outbound = self._outbound.pop(linkedid, None)
         if outbound is not None:
             call = {
@@ -220,13 +246,7 @@ class CallRecorder:
             ended=ended,
             expert_queue=self._expert_queue,
         )
-        stored = await self._insert(values)
-        self._written.put(linkedid, True)
-        self._snapshots.pop(linkedid, None)
-        self.cel.forget(linkedid)
-        if stored:
-            self._bus.publish(CallRecorded(linkedid=linkedid, outcome=str(values["outcome"]), source=source))
-        return stored
+        return values
 
     async def _insert(self, values: dict[str, Any]) -> bool:
         linkedid = values["linkedid"]
@@ -267,12 +287,9 @@ class CallRecorder:
             return 0
         now = datetime.fromtimestamp(self._clock(), UTC)
         async with self._lock, self._database.session() as session:
-            known = set(
-                (await session.scalars(select(CallProgress.linkedid).where(CallProgress.linkedid.in_(changed)))).all()
-            )
-            recorded = set(
-                (await session.scalars(select(CallRecord.linkedid).where(CallRecord.linkedid.in_(changed)))).all()
-            )
+            ids = list(changed)
+            known = await _existing(session, CallProgress.linkedid, ids)
+            recorded = await _existing(session, CallRecord.linkedid, ids)
             for linkedid, text in changed.items():
                 if linkedid in recorded:
                     continue
@@ -288,30 +305,140 @@ class CallRecorder:
     # -- reconciliation -------------------------------------------------------------------------------------
 
     async def reconcile(self) -> int:
-        """Closes the calls that ended unobserved; returns how many records it wrote."""
-        async with self._lock:
-            await asyncio.to_thread(self.cel.read_new)
+        """Closes the calls that ended unobserved; returns how many records it wrote.
+
+        The log is read from the stored position a chunk at a time, and what each chunk settles is written with
+        the position before the next chunk is read: memory holds the calls still open, not the log."""
+        async with self._reconciling:
+            await self._load_position()
             now = self._clock()
             live = self._model().calls
-            written = 0
-            async with self._database.session() as session:
-                progress = (await session.scalars(select(CallProgress))).all()
-                pending = [(row.linkedid, row.snapshot, row.updated_at) for row in progress]
-            for linkedid, text, updated_at in pending:
-                if linkedid in live or (now - updated_at.timestamp()) < PROGRESS_GRACE_SECONDS:
-                    continue
-                if await self._close_from_snapshot(linkedid, text, updated_at.timestamp()):
-                    written += 1
-            written += await self._backfill(now, live)
-            self._forget_cel(now)
+            # What an earlier pass read and could not settle (the database was down) comes first: reading on while
+            # nothing can be written would only grow memory.
+            written = await self._settle(now, live)
+            while await asyncio.to_thread(self.cel.read_chunk) is not None:
+                written += await self._settle(now, live)
+            async with self._lock:
+                async with self._database.session() as session:
+                    progress = (await session.scalars(select(CallProgress))).all()
+                    pending = [(row.linkedid, row.snapshot, row.updated_at) for row in progress]
+                for linkedid, text, updated_at in pending:
+                    if linkedid in live or (now - updated_at.timestamp()) < PROGRESS_GRACE_SECONDS:
+                        continue
+                    if await self._close_from_snapshot(linkedid, text, updated_at.timestamp()):
+                        written += 1
+            # The snapshots closed above may have been what held the position back; the whole log is read, so a
+            # call with no end now has none anywhere.
+            written += await self._settle(now, live, caught_up=True)
             return written
 
-    def _forget_cel(self, now: float) -> None:
-        """Drops the log's events of calls that are recorded or long over, so memory does not grow."""
-        for linkedid, cel in list(self.cel.calls.items()):
+    async def _load_position(self) -> None:
+        if self._position_loaded:
+            return
+        async with self._database.session() as session:
+            row = await session.get(CelPosition, self._log_key)
+        if row is not None:
+            # The database's horizon wins over the file's: it is the one the stored position was reached with.
+            self.horizon = row.horizon
+            self.cel.resume(row.inode, row.byte_offset)
+            self._stored_position = (row.inode, row.byte_offset)
+        self._position_loaded = True
+
+    async def _settle(self, now: float, live: Mapping[str, Any], *, caught_up: bool = False) -> int:
+        """Settles what the reader keeps: calls that are none of the center's, long over or lost are dropped;
+        calls the log shows ended are recorded from CEL unless someone else records them; then the position
+        moves past what is settled. Returns how many records it wrote."""
+        dropped: list[str] = []
+        candidates: list[CelCall] = []
+        for linkedid, cel in self.cel.calls.items():
+            if linkedid.startswith(NOT_CALLS) or linkedid in self._written:
+                dropped.append(linkedid)
+                continue
+            if cel.whole and cel.started < self.horizon:
+                dropped.append(linkedid)  # from before the horizon: none of the engine's to record
+                continue
             ended = cel.ended
-            if linkedid in self._written or (ended is not None and now - ended > CEL_MEMORY_SECONDS):
-                self.cel.forget(linkedid)
+            if ended is None:
+                if caught_up and linkedid not in live and now - cel.last > CEL_STALE_SECONDS:
+                    log.warning("call %s has had no end in the CEL log for hours; given up", linkedid)
+                    dropped.append(linkedid)
+                continue
+            if now - ended > CEL_MEMORY_SECONDS and linkedid in live:
+                dropped.append(linkedid)
+                continue
+            if linkedid in live or now - ended <= BACKFILL_GRACE_SECONDS:
+                continue
+            candidates.append(cel)
+        for linkedid in dropped:
+            self.cel.settle(linkedid)
+        written = 0
+        for start in range(0, len(candidates), CHUNK_IDS):
+            async with self._lock:
+                written += await self._settle_chunk(candidates[start : start + CHUNK_IDS], now)
+        position = self.cel.position()
+        if position != self._stored_position:
+            async with self._database.session() as session:
+                await self._put_position(session, position)
+            self._stored_position = position
+        return written
+
+    async def _settle_chunk(self, chunk: list[CelCall], now: float) -> int:
+        ids = [cel.linkedid for cel in chunk]
+        settled: list[str] = []
+        rows: list[dict[str, Any]] = []
+        async with self._database.session() as session:
+            recorded = await _existing(session, CallRecord.linkedid, ids)
+            progress = await _existing(session, CallProgress.linkedid, ids)
+            for cel in chunk:
+                linkedid = cel.linkedid
+                if linkedid in progress and (cel.ended is None or now - cel.ended <= CEL_MEMORY_SECONDS):
+                    continue  # the snapshot's closing reads these events
+                settled.append(linkedid)
+                if linkedid in recorded or linkedid in progress or not cel.whole or cel.started < self.horizon:
+                    continue
+                values = self._values(self._call_from_cel(cel), source="cel", ended=cel.ended)
+                values["caller_tail"] = caller_tail(str(values["caller_number"]))
+                values["created_at"] = datetime.now(UTC)
+                rows.append(values)
+            inserted: set[str] = set()
+            if rows:
+                inserted = set((await session.execute(self._insert_new(), rows)).scalars().all())
+            # Past these calls only once their records are in, in the same transaction.
+            position = self.cel.position(settling=set(settled))
+            await self._put_position(session, position)
+        self._stored_position = position
+        for linkedid in settled:
+            if linkedid in recorded or linkedid in inserted:
+                self._written.put(linkedid, True)
+            self._snapshots.pop(linkedid, None)
+            self.cel.settle(linkedid)
+        self.written += len(inserted)
+        self.duplicates += len(rows) - len(inserted)
+        for values in rows:
+            if values["linkedid"] in inserted:
+                self._bus.publish(
+                    CallRecorded(linkedid=str(values["linkedid"]), outcome=str(values["outcome"]), source="cel")
+                )
+        return len(inserted)
+
+    def _insert_new(self) -> Executable:
+        """An INSERT of call records that skips a linkedid recorded meanwhile (the live path, another engine)
+        instead of failing the whole chunk, and returns the linkedids it did write."""
+        table = CallRecord.__table__
+        insert = (postgresql if self._database.dialect == "postgresql" else sqlite).insert(table)
+        statement: Executable = insert.on_conflict_do_nothing(index_elements=["linkedid"]).returning(table.c.linkedid)
+        return statement
+
+    async def _put_position(self, session: AsyncSession, position: tuple[int | None, int]) -> None:
+        inode, offset = position
+        now = datetime.now(UTC)
+        row = await session.get(CelPosition, self._log_key)
+        if row is None:
+            session.add(
+                CelPosition(log=self._log_key, inode=inode, byte_offset=offset, horizon=self.horizon, updated_at=now)
+            )
+        else:
+            row.inode, row.byte_offset, row.updated_at = inode, offset, now
 
     async def _close_from_snapshot(self, linkedid: str, text: str, updated: float) -> bool:
         try:
@@ -347,39 +474,6 @@ class CallRecorder:
                 call["segments"] = segments
         return await self.write(call, source="reconciled", ended=ended)
 
-    async def _backfill(self, now: float, live: Mapping[str, Any]) -> int:
-        candidates = [
-            cel
-            for linkedid, cel in list(self.cel.calls.items())
-            if linkedid not in live
-            and not linkedid.startswith(NOT_CALLS)
-            and linkedid not in self._written
-            and cel.ended is not None
-            and now - cel.ended > BACKFILL_GRACE_SECONDS
-            and cel.started >= self.horizon
-        ]
-        if not candidates:
-            return 0
-        async with self._database.session() as session:
-            ids = [cel.linkedid for cel in candidates]
-            recorded = set(
-                (await session.scalars(select(CallRecord.linkedid).where(CallRecord.linkedid.in_(ids)))).all()
-            )
-            progress = set(
-                (await session.scalars(select(CallProgress.linkedid).where(CallProgress.linkedid.in_(ids)))).all()
-            )
-        written = 0
-        for cel in candidates:
-            if cel.linkedid in recorded:
-                self._written.put(cel.linkedid, True)
-                self.cel.forget(cel.linkedid)
-                continue
-            if cel.linkedid in progress:
-                continue
-            if await self.write(self._call_from_cel(cel), source="cel", ended=cel.ended):
-                written += 1
-        return written
-
     @staticmethod
     def _call_from_cel(cel: CelCall) -> dict[str, Any]:
         first = cel.first_channel()
@@ -399,3 +493,12 @@ class CallRecorder:
             if seat:
                 call["agent"], call["answered_at"] = seat, cel.started
         return call
+
+
+async def _existing(session: AsyncSession, column: Any, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are in ``column``, asked :data:`CHUNK_IDS` at a time."""
+    found: set[str] = set()
+    for start in range(0, len(ids), CHUNK_IDS):
+        chunk = ids[start : start + CHUNK_IDS]
+        found.update((await session.scalars(select(column).where(column.in_(chunk)))).all())
+    return found

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, text
 
-from callcenter.db import Database, DatabaseError
+from callcenter.db import Database, DatabaseError, DatabaseUnavailable
+from tests.db.conftest import DbTarget
 
 
 def _checkouts(database: Database) -> list[int]:
@@ -59,3 +62,93 @@ async def test_a_driver_error_in_the_inner_block_is_ours_and_the_connection_is_n
     async with database.driver() as again:
         assert await _scalar(database, again, "SELECT 2") == 2
     assert outer is not None
+
+
+# -- which driver errors are an outage ------------------------------------------------------------------------
+
+
+def _no_outage_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if "no outage" in record.getMessage()]
+
+
+async def test_a_query_the_driver_refuses_is_a_database_error_not_an_outage(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # asyncpg refuses more than 32,767 arguments with an InterfaceError; SQLite's "no such table" is an
+    # OperationalError. Both are bugs in the statement: reporting them as "database unavailable" hid one.
+    if database.dialect == "postgresql":
+        query, ids = text("SELECT 1 FROM call_records WHERE id IN :ids"), list(range(40_000))
+    else:
+        query, ids = text("SELECT 1 FROM no_such_table WHERE id IN :ids"), [1]
+    query = query.bindparams(bindparam("ids", expanding=True))
+    with caplog.at_level(logging.WARNING, "callcenter.db"), pytest.raises(DatabaseError) as raised:
+        async with database.session() as session:
+            await session.execute(query, {"ids": ids})
+    assert not isinstance(raised.value, DatabaseUnavailable)
+    (logged,) = _no_outage_logged(caplog)
+    # Logged once, with where it came from, and without the statement's parameters.
+    assert "test_db_driver.py" in logged.getMessage()
+    assert "39999" not in logged.getMessage()
+    assert not [record for record in caplog.records if record.getMessage().startswith("database error:")]
+    # The connection is fine: the next unit of work works.
+    async with database.session() as session:
+        assert await session.scalar(text("SELECT 7")) == 7
+
+
+async def test_a_driver_error_that_is_a_bug_is_a_database_error_on_the_driver_connection_too(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def wrong() -> None:
+        async with database.driver() as connection:
+            if database.dialect == "postgresql":
+                await connection.fetch("SELECT 1", *range(40_000))  # asyncpg.InterfaceError
+            else:
+                await _scalar(database, connection, "SELECT * FROM no_such_table")
+
+    with caplog.at_level(logging.WARNING, "callcenter.db"), pytest.raises(DatabaseError) as raised:
+        await wrong()
+    assert not isinstance(raised.value, DatabaseUnavailable)
+    assert len(_no_outage_logged(caplog)) == 1
+
+
+async def test_a_refused_connection_and_a_timeout_are_still_an_outage(db_target: DbTarget, tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    if db_target.kind == "postgresql":
+        url = "postgresql+asyncpg://postgres@127.0.0.1:9/nothing"  # nothing listens on the discard port
+    else:
+        url = f"sqlite+aiosqlite:///{gone / 'callcenter.sqlite3'}"
+    database = Database(url)
+    await database.open()
+    if db_target.kind == "sqlite":
+        # Where the database's directory was is now a plain file: SQLite cannot open the database.
+        gone.rmdir()
+        gone.write_text("not a directory")
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with database.session() as session:
+                await session.execute(text("SELECT 1"))
+        with pytest.raises(DatabaseUnavailable):
+            async with database.driver():
+                pass
+    finally:
+        await database.close()
+
+    live = Database(db_target.url, schema=db_target.schema)
+
+    async def session_times_out() -> None:
+        async with live.session() as session:
+            await session.execute(text("SELECT 1"))
+            raise TimeoutError
+
+    async def driver_times_out() -> None:
+        async with live.driver():
+            raise TimeoutError
+
+    await live.open()
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await session_times_out()
+        with pytest.raises(DatabaseUnavailable):
+            await driver_times_out()
+    finally:
+        await live.close()
