@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from callcenter.bus import Bus
-from callcenter.db import Database
+from callcenter.db import Database, DatabaseError
 from callcenter.model import LiveModel
 from calls.cel import CelReader
 from calls.events import CallRecorded
@@ -186,3 +187,35 @@ async def test_fifty_thousand_calls_get_one_record_each_and_a_restart_resumes_wh
     assert third.cel.bytes_read == log.stat().st_size - running
     assert await _counts(database) == (CALLS + 101, CALLS + 101)
     await bus.drain()
+
+
+async def test_a_pass_that_fails_midway_leaves_the_position_before_the_first_call_it_did_not_record(
+    database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "cel.jsonl"
+    write_cel_log(log, range(1_200))
+    now = end_of_call(1_199) + 600
+    recorder = recorder_on(database, Bus(), log, now)
+    statements = 0
+    insert_new = recorder._insert_new
+
+    def second_insert_fails() -> Any:
+        nonlocal statements
+        statements += 1
+        if statements == 2:
+            raise DatabaseError("the database refused the operation")
+        return insert_new()
+
+    recorder._insert_new = second_insert_fails  # type: ignore[method-assign]
+    with pytest.raises(DatabaseError):
+        await recorder.reconcile()
+    written, _ = await _counts(database)
+    assert 0 < written < 1_200
+    # Everything up to the first call without a record is settled, nothing after it.
+    first_missing = sum(len(line) for n in range(written) for line in call_lines(n))
+    assert await _position(database, log) == (log.stat().st_ino, first_missing)
+
+    restarted = recorder_on(database, Bus(), log, now)
+    assert await restarted.reconcile() == 1_200 - written
+    assert restarted.cel.bytes_read == log.stat().st_size - first_missing
+    assert await _counts(database) == (1_200, 1_200)
