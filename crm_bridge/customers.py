@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callcenter.auth.audit import Auditor
 from callcenter.db import Database, utcnow
 from crm_bridge.exceptions import CustomerNotFound, InvalidCrmInput
 from crm_bridge.files import CUSTOMER_COLUMNS, CUSTOMERS, OWNERS_BY_KEY, OWNERS_MAX, read_files
@@ -25,21 +26,6 @@ from crm_bridge.models import TIER_RANK, Contact, Customer, CustomerPhone
 from crm_bridge.phones import DEFAULT_RULES, PhoneRules
 from crm_bridge.schemas import ContactIn, CustomerIn, CustomerPatch, PhoneIn
 from crm_bridge.text import like_escape, name_key, prefix_end
-
-
-class AuditLog(Protocol):
-    """The audit log of callcenter.auth (AuthService.audit) as the CRM uses it."""
-
-    async def audit(
-        self,
-        action: str,
-        *,
-        actor: str | None = None,
-        target: str | None = None,
-        outcome: str = "success",
-        remote: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None: ...
 
 
 class AuditAction:
@@ -90,7 +76,7 @@ class Customers:
         database: Database,
         *,
         rules: PhoneRules = DEFAULT_RULES,
-        audit: AuditLog | None = None,
+        audit: Auditor | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._database = database

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from callcenter.auth.audit import Auditor
 from callcenter.db import Database, utcnow
-from crm_bridge.customers import AuditLog, Customers
+from crm_bridge.customers import Customers
 from crm_bridge.knowledge import Knowledge
 from crm_bridge.phones import DEFAULT_RULES, PhoneRules
 from crm_bridge.records import ServiceRecords
@@ -42,7 +43,7 @@ class CrmService:
         database: Database,
         *,
         rules: PhoneRules = DEFAULT_RULES,
-        audit: AuditLog | None = None,
+        audit: Auditor | None = None,
         clock: Clock = utcnow,
     ) -> None:
         now = _aware(clock)

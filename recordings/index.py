@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select, update
 
+from callcenter.auth.audit import Auditor
 from callcenter.auth.services import Principal
 from callcenter.config import RecordingsConfig
 from callcenter.db import Database
@@ -39,19 +40,6 @@ class Action:
     TAMPERED = "recording_tampered"
     EXPIRED = "recordings_expired"
     ERASED = "recordings_erased"
-
-
-class Auditor(Protocol):
-    async def audit(
-        self,
-        action: str,
-        *,
-        actor: str | None = None,
-        target: str | None = None,
-        outcome: str = "success",
-        remote: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None: ...
 
 
 class NoAudit:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from callcenter.auth.audit import Auditor
 from callcenter.config import Config
 from callcenter.db import Database
 from callcenter.events import LiveResynced
@@ -21,7 +22,6 @@ from callcenter.plugin import Core
 from recordings.control import RecordingControl, RecordingRules
 from recordings.control_http import recording_control_routes
 from recordings.http import recordings_routes
-from recordings.index import Auditor
 from recordings.keys import RECORDING_CONTROL, RECORDINGS
 from recordings.services import RecordingService
 from recordings.storage import RecordingStore

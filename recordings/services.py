@@ -18,9 +18,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from callcenter.auth.audit import Auditor
 from callcenter.config import RecordingsConfig
 from callcenter.db import Database, utcnow
-from recordings.index import Auditor, RecordingIndex
+from recordings.index import RecordingIndex
 from recordings.lifecycle import RecordingLifecycle
 from recordings.playback import Playback
 from recordings.retention import Retention
