@@ -358,7 +358,7 @@ class FlowEngine:
                                     break
                             else:
                                 digit = (await session.get_option(last, MENU_DIGITS, step.timeout_ms)).digit
-                            transition = menu_key(step, state, digit)
+                            transition = menu_key(step.step, state, digit)
                             if transition is not None:
                                 break
                             again = step.step.invalid if digit else step.step.no_input

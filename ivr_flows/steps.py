@@ -392,11 +392,10 @@ def evaluate_hours(schedule: Schedule, at: datetime, zone: ZoneInfo) -> Literal[
 # -- the handlers ---------------------------------------------------------------------------------------
 
 
-def menu_key(menu: Spoken[MenuStep], state: CallState, digit: str | None) -> str | None:
-    """What a key heard by a menu does (the walk plays the menu's prompts itself, see ``ivr_flows.engine``): the
-    node a valid key chooses (traced, and published as ``IvrChoice``), or None when the menu asks again (traced
-    as ``no_input`` or ``invalid``; the step's ``no_input`` or ``invalid`` prompt plays first)."""
-    step = menu.step
+def menu_key(step: MenuStep, state: CallState, digit: str | None) -> str | None:
+    """What a key heard by a menu does (both walks play the menu's prompts themselves): the node a valid key
+    chooses (traced, and published as ``IvrChoice``), or None when the menu asks again (traced as ``no_input`` or
+    ``invalid``; the step's ``no_input`` or ``invalid`` prompt plays first)."""
     if not digit:
         state.trace("no_input")
         return None

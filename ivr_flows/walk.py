@@ -65,6 +65,7 @@ from ivr_flows.steps import (
     check_input,
     clip_detail,
     evaluate_hours,
+    menu_key,
     run_goto,
     run_hangup,
     run_lookup,
@@ -337,7 +338,7 @@ async def menu(step: MenuStep, state: CallState) -> Transition:
     names = [await state.playable(prompt) for prompt in step.prompt]
     for _attempt in range(step.attempts):
         key = await listen_for_key(state.session, names, int(step.timeout * 1000))
-        target = choose(step, state, key)
+        target = menu_key(step, state, key)
         if target is not None:
             return target
         # Asked again: a word first on why (a wrong key, or nothing heard), when the menu has one.
@@ -357,31 +358,6 @@ async def listen_for_key(session: FlowSession, names: list[str], timeout_ms: int
         if pressed:
             return pressed
     return (await session.get_option(last, MENU_DIGITS, timeout_ms)).digit
-
-
-def choose(step: MenuStep, state: CallState, key: str | None) -> str | None:
-    """What a key heard by a menu does: the node a valid key leads to (published as ``IvrChoice`` when someone
-    listens), or None when the menu asks again (silence, or a key it has no option for)."""
-    if not key:
-        state.trace("no_input")
-        return None
-    if len(key) == 1 and key in step.options:
-        target = step.options[key]
-        state.trace("chosen", digits=key, detail=target)
-        if state.publish_choices:
-            state.bus.publish(
-                IvrChoice(
-                    uniqueid=state.uniqueid,
-                    linkedid=state.linkedid,
-                    digits=key,
-                    flow=state.flow.name,
-                    node=state.node,
-                    target=target,
-                )
-            )
-        return target
-    state.trace("invalid", digits=key)
-    return None
 
 
 async def collect_input(step: InputStep, state: CallState) -> Transition:
