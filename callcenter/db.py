@@ -1,15 +1,24 @@
-"""The shared database: one async engine, a session scope, the declarative base and the migration runner.
+"""The shared database: one async engine, a session scope, the declarative base, the migration runner, and the
+journal that keeps writes while the database is down.
 
 SQLite (a file under the data directory) is the embedded default and PostgreSQL the production choice; both
 are reached through async drivers only (aiosqlite, asyncpg) so that no query blocks the event loop.
+
+An outage is logged once: the first failure that says the database cannot be reached is a warning, the
+failures after it are debug lines, and the first success after it says the database is back
+(:class:`Database`). What must not be lost meanwhile is written ahead to a :class:`Journal` (the service-record
+outbox, the call records) and replayed when the database answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
 import sqlite3
+import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -268,6 +277,28 @@ class Database:
             raise ValueError("a schema can only be chosen on PostgreSQL")
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        # Set from the first failure that says the database cannot be reached until the next success.
+        self.down_since: float | None = None
+        self.outages = 0
+
+    def _failed(self, exc: BaseException, translated: DatabaseError) -> None:
+        if not isinstance(translated, DatabaseUnavailable):
+            return
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self.outages += 1
+            log.warning(
+                "database unavailable (%s: %s); what must be kept waits in the journals until it is back",
+                type(exc).__name__,
+                translated,
+            )
+        else:
+            log.debug("database still unavailable: %s", type(exc).__name__)
+
+    def _succeeded(self) -> None:
+        if self.down_since is not None:
+            log.info("database back after %.1f s", time.monotonic() - self.down_since)
+            self.down_since = None
 
     def __repr__(self) -> str:
         return f"Database({mask_url(self.url)!r})"
@@ -333,12 +364,21 @@ class Database:
         except _MAPPED as exc:
             await _quiet_rollback(session)
             translated = _translate(exc)
-            if type(translated) is not DatabaseError:  # a bug was logged with its traceback already
-                log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            if type(translated) is ConstraintViolation:
+                log.debug("database error: %s", type(exc).__name__)
+            self._failed(exc, translated)
             raise translated from exc
+        except DatabaseUnavailable as exc:
+            # Raised by our own code inside the block (a driver() within it, a check): counted as an outage too.
+            await _quiet_rollback(session)
+            self._failed(exc, exc)
+            raise
         except BaseException:
             await _quiet_rollback(session)
             raise
+        else:
+            if self.down_since is not None:
+                self._succeeded()
         finally:
             await session.close()
 
@@ -368,6 +408,8 @@ class Database:
                     raise
                 finally:
                     _HELD_DRIVER.reset(token)
+        if self.down_since is not None:
+            self._succeeded()
 
     @contextmanager
     def _driver_errors(self) -> Iterator[None]:
@@ -377,11 +419,13 @@ class Database:
             raise
         except _DRIVER_ERRORS as exc:
             if isinstance(exc, sa_exc.SQLAlchemyError):
-                log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
-                raise _translate(exc) from exc
+                translated = _translate(exc)
+                self._failed(exc, translated)
+                raise translated from exc
             if _driver_unavailable(exc):
-                log.warning("database error: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
-                raise DatabaseUnavailable("the database is unavailable") from exc
+                unavailable = DatabaseUnavailable("the database is unavailable")
+                self._failed(exc, unavailable)
+                raise unavailable from exc
             raise _bug(exc) from exc
 
     async def ping(self) -> bool:
@@ -452,3 +496,142 @@ async def migrate(url: str, *, schema: str | None = None, revision: str = "heads
     event loop of its own rather than stalling the caller's.
     """
     await asyncio.to_thread(run_migrations, url, schema=schema, revision=revision)
+
+
+# -- the journal of writes that wait for the database ---------------------------------------------------------
+
+
+def _journal_append(path: Path, lines: list[str], *, sync: bool) -> None:
+    created = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as journal:
+        journal.write("".join(line + "\n" for line in lines))
+        journal.flush()
+        if sync:
+            os.fsync(journal.fileno())
+    if created and sync:
+        _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    # The new name of a file is durable only once its directory is.
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _journal_rewrite(path: Path, lines: list[str]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as journal:
+        journal.write("".join(line + "\n" for line in lines))
+        journal.flush()
+        os.fsync(journal.fileno())
+    os.replace(temporary, path)
+    _sync_directory(path.parent)
+
+
+def _journal_read(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """The pending entries of a journal, in the order of their first line, and how many finished ones it holds."""
+    pending: dict[str, dict[str, Any]] = {}
+    finished = 0
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return pending, 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            op, key = item.pop("op"), str(item.pop("key"))
+            if op == "put":
+                pending[key] = dict(item)
+            elif op in ("done", "rejected"):
+                pending.pop(key, None)
+                finished += 1
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # A line torn by a crash mid-append: its put never returned, so no one was told it was kept.
+            log.warning("journal %s: skipping unreadable line %d", path, number)
+    return pending, finished
+
+
+class Journal:
+    """Writes that must not be lost while the database is down: an append-only JSON-lines file under the data
+    directory, each entry fsync'd before its writer goes on, marked done once the database has it.
+
+    Lines: ``{"op": "put", "key": ..., <fields>}``, then ``{"op": "done", "key": ...}`` (or ``"rejected"``). A put
+    of a key already pending replaces its fields and keeps its place. Entries come back in the order of their first
+    put (:meth:`entries`), so a replay writes them in the order they were meant to be written; what makes a replay
+    write each once is the owner's (an idempotency key, a unique column): a crash between a write and its done
+    line replays it. The file is rewritten down to its pending entries when nothing is pending and when it has
+    grown by ``compact_after`` finished ones."""
+
+    def __init__(self, path: Path, *, compact_after: int = 1000) -> None:
+        self.path = path
+        self._compact_after = compact_after
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._finished = 0
+        self._loaded = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """The pending entries, oldest first."""
+        return list(self._pending.items())
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._pending.get(key)
+
+    async def load(self) -> int:
+        """Reads what an earlier run left (once); returns how many entries are pending."""
+        async with self._lock:
+            if not self._loaded:
+                pending, finished = await asyncio.to_thread(_journal_read, self.path)
+                pending.update(self._pending)
+                self._pending, self._finished, self._loaded = pending, self._finished + finished, True
+            return len(self._pending)
+
+    async def put(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Journals ``(key, fields)`` entries, durably, before returning."""
+        if not entries:
+            return
+        lines = [
+            json.dumps({"op": "put", "key": key, **fields}, sort_keys=True, default=str) for key, fields in entries
+        ]
+        async with self._lock:
+            await asyncio.to_thread(_journal_append, self.path, lines, sync=True)
+            for key, fields in entries:
+                self._pending[key] = fields
+
+    async def finish(self, keys: list[str], op: str = "done") -> None:
+        """Marks entries done (or rejected). Not fsync'd: a lost mark replays the entry, which its owner makes a
+        no-op."""
+        keys = [key for key in keys if key in self._pending]
+        if not keys:
+            return
+        async with self._lock:
+            lines = [json.dumps({"op": op, "key": key}) for key in keys]
+            await asyncio.to_thread(_journal_append, self.path, lines, sync=False)
+            for key in keys:
+                self._pending.pop(key, None)
+            self._finished += len(keys)
+            if not self._pending:
+                await asyncio.to_thread(_journal_rewrite, self.path, [])
+                self._finished = 0
+            elif self._finished >= self._compact_after:
+                await asyncio.to_thread(_journal_rewrite, self.path, self._lines())
+                self._finished = 0
+
+    def _lines(self) -> list[str]:
+        return [
+            json.dumps({"op": "put", "key": key, **fields}, sort_keys=True, default=str)
+            for key, fields in self._pending.items()
+        ]

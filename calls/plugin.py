@@ -33,6 +33,7 @@ class CallsPlugin:
             cel_log=config.cel_log,
             expert_queue=config.queues.expert,
             horizon_file=config.data_dir / "cel-horizon",
+            journal_dir=config.data_dir,
             reconcile_interval=config.calls.reconcile_interval,
         )
         self.handoff = HandoffService(

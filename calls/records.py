@@ -3,7 +3,8 @@
 Pure: :func:`build_record` takes plain data and returns the row's values; no clock, no database. The outcome
 follows one rule set (docs/api.md, "Call records"):
 
-- ``answered``: a seat answered in some queue (an expert handoff keeps the call answered);
+- ``answered``: a seat answered in some queue (an expert handoff keeps the call answered; a seat with a talk
+  time answered even when the answer itself was not seen);
 - ``voicemail``: the caller left a message (after hours, or for an expert nobody took);
 - ``after_hours``: the closed or holiday flow ran and the caller left no message;
 - ``abandoned``: the caller hung up while waiting in a queue;
@@ -97,7 +98,10 @@ def outcome_of(
     *,
     bridged: bool = False,
 ) -> RecordOutcome:
-    if any(segment.answered_at is not None for segment in segments):
+    # A segment with a seat and a talk time was answered even if its answer was not seen (a crash in between).
+    if any(
+        segment.answered_at is not None or (segment.agent and segment.talk_time is not None) for segment in segments
+    ):
         return RecordOutcome.ANSWERED
     if (ivr and ivr.get("voicemails")) or (handoff and handoff.get("outcome") == "voicemail"):
         return RecordOutcome.VOICEMAIL
@@ -114,6 +118,99 @@ def outcome_of(
             return RecordOutcome.COMPLETED_IN_IVR
         return RecordOutcome.FAILED
     return RecordOutcome.ANSWERED if bridged else RecordOutcome.FAILED
+
+
+def _segment_key(data: Mapping[str, Any]) -> str:
+    return str(data.get("queue", ""))
+
+
+def merge_call(saved: Mapping[str, Any], seen: Mapping[str, Any]) -> dict[str, Any]:
+    """One call from two views of it: ``saved``, a snapshot an earlier run of the engine left (the call's history
+    from its start: caller, DID, queue, segments, answer), and ``seen``, what the live model saw after it adopted
+    the call from Asterisk's listings (legs, bridges, the end, an answer or a talk time it saw itself).
+
+    What happened first is the snapshot's to say; what happened later, the live model's. A queue segment the live
+    model made for the queue the snapshot's last segment is in is the same stay in that queue (the model could
+    not know when it began): the two are folded, keeping the snapshot's entry, and each side's answer where the
+    other has none."""
+    call = {**saved, **{key: value for key, value in seen.items() if value not in (None, "", (), [])}}
+    for key in ("started",):
+        times = [float(item[key]) for item in (saved, seen) if item.get(key)]
+        if times:
+            call[key] = min(times)
+    for key in ("caller_number", "caller_name", "did", "queue", "queued_at", "direction"):
+        if saved.get(key) not in (None, ""):
+            call[key] = saved[key]
+    for key in ("agent", "answered_at", "wait_time"):
+        if saved.get(key) not in (None, ""):
+            call[key] = saved[key]
+    for key in ("legs", "bridges", "transfers"):
+        merged: list[Any] = []
+        for item in [*(saved.get(key) or ()), *(seen.get(key) or ())]:
+            if item not in merged:
+                merged.append(item)
+        call[key] = merged
+    old = [dict(item) for item in saved.get("segments") or ()]
+    new = [dict(item) for item in seen.get("segments") or ()]
+    if old and new and _segment_key(new[0]) == _segment_key(old[-1]):
+        first, last = new.pop(0), old[-1]
+        folded = {**first, **{key: value for key, value in last.items() if value not in (None, "")}}
+        folded["entered"] = last.get("entered") or first.get("entered")
+        folded["abandoned"] = bool(last.get("abandoned")) and first.get("answered_at") is None
+        if last.get("talk_time") is None:
+            folded["talk_time"] = first.get("talk_time")
+        old[-1] = folded
+    call["segments"] = [*old, *new]
+    ended = seen.get("ended")
+    if ended is not None:
+        # The live model closes the talk of the segments it saw answered; the snapshot's answers close here.
+        for segment in call["segments"]:
+            if segment.get("answered_at") is not None and segment.get("talk_time") is None:
+                segment["talk_time"] = max(0.0, float(ended) - float(segment["answered_at"]))
+        if call.get("answered_at") is not None and call.get("talk_time") is None:
+            call["talk_time"] = max(0.0, float(ended) - float(call["answered_at"]))
+    if any(item.get("answered_at") is not None for item in call["segments"]) or call.get("answered_at"):
+        call["outcome"] = "answered"
+    return call
+
+
+def with_answer(
+    call: Mapping[str, Any], seat: str, at: float | None, queue: str, *, fallback: float, ended: float | None = None
+) -> dict[str, Any]:
+    """``call`` answered by ``seat`` at ``at`` in ``queue``, as Asterisk's event log says (a seat's channel entered
+    the caller's bridge), when the engine did not see it: its queue segment gets the seat, the answer and the wait,
+    and the talk up to ``ended`` (the call's own end when not given). A call already answered is left as it is."""
+    result = dict(call)
+    segments = [dict(item) for item in call.get("segments") or ()]
+    if call.get("answered_at") or any(item.get("answered_at") is not None for item in segments):
+        return result
+    at = at if at is not None else fallback
+    queue = str(call.get("queue") or queue)
+    if not seat or not queue:
+        return result
+    result.update(agent=call.get("agent") or seat, answered_at=at, queue=queue, outcome="answered")
+    for segment in reversed(segments):
+        if segment.get("queue") == queue:
+            entered = float(segment.get("entered") or at)
+            segment.update(
+                agent=segment.get("agent") or seat, answered_at=at, wait_time=max(0.0, at - entered), abandoned=False
+            )
+            break
+    else:
+        entered = float(call.get("queued_at") or call.get("started") or at)
+        segments.append(
+            {"queue": queue, "entered": entered, "agent": seat, "answered_at": at, "wait_time": max(0.0, at - entered)}
+        )
+        result.setdefault("queued_at", entered)
+    end = ended if ended is not None else call.get("ended")
+    if end is not None:
+        talk = max(0.0, float(end) - at)
+        result["talk_time"] = talk
+        for segment in segments:
+            if segment.get("answered_at") == at and segment.get("talk_time") is None:
+                segment["talk_time"] = talk
+    result["segments"] = segments
+    return result
 
 
 def build_record(

@@ -11,6 +11,13 @@ log (CEL): a snapshot whose call Asterisk no longer has is closed with the end t
 The log is read a chunk at a time and settled as it is read, at most :data:`CHUNK_IDS` calls per query and per
 transaction; the reader's position (:class:`calls.models.CelPosition`) is stored in the transaction of the records
 that moved it, so a restart resumes there (docs/decisions.md, "Call records: written once, reconciled from CEL").
+
+After a restart (a crash, ``kill -9``) the calls still running are adopted from Asterisk's listings, which say
+nothing of the call's past: the snapshots the earlier run left are loaded at start and merged with what the live
+model sees later (:func:`calls.records.merge_call`), and a call the engine did not see answered takes its answer from
+CEL (:func:`calls.records.with_answer`). While the database is down, records and snapshots go to a journal
+(:class:`callcenter.db.Journal`, ``call_records.jsonl`` in the data directory) and are written from it, in order and
+once, when the database is back (docs/decisions.md, "Call records through faults").
 """
 
 from __future__ import annotations
@@ -32,13 +39,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.bus import Bus, event_fields
-from callcenter.db import ConstraintViolation, Database, DatabaseError
+from callcenter.db import ConstraintViolation, Database, DatabaseError, DatabaseUnavailable, Journal
 from callcenter.events import CallEnded
 from callcenter.model import LiveModel
 from calls.cel import CelCall, CelReader
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
 from calls.models import CallProgress, CallRecord, CelPosition
-from calls.records import build_record, caller_tail
+from calls.records import build_record, caller_tail, merge_call, with_answer
 from ivr_flows.events import IvrEnded
 from recordings.events import RecordingStarted
 
@@ -65,6 +72,12 @@ CHUNK_IDS = 500
 _MEMORY = 10_000
 # Channel ids of the engine's own technical calls, which get no call record (supervisor/spy.py).
 NOT_CALLS = ("ccspy-",)
+# The journal of call records and snapshots that wait for the database, in the data directory.
+JOURNAL_NAME = "call_records.jsonl"
+# Seconds between tries to write the journal while the database is down (doubling up to the maximum).
+RETRY_INITIAL = 1.0
+RETRY_MAX = 30.0
+_DATES = ("started_at", "ended_at", "created_at")
 
 
 class _Lru(OrderedDict[str, Any]):
@@ -85,6 +98,7 @@ class CallRecorder:
         cel_log: Path,
         expert_queue: str,
         horizon_file: Path | None = None,
+        journal_dir: Path | None = None,
         reconcile_interval: float = 30.0,
         snapshot_interval: float = 2.0,
         clock: Callable[[], float] = time.time,
@@ -116,6 +130,16 @@ class CallRecorder:
         self._lock = asyncio.Lock()
         self.written = 0
         self.duplicates = 0
+        # What an earlier run snapshotted of calls that may still be running, by linkedid ({"call", "ivr",
+        # "handoff"}): merged into what the live model sees of them after the restart.
+        self._saved: dict[str, dict[str, Any]] = {}
+        self._saved_loaded = False
+        # Calls that began before this recorder started were adopted, not seen from their start.
+        self._started_at = clock()
+        self.journal = Journal(journal_dir / JOURNAL_NAME) if journal_dir is not None else None
+        self._journal_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.journaled = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -129,11 +153,22 @@ class CallRecorder:
             self._bus.subscribe(ExpertOutcome, self._on_handoff),
             self._bus.subscribe(RecordingStarted, self._on_recording),
         ]
+        self._started_at = self._clock()
+        if self.journal is not None:
+            pending = await self.journal.load()
+            if pending:
+                log.info("%d call record(s) and snapshot(s) from an earlier run wait in %s", pending, self.journal.path)
+        try:
+            await self._load_saved()
+        except DatabaseError as exc:
+            log.info("snapshots of running calls not read yet (%s); read once the database answers", exc)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(self._snapshot_interval, self.snapshot), name="calls-snapshot"),
             loop.create_task(self._every(self._reconcile_interval, self.reconcile), name="calls-reconcile"),
         ]
+        if self.journal is not None:
+            self._tasks.append(loop.create_task(self._replay_loop(), name="calls-journal"))
 
     def _read_horizon(self, path: Path) -> float:
         try:
@@ -163,6 +198,9 @@ class CallRecorder:
             await asyncio.sleep(interval)
             try:
                 await job()
+            except DatabaseUnavailable as exc:
+                # Said once per outage by the database itself.
+                log.debug("%s: %s", getattr(job, "__name__", "job"), exc)
             except DatabaseError as exc:
                 log.warning("%s: %s", getattr(job, "__name__", "job"), exc)
             except Exception:
@@ -208,22 +246,133 @@ class CallRecorder:
 
     async def _on_ended(self, event: CallEnded) -> None:
         call = asdict(event.call)
-        if str(call.get("linkedid", "")).startswith(NOT_CALLS):
+        linkedid = str(call.get("linkedid", ""))
+        if linkedid.startswith(NOT_CALLS):
             # A supervisor's listen/whisper/barge leg is no call of the center's: the spy audit keeps it.
             return
+        call = self._with_saved(linkedid, call)
+        if self._adopted(call) and not _answered(call):
+            # Adopted after a restart and not seen answered: Asterisk's event log knows whether a seat took it.
+            cel = await self._cel_call(linkedid)
+            if cel is not None:
+                seat, at = cel.answer()
+                call = with_answer(call, seat, at, cel.queue(), fallback=cel.last)
         await self.write(call, source="live")
 
+    def _with_saved(self, linkedid: str, call: dict[str, Any]) -> dict[str, Any]:
+        """``call`` as the live model has it, with the history an earlier run's snapshot kept of it."""
+        saved = self._saved.get(linkedid)
+        if saved is None or not isinstance(saved.get("call"), Mapping):
+            return call
+        return merge_call(saved["call"], call)
+
+    def _adopted(self, call: Mapping[str, Any]) -> bool:
+        return str(call.get("linkedid")) in self._saved or float(call.get("started") or 0.0) < self._started_at
+
+    async def _cel_call(self, linkedid: str) -> CelCall | None:
+        """What the CEL log says of a call, read up to its end now (the reconciler's reader, under its lock)."""
+        try:
+            async with self._reconciling:
+                await self._load_position()
+                call = self.cel.calls.get(linkedid)
+                if call is None or call.ended is None:
+                    while await asyncio.to_thread(self.cel.read_chunk) is not None:
+                        pass
+                return self.cel.calls.get(linkedid)
+        except (DatabaseError, OSError) as exc:
+            log.info("CEL not read for call %s: %s", linkedid, exc)
+            return None
+
     async def write(self, call: Mapping[str, Any], *, source: str, ended: float | None = None) -> bool:
-        """Stores the record of ``call``; False when the call had one already."""
+        """Stores the record of ``call``; False when the call had one already, or when the database is down and
+        the record waits in the journal (it is written, and CallRecorded published, when the database is back)."""
         linkedid = str(call["linkedid"])
         values = self._values(call, source=source, ended=ended)
-        stored = await self._insert(values)
+        try:
+            stored = await self._insert(values)
+        except DatabaseUnavailable:
+            if self.journal is None:
+                raise
+            await self._journal_record(values)
+            stored = False
         self._written.put(linkedid, True)
         self._snapshots.pop(linkedid, None)
+        self._saved.pop(linkedid, None)
         self.cel.settle(linkedid)
         if stored:
             self._bus.publish(CallRecorded(linkedid=linkedid, outcome=str(values["outcome"]), source=source))
         return stored
+
+    # -- the journal ----------------------------------------------------------------------------------------
+
+    async def _journal_record(self, values: Mapping[str, Any]) -> None:
+        assert self.journal is not None
+        linkedid = str(values["linkedid"])
+        fields = {"kind": "record", "values": {key: _plain(value) for key, value in values.items()}}
+        await self.journal.put([(f"record:{linkedid}", fields)])
+        # A snapshot journaled earlier is of no use once the record is.
+        await self.journal.finish([f"progress:{linkedid}"])
+        self.journaled += 1
+        log.info("call %s: record (%s) kept in the journal until the database is back", linkedid, values["outcome"])
+        self._wake.set()
+
+    async def replay(self) -> bool:
+        """Writes what waits in the journal, oldest first, each once; False while the database is unavailable."""
+        if self.journal is None:
+            return True
+        await self.journal.load()
+        async with self._journal_lock:
+            for key, fields in self.journal.entries():
+                try:
+                    if fields.get("kind") == "record":
+                        values = {
+                            name: _date(value) if name in _DATES else value
+                            for name, value in dict(fields["values"]).items()
+                        }
+                        if await self._insert(values):
+                            self._bus.publish(
+                                CallRecorded(
+                                    linkedid=str(values["linkedid"]),
+                                    outcome=str(values["outcome"]),
+                                    source=str(values["source"]),
+                                )
+                            )
+                    elif fields.get("kind") == "progress":
+                        await self._put_progress(
+                            str(fields["linkedid"]), str(fields["snapshot"]), _date(fields["updated_at"])
+                        )
+                except DatabaseUnavailable:
+                    return False
+                except (KeyError, TypeError, ValueError, DatabaseError) as exc:
+                    log.error("call journal entry %s cannot be written (%s); dropped", key, exc)
+                await self.journal.finish([key])
+        return True
+
+    async def _put_progress(self, linkedid: str, text: str, updated: datetime) -> None:
+        async with self._lock, self._database.session() as session:
+            if await session.scalar(select(CallRecord.id).where(CallRecord.linkedid == linkedid)) is not None:
+                return
+            row = await session.get(CallProgress, linkedid)
+            if row is None:
+                session.add(CallProgress(linkedid=linkedid, snapshot=text, updated_at=updated))
+            elif row.updated_at <= updated:
+                row.snapshot, row.updated_at = text, updated
+
+    async def _replay_loop(self) -> None:
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                done = await self.replay()
+            except Exception:
+                log.exception("replaying the call journal failed")
+                done = False
+            if done:
+                delay = RETRY_INITIAL
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     def _values(self, call: Mapping[str, Any], *, source: str, ended: float | None) -> dict[str, Any]:
         linkedid = str(call["linkedid"])
@@ -267,12 +416,49 @@ class CallRecorder:
 
     # -- snapshots of running calls -------------------------------------------------------------------------
 
-    def _snapshot_of(self, linkedid: str, call: Mapping[str, Any]) -> str:
+    def _snapshot_of(self, linkedid: str, call: dict[str, Any]) -> str:
+        # An adopted call's snapshot keeps the history the earlier run saved: a second crash must not lose it.
         return json.dumps(
-            {"call": call, "ivr": self._ivr.get(linkedid), "handoff": self._handoffs.get(linkedid)},
+            {
+                "call": self._with_saved(linkedid, call),
+                "ivr": self._ivr.get(linkedid),
+                "handoff": self._handoffs.get(linkedid),
+            },
             default=str,
             sort_keys=True,
         )
+
+    async def _load_saved(self) -> None:
+        """Reads the snapshots an earlier run left (in the database, and newer ones in the journal)."""
+        if self._saved_loaded:
+            return
+        texts: dict[str, str] = {}
+        async with self._database.session() as session:
+            for row in (await session.scalars(select(CallProgress))).all():
+                texts[row.linkedid] = row.snapshot
+        if self.journal is not None:
+            for _key, fields in self.journal.entries():
+                if fields.get("kind") == "progress":
+                    texts[str(fields.get("linkedid"))] = str(fields.get("snapshot"))
+                elif fields.get("kind") == "record":
+                    self._written.put(str(dict(fields.get("values") or {}).get("linkedid")), True)
+        for linkedid, text in texts.items():
+            if linkedid in self._written:
+                continue
+            try:
+                saved = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(saved, dict) or not isinstance(saved.get("call"), dict):
+                continue
+            self._saved[linkedid] = saved
+            if saved.get("ivr") and linkedid not in self._ivr:
+                self._ivr.put(linkedid, saved["ivr"])
+            if saved.get("handoff") and linkedid not in self._handoffs:
+                self._handoffs.put(linkedid, saved["handoff"])
+        self._saved_loaded = True
+        if self._saved:
+            log.info("%d call(s) snapshotted by an earlier run; followed to their end", len(self._saved))
 
     async def snapshot(self) -> int:
         """Writes the snapshots of running calls that changed; returns how many."""
@@ -286,6 +472,25 @@ class CallRecorder:
         if not changed:
             return 0
         now = datetime.fromtimestamp(self._clock(), UTC)
+        try:
+            await self._store_snapshots(changed, now)
+        except DatabaseUnavailable:
+            if self.journal is None:
+                raise
+            await self.journal.put(
+                [
+                    (
+                        f"progress:{linkedid}",
+                        {"kind": "progress", "linkedid": linkedid, "snapshot": text, "updated_at": now.isoformat()},
+                    )
+                    for linkedid, text in changed.items()
+                ]
+            )
+            self._wake.set()
+        self._snapshots.update(changed)
+        return len(changed)
+
+    async def _store_snapshots(self, changed: Mapping[str, str], now: datetime) -> None:
         async with self._lock, self._database.session() as session:
             ids = list(changed)
             known = await _existing(session, CallProgress.linkedid, ids)
@@ -299,8 +504,6 @@ class CallRecorder:
                         row.snapshot, row.updated_at = text, now
                 else:
                     session.add(CallProgress(linkedid=linkedid, snapshot=text, updated_at=now))
-        self._snapshots.update(changed)
-        return len(changed)
 
     # -- reconciliation -------------------------------------------------------------------------------------
 
@@ -309,6 +512,11 @@ class CallRecorder:
 
         The log is read from the stored position a chunk at a time, and what each chunk settles is written with
         the position before the next chunk is read: memory holds the calls still open, not the log."""
+        # What waits in the journal goes first: the records the live path made are better than any closing made
+        # here from a snapshot, and the unique linkedid then makes the reconciler's write of them a no-op.
+        if not await self.replay():
+            return 0
+        await self._load_saved()
         async with self._reconciling:
             await self._load_position()
             now = self._clock()
@@ -324,6 +532,8 @@ class CallRecorder:
                     pending = [(row.linkedid, row.snapshot, row.updated_at) for row in progress]
                 for linkedid, text, updated_at in pending:
                     if linkedid in live or (now - updated_at.timestamp()) < PROGRESS_GRACE_SECONDS:
+                        continue
+                    if self.journal is not None and f"record:{linkedid}" in self.journal:
                         continue
                     if await self._close_from_snapshot(linkedid, text, updated_at.timestamp()):
                         written += 1
@@ -458,20 +668,12 @@ class CallRecorder:
         if ended is None:
             # Asterisk has no end for it (it restarted and lost the call): the last thing anyone saw of it.
             ended = max(updated, cel.last if cel is not None else 0.0)
-        if cel is not None and not call.get("answered_at"):
+        if cel is not None and not _answered(call):
+            # The snapshot may be from before the queue (the database was down, the engine died): CEL says which
+            # queue the call joined and which seat took it.
             seat, at = cel.answer()
-            queue = call.get("queue")
-            if seat and queue:
-                at = at if at is not None else cel.last
-                call["agent"], call["answered_at"] = seat, at
-                segments = [dict(item) for item in call.get("segments") or ()]
-                for segment in reversed(segments):
-                    if segment.get("queue") == queue:
-                        if segment.get("answered_at") is None:
-                            entered = float(segment.get("entered") or at)
-                            segment.update(agent=seat, answered_at=at, wait_time=max(0.0, at - entered))
-                        break
-                call["segments"] = segments
+            call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, ended=ended)
+        self._saved.pop(linkedid, None)
         return await self.write(call, source="reconciled", ended=ended)
 
     @staticmethod
@@ -493,6 +695,20 @@ class CallRecorder:
             if seat:
                 call["agent"], call["answered_at"] = seat, cel.started
         return call
+
+
+def _answered(call: Mapping[str, Any]) -> bool:
+    return bool(call.get("answered_at")) or any(
+        isinstance(item, Mapping) and item.get("answered_at") is not None for item in call.get("segments") or ()
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _date(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 async def _existing(session: AsyncSession, column: Any, ids: list[str]) -> set[str]:

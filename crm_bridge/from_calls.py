@@ -19,7 +19,7 @@ from callcenter.bus import Bus
 from callcenter.db import DatabaseError
 from callcenter.model import LiveModel
 from calls.events import CallRecorded, ExpertOutcome
-from calls.ports import CallRecords
+from calls.ports import CallRecords, FinishedCall
 from crm_bridge.models import CALLER_NUMBER_MAX, NAME_MAX, RecordType
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
@@ -28,6 +28,13 @@ from crm_bridge.services import CrmService
 log = logging.getLogger("crm_bridge.from_calls")
 
 ACTOR = "system"
+
+
+def _truly_abandoned(row: FinishedCall) -> bool:
+    """Whether the record says nobody served the caller, and nothing in it says otherwise: a record with a seat or a
+    talk time was answered whatever its outcome says (a record made from a partial view, after a crash, once read
+    ``abandoned`` with both), and a callback task for a served customer is work for nothing."""
+    return row.outcome == "abandoned" and not row.agent and not row.expert and not row.talk_time
 
 
 class CallServiceRecords:
@@ -86,7 +93,7 @@ class CallServiceRecords:
         if row is None:
             return
         number = row.caller_number
-        if row.outcome == "abandoned":
+        if _truly_abandoned(row):
             waited = f" after waiting {row.wait_time:.0f} s" if row.wait_time is not None else ""
             await self._submit(
                 f"abandoned:{linkedid}",

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from callcenter.db import ConstraintViolation, DatabaseError, DatabaseUnavailable, utcnow
+from callcenter.db import ConstraintViolation, DatabaseError, DatabaseUnavailable, Journal, utcnow
 from crm_bridge.exceptions import InvalidCrmInput
 from crm_bridge.infos import ServiceRecordInfo
 from crm_bridge.records import ServiceRecords
@@ -59,67 +59,23 @@ class _Entry:
     queued_at: str
     record: dict[str, Any]
 
+    def fields(self) -> dict[str, Any]:
+        return {"actor": self.actor, "queued_at": self.queued_at, "record": self.record}
+
     def line(self) -> str:
-        return json.dumps(
-            {"op": "put", "key": self.key, "actor": self.actor, "queued_at": self.queued_at, "record": self.record},
-            sort_keys=True,
-        )
+        return json.dumps({"op": "put", "key": self.key, **self.fields()}, sort_keys=True)
+
+    @classmethod
+    def of(cls, key: str, fields: dict[str, Any]) -> _Entry:
+        return cls(key, str(fields["actor"]), str(fields["queued_at"]), dict(fields["record"]))
 
 
-def _append(path: Path, lines: list[str], *, sync: bool) -> None:
-    created = not path.exists()
+def _keep_rejected(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as journal:
-        journal.write("".join(line + "\n" for line in lines))
-        journal.flush()
-        if sync:
-            os.fsync(journal.fileno())
-    if created and sync:
-        _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    # The new name of a file is durable only once its directory is.
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _rewrite(path: Path, lines: list[str]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as journal:
-        journal.write("".join(line + "\n" for line in lines))
-        journal.flush()
-        os.fsync(journal.fileno())
-    os.replace(temporary, path)
-    _sync_directory(path.parent)
-
-
-def _read(path: Path) -> tuple[dict[str, _Entry], int]:
-    """The pending entries of a journal, in order, and how many finished ones it holds."""
-    pending: dict[str, _Entry] = {}
-    finished = 0
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return pending, 0
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            op, key = item["op"], str(item["key"])
-            if op == "put":
-                pending[key] = _Entry(key, str(item["actor"]), str(item["queued_at"]), dict(item["record"]))
-            elif op in ("done", "rejected"):
-                pending.pop(key, None)
-                finished += 1
-        except (ValueError, KeyError, TypeError):
-            # A line torn by a crash mid-append: its submit never returned, so no one was told it was kept.
-            log.warning("outbox journal %s: skipping unreadable line %d", path, number)
-    return pending, finished
+    with path.open("a", encoding="utf-8") as rejected:
+        rejected.write(line + "\n")
+        rejected.flush()
+        os.fsync(rejected.fileno())
 
 
 class ServiceRecordOutbox:
@@ -136,30 +92,23 @@ class ServiceRecordOutbox:
         self.rejected_path = directory / REJECTED_NAME
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._pending: dict[str, _Entry] = {}
-        self._finished = 0
+        # The journal is the one in callcenter.db that the call records use too (the format is unchanged).
+        self._journal = Journal(self.path, compact_after=COMPACT_AFTER)
         self._inflight: set[str] = set()
-        self._journal_lock = asyncio.Lock()
         self._drain_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._loaded = False
         self._task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
         """Records waiting for the database."""
-        return len(self._pending)
+        return self._journal.pending
 
     async def load(self) -> None:
         """Reads what an earlier run left in the journal (the drain task does this first)."""
-        async with self._journal_lock:
-            if self._loaded:
-                return
-            pending, finished = await asyncio.to_thread(_read, self.path)
-            pending.update(self._pending)
-            self._pending, self._finished, self._loaded = pending, self._finished + finished, True
-        if self._pending:
-            log.info("outbox: %d service record(s) from an earlier run wait for the database", len(self._pending))
+        pending = await self._journal.load()
+        if pending:
+            log.info("outbox: %d service record(s) wait for the database", pending)
             self._wake.set()
 
     def start(self) -> None:
@@ -182,14 +131,17 @@ class ServiceRecordOutbox:
         if data.idempotency_key is None:
             data = data.model_copy(update={"idempotency_key": key})
         entry = _Entry(key, actor, utcnow().isoformat(), data.model_dump(mode="json"))
-        async with self._journal_lock:
-            await asyncio.to_thread(_append, self.path, [entry.line()], sync=True)
-            self._pending[key] = entry
-            self._inflight.add(key)
+        self._inflight.add(key)
+        try:
+            await self._journal.put([(key, entry.fields())])
+        except BaseException:
+            self._inflight.discard(key)
+            raise
         try:
             record, created = await self._records.create(data, actor=actor)
         except DatabaseUnavailable:
-            log.warning("database unavailable: service record %s waits in the outbox", key)
+            # The database says it is down once per outage (callcenter.db); here only what waits.
+            log.info("service record %s waits in the outbox", key)
             self._inflight.discard(key)
             self._wake.set()
             return Submitted(key, None, False, True)
@@ -206,28 +158,24 @@ class ServiceRecordOutbox:
         return Submitted(key, record, created, False)
 
     async def _finish(self, key: str, op: str, entry: _Entry | None = None) -> None:
-        async with self._journal_lock:
-            if entry is not None:
-                # Kept for an operator before the journal forgets it.
-                await asyncio.to_thread(_append, self.rejected_path, [entry.line()], sync=True)
-            # Not fsync'd: if this line is lost, the replay finds the key written and adds nothing.
-            await asyncio.to_thread(_append, self.path, [json.dumps({"op": op, "key": key})], sync=False)
-            self._pending.pop(key, None)
-            self._inflight.discard(key)
-            self._finished += 1
-            if not self._pending and not self._inflight:
-                await asyncio.to_thread(_rewrite, self.path, [])
-                self._finished = 0
-            elif self._finished >= COMPACT_AFTER:
-                await asyncio.to_thread(_rewrite, self.path, [item.line() for item in self._pending.values()])
-                self._finished = 0
+        if entry is not None:
+            # Kept for an operator before the journal forgets it.
+            await asyncio.to_thread(_keep_rejected, self.rejected_path, entry.line())
+        await self._journal.finish([key], op)
+        self._inflight.discard(key)
 
     async def drain(self) -> bool:
         """Writes every pending record it can; False when the database is still unavailable."""
         await self.load()
         async with self._drain_lock:
-            for key, entry in list(self._pending.items()):
-                if key in self._inflight:
+            for key, fields in self._journal.entries():
+                if key in self._inflight or key not in self._journal:
+                    continue
+                try:
+                    entry = _Entry.of(key, fields)
+                except (KeyError, TypeError, ValueError):
+                    log.error("outbox: journal entry %s is unreadable; dropped", key)
+                    await self._finish(key, "rejected")
                     continue
                 try:
                     data = ServiceRecordIn.model_validate(entry.record)
@@ -254,10 +202,10 @@ class ServiceRecordOutbox:
             except Exception:
                 log.exception("outbox drain failed")
                 reachable = False
-            if reachable and not self._pending:
+            if reachable and not self.pending:
                 delay = self._retry_initial
                 self._wake.clear()
-                if not self._pending:
+                if not self.pending:
                     await self._wake.wait()
                 continue
             await asyncio.sleep(delay)

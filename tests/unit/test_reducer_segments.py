@@ -241,3 +241,66 @@ def test_a_rebuild_closes_a_call_asterisk_lost_with_its_segment_talk() -> None:
         QueueSegment("general", 101.0, "PJSIP/1001", answered_at=104.0, wait_time=3.0, talk_time=56.0),
     )
     assert call.did == "4000"
+
+
+def _adopted_and_completed(complete_at: float) -> list[DomainEvent]:
+    """A call answered before the engine (re)started: the resync adopts it from the listings, which say nothing
+    of queues, and the seat's AgentComplete and the hangups come afterwards."""
+    results = snapshot(
+        core_show_channel(CALLER, "PJSIP/pstn-1", "CC_DID=4000", bridge="b-1"),
+        core_show_channel("1700000000.2", "PJSIP/1001-00000002", "CC_DID=", bridge="b-1"),
+    )
+    adopted, _ = rebuild(LiveModel(wrapup={"general": 0.0}), results, 500.0)
+    assert adopted.calls[CALLER].segments == ()
+    _, events = feed(
+        adopted,
+        (
+            complete_at,
+            ev(
+                "AgentComplete",
+                Queue="general",
+                Interface="PJSIP/1001",
+                Linkedid=CALLER,
+                HoldTime="4",
+                TalkTime="40",
+                Reason="caller",
+            ),
+        ),
+        (complete_at, ev("Hangup", Uniqueid=CALLER, Channel="PJSIP/pstn-1", Linkedid=CALLER)),
+        (complete_at, ev("Hangup", Uniqueid="1700000000.2", Channel="PJSIP/1001-00000002", Linkedid=CALLER)),
+    )
+    return events
+
+
+def test_a_call_adopted_by_a_resync_is_answered_by_the_seat_its_agent_complete_names() -> None:
+    call = ended_of(_adopted_and_completed(520.0))
+    # The answer is the end less the talk time, the wait is Asterisk's HoldTime: not an abandoned segment.
+    assert call.segments == (
+        QueueSegment(
+            queue="general",
+            entered=476.0,
+            agent="PJSIP/1001",
+            answered_at=480.0,
+            wait_time=4.0,
+            talk_time=40.0,
+        ),
+    )
+    assert call.agent == "PJSIP/1001"
+    assert call.answered_at == 480.0
+    assert call.outcome is CallOutcome.ANSWERED
+    assert (call.wait_time, call.talk_time) == (4.0, 40.0)
+
+
+def test_agent_complete_of_a_call_seen_answered_only_adds_the_talk_time() -> None:
+    model, _ = feed(
+        LiveModel(),
+        (100.0, new_channel(CALLER, "PJSIP/pstn-1", "CC_DID=4000")),
+        (101.0, join("general")),
+        (104.0, connect("general", "PJSIP/1001", "3")),
+        (
+            130.0,
+            ev("AgentComplete", Queue="general", Interface="PJSIP/1001", Linkedid=CALLER, HoldTime="3", TalkTime="26"),
+        ),
+    )
+    (segment,) = model.calls[CALLER].segments
+    assert (segment.entered, segment.answered_at, segment.wait_time, segment.talk_time) == (101.0, 104.0, 3.0, 26.0)

@@ -11,6 +11,7 @@ Every change of a seat goes through :func:`_set_agent`, which appends the AgentS
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from callcenter.ami.message import AmiMessage
 from callcenter.ami.reducer._copy import _copy, _drop, _evolve, _put
@@ -326,6 +327,36 @@ def _on_agent_connect(model: LiveModel, event: AmiMessage, now: float) -> Result
     return model, events
 
 
+def _completed(call: Call, queue: str, interface: str, talk: float, held: float | None, now: float) -> Call:
+    """The call once ``interface`` has finished talking ``talk`` seconds to it in ``queue``.
+
+    A call the model did not see answered (the engine was restarted or disconnected meanwhile, and a resync
+    adopted the call from Asterisk's listings, which say nothing of queues) learns here who answered it, when
+    (the end less the talk time) and after how long a wait (HoldTime): without that its queue segment would be
+    one nobody answered, and the call's record an abandoned call with an agent and a talk time."""
+    segment = next((item for item in reversed(call.segments) if item.queue == queue), None)
+    if segment is not None and segment.answered_at is not None:
+        return _copy(call, segments=_segments_with(call, queue, talk_time=talk), talk_time=talk)
+    answered = now - talk
+    changes: dict[str, Any] = {"talk_time": talk, "agent": interface, "answered_at": answered}
+    if held is not None:
+        changes["wait_time"] = held
+    if segment is None:
+        changes["entered"] = answered - (held or 0.0)
+    segments = _segments_with(call, queue, **changes)
+    return _copy(
+        call,
+        segments=segments,
+        queue=call.queue or queue,
+        queued_at=call.queued_at if call.queued_at is not None else segments[-1].entered,
+        agent=call.agent or interface,
+        answered_at=call.answered_at if call.answered_at is not None else answered,
+        wait_time=call.wait_time if call.wait_time is not None else held,
+        talk_time=talk,
+        outcome=CallOutcome.ANSWERED,
+    )
+
+
 def _on_agent_complete(model: LiveModel, event: AmiMessage, now: float) -> Result:
     headers = event.lowered
     events: list[DomainEvent] = []
@@ -336,7 +367,7 @@ def _on_agent_complete(model: LiveModel, event: AmiMessage, now: float) -> Resul
     calls = None
     call = model.calls.get(linkedid)
     if talk is not None and call is not None:
-        call = _copy(call, segments=_segments_with(call, queue_name, talk_time=talk), talk_time=talk)
+        call = _completed(call, queue_name, interface, talk, _float(headers.get("holdtime", "")), now)
         calls = _put(model.calls, linkedid, call)
     queue_states = None
     queue = model.queues.get(queue_name)
