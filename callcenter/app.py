@@ -117,7 +117,7 @@ def build_plugins(
     seats = SeatsPlugin(core)
     calls = CallsPlugin(core)
     crm = CrmPlugin(core, calls=call_reads, history=call_reads)
-    recordings = RecordingsPlugin(core, seats=seat_reads, tier=crm.crm.customers.best_tier)
+    recordings = RecordingsPlugin(core, seats=seat_reads, calls=call_reads, tier=crm.crm.customers.best_tier)
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control
     )

@@ -60,3 +60,14 @@ VAR_CALLBACK_ID = "CC_CALLBACK_ID"
 VAR_CALLBACK_NUMBER = "CC_CALLBACK_NUMBER"
 # The longest a callback may last, in milliseconds (Dial's L() option hangs up then).
 VAR_CALLBACK_LIMIT = "CC_CALLBACK_LIMIT"
+
+# Full recording (asterisk-conf/extensions.conf): a subroutine Asterisk runs on the answering seat's channel (the
+# queue member once connected; the agent's own channel before a callback or a desk call), which starts MixMonitor
+# itself, so that every answered call is recorded whether or not the engine and the database are up. The file is
+# <recordings>/full/<YYYY>/<MM>/<DD>/rec-<16 hex of MD5(linkedid)><16 hex of MD5(uniqueid)>.wav (UTC date):
+# the engine finds a call's files by the first half (recordings.dialplan) and indexes them.
+CONTEXT_RECORD = "cc-record"
+# The queue the call is answered from, inherited by the member channel the queue dials (for the index row).
+VAR_RECORD_QUEUE = "CC_REC_QUEUE"
+# Raised on the recorded channel once MixMonitor runs: Id, Kind, Queue, File (the engine indexes it at once).
+USER_EVENT_RECORDING = "CCRecording"

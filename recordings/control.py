@@ -1,7 +1,9 @@
 """Recording policy and control: what Asterisk records, when, and the index rows that go with it.
 
-- Full recording: every queue call from the moment a seat answers (``CallAnswered``), both directions mixed,
-  by MixMonitor on the seat's channel. An expert leg is a second full recording of the same call.
+- Full recording: every answered call (queue calls, expert legs, callbacks, desk calls), both directions mixed,
+  by MixMonitor on the seat's channel, started by Asterisk's dialplan itself (recordings.full): this module
+  follows the ones it hears of (the ``CCRecording`` UserEvent, or found on disk after a restart) for the PCI
+  pause and the call's end. An expert leg is a second full recording of the same call.
 - On demand: started and stopped by the agent (API) or by a program (the IVR's ``record`` step, for
   complaints; a recording rule, when a call of a listed CRM tier or to a listed queue is queued), by
   MixMonitor on the caller's channel, so that it is a recording of its own.
@@ -10,7 +12,8 @@
 - A recording ends with the call (Asterisk closes the file at hangup) or when stopped; the row is then completed
   with size, duration and SHA-256.
 
-Effects on Asterisk go through the AMI action API; file names are the store's generated ids.
+Effects on Asterisk go through the AMI action API; file names are the store's generated ids (on demand) or the
+call's ids (full).
 """
 
 from __future__ import annotations
@@ -18,17 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
+from callcenter import dialplan
 from callcenter.ami import actions
 from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiError
 from callcenter.bus import Bus
-from callcenter.events import CallAnswered, CallEnded, QueueChanged
+from callcenter.db import DatabaseError
+from callcenter.events import AsteriskUserEvent, CallEnded, QueueChanged
 from callcenter.model import Channel, LiveModel
+from calls.events import CallRecorded
 from recordings.events import RecordingFinished, RecordingStarted
+from recordings.exceptions import RecordingNotFound
+from recordings.full import Adopted, FullRecordings, channel_of
 from recordings.infos import CallFacts, RecordingInfo
 from recordings.models import Kind, Status
 from recordings.schemas import SearchQuery
@@ -41,6 +50,8 @@ log = logging.getLogger("recordings.control")
 CLOSE_GRACE_SECONDS = 1.0
 # Calls remembered as looked at by the recording rules, at most.
 RULED_MAX = 50_000
+# Day directories of full recordings looked through at start (the engine may have been down that long).
+SWEEP_DAYS_AT_START = 7
 
 
 class RecordingControlError(Exception):
@@ -75,7 +86,7 @@ class _CallRecordings:
 
 class RecordingControl:
     """Starts, stops and pauses recordings. ``seats`` (the seats' port, given by the composition root) says which
-    user sits at the answering seat, for the index row."""
+    user sits at the answering seat, for the index row; ``full`` indexes the dialplan's full recordings."""
 
     def __init__(
         self,
@@ -85,7 +96,7 @@ class RecordingControl:
         ami: Callable[[], AmiConnection],
         model: Callable[[], LiveModel],
         *,
-        full: bool = True,
+        full: FullRecordings,
         rules: RecordingRules | None = None,
         tier: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
@@ -94,7 +105,7 @@ class RecordingControl:
         self._bus = bus
         self._ami = ami
         self._model = model
-        self._full = full
+        self.full = full
         self._rules = rules or RecordingRules()
         self._tier = tier
         # Calls whose rules were looked at (once a call: the expert queue does not start a second recording).
@@ -105,8 +116,9 @@ class RecordingControl:
 
     def start(self) -> None:
         self._unsubscribe = [
-            self._bus.subscribe(CallAnswered, self._on_answered),
+            self._bus.subscribe(AsteriskUserEvent, self._on_user_event),
             self._bus.subscribe(CallEnded, self._on_ended),
+            self._bus.subscribe(CallRecorded, self._on_recorded),
         ]
         if self._rules:
             self._unsubscribe.append(self._bus.subscribe(QueueChanged, self._on_queue_changed))
@@ -121,24 +133,41 @@ class RecordingControl:
         # the rows are completed by recover() on the next start.
 
     async def recover(self) -> int:
-        """Completes the rows left ``recording`` by an engine that stopped mid-call (their calls are over or no
-        longer ours to follow): size, duration and hash of what the file holds. Returns how many."""
+        """After a (re)start: completes the rows left ``recording`` by an engine that stopped mid-call (their calls
+        are over or no longer ours to follow), follows the ones whose calls still run, and indexes the full
+        recordings the dialplan made while nobody was listening (the last week's files). Returns how many rows it
+        completed."""
         query = SearchQuery(status=Status.RECORDING, limit=200)
         page = await self._service.index.search(query)
-        live = self._model().calls
+        model = self._model()
         done = 0
         for item in page.items:
-            if item.linkedid is not None and item.linkedid in live:
+            if item.linkedid is not None and item.linkedid in model.calls:
                 # Asterisk is still writing it; the call's end finishes it (it is followed again).
-                channel = self._caller_channel(self._model(), item.linkedid)
+                kind = Kind(item.kind)
+                if kind is Kind.FULL:
+                    channel = channel_of(model, item.linkedid, item.id)
+                else:
+                    channel = self._caller_channel(model, item.linkedid)
                 if channel is not None:
-                    calls = self._calls.setdefault(item.linkedid, _CallRecordings())
-                    if all(active.id != item.id for active in calls.items):
-                        calls.items.append(Active(item.id, Kind(item.kind), channel.name, None, item.linkedid))
+                    self._follow(Active(item.id, kind, channel.name, None, item.linkedid))
                 continue
             await self._service.lifecycle.finish(item.id)
             done += 1
+        for adopted in await self.full.sweep(days=SWEEP_DAYS_AT_START):
+            await self._follow_full(adopted)
         return done
+
+    async def sweep(self) -> None:
+        """Indexes the recent full recordings nobody heard of (the periodic safety net of recordings.full)."""
+        for adopted in await self.full.sweep():
+            await self._follow_full(adopted)
+
+    def _follow(self, item: Active) -> _CallRecordings:
+        calls = self._calls.setdefault(item.linkedid, _CallRecordings())
+        if all(active.id != item.id for active in calls.items):
+            calls.items.append(item)
+        return calls
 
     def active(self, linkedid: str) -> list[Active]:
         return list(self._calls.get(linkedid, _CallRecordings()).items)
@@ -147,13 +176,6 @@ class RecordingControl:
         return self._calls.get(linkedid, _CallRecordings()).paused
 
     # -- what the call is ---------------------------------------------------------------------------------
-
-    def _seat_channel(self, model: LiveModel, linkedid: str, interface: str) -> Channel | None:
-        prefix = interface + "-"
-        for channel in model.channels.values():
-            if channel.linkedid == linkedid and channel.name.startswith(prefix):
-                return channel
-        return None
 
     def _caller_channel(self, model: LiveModel, linkedid: str) -> Channel | None:
         call = model.calls.get(linkedid)
@@ -197,22 +219,42 @@ class RecordingControl:
         self._bus.publish(RecordingStarted(id=info.id, linkedid=channel.linkedid, kind=str(kind)))
         return info
 
-    async def _on_answered(self, event: CallAnswered) -> None:
-        if not self._full:
+    async def _on_user_event(self, event: AsteriskUserEvent) -> None:
+        if event.name != dialplan.USER_EVENT_RECORDING:
             return
-        linkedid = event.linkedid
-        interface = event.agent
-        model = self._model()
-        channel = self._seat_channel(model, linkedid, interface)
-        if channel is None:
-            log.warning("no channel of %s in call %s: the call is not recorded", interface, linkedid)
-            return
-        facts = self._facts(model, linkedid, interface=interface, queue=event.queue)
-        facts = replace(facts, agent_user_id=await self._agent_user(interface))
+        adopted = await self.full.on_started(dict(event.headers))
+        if adopted is not None:
+            await self._follow_full(adopted)
+
+    async def _follow_full(self, adopted: Adopted) -> None:
+        """Follows a full recording the dialplan started: paused with the rest of the call during a PCI pause,
+        finished at the call's end."""
+        if adopted.linkedid not in self._model().calls:
+            return  # over already: its record's CallRecorded finishes it
+        calls = self._follow(Active(adopted.id, Kind.FULL, adopted.channel, None, adopted.linkedid))
+        if calls.paused:
+            with contextlib.suppress(AmiError):
+                await self._ami().send(actions.mix_monitor_mute(adopted.channel, True))
+            with contextlib.suppress(DatabaseError, RecordingNotFound):
+                await self._service.lifecycle.pause(adopted.id)
+        self._bus.publish(RecordingStarted(id=adopted.id, linkedid=adopted.linkedid, kind=str(Kind.FULL)))
+
+    def _on_recorded(self, event: CallRecorded) -> None:
+        """A call's record is written (live, after a restart, or from CEL): its full recordings on disk are
+        indexed, those nobody heard of included."""
+        self._spawn(self._index_call(event.linkedid))
+
+    async def _index_call(self, linkedid: str) -> None:
+        await asyncio.sleep(CLOSE_GRACE_SECONDS)
         try:
-            await self._begin(Kind.FULL, channel, facts, None)
-        except RecordingControlError as exc:
-            log.error("full recording of %s failed: %s", linkedid, exc)
+            await self.full.index_call(linkedid)
+        except DatabaseError as exc:
+            log.warning("full recordings of %s not indexed yet: %s", linkedid, exc)
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start_on_demand(self, *, uniqueid: str, linkedid: str, channel: str = "", reason: str = "") -> None:
         """The flows' RecordingControl port: record the call from now (the IVR's ``record`` step)."""
@@ -311,15 +353,17 @@ class RecordingControl:
         calls = self._calls.pop(linkedid, None)
         if calls is None:
             return
-        task = asyncio.get_running_loop().create_task(self._finish_all(calls.items))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._finish_all(calls.items))
 
     async def _finish_all(self, items: list[Active]) -> None:
         await asyncio.sleep(CLOSE_GRACE_SECONDS)
         for item in items:
             try:
                 info = await self._service.lifecycle.finish(item.id)
+            except (RecordingNotFound, DatabaseError) as exc:
+                # Not indexed (the database was down): the call's record or the sweep indexes the file.
+                log.info("recording %s not finished now (%s); indexed from its file later", item.id, exc)
+                continue
             except Exception:
                 log.exception("finishing recording %s failed", item.id)
                 continue

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from callcenter.db import Database, utcnow
 from recordings import audio
@@ -95,6 +95,29 @@ class RecordingLifecycle:
         if kind is Kind.ON_DEMAND:
             await self._index.audit(Action.STARTED, actor, info.id, details={"linkedid": info.linkedid})
         return info, allocation
+
+    async def begin_found(
+        self,
+        kind: Kind | str,
+        facts: CallFacts,
+        recording_id: str,
+        relative: str,
+        *,
+        started_at: datetime | None = None,
+    ) -> RecordingInfo:
+        """A row in state ``recording`` for a file Asterisk started on its own (the dialplan's full recording),
+        named ``relative`` under the root. Idempotent: a row that exists already is returned as it is."""
+        kind = Kind(kind)
+        check_recording_id(recording_id)
+        await asyncio.to_thread(self.store.resolve, relative)
+        async with self._database.session() as session:
+            existing = await session.scalar(select(Recording).where(Recording.id == recording_id))
+            if existing is not None:
+                return RecordingInfo.of(existing)
+            row = self._new_row(kind, facts, recording_id, relative, started_at or self._now(), Status.RECORDING)
+            session.add(row)
+            await session.flush()
+            return RecordingInfo.of(row)
 
     def _new_row(
         self,

@@ -2,7 +2,8 @@
 (start, stop, PCI pause), playback, retention and the housekeeping task.
 
 After the first resync of the live model the recording control finds the recordings that were running when the
-engine stopped.
+engine stopped and indexes the full recordings the dialplan made while it was away; every few minutes it looks
+again (recordings.full).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from aiohttp import web
 
 from callcenter.auth.audit import Auditor
 from callcenter.config import Config
-from callcenter.db import Database
+from callcenter.db import Database, DatabaseError
 from callcenter.events import LiveResynced
 from callcenter.plugin import Core
+from calls.ports import CallRecords
 from recordings.control import RecordingControl, RecordingRules
 from recordings.control_http import recording_control_routes
+from recordings.full import FullRecordings
 from recordings.http import recordings_routes
 from recordings.keys import RECORDING_CONTROL, RECORDINGS
 from recordings.services import RecordingService
@@ -30,6 +33,8 @@ from seats.ports import SeatDirectory
 log = logging.getLogger("callcenter.recordings")
 
 TRANSCODE_DIR = "transcode"
+# Seconds between sweeps for full recordings nobody heard of (the dialplan's UserEvent missed, the index down).
+SWEEP_SECONDS = 300.0
 
 # A customer's tier by caller number (the CRM's, given by the composition root), for the recording rules.
 TierLookup = Callable[[str], Awaitable[str | None]]
@@ -48,9 +53,18 @@ def build_recordings(config: Config, database: Database, auditor: Auditor) -> Re
 class RecordingsPlugin:
     name = "recordings"
 
-    def __init__(self, core: Core, *, seats: SeatDirectory, tier: TierLookup | None = None) -> None:
-        """The ports of the other packages, given by the composition root: who sits at which seat (``seats``), and
-        the CRM's best tier of a caller number for the recording rules (``tier``; none without a CRM)."""
+    def __init__(
+        self,
+        core: Core,
+        *,
+        seats: SeatDirectory,
+        calls: CallRecords | None = None,
+        tier: TierLookup | None = None,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
+        """The ports of the other packages, given by the composition root: who sits at which seat (``seats``), the
+        records of finished calls (``calls``: what a full recording found on disk is indexed with), and the CRM's
+        best tier of a caller number for the recording rules (``tier``; none without a CRM)."""
         config, live = core.config, core.live
         self._bus = core.bus
         self.recordings = build_recordings(config, core.database, core.auth)
@@ -60,9 +74,12 @@ class RecordingsPlugin:
             core.bus,
             lambda: live.connection,
             lambda: live.model,
+            full=FullRecordings(self.recordings, seats, calls, lambda: live.model),
             rules=RecordingRules(config.recordings.record_tiers, config.recordings.record_queues),
             tier=tier,
         )
+        self._sweep_seconds = sweep_seconds
+        self._sweeper: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -79,16 +96,31 @@ class RecordingsPlugin:
         self._maintenance = asyncio.create_task(
             self.recordings.retention.run_maintenance(), name="recordings-maintenance"
         )
+        self._sweeper = asyncio.create_task(self._sweep(), name="recordings-sweep")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                await self.control.sweep()
+            except DatabaseError as exc:
+                log.warning("the sweep for full recordings waits for the database: %s", exc)
+            except Exception:
+                log.exception("the sweep for full recordings failed; trying again at the next one")
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.control.close()
 
     async def _after_resync(self, event: LiveResynced) -> None:
         if event.resyncs == 1:
-            await self.control.recover()
+            try:
+                await self.control.recover()
+            except DatabaseError as exc:
+                log.warning("recordings left by the last run wait for the database: %s", exc)

@@ -18,6 +18,9 @@ from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import Phones
 from calls.events import CallRecorded
 from calls.models import CallRecord
+from recordings.events import RecordingFinished
+from recordings.keys import RECORDINGS
+from recordings.schemas import SearchQuery
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api
 
@@ -29,6 +32,8 @@ async def test_a_callback_rings_the_agent_then_the_customer_and_is_recorded_as_o
     bus = Bus()
     recorded: list[CallRecorded] = []
     bus.subscribe(CallRecorded, recorded.append)
+    finished: list[RecordingFinished] = []
+    bus.subscribe(RecordingFinished, finished.append)
     async with running_engine(short, bus, {}) as app:
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
@@ -53,6 +58,12 @@ async def test_a_callback_rings_the_agent_then_the_customer_and_is_recorded_as_o
             assert await asyncio.to_thread(customer.wait, 40) == 0, customer.output()[-1500:]
             assert await asyncio.to_thread(agent_phone.wait, 15) == 0, agent_phone.output()[-1500:]
             assert await wait_for(lambda: bool(recorded), timeout=10)
+            assert await wait_for(lambda: bool(finished), timeout=10)
+        # The call is recorded in full by the dialplan, on the agent's channel.
+        (full,) = (await app[RECORDINGS].index.search(SearchQuery(linkedid=callback["linkedid"]))).items
+    assert full.kind == "full"
+    assert full.status == "complete"
+    assert full.agent_interface == "PJSIP/1002"
     database = Database(short.database_url)
     await database.open()
     try:

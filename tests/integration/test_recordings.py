@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from callcenter import dialplan
 from callcenter.auth.permissions import Role
@@ -24,9 +25,15 @@ from callcenter.keys import AUTH, LIVE
 from callcenter.model import AgentStatus
 from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import CallerScript, Phones
+from calls import service as calls_service
+from calls.events import CallRecorded
+from calls.keys import CALLS
 from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn
 from recordings.events import RecordingFinished, RecordingStarted
+from recordings.full import call_prefix
+from recordings.keys import RECORDING_CONTROL, RECORDINGS
+from recordings.schemas import SearchQuery
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api, queue_route, user_api
 
@@ -199,3 +206,82 @@ async def test_a_recording_rule_records_a_vip_callers_call_from_the_moment_it_is
     rate, samples = _read(_file(config.recordings_dir, rule["id"]))
     assert len(samples) / rate > 6.0
     assert _rms(samples) > 300
+
+
+async def test_a_call_answered_and_ended_while_the_engine_is_down_is_recorded_by_asterisk_and_indexed_after(
+    config: Config, sandbox: Sandbox, phones: Phones, queue_member: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    general = config.queues.general
+    route = {dialplan.ROUTE_IVR: queue_route(general)}
+    # The engine has met this Asterisk once (the CEL horizon is set), then it is gone.
+    async with running_engine(config, Bus(), route) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+    sandbox.cli(f"queue add member PJSIP/1002 to {general}")
+    queue_member.append(f"1002@{general}")
+    before = set(config.recordings_dir.rglob("rec-*.wav"))
+    # No engine: the FastAGI IVR is unreachable, so the dialplan's fallback apologises and queues the caller; the
+    # seat answers; the caller speaks from 6 s after the call's answer (the apology is over by then).
+    phone = phones.desk_phone("agent-1002", local_ip=PHONE_IP, local_port=AGENT_PORTS["1002"])
+    number = f"5550{secrets.randbelow(1000000):06d}"
+    caller = phones.call(
+        "caller",
+        config.sip.dids[0],
+        CallerScript(
+            caller_number=number, wait_before_digits_ms=1000, pause_before_speech_ms=5000, talk_ms=14000, speech=True
+        ),
+        local_ip=PSTN,
+        local_port=5285,
+    )
+    assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
+    assert await asyncio.to_thread(phone.wait, 15) == 0
+    (made,) = set(config.recordings_dir.rglob("rec-*.wav")) - before
+    assert made.parent.parent.parent.parent.name == "full"
+    # The engine comes back: the call's record comes from Asterisk's event log, and with it the file's row.
+    monkeypatch.setattr(calls_service, "BACKFILL_GRACE_SECONDS", 1.0)
+    bus = Bus()
+    recorded: list[CallRecorded] = []
+    bus.subscribe(CallRecorded, recorded.append)
+    async with running_engine(config, bus, route) as app:
+        live = app[LIVE]
+        assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
+        # Asterisk writes the event log on its own time: reconciled until the call's end is in it.
+        assert await wait_for_async(lambda: _reconciled(app, recorded), timeout=20)
+        (linkedid,) = {event.linkedid for event in recorded if event.source == "cel"}
+        assert made.name.startswith(call_prefix(linkedid))
+        index = app[RECORDINGS].index
+        assert await wait_for_async(lambda: _found(index, linkedid), timeout=10)
+        (row,) = (await index.search(SearchQuery(linkedid=linkedid))).items
+        # A second pass over the same files writes nothing more.
+        assert await app[RECORDING_CONTROL].full.index_call(linkedid) == 0
+    assert row.id == made.name.removesuffix(".wav")
+    assert row.kind == "full"
+    assert row.status == "complete"
+    assert row.caller_number == number
+    assert row.agent_interface == "PJSIP/1002"
+    assert row.queue == general
+    assert row.duration is not None
+    assert row.duration > 4.0
+    assert len(row.sha256 or "") == 64
+    rate, samples = _read(made)
+    assert abs(len(samples) / rate - row.duration) < 0.1
+    assert _rms(samples) > 300
+
+
+async def _reconciled(app: Any, recorded: list[CallRecorded]) -> bool:
+    await app[CALLS].reconcile()
+    return any(event.source == "cel" for event in recorded)
+
+
+async def _found(index: Any, linkedid: str) -> bool:
+    return bool((await index.search(SearchQuery(linkedid=linkedid))).items)
+
+
+async def wait_for_async(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False

@@ -26,6 +26,8 @@ from callcenter.model import AgentStatus
 from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
+from recordings.keys import RECORDINGS
+from recordings.schemas import SearchQuery
 from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
 
 PASSWORD = "seat-test-password-1"
@@ -296,6 +298,11 @@ async def test_an_expert_handoff_with_notes_rings_the_expert_frees_the_agent_and
     assert outcomes[0].expert == "PJSIP/2001"
     async with running_engine(config, Bus(), {}) as app:
         status, record = await _supervisor_view(app, f"/api/v1/call-records/{linkedid}")
+        # Both legs are recorded in full by the dialplan, each with its own seat and queue.
+        legs = (await app[RECORDINGS].index.search(SearchQuery(linkedid=linkedid, kind="full"))).items
+    assert {(leg.agent_interface, leg.queue) for leg in legs} == {("PJSIP/1001", general), ("PJSIP/2001", expert)}
+    assert all(leg.status == "complete" for leg in legs), legs
+    assert set(record["recording_ids"]) >= {leg.id for leg in legs}, record
     assert status == 200, record
     assert record["outcome"] == "answered"
     assert record["agent"] == "PJSIP/1001"

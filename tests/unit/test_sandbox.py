@@ -55,8 +55,11 @@ def test_render_writes_only_our_files_with_the_config_values(tmp_path: Path) -> 
     # action) falls through to the fallback queue like an unreachable engine.
     inbound = extensions[extensions.index("[cc-inbound]") : extensions.index("(fallback),Answer()")]
     assert inbound.index('"queue"]?queue') < inbound.index("Goto(fallback)") < inbound.index("n(done),Hangup()")
-    assert "Queue(${CC_QUEUE})" in extensions
-    assert "Queue(support)" in extensions
+    # Every queue runs the full-recording subroutine on the member that answers; callbacks and desk calls too.
+    assert "Queue(${CC_QUEUE},,,,,,cc-record)" in extensions
+    assert "Queue(support,,,,,,cc-record)" in extensions
+    assert extensions.count("Gosub(cc-record,s,1)") >= 2
+    assert "MixMonitor(${CC_REC_FILE},b)" in extensions
     assert f"CC_RECORDINGS = {tmp_path / 'rec'}" in extensions
 
 
