@@ -9,6 +9,7 @@ every change from and to).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,14 +19,18 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.auth.audit import Auditor
-from callcenter.db import Database, utcnow
+from callcenter.db import Database, DatabaseUnavailable, utcnow
 from crm_bridge.exceptions import CustomerNotFound, InvalidCrmInput
 from crm_bridge.files import CUSTOMER_COLUMNS, CUSTOMERS, OWNERS_BY_KEY, OWNERS_MAX, read_files
 from crm_bridge.infos import CustomerFile
-from crm_bridge.models import TIER_RANK, Contact, Customer, CustomerPhone
+from crm_bridge.models import TIER_RANK, Contact, Customer, CustomerPhone, Tier
 from crm_bridge.phones import DEFAULT_RULES, PhoneRules
 from crm_bridge.schemas import ContactIn, CustomerIn, CustomerPatch, PhoneIn
 from crm_bridge.text import like_escape, name_key, prefix_end
+
+# Numbers whose tier is remembered for a database outage, and the tiers loaded ahead (those the flows prioritise).
+TIERS_REMEMBERED = 200_000
+PRIORITY_TIERS: tuple[str, ...] = (Tier.VIP.value, Tier.GOLD.value)
 
 
 class AuditAction:
@@ -83,6 +88,9 @@ class Customers:
         self.rules = rules
         self._audit = audit
         self._clock = clock
+        # The tiers of numbers looked up lately and of every number of a tier that raises a caller's priority:
+        # what the IVR queues a caller with while the database is down (the last answer, not no answer).
+        self._tiers: OrderedDict[str, str | None] = OrderedDict()
 
     def phone_key(self, raw: str) -> str | None:
         """The lookup key of a written number under the configured rules (None: not a phone number)."""
@@ -130,18 +138,52 @@ class Customers:
     # -- what a number says about its owners ------------------------------------------------------------
 
     async def best_tier(self, number: str) -> str | None:
-        """The best tier among the customers owning ``number`` (vip before gold...), or None."""
+        """The best tier among the customers owning ``number`` (vip before gold...), or None.
+
+        Asked of the database each time (a tier changed a minute ago counts); while the database is unavailable
+        the answer is the one it gave last for the number (:meth:`remember_tiers` loads the priority tiers ahead),
+        or None (the default priority) for a number it never gave one: a caller is queued either way."""
         key = self.phone_key(number)
         if key is None:
             return None
+        try:
+            async with self._database.session() as session:
+                tiers = await session.scalars(
+                    select(Customer.tier)
+                    .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+                    .where(CustomerPhone.normalized == key)
+                )
+                known = [tier for tier in tiers if tier in TIER_RANK]
+        except DatabaseUnavailable:
+            return self._tiers.get(key)
+        best = min(known, key=TIER_RANK.__getitem__) if known else None
+        self._remember(key, best)
+        return best
+
+    def _remember(self, key: str, tier: str | None) -> None:
+        self._tiers[key] = tier
+        self._tiers.move_to_end(key)
+        while len(self._tiers) > TIERS_REMEMBERED:
+            self._tiers.popitem(last=False)
+
+    async def remember_tiers(self, tiers: Sequence[str] = PRIORITY_TIERS) -> int:
+        """Loads the numbers of every customer of ``tiers`` (the ones that raise a caller's priority) into the
+        memory :meth:`best_tier` answers from while the database is down; returns how many numbers. Refreshed by
+        the CRM's plugin every few minutes."""
+        best: dict[str, str] = {}
         async with self._database.session() as session:
-            tiers = await session.scalars(
-                select(Customer.tier)
-                .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-                .where(CustomerPhone.normalized == key)
+            rows = await session.execute(
+                select(CustomerPhone.normalized, Customer.tier)
+                .join(Customer, CustomerPhone.customer_id == Customer.id)
+                .where(Customer.tier.in_(list(tiers)))
+                .limit(TIERS_REMEMBERED)
             )
-            known = [tier for tier in tiers if tier in TIER_RANK]
-        return min(known, key=TIER_RANK.__getitem__) if known else None
+            for key, tier in rows:
+                if key and (key not in best or TIER_RANK[tier] < TIER_RANK[best[key]]):
+                    best[key] = tier
+        for key, tier in best.items():
+            self._remember(key, tier)
+        return len(best)
 
     async def owners_of(self, number: str, *, limit: int = 2) -> list[int]:
         """Ids of customers owning ``number`` (at most ``limit``)."""

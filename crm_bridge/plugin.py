@@ -4,9 +4,14 @@ outbox), the screen-pop and the service records calls leave behind.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from aiohttp import web
 
 from callcenter.config import Config
+from callcenter.db import DatabaseError
 from callcenter.plugin import Core
 from calls.ports import CallHistory, CallRecords
 from crm_bridge.from_calls import CallServiceRecords
@@ -16,6 +21,11 @@ from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
+
+log = logging.getLogger("crm_bridge.plugin")
+
+# Seconds between refreshes of the customer tiers held for a database outage.
+TIER_REFRESH_SECONDS = 300.0
 
 
 def phone_rules(config: Config) -> PhoneRules:
@@ -52,6 +62,7 @@ class CrmPlugin:
             expert_queue=config.queues.expert,
         )
         self.from_calls = CallServiceRecords(self.crm, self.outbox, calls, core.bus, lambda: live.model)
+        self._tiers: asyncio.Task[None] | None = None
 
     def install(self, app: web.Application) -> None:
         app[CRM] = self.crm
@@ -65,8 +76,24 @@ class CrmPlugin:
         self.outbox.start()
         self.screen_pop.start()
         self.from_calls.start()
+        self._tiers = asyncio.get_running_loop().create_task(self._remember_tiers(), name="crm-tiers")
+
+    async def _remember_tiers(self) -> None:
+        """Keeps the priority tiers in memory, so that a caller is queued with the right priority while the
+        database is down."""
+        while True:
+            try:
+                count = await self.crm.customers.remember_tiers()
+                log.debug("%d numbers of priority customers held for an outage", count)
+            except DatabaseError as exc:
+                log.debug("customer tiers not refreshed: %s", exc)
+            await asyncio.sleep(TIER_REFRESH_SECONDS)
 
     async def stop(self) -> None:
+        if self._tiers is not None:
+            self._tiers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tiers
         self.from_calls.close()
         self.screen_pop.close()
         await self.outbox.close()

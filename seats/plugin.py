@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from callcenter.db import DatabaseUnavailable
 from callcenter.events import LiveResynced
 from callcenter.plugin import Core
 from seats.http import seat_routes
@@ -43,5 +44,8 @@ class SeatsPlugin:
     async def _restore(self, _event: LiveResynced) -> None:
         try:
             await self.seats.restore()
+        except DatabaseUnavailable as exc:
+            # Said once per outage by the database; Asterisk keeps the members it has (persistentmembers).
+            log.info("seats not restored after the resync: %s", exc)
         except Exception:
             log.exception("restoring seats failed")

@@ -1,4 +1,8 @@
-"""The seats' read interfaces (:mod:`seats.ports`) over the seat tables, one short session a read."""
+"""The seats' read interfaces (:mod:`seats.ports`) over the seat tables, one short session a read.
+
+Who sits where is read from the database each time, as a whole listing (a few hundred rows at most), and the last
+listing is kept: while the database is unavailable the directory answers from it, so that what a call needs of a
+seat (whose is the recording, who is listened to) does not wait for the database (issue 15)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from callcenter.db import Database
+from callcenter.db import Database, DatabaseUnavailable
 from seats.models import AgentInterval, AgentSeat
 from seats.ports import Seat, SeatInterval
 
@@ -17,25 +21,26 @@ class SeatReads:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._last: list[Seat] | None = None
 
     async def seated(self) -> list[Seat]:
-        async with self._database.session() as session:
-            rows = (
-                await session.execute(select(AgentSeat.interface, AgentSeat.user_id).order_by(AgentSeat.interface))
-            ).all()
-        return [Seat(interface, user_id) for interface, user_id in rows]
+        try:
+            async with self._database.session() as session:
+                rows = (
+                    await session.execute(select(AgentSeat.interface, AgentSeat.user_id).order_by(AgentSeat.interface))
+                ).all()
+        except DatabaseUnavailable:
+            if self._last is None:
+                raise
+            return list(self._last)
+        self._last = [Seat(interface, user_id) for interface, user_id in rows]
+        return list(self._last)
 
     async def user_at(self, interface: str) -> int | None:
-        async with self._database.session() as session:
-            user: int | None = await session.scalar(select(AgentSeat.user_id).where(AgentSeat.interface == interface))
-        return user
+        return next((seat.user_id for seat in await self.seated() if seat.interface == interface), None)
 
     async def seat_of(self, user_id: int) -> str | None:
-        async with self._database.session() as session:
-            interface: str | None = await session.scalar(
-                select(AgentSeat.interface).where(AgentSeat.user_id == user_id)
-            )
-        return interface
+        return next((seat.interface for seat in await self.seated() if seat.user_id == user_id), None)
 
     async def intervals(self, start: datetime, end: datetime) -> list[SeatInterval]:
         query = (
