@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from callcenter.ami.connection import AmiConnection
 from callcenter.ami.exceptions import AmiError
 from callcenter.bus import Bus
 from callcenter.db import DatabaseError
-from callcenter.events import AsteriskUserEvent, CallEnded, QueueChanged
+from callcenter.events import AsteriskUserEvent, CallEnded, LiveResynced, QueueChanged
 from callcenter.model import Channel, LiveModel
 from calls.events import CallRecorded
 from recordings.events import RecordingFinished, RecordingStarted
@@ -50,6 +51,8 @@ log = logging.getLogger("recordings.control")
 CLOSE_GRACE_SECONDS = 1.0
 # Calls remembered as looked at by the recording rules, at most.
 RULED_MAX = 50_000
+# Ended calls remembered until their records are written, at most.
+ENDED_MEMORY = 10_000
 # Day directories of full recordings looked through at start (the engine may have been down that long).
 SWEEP_DAYS_AT_START = 7
 
@@ -111,6 +114,9 @@ class RecordingControl:
         # Calls whose rules were looked at (once a call: the expert queue does not start a second recording).
         self._ruled: set[str] = set()
         self._calls: dict[str, _CallRecordings] = {}
+        # Calls ended and not yet recorded: when they started and their legs (the names of their full recordings).
+        self._ended: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._resynced_at = time.time()
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -119,6 +125,7 @@ class RecordingControl:
             self._bus.subscribe(AsteriskUserEvent, self._on_user_event),
             self._bus.subscribe(CallEnded, self._on_ended),
             self._bus.subscribe(CallRecorded, self._on_recorded),
+            self._bus.subscribe(LiveResynced, self._on_resynced),
         ]
         if self._rules:
             self._unsubscribe.append(self._bus.subscribe(QueueChanged, self._on_queue_changed))
@@ -239,15 +246,23 @@ class RecordingControl:
                 await self._service.lifecycle.pause(adopted.id)
         self._bus.publish(RecordingStarted(id=adopted.id, linkedid=adopted.linkedid, kind=str(Kind.FULL)))
 
+    def _on_resynced(self, _event: LiveResynced) -> None:
+        self._resynced_at = time.time()
+
     def _on_recorded(self, event: CallRecorded) -> None:
         """A call's record is written (live, after a restart, or from CEL): its full recordings on disk are
-        indexed, those nobody heard of included."""
-        self._spawn(self._index_call(event.linkedid))
+        indexed, those nobody heard of included. A call the engine saw whole (it started after the last resync)
+        has its files looked for by its legs' names; any other by listing its day directories."""
+        seen = self._ended.pop(event.linkedid, None)
+        legs = None
+        if seen is not None and event.source == "live" and seen[0] > self._resynced_at:
+            legs = seen[1]
+        self._spawn(self._index_call(event.linkedid, legs))
 
-    async def _index_call(self, linkedid: str) -> None:
+    async def _index_call(self, linkedid: str, legs: tuple[str, ...] | None) -> None:
         await asyncio.sleep(CLOSE_GRACE_SECONDS)
         try:
-            await self.full.index_call(linkedid)
+            await self.full.index_call(linkedid, legs)
         except DatabaseError as exc:
             log.warning("full recordings of %s not indexed yet: %s", linkedid, exc)
 
@@ -350,6 +365,9 @@ class RecordingControl:
     def _on_ended(self, event: CallEnded) -> None:
         linkedid = event.call.linkedid
         self._ruled.discard(linkedid)
+        self._ended[linkedid] = (event.call.started, event.call.legs)
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.pop(next(iter(self._ended)))
         calls = self._calls.pop(linkedid, None)
         if calls is None:
             return

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -190,14 +191,22 @@ class FullRecordings:
 
     # -- a call's files, once its record is written -----------------------------------------------------------
 
-    async def index_call(self, linkedid: str) -> int:
+    async def index_call(self, linkedid: str, legs: Sequence[str] | None = None) -> int:
         """Finds the full recordings of a finished call on disk; rows are written for those that have none and
-        finished for those still ``recording``. Returns how many rows it wrote or finished."""
+        finished for those still ``recording``. Returns how many rows it wrote or finished.
+
+        ``legs``: the uniqueids of every channel the call had, when the engine saw all of them: then only their
+        files are looked for (a few stat calls); without them the call's day directories are listed."""
         record = await self._calls.record(linkedid) if self._calls is not None else None
         now = self._now()
         start = record.started_at if record is not None else now - timedelta(days=1)
         end = record.ended_at if record is not None else now
-        files = await asyncio.to_thread(self._files_of, call_prefix(linkedid), _days(start, end))
+        days = _days(start, end)
+        if legs is not None:
+            names = [full_id(linkedid, leg) for leg in legs]
+            files = await asyncio.to_thread(self._named, names, days)
+        else:
+            files = await asyncio.to_thread(self._files_of, call_prefix(linkedid), days)
         return await self._index_files(linkedid, record, files)
 
     async def _index_files(self, linkedid: str, record: FinishedCall | None, files: Sequence[FoundFile]) -> int:
@@ -321,6 +330,19 @@ class FullRecordings:
 
     def _files_of(self, prefix: str, days: Iterable[datetime]) -> list[FoundFile]:
         return self._files_in(days, prefix)
+
+    def _named(self, names: Sequence[str], days: Iterable[datetime]) -> list[FoundFile]:
+        found: list[FoundFile] = []
+        for relative_dir in dict.fromkeys(self._day_dir(day) for day in days):
+            for name in names:
+                relative = f"{relative_dir}/{name}{AUDIO_SUFFIX}"
+                try:
+                    status = os.lstat(self._service.store.root.joinpath(*relative.split("/")))
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(status.st_mode):
+                    found.append(FoundFile(relative, name, datetime.fromtimestamp(status.st_mtime, UTC)))
+        return found
 
 
 def _days(start: datetime, end: datetime) -> list[datetime]:

@@ -252,3 +252,19 @@ async def test_the_sweep_adopts_live_calls_files_indexes_recorded_ones_and_waits
     clock.now += timedelta(hours=1)
     await full.sweep(days=2)
     assert (await recs.index.statuses([young.stem])) == {young.stem: Status.COMPLETE}
+
+
+async def test_a_call_seen_whole_is_looked_for_by_its_legs_names_alone(
+    full: FullRecordings, recs: RecordingService, records: Records, clock: Clock
+) -> None:
+    started = clock.now - timedelta(minutes=2)
+    records.calls[LINKEDID] = finished(LINKEDID, started, expert_at=started + timedelta(seconds=30))
+    root = recs.store.root
+    agent_file = dialplan_file(root, LINKEDID, AGENT_LEG, started, modified=started + timedelta(seconds=25))
+    expert_file = dialplan_file(root, LINKEDID, EXPERT_LEG, started, modified=started + timedelta(seconds=60))
+    # Only the legs given are looked for: the caller's leg has no file, the expert's is not named.
+    assert await full.index_call(LINKEDID, legs=(CALLER_LEG, AGENT_LEG)) == 1
+    assert await recs.index.statuses([agent_file.stem, expert_file.stem]) == {agent_file.stem: Status.COMPLETE}
+    # Listing the day directory finds the rest.
+    assert await full.index_call(LINKEDID) == 1
+    assert (await recs.index.info(expert_file.stem)).agent_interface == "PJSIP/2001"
