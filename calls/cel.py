@@ -128,6 +128,13 @@ class CelCall:
                 return event.app_data.split(",", 1)[0] or "?"
         return ""
 
+    def joined(self) -> float | None:
+        """When the call first joined a queue (Queue()'s APP_START), if it did."""
+        for event in self.events:
+            if event.type == "APP_START" and event.app.lower() == "queue":
+                return event.time
+        return None
+
     def answered_by(self) -> str:
         """The interface (PJSIP/1001) of the first channel other than the caller's that entered a bridge."""
         seat, _ = self.answer()

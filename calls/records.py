@@ -174,12 +174,30 @@ def merge_call(saved: Mapping[str, Any], seen: Mapping[str, Any]) -> dict[str, A
     return call
 
 
+def with_queue(call: Mapping[str, Any], queue: str, joined: float | None, *, ended: float) -> dict[str, Any]:
+    """``call`` as having waited in ``queue`` from ``joined`` to ``ended`` with nobody answering, when Asterisk's event
+    log shows the queue and no seat, and the engine's own view of the call (a snapshot taken in the IVR) has no queue
+    at all: without it the record would say ``failed`` instead of ``abandoned``."""
+    if not queue or call.get("queue") or call.get("segments") or joined is None:
+        return dict(call)
+    segment = {"queue": queue, "entered": joined, "abandoned": True, "wait_time": max(0.0, ended - joined)}
+    return {**call, "queue": queue, "queued_at": joined, "segments": [segment], "outcome": "abandoned"}
+
+
 def with_answer(
-    call: Mapping[str, Any], seat: str, at: float | None, queue: str, *, fallback: float, ended: float | None = None
+    call: Mapping[str, Any],
+    seat: str,
+    at: float | None,
+    queue: str,
+    *,
+    fallback: float,
+    ended: float | None = None,
+    joined: float | None = None,
 ) -> dict[str, Any]:
     """``call`` answered by ``seat`` at ``at`` in ``queue``, as Asterisk's event log says (a seat's channel entered
     the caller's bridge), when the engine did not see it: its queue segment gets the seat, the answer and the wait,
-    and the talk up to ``ended`` (the call's own end when not given). A call already answered is left as it is."""
+    and the talk up to ``ended`` (the call's own end when not given); a segment made here starts at ``joined`` (when
+    the log shows the call joining the queue). A call already answered is left as it is."""
     result = dict(call)
     segments = [dict(item) for item in call.get("segments") or ()]
     if call.get("answered_at") or any(item.get("answered_at") is not None for item in segments):
@@ -197,7 +215,7 @@ def with_answer(
             )
             break
     else:
-        entered = float(call.get("queued_at") or call.get("started") or at)
+        entered = float(joined or call.get("queued_at") or call.get("started") or at)
         segments.append(
             {"queue": queue, "entered": entered, "agent": seat, "answered_at": at, "wait_time": max(0.0, at - entered)}
         )

@@ -45,7 +45,7 @@ from callcenter.model import LiveModel
 from calls.cel import CelCall, CelReader
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
 from calls.models import CallProgress, CallRecord, CelPosition
-from calls.records import build_record, caller_tail, merge_call, with_answer
+from calls.records import build_record, caller_tail, merge_call, with_answer, with_queue
 from ivr_flows.events import IvrEnded
 from recordings.events import RecordingStarted
 
@@ -256,7 +256,7 @@ class CallRecorder:
             cel = await self._cel_call(linkedid)
             if cel is not None:
                 seat, at = cel.answer()
-                call = with_answer(call, seat, at, cel.queue(), fallback=cel.last)
+                call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, joined=cel.joined())
         await self.write(call, source="live")
 
     def _with_saved(self, linkedid: str, call: dict[str, Any]) -> dict[str, Any]:
@@ -672,7 +672,9 @@ class CallRecorder:
             # The snapshot may be from before the queue (the database was down, the engine died): CEL says which
             # queue the call joined and which seat took it.
             seat, at = cel.answer()
-            call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, ended=ended)
+            call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, ended=ended, joined=cel.joined())
+            if not seat:
+                call = with_queue(call, cel.queue(), cel.joined(), ended=ended)
         self._saved.pop(linkedid, None)
         return await self.write(call, source="reconciled", ended=ended)
 
@@ -690,10 +692,16 @@ class CallRecorder:
             "bridges": ["cel"] if seat else [],
         }
         if queue:
+            joined = cel.joined() or cel.started
+            end = cel.ended if cel.ended is not None else cel.last
             call["queue"] = queue
-            call["queued_at"] = cel.started
+            call["queued_at"] = joined
             if seat:
-                call["agent"], call["answered_at"] = seat, cel.started
+                # The seat's BRIDGE_ENTER is the answer: the wait runs from the queue's APP_START, the talk to the end.
+                at = cel.answer()[1] or joined
+                call.update(agent=seat, answered_at=at, wait_time=max(0.0, at - joined), talk_time=max(0.0, end - at))
+            else:
+                call.update(outcome="abandoned", wait_time=max(0.0, end - joined))
         return call
 
 

@@ -320,3 +320,40 @@ async def test_records_journaled_by_an_engine_that_died_are_written_by_the_next_
     finally:
         await second.close()
         await bus.drain()
+
+
+async def test_a_snapshot_taken_in_the_ivr_is_closed_with_the_queue_and_seat_cel_shows(rig: Rig) -> None:
+    # The record the live path made was lost (before issue 15 the database was down when the call ended, or the
+    # engine died): the last snapshot is from the IVR, with no queue. That once made a "failed" record, no agent.
+    answered_call = a_call("9.1", started=NOW - 120)
+    abandoned_call = a_call("9.2", started=NOW - 120)
+    rig.live.model = LiveModel(calls={"9.1": answered_call, "9.2": abandoned_call})
+    first = await rig.recorder()
+    rig.bus.publish(ivr_ended("9.1", choice="repair"))
+    rig.bus.publish(ivr_ended("9.2", choice="repair"))
+    await first.snapshot()
+    kill(first)
+    rig.cel(cel_answered_call("9.1", NOW - 120, NOW - 60))
+    gone = [item for item in cel_answered_call("9.2", NOW - 120, NOW - 60) if item["EventType"] != "BRIDGE_ENTER"]
+    rig.cel(gone)
+    rig.live.model = LiveModel()
+    second = await rig.recorder()
+    rig.clock.now = NOW + 60
+    assert await second.reconcile() == 2
+    records = {record.linkedid: record for record in await rig.records()}
+    assert (records["9.1"].outcome, records["9.1"].agent, records["9.1"].source) == ("answered", SEAT, "reconciled")
+    assert records["9.1"].wait_time == pytest.approx(4.0)
+    assert records["9.1"].talk_time == pytest.approx(54.0)
+    assert (records["9.2"].outcome, records["9.2"].agent) == ("abandoned", None)
+    assert records["9.2"].wait_time == pytest.approx(58.0)
+
+
+async def test_a_call_only_cel_knows_gets_its_wait_and_talk_from_the_log(rig: Rig) -> None:
+    rig.cel(cel_answered_call("9.3", NOW - 120, NOW - 60))
+    recorder = await rig.recorder()
+    rig.clock.now = NOW + 60
+    assert await recorder.reconcile() == 1
+    (record,) = await rig.records()
+    assert (record.outcome, record.agent, record.source) == ("answered", SEAT, "cel")
+    assert record.wait_time == pytest.approx(4.0)
+    assert record.talk_time == pytest.approx(54.0)
