@@ -5,13 +5,18 @@ queue with a priority above every caller who has not waited yet; the agent's leg
 no expert answers in time the dialplan offers an expert voicemail or a callback and tells the engine which
 (a UserEvent); the caller is never dropped and never sent back to the general queue. The notes stay in the
 engine (the database and the bus): only the handoff's generated id goes to Asterisk.
+
+A handoff does not wait for the database (issue 15): the handoffs this engine made are held in memory, and a row the
+database cannot take (the handoff, its answer, its voicemail or callback) is kept in the call recorder's journal
+(``keep``) and written when the database is back; the events go out at once, from memory.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from callcenter.ami.exceptions import AmiError
 from callcenter.auth.services import AuthService, Principal
 from callcenter.bus import Bus, event_fields
 from callcenter.config import Config
-from callcenter.db import Database
+from callcenter.db import Database, DatabaseUnavailable
 from callcenter.events import AsteriskUserEvent, CallAnswered
 from callcenter.model import AgentStatus, LiveModel
 from callcenter.web.errors import Conflict, Forbidden, NotFound, Unavailable
@@ -36,6 +41,37 @@ log = logging.getLogger("callcenter.calls.handoff")
 
 NOTES_MAX = 4000
 USER_EVENT = "CCExpert"
+# Handoffs remembered for a database outage (the recent ones: a handoff's outcome comes within minutes).
+REMEMBERED = 5000
+# The fields of a handoff row, as kept in memory and in the journal (times in ISO 8601).
+_FIELDS = (
+    "id",
+    "linkedid",
+    "from_user",
+    "from_interface",
+    "notes",
+    "requested_at",
+    "expert",
+    "answered_at",
+    "outcome",
+    "voicemail_path",
+)
+Keep = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def row_of(data: dict[str, Any]) -> ExpertHandoff:
+    """A handoff row (not attached to any session) from its kept form."""
+    values: dict[str, Any] = {name: data.get(name) for name in _FIELDS}
+    for name in ("requested_at", "answered_at"):
+        text = values[name]
+        if isinstance(text, str):
+            values[name] = datetime.fromisoformat(text)
+    return ExpertHandoff(**values)
+
+
+def _kept(row: ExpertHandoff) -> dict[str, Any]:
+    values = {name: getattr(row, name) for name in _FIELDS}
+    return {name: value.isoformat() if isinstance(value, datetime) else value for name, value in values.items()}
 
 
 def new_handoff_id() -> str:
@@ -57,8 +93,12 @@ class HandoffService:
         config: Config,
         ami: Callable[[], AmiConnection],
         model: Callable[[], LiveModel],
+        *,
+        keep: Keep | None = None,
     ) -> None:
         self._database = database
+        self._keep = keep
+        self._made: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._bus = bus
         self._auth = auth
         self._config = config
@@ -109,24 +149,37 @@ class HandoffService:
         now = datetime.now(UTC)
         handoff_id = new_handoff_id()
         recording_id, stem = voicemail_stem(self._config.recordings_dir, now)
-        async with self._database.session() as session:
-            waiting = await session.scalar(
-                select(ExpertHandoff.id).where(ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting")
-            )
-            if waiting is not None:
-                raise Conflict("this call is being handed to an expert already", {"handoff": waiting})
-            session.add(
-                ExpertHandoff(
-                    id=handoff_id,
-                    linkedid=linkedid,
-                    from_user=who.username,
-                    from_interface=interface,
-                    notes=notes,
-                    requested_at=now,
-                    outcome="waiting",
-                    voicemail_path=str(stem) + ".wav",
+        row = ExpertHandoff(
+            id=handoff_id,
+            linkedid=linkedid,
+            from_user=who.username,
+            from_interface=interface,
+            notes=notes,
+            requested_at=now,
+            expert=None,
+            answered_at=None,
+            outcome="waiting",
+            voicemail_path=str(stem) + ".wav",
+        )
+        kept = _kept(row)
+        try:
+            async with self._database.session() as session:
+                waiting = await session.scalar(
+                    select(ExpertHandoff.id).where(
+                        ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting"
+                    )
                 )
-            )
+                if waiting is not None:
+                    raise Conflict("this call is being handed to an expert already", {"handoff": waiting})
+                session.add(row)
+        except DatabaseUnavailable:
+            if self._keep is None:
+                raise
+            pending = self._waiting(linkedid)
+            if pending is not None:
+                raise Conflict("this call is being handed to an expert already", {"handoff": pending["id"]}) from None
+            await self._keep(f"handoff:{handoff_id}", {"kind": "handoff", "row": kept})
+        self._remember(kept)
         variables = {
             dialplan.VAR_HANDOFF: handoff_id,
             dialplan.VAR_EXPERT_PRIORITY: str(self._config.calls.expert_priority),
@@ -150,13 +203,18 @@ class HandoffService:
             voicemail_recording_id=recording_id,
         )
         self._bus.publish(requested)
-        await self._auth.audit(
-            "call.expert_handoff",
-            actor=who.username,
-            target=linkedid,
-            remote=remote,
-            details={"handoff": handoff_id, "notes_length": len(notes)},
-        )
+        try:
+            await self._auth.audit(
+                "call.expert_handoff",
+                actor=who.username,
+                target=linkedid,
+                remote=remote,
+                details={"handoff": handoff_id, "notes_length": len(notes)},
+            )
+        except DatabaseUnavailable:
+            # The caller is with the expert queue already; the log keeps what the audit log could not.
+            log.warning("audit call.expert_handoff by %s of %s (%s) not written: database unavailable",
+                        who.username, linkedid, handoff_id)  # fmt: skip
         return {**event_fields(requested), "outcome": "waiting"}
 
     async def notes_for(self, linkedid: str) -> list[dict[str, Any]]:
@@ -178,28 +236,65 @@ class HandoffService:
             for row in rows
         ]
 
+    def _remember(self, kept: dict[str, Any]) -> None:
+        self._made[str(kept["id"])] = kept
+        self._made.move_to_end(str(kept["id"]))
+        while len(self._made) > REMEMBERED:
+            self._made.popitem(last=False)
+
+    def _waiting(self, linkedid: str) -> dict[str, Any] | None:
+        return next(
+            (kept for kept in self._made.values() if kept["linkedid"] == linkedid and kept["outcome"] == "waiting"),
+            None,
+        )
+
+    async def _kept_change(self, kept: dict[str, Any] | None, outcome: str, **changes: Any) -> ExpertHandoff | None:
+        """The database is down: the change goes to the journal and the handoff is answered from memory."""
+        if kept is None or self._keep is None:
+            return None
+        kept = {**kept, "outcome": outcome, **changes}
+        kept = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in kept.items()}
+        self._remember(kept)
+        await self._keep(f"handoff:{kept['id']}", {"kind": "handoff", "row": kept})
+        return row_of(kept)
+
     async def _set_outcome(self, handoff_id: str, outcome: str, **changes: Any) -> ExpertHandoff | None:
-        async with self._database.session() as session:
-            row = await session.get(ExpertHandoff, handoff_id)
-            if row is None:
-                return None
-            row.outcome = outcome
-            for name, value in changes.items():
-                setattr(row, name, value)
-            return row
+        try:
+            async with self._database.session() as session:
+                row = await session.get(ExpertHandoff, handoff_id)
+                if row is None:
+                    return None
+                row.outcome = outcome
+                for name, value in changes.items():
+                    setattr(row, name, value)
+                self._remember(_kept(row))
+                return row
+        except DatabaseUnavailable:
+            kept = await self._kept_change(self._made.get(handoff_id), outcome, **changes)
+            if kept is None:
+                raise
+            return kept
 
     async def _on_answered(self, event: CallAnswered) -> None:
         if event.queue != self._config.queues.expert:
             return
         linkedid = event.linkedid
-        async with self._database.session() as session:
-            row = await session.scalar(
-                select(ExpertHandoff).where(ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting")
-            )
-            if row is None:
-                return
-            row.outcome, row.expert, row.answered_at = "answered", event.agent, datetime.now(UTC)
-            handoff_id = row.id
+        now = datetime.now(UTC)
+        try:
+            async with self._database.session() as session:
+                row = await session.scalar(
+                    select(ExpertHandoff).where(ExpertHandoff.linkedid == linkedid, ExpertHandoff.outcome == "waiting")
+                )
+                if row is None:
+                    return
+                row.outcome, row.expert, row.answered_at = "answered", event.agent, now
+                handoff_id = row.id
+                self._remember(_kept(row))
+        except DatabaseUnavailable:
+            kept = await self._kept_change(self._waiting(linkedid), "answered", expert=event.agent, answered_at=now)
+            if kept is None:
+                raise
+            handoff_id = kept.id
         self._bus.publish(
             ExpertOutcome(linkedid=linkedid, handoff_id=handoff_id, outcome="answered", expert=event.agent)
         )

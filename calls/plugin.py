@@ -37,7 +37,13 @@ class CallsPlugin:
             reconcile_interval=config.calls.reconcile_interval,
         )
         self.handoff = HandoffService(
-            core.database, core.bus, core.auth, config, lambda: live.connection, lambda: live.model
+            core.database,
+            core.bus,
+            core.auth,
+            config,
+            lambda: live.connection,
+            lambda: live.model,
+            keep=self.recorder.keep,
         )
         self.callbacks = CallbackService(
             config, core.bus, core.auth, self.recorder, lambda: live.connection, lambda: live.model

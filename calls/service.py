@@ -44,7 +44,8 @@ from callcenter.events import CallEnded
 from callcenter.model import LiveModel
 from calls.cel import CelCall, CelReader
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
-from calls.models import CallProgress, CallRecord, CelPosition
+from calls.handoff import row_of
+from calls.models import CallProgress, CallRecord, CelPosition, ExpertHandoff
 from calls.records import build_record, caller_tail, merge_call, with_answer, with_queue
 from ivr_flows.events import IvrEnded
 from recordings.events import RecordingStarted
@@ -316,6 +317,14 @@ class CallRecorder:
         log.info("call %s: record (%s) kept in the journal until the database is back", linkedid, values["outcome"])
         self._wake.set()
 
+    async def keep(self, key: str, fields: dict[str, Any]) -> None:
+        """Journals a write of another part of the calls (a handoff row) that the database cannot take now; it is
+        replayed with the records, in order (``fields["kind"]`` says how: ``handoff``)."""
+        if self.journal is None:
+            raise DatabaseUnavailable("the database is unavailable and there is no journal")
+        await self.journal.put([(key, fields)])
+        self._wake.set()
+
     async def replay(self) -> bool:
         """Writes what waits in the journal, oldest first, each once; False while the database is unavailable."""
         if self.journal is None:
@@ -337,6 +346,8 @@ class CallRecorder:
                                     source=str(values["source"]),
                                 )
                             )
+                    elif fields.get("kind") == "handoff":
+                        await self._put_handoff(dict(fields["row"]))
                     elif fields.get("kind") == "progress":
                         await self._put_progress(
                             str(fields["linkedid"]), str(fields["snapshot"]), _date(fields["updated_at"])
@@ -347,6 +358,16 @@ class CallRecorder:
                     log.error("call journal entry %s cannot be written (%s); dropped", key, exc)
                 await self.journal.finish([key])
         return True
+
+    async def _put_handoff(self, kept: dict[str, Any]) -> None:
+        """A handoff row as it was last known: made if the database never got it, else brought up to date."""
+        row = row_of(kept)
+        async with self._database.session() as session:
+            stored = await session.get(ExpertHandoff, row.id)
+            if stored is None:
+                session.add(row)
+            elif stored.outcome == "waiting" or stored.outcome == row.outcome:
+                stored.outcome, stored.expert, stored.answered_at = row.outcome, row.expert, row.answered_at
 
     async def _put_progress(self, linkedid: str, text: str, updated: datetime) -> None:
         async with self._lock, self._database.session() as session:

@@ -357,3 +357,54 @@ async def test_a_call_only_cel_knows_gets_its_wait_and_talk_from_the_log(rig: Ri
     assert (record.outcome, record.agent, record.source) == ("answered", SEAT, "cel")
     assert record.wait_time == pytest.approx(4.0)
     assert record.talk_time == pytest.approx(54.0)
+
+
+async def test_an_expert_handoff_and_its_voicemail_while_the_database_is_down_are_kept_and_written_later(
+    switchable: test_crm_outbox.Switchable, tmp_path: Path
+) -> None:
+    from argon2 import PasswordHasher
+
+    from callcenter.auth.permissions import Role
+    from callcenter.auth.services import AuthService
+    from callcenter.config import AuthConfig, Config, PathsConfig
+    from callcenter.events import AsteriskUserEvent
+    from calls.events import ExpertOutcome, ExpertRequested
+    from calls.handoff import USER_EVENT, HandoffService
+    from calls.models import ExpertHandoff
+    from tests.db.test_handoff import LINKEDID, FakeAmi, model_with_a_call
+
+    database = switchable.database
+    auth = AuthService(
+        database, AuthConfig(), password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+    await auth.create_user("ann", "correct horse battery", roles=[Role.AGENT], extension="1001")
+    _, ann = await auth.login("ann", "correct horse battery")
+    config = Config(paths=PathsConfig(data_dir=tmp_path, recordings_dir=tmp_path / "recordings"))
+    bus, live, clock = Bus(), Live(model_with_a_call(config)), Clock()
+    published: list[object] = []
+    bus.subscribe_all(published.append)
+    recorder = await _recorder_on(switchable, tmp_path, live, bus, clock)
+    handoffs = HandoffService(database, bus, auth, config, lambda: FakeAmi(), lambda: live.model, keep=recorder.keep)  # type: ignore[arg-type, return-value]
+    handoffs.start()
+    try:
+        await switchable.down()
+        made = await handoffs.transfer_to_expert(ann, LINKEDID, "needs the firmware expert", remote=None)
+        handoff_id = made["handoff_id"]
+        bus.publish(AsteriskUserEvent(USER_EVENT, {"Handoff": handoff_id, "Outcome": "voicemail", "Callerid": "555"}))
+        await bus.drain()
+        requested = [event for event in published if isinstance(event, ExpertRequested)]
+        outcomes = [event for event in published if isinstance(event, ExpertOutcome)]
+        assert [event.handoff_id for event in requested] == [handoff_id]
+        assert [(event.outcome, event.notes, event.from_user) for event in outcomes] == [
+            ("voicemail", "needs the firmware expert", "ann")
+        ]
+        await switchable.up()
+        assert await recorder.replay() is True
+        async with database.session() as session:
+            row = await session.get(ExpertHandoff, handoff_id)
+        assert row is not None
+        assert (row.linkedid, row.outcome, row.notes) == (LINKEDID, "voicemail", "needs the firmware expert")
+    finally:
+        handoffs.close()
+        await recorder.close()
+        await bus.drain()
