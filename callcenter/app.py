@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from callcenter import adapters, health
-from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
+from callcenter.agi.server import AccessPolicy, FastAgiServer, Handler, ServerLimits, parse_peers
 from callcenter.ami.connection import AmiConnection
 from callcenter.auth.directory import UserDirectory
 from callcenter.auth.http import auth_routes
@@ -32,7 +32,7 @@ from callcenter.live import LiveService
 from callcenter.metrics import Metrics
 from callcenter.openapi import openapi_routes
 from callcenter.plugin import Core, Plugin
-from callcenter.secrets import ami_secret
+from callcenter.secrets import agi_secret, ami_secret
 from callcenter.web.errors import error_middleware
 from callcenter.web.pages import page_routes
 from callcenter.web.ws import Hub, seat_notifier, ws_routes
@@ -77,8 +77,11 @@ def build_core(config: Config, *, bus: Bus | None = None, agi_routes: Mapping[st
             command_timeout=config.agi.command_timeout,
             max_sessions=config.agi.max_sessions,
             max_header_lines=config.agi.max_header_lines,
+            header_timeout=config.agi.header_timeout,
+            max_pending_per_peer=config.agi.pending_per_peer,
         ),
         observer=metrics,
+        access=AccessPolicy(parse_peers(config.agi.allowed_peers), agi_secret(config)),
     )
     secret = ami_secret(config)
     wrapup = {

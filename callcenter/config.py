@@ -82,6 +82,49 @@ class AgiConfig(_Section):
     command_timeout: float = Field(120.0, gt=0, le=3600)
     max_sessions: int = Field(500, ge=1, le=100_000)
     max_header_lines: int = Field(200, ge=10, le=10_000)
+    # Only Asterisk talks to the FastAGI port: connections from any other address are closed at once. Addresses
+    # or networks; the default is where the sandbox's Asterisk (and any Asterisk on this host) connects from.
+    allowed_peers: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"], min_length=1, max_length=64)
+    # Seconds a new connection has to send its whole AGI environment (Asterisk sends it as soon as it connects).
+    header_timeout: float = Field(5.0, gt=0, le=300)
+    # Connections of one peer that may sit silent in the header phase; past it the oldest silent ones are closed,
+    # so idle sockets cannot take the slots real calls need. Below max_sessions.
+    max_pending_per_peer: int = Field(32, ge=1, le=100_000)
+    # The shared secret the dialplan's AGI URL carries (agi://host:port/ivr?...&secret=...). Empty: a random one is
+    # made once and kept in data_dir/agi.secret (callcenter.secrets.agi_secret), which `callcenter asterisk start`
+    # renders into the dialplan. require_secret = false accepts sessions without it (a hand-written dialplan).
+    secret: SecretStr = SecretStr("")
+    require_secret: bool = True
+
+    @field_validator("allowed_peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        for peer in value:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{peer!r} is not an IP address or network (127.0.0.1, 10.0.0.0/24)") from exc
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _url_secret(cls, value: SecretStr) -> SecretStr:
+        # It goes into a URL inside the dialplan: unreserved URL characters only, so nothing needs escaping there.
+        text = value.get_secret_value()
+        if text and not re.fullmatch(r"[A-Za-z0-9._~-]{16,128}", text):
+            raise ValueError("use 16 to 128 letters, digits, '.', '_', '~' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _pending_below_sessions(self) -> AgiConfig:
+        if "max_pending_per_peer" in self.model_fields_set and self.max_pending_per_peer >= self.max_sessions:
+            raise ValueError("max_pending_per_peer must be below max_sessions")
+        return self
+
+    @property
+    def pending_per_peer(self) -> int:
+        """The per-peer cap in force: the default shrinks with a small max_sessions."""
+        return max(1, min(self.max_pending_per_peer, self.max_sessions - 1))
 
 
 class AmiConfig(_Section):
@@ -113,6 +156,8 @@ class Phone(_Section):
 
     extension: str
     kind: Literal["agent", "expert", "supervisor"] = "agent"
+    # Empty: a random password is made once and kept in data_dir/phones.secret (callcenter.secrets.phone_passwords);
+    # `callcenter asterisk phones` shows it.
     password: SecretStr = SecretStr("")
     # sip:EXT@HOST:PORT for a phone that does not register (SIPp in tests); empty means it registers.
     contact: str = ""
@@ -127,7 +172,7 @@ class Phone(_Section):
     @field_validator("password")
     @classmethod
     def _phone_secret(cls, value: SecretStr) -> SecretStr:
-        return _check_secret(value, 8)
+        return _check_secret(value, 8, allow_empty=True)
 
     @field_validator("contact")
     @classmethod
@@ -138,13 +183,14 @@ class Phone(_Section):
 
 
 def _default_phones() -> list[Phone]:
+    # No passwords here: each is generated on first use (callcenter.secrets.phone_passwords), never a fixed string.
     return [
-        Phone(extension="1001", kind="agent", password=SecretStr("agent1001")),
-        Phone(extension="1002", kind="agent", password=SecretStr("agent1002")),
-        Phone(extension="1003", kind="agent", password=SecretStr("agent1003")),
-        Phone(extension="2001", kind="expert", password=SecretStr("expert2001")),
-        Phone(extension="2002", kind="expert", password=SecretStr("expert2002")),
-        Phone(extension="3001", kind="supervisor", password=SecretStr("super3001")),
+        Phone(extension="1001", kind="agent"),
+        Phone(extension="1002", kind="agent"),
+        Phone(extension="1003", kind="agent"),
+        Phone(extension="2001", kind="expert"),
+        Phone(extension="2002", kind="expert"),
+        Phone(extension="3001", kind="supervisor"),
     ]
 
 
@@ -360,11 +406,21 @@ class RecordingsConfig(_Section):
 
 class AuthConfig(_Section):
     token_ttl_hours: float = Field(12.0, gt=0, le=24 * 30)
-    # After this many failed logins in a row each further attempt waits longer, doubling up to the lockout.
+    # Failed logins count per username AND client address (an IPv4 address; an IPv6 /64), so that a stranger's
+    # failures from elsewhere never delay or lock the owner. After this many in a row from one address, each
+    # further attempt for that username from there waits a delay doubling up to max_delay_seconds...
     free_failures: int = Field(3, ge=1, le=100)
+    # ...and after this many the username is locked for that address for lockout_minutes, the right password
+    # included, unless the user has logged in from that address before (then only the delay applies).
     lockout_after: int = Field(10, ge=2, le=1000)
     lockout_minutes: float = Field(15.0, gt=0, le=24 * 60)
     max_delay_seconds: float = Field(30.0, ge=0, le=600)
+    # Failures for one username from all addresses together (a guesser with many addresses): past this many
+    # within lockout_minutes the username is locked for lockout_minutes from every address the user has not
+    # logged in from before; from the user's own addresses the right password still works.
+    username_lockout_after: int = Field(50, ge=2, le=100_000)
+    # How many addresses each user is remembered to have logged in from (the most recent ones).
+    known_addresses: int = Field(8, ge=1, le=100)
     # Login attempts per client address (IPv6: per /64), checked before any database or password work: a burst
     # of this many, then this many more per minute. Loopback is not exempt.
     address_burst: int = Field(20, ge=1, le=10_000)

@@ -25,9 +25,10 @@ from pathlib import Path
 import jinja2
 
 from callcenter import dialplan
+from callcenter.agi.protocol import SECRET_PARAM
 from callcenter.config import Config
 from callcenter.prompts import PromptError, synthesize
-from callcenter.secrets import ami_secret
+from callcenter.secrets import agi_secret, ami_secret, phone_passwords
 
 PACKAGES = ("asterisk", "asterisk-core-sounds-en-wav", "asterisk-moh-opsound-wav", "ca-certificates")
 MARKER = ".callcenter-sandbox"
@@ -509,17 +510,21 @@ def host_path(root: Path, inner: str, max_links: int = 40) -> Path:
 def template_context(config: Config) -> dict[str, object]:
     """Everything the asterisk-conf/ templates may use: the config's values and the dialplan names."""
     names = {name: getattr(dialplan, name) for name in dir(dialplan) if name.isupper()}
+    passwords = phone_passwords(config)
+    secret = agi_secret(config)
     return {
         "sip": config.sip,
         "ami": config.ami,
         "ami_secret": ami_secret(config),
         "agi": config.agi,
+        # Appended to the AGI URL's query (the secret is URL-safe by construction, see AgiConfig.secret).
+        "agi_secret_query": f"&{SECRET_PARAM}={secret}" if secret else "",
         "queues": config.queues,
         "phones": [
             {
                 "extension": phone.extension,
                 "kind": phone.kind,
-                "password": phone.password.get_secret_value(),
+                "password": passwords[phone.extension],
                 "contact": phone.contact,
             }
             for phone in config.sip.phones

@@ -209,10 +209,27 @@ class AgiConnection(asyncio.Protocol):
         if self._closed:
             raise AgiConnectionLost("connection closed")
 
+    def evict(self) -> None:
+        """Closes a connection still in its header phase without reporting a header failure (the server has
+        already counted it: it made room for a newer connection)."""
+        self._header = False
+        self._cancel_header_timer()
+        if self._transport is not None:
+            # abort(): nothing is owed to a peer that never sent its environment, and no lingering send buffer.
+            self._transport.abort()
+
     def close(self) -> None:
         self._cancel_header_timer()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+
+    @property
+    def peer_host(self) -> str:
+        """The peer's IP address alone ("" when the transport has none, as on a Unix socket)."""
+        if self._transport is None:
+            return ""
+        address = self._transport.get_extra_info("peername")
+        return str(address[0]) if isinstance(address, tuple) and address else ""
 
     @property
     def peer(self) -> str:

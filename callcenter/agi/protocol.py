@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from callcenter.agi.exceptions import (
     AgiArgumentError,
@@ -31,6 +31,8 @@ from callcenter.agi.exceptions import (
 
 HANGUP_LINE = "HANGUP"
 MAX_LINE = 8192
+# The query parameter of the AGI URL that carries the shared secret (agi://host:port/ivr?...&secret=...).
+SECRET_PARAM = "secret"  # noqa: S105 - a parameter name, not a secret
 
 _ENV_LINE = re.compile(r"^(agi_[a-z0-9_]{1,64}): ?(.*)$")
 _SUCCESS = re.compile(r"^200 result=(\S*)(?: \((.*)\))?((?: [A-Za-z_]+=\S*)*)\s*$")
@@ -154,6 +156,36 @@ def environment_from_pairs(pairs: Iterable[tuple[str, str]]) -> AgiEnvironment:
         args.append(values[f"agi_arg_{index}"])
         index += 1
     return AgiEnvironment(values=values, args=tuple(args))
+
+
+def take_secret(env: AgiEnvironment) -> tuple[AgiEnvironment, str | None]:
+    """Splits the shared secret off the AGI URL: the environment without it, and the secret (None when absent).
+
+    The secret is removed from ``agi_network_script`` and ``agi_request`` alike, so that nothing after the check
+    (routes, flows, logs, events) ever holds it. A secret given twice is refused rather than one copy picked.
+    """
+    found: list[str] = []
+    values = dict(env.values)
+    for name in ("agi_network_script", "agi_request"):
+        text = values.get(name)
+        if text is None or "?" not in text:
+            continue
+        path, _, query = text.partition("?")
+        kept = []
+        secrets_here = []
+        for part in query.split("&"):
+            key, _, value = part.partition("=")
+            if unquote_plus(key) == SECRET_PARAM:
+                secrets_here.append(unquote_plus(value))
+            else:
+                kept.append(part)
+        if len(secrets_here) > 1:
+            raise AgiProtocolError("the AGI URL repeats its secret")
+        found.extend(secrets_here)
+        values[name] = f"{path}?{'&'.join(kept)}" if kept else path
+    if len(set(found)) > 1:
+        raise AgiProtocolError("agi_request and agi_network_script disagree on the secret")
+    return AgiEnvironment(values=values, args=env.args), (found[0] if found else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from callcenter.agi.exceptions import (
     AgiHangup,
     AgiUsageError,
 )
-from callcenter.agi.server import FastAgiServer, Handler, ServerLimits
+from callcenter.agi.server import AccessPolicy, FastAgiServer, Handler, ServerLimits
 from callcenter.agi.session import AgiSession, DataResult, RecordResult
 from callcenter.calllog import LOG_FORMAT, CallContextFilter
 from callcenter.dialplan import ACTION_FALLBACK, VAR_ACTION
@@ -202,9 +202,11 @@ StartServer = Callable[..., Awaitable[tuple[FastAgiServer, RecordingObserver]]]
 async def start_server() -> AsyncIterator[StartServer]:
     servers: list[FastAgiServer] = []
 
-    async def start(routes: dict[str, Handler], **limits: Any) -> tuple[FastAgiServer, RecordingObserver]:
-        observer = RecordingObserver()
-        server = FastAgiServer(routes, "127.0.0.1", 0, ServerLimits(**limits), observer)
+    async def start(
+        routes: dict[str, Handler], access: AccessPolicy | None = None, observer: Any = None, **limits: Any
+    ) -> tuple[FastAgiServer, RecordingObserver]:
+        observer = observer or RecordingObserver()
+        server = FastAgiServer(routes, "127.0.0.1", 0, ServerLimits(**limits), observer, access)
         await server.start()
         servers.append(server)
         assert server.listening

@@ -50,8 +50,11 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
         ("", {"CALLCENTER_AMI_PASSWORD": "short"}, "ami.password: Value error, must be 12"),
         ('[ami]\npassword = "abcdefghijkl\\n[evil]"\n', {}, "ami.password"),
         ('[ami]\npassword = "abcdefghijkl;x"\n', {}, "ami.password"),
-        ('[[sip.phones]]\nextension = "1001"\npassword = ""\n', {}, "sip.phones.0.password"),
+        ('[[sip.phones]]\nextension = "1001"\npassword = "short"\n', {}, "sip.phones.0.password"),
         ('[recordings]\nrecord_tiers = ["VIP"]\n', {}, "recordings.record_tiers.0"),
+        ('[agi]\nallowed_peers = ["asterisk.local"]\n', {}, "agi.allowed_peers"),
+        ('[agi]\nsecret = "has a space in it, and commas"\n', {}, "agi.secret"),
+        ("[agi]\nmax_sessions = 10\nmax_pending_per_peer = 10\n", {}, "max_pending_per_peer must be below"),
         ('[recordings]\nrecord_queues = ["sales"]\n', {}, "'sales' is not a queue"),
     ],
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.config import Config, Phone, load_config
+from callcenter.secrets import agi_secret, phone_passwords
 from callcenter_devtools.sandbox import Sandbox, SandboxError, host_path
 
 
@@ -50,7 +51,11 @@ def test_render_writes_only_our_files_with_the_config_values(tmp_path: Path) -> 
     assert "dtmf_mode = rfc4733" in pjsip
     extensions = files["extensions.conf"]
     assert "exten => 4444,1,Set(__CC_DID=${EXTEN})" in extensions
-    assert "AGI(agi://127.0.0.1:4573/ivr?linkedid=${CHANNEL(linkedid)}&did=${CC_DID})" in extensions
+    secret = agi_secret(config)
+    assert secret
+    assert (
+        f"AGI(agi://127.0.0.1:4573/ivr?linkedid=${{CHANNEL(linkedid)}}&did=${{CC_DID}}&secret={secret})" in extensions
+    )
     # Only an explicit queue or hangup is obeyed; a refused or dropped session (AGISTATUS SUCCESS with no
     # action) falls through to the fallback queue like an unreachable engine.
     inbound = extensions[extensions.index("[cc-inbound]") : extensions.index("(fallback),Answer()")]
@@ -152,3 +157,34 @@ def test_stop_without_a_running_asterisk_touches_nothing(tmp_path: Path, monkeyp
     assert box.stop() is False
     assert killed == []
     assert pid_file.read_text(encoding="utf-8") == f"{os.getpid()}\n"
+
+
+def test_the_dialplan_carries_the_agi_secret_the_engine_checks_and_none_when_not_required(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    extensions = _rendered(tmp_path, config)["extensions.conf"]
+    secret = agi_secret(config)
+    assert secret is not None
+    assert len(secret) >= 24
+    inbound = [line for line in extensions.splitlines() if "AGI(agi://" in line]
+    assert len(inbound) == 1
+    assert inbound[0].endswith(f"&secret={secret})")
+    # The file the engine reads at its next start holds the same secret, readable by its owner only.
+    assert (config.data_dir / "agi.secret").stat().st_mode & 0o777 == 0o600
+    assert agi_secret(config) == secret
+
+    relaxed = config.model_copy(update={"agi": config.agi.model_copy(update={"require_secret": False})})
+    assert agi_secret(relaxed) is None
+    plain = _rendered(tmp_path, relaxed)["extensions.conf"]
+    assert "secret=" not in plain
+    assert "AGI(agi://127.0.0.1:4573/ivr?linkedid=${CHANNEL(linkedid)}&did=${CC_DID})" in plain
+
+
+def test_pjsip_gets_the_generated_phone_passwords_not_fixed_strings(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pjsip = _rendered(tmp_path, config)["pjsip.conf"]
+    passwords = phone_passwords(config)
+    assert set(passwords) == {phone.extension for phone in config.sip.phones}
+    for password in passwords.values():
+        assert f"password = {password}" in pjsip
+    for fixed in ("agent1001", "agent1002", "agent1003", "expert2001", "expert2002", "super3001"):
+        assert fixed not in pjsip
