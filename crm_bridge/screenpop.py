@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from callcenter.bus import Bus, event_fields
-from callcenter.db import Database, DatabaseError
+from callcenter.db import Database, DatabaseError, DatabaseUnavailable
 from callcenter.events import CallOffered
 from callcenter.model import LiveModel
 from callcenter.web.ws import Hub
@@ -94,6 +94,10 @@ class ScreenPop:
             return
         try:
             payload = await self.build(event.linkedid, event.queue)
+        except DatabaseUnavailable as exc:
+            # An outage is said once by the database itself; each pop without the CRM is an info line.
+            log.info("screen-pop for %s without the CRM: %s", agent, exc)
+            payload = self._without_crm(event.linkedid)
         except DatabaseError as exc:
             log.warning("screen-pop for %s without the CRM: %s", agent, exc)
             payload = self._without_crm(event.linkedid)
