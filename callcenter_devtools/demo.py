@@ -27,6 +27,7 @@ from callcenter.db import Database, migrate
 from callcenter.events import CallAnswered
 from callcenter.keys import AUTH, BUS
 from callcenter.runtime import run_async
+from callcenter.secrets import phone_passwords
 from callcenter.web.errors import ApiError
 from callcenter_devtools.sandbox import Sandbox, SandboxError
 from callcenter_devtools.sipp import CallerScript, Phones, SippError
@@ -87,17 +88,30 @@ class DemoUser:
     roles: tuple[str, ...]
     display_name: str
     extension: str | None = None
+    teams: tuple[str, ...] = ()
+    lead_of: tuple[str, ...] = ()
 
+
+# The demo's teams: the supervisor leads both, so the wallboard's listen, whisper and barge work on every seat
+# (a supervisor may spy only on agents of the teams they lead, see supervisor/spy.py).
+AGENTS_TEAM, EXPERTS_TEAM = "agents", "experts"
 
 DEMO_USERS = (
     DemoUser("admin", "admin-demo", ("admin",), "Ada Admin"),
-    DemoUser("supervisor", "supervisor-demo", ("supervisor",), "Sam Supervisor", "3001"),
+    DemoUser(
+        "supervisor",
+        "supervisor-demo",
+        ("supervisor",),
+        "Sam Supervisor",
+        "3001",
+        lead_of=(AGENTS_TEAM, EXPERTS_TEAM),
+    ),
     DemoUser("qa", "qa-demo-pw", ("qa",), "Quinn QA"),
-    DemoUser("agent1", "agent1-demo", ("agent",), "Alice Agent", "1001"),
-    DemoUser("agent2", "agent2-demo", ("agent",), "Bob Agent", "1002"),
-    DemoUser("agent3", "agent3-demo", ("agent",), "Carol Agent", "1003"),
-    DemoUser("expert1", "expert1-demo", ("expert",), "Erin Expert", "2001"),
-    DemoUser("expert2", "expert2-demo", ("expert",), "Evan Expert", "2002"),
+    DemoUser("agent1", "agent1-demo", ("agent",), "Alice Agent", "1001", teams=(AGENTS_TEAM,)),
+    DemoUser("agent2", "agent2-demo", ("agent",), "Bob Agent", "1002", teams=(AGENTS_TEAM,)),
+    DemoUser("agent3", "agent3-demo", ("agent",), "Carol Agent", "1003", teams=(AGENTS_TEAM,)),
+    DemoUser("expert1", "expert1-demo", ("expert",), "Erin Expert", "2001", teams=(EXPERTS_TEAM,)),
+    DemoUser("expert2", "expert2-demo", ("expert",), "Evan Expert", "2002", teams=(EXPERTS_TEAM,)),
 )
 
 _CALLERS = (
@@ -124,6 +138,43 @@ def demo_config(config: Config) -> Config:
     if not recordings.record_tiers and not recordings.record_queues:
         recordings = recordings.model_copy(update={"record_tiers": ["vip"]})
     return config.model_copy(update={"sip": config.sip.model_copy(update={"phones": phones}), "recordings": recordings})
+
+
+async def seed_demo_users(database: Database, config: Config) -> None:
+    """Adds the demo's users with their teams; users an earlier demo made are left as they are, except that one
+    made before the demo had teams (no team at all) is put into its teams (a direct row, the admin API has no
+    team editing), so that the supervisor of an old demo database can listen in too."""
+    from sqlalchemy import select
+
+    from callcenter.auth.models import Team, TeamMember, User
+
+    auth = AuthService(database, config.auth)
+    existing = {user.username: user for user in await auth.list_users()}
+    for demo_user in DEMO_USERS:
+        found = existing.get(demo_user.username)
+        if found is None:
+            await auth.create_user(
+                demo_user.username,
+                demo_user.password,
+                roles=list(demo_user.roles),
+                display_name=demo_user.display_name,
+                extension=demo_user.extension,
+                teams=demo_user.teams,
+                lead_of=demo_user.lead_of,
+            )
+            continue
+        wanted = set(demo_user.teams) | set(demo_user.lead_of)
+        if found.teams or not wanted:
+            continue
+        async with database.session() as session:
+            for name in sorted(wanted):
+                team = await session.scalar(select(Team).where(Team.name == name))
+                if team is None:
+                    team = Team(name=name)
+                    session.add(team)
+                    await session.flush()
+                user_id = await session.scalar(select(User.id).where(User.username == demo_user.username))
+                session.add(TeamMember(team_id=team.id, user_id=user_id, is_lead=name in demo_user.lead_of))
 
 
 class Demo:
@@ -201,18 +252,7 @@ class Demo:
         database = Database(self.config.database_url)
         await database.open()
         try:
-            auth = AuthService(database, self.config.auth)
-            existing = {user.username for user in await auth.list_users()}
-            for user in DEMO_USERS:
-                if user.username in existing:
-                    continue
-                await auth.create_user(
-                    user.username,
-                    user.password,
-                    roles=list(user.roles),
-                    display_name=user.display_name,
-                    extension=user.extension,
-                )
+            await seed_demo_users(database, self.config)
         finally:
             await database.close()
 
@@ -306,6 +346,10 @@ class Demo:
         ]
         for user in DEMO_USERS:
             lines.append(f"    {user.username:<11} {user.password:<16} {', '.join(user.roles)}")
+        lines.append(f"  phones (SIP accounts on sip:{sip.host}:{sip.port}; also `callcenter asterisk phones`):")
+        passwords = phone_passwords(self.config)
+        for phone in sip.phones:
+            lines.append(f"    {phone.extension:<11} {passwords[phone.extension]:<26} {phone.kind}")
         lines.append("  Ctrl-C stops everything the demo started.")
         print("\n".join(lines), flush=True)
 

@@ -1,4 +1,4 @@
-"""`callcenter asterisk install|start|stop|status|cli`: the sandboxed Asterisk 22."""
+"""`callcenter asterisk install|start|stop|status|cli|phones`: the sandboxed Asterisk 22."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 
 from callcenter.ami.probe import probe_ami
 from callcenter.cli.common import get_config
-from callcenter.secrets import ami_secret
+from callcenter.secrets import PHONE_SECRETS_FILE, ami_secret, phone_passwords
 
 if TYPE_CHECKING:
     from callcenter_devtools.sandbox import Sandbox
@@ -116,3 +116,29 @@ def cli(ctx: click.Context, command: tuple[str, ...]) -> None:
     if result.returncode != 0:
         click.echo(result.stderr, err=True, nl=False)
         ctx.exit(result.returncode)
+
+
+@asterisk.command()
+@click.pass_context
+def phones(ctx: click.Context) -> None:
+    """Show each desk phone's SIP account: extension, kind, password and contact (for an admin).
+
+    Passwords the config leaves empty are generated once and kept in the data directory (phones.secret, mode
+    0600); reading them needs the rights on that file, so only whoever runs the engine (an admin) sees them.
+    """
+    config = get_config(ctx)
+    try:
+        passwords = phone_passwords(config)
+    except PermissionError as exc:
+        raise click.ClickException(
+            f"cannot read {config.data_dir / PHONE_SECRETS_FILE}: run this as the user that runs the engine"
+        ) from exc
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sip = config.sip
+    click.echo(f"SIP registrar: sip:{sip.host}:{sip.port} (username = extension)")
+    click.echo(f"{'extension':<10} {'kind':<11} {'password':<26} contact")
+    for phone in sip.phones:
+        origin = "" if phone.password.get_secret_value() else " (generated)"
+        contact = phone.contact or "registers"
+        click.echo(f"{phone.extension:<10} {phone.kind:<11} {passwords[phone.extension]:<26} {contact}{origin}")
