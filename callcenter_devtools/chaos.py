@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -889,13 +890,26 @@ class Load:
             process.stop()
 
 
-def stat_errors(process: SippProcess) -> str:
-    """SIPp's error log of ``process`` (unexpected messages, timeouts), empty when it had none."""
-    path = process.workdir / f"{process.name}.err"
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+def aborted_calls(processes: Iterable[SippProcess]) -> list[str]:
+    """The calls SIPp aborted or gave up (an unexpected message, retransmissions unanswered), from the error log
+    of each process. The caller's "receive timeout ... jumping to label" events are not among them: that is how
+    its talk time ends."""
+    aborted = []
+    for process in processes:
+        path = process.workdir / f"{process.name}.err"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue
+        # Each event starts with its date; SIPp does not always end one with a newline.
+        for event in _SIPP_EVENT.split(text):
+            if any(marker in event for marker in _ABORT_MARKERS):
+                aborted.append(f"{process.name}: {' '.join(event.split())[:300]}")
+    return aborted
+
+
+_SIPP_EVENT = re.compile(r"(?=\d{4}-\d{2}-\d{2}\t\d{2}:\d{2}:\d{2}\.\d+\t)")
+_ABORT_MARKERS = ("Aborting call", "Max retransmission", "Call failed", "Dead call")
 
 
 # -- counting, once the load has drained ---------------------------------------------------------------------
@@ -973,6 +987,8 @@ def audit(
         ours.add(row.linkedid)
         if trace.agents:
             answered_by_agents += 1
+            if trace.agent_ended is None:
+                problems.append(f"{number}: the agent phone {trace.agents[-1]} never saw the call end (no BYE)")
             expected_agent = f"PJSIP/{trace.agents[-1]}"
             if row.outcome != "answered" or row.agent != expected_agent:
                 problems.append(

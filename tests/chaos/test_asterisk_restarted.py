@@ -21,7 +21,7 @@ from pathlib import Path
 from callcenter.config import Config
 from callcenter_devtools.chaos import queue_members, restart_asterisk
 from callcenter_devtools.sandbox import Sandbox
-from tests.chaos.conftest import AGENTS, CALLER_PORTS, open_rig
+from tests.chaos.rig import AGENTS, CALLER_PORTS, open_rig
 
 FIRST_WAVE = 20
 SECOND_WAVE = 20
@@ -52,6 +52,7 @@ async def test_an_asterisk_restarted_under_load_cuts_only_the_calls_in_progress_
         result = await rig.settle(may_be_cut=frozenset(in_flight))
         live = await rig.live_problems()
         usage = rig.usage_problems()
+        phones = rig.phone_problems()
         first_output = first.output()
     traces = rig.traces()
     cut = sorted(number for number in in_flight if traces[number].done is None)
@@ -62,5 +63,5 @@ async def test_an_asterisk_restarted_under_load_cuts_only_the_calls_in_progress_
     assert all(trace.done is not None for trace in second), first_output[-1500:]
     assert result.placed == FIRST_WAVE + SECOND_WAVE, result.summary()
     # Every kind of problem at once: a failure shows the whole picture of the fault.
-    problems = [*result.problems, *live, *usage]
-    assert not problems, "\n".join([result.summary(), *live, *usage])
+    problems = [*result.problems, *phones, *live, *usage]
+    assert not problems, "\n".join([result.summary(), *phones, *live, *usage])
