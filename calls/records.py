@@ -164,14 +164,24 @@ def merge_call(saved: Mapping[str, Any], seen: Mapping[str, Any]) -> dict[str, A
     ended = seen.get("ended")
     if ended is not None:
         # The live model closes the talk of the segments it saw answered; the snapshot's answers close here.
-        for segment in call["segments"]:
-            if segment.get("answered_at") is not None and segment.get("talk_time") is None:
-                segment["talk_time"] = max(0.0, float(ended) - float(segment["answered_at"]))
-        if call.get("answered_at") is not None and call.get("talk_time") is None:
-            call["talk_time"] = max(0.0, float(ended) - float(call["answered_at"]))
+        call = with_end(call, float(ended))
     if any(item.get("answered_at") is not None for item in call["segments"]) or call.get("answered_at"):
         call["outcome"] = "answered"
     return call
+
+
+def with_end(call: Mapping[str, Any], ended: float) -> dict[str, Any]:
+    """``call`` over at ``ended``: what was answered and has no talk time yet talked until then (as the live model
+    closes a call it sees end)."""
+    result = dict(call)
+    segments = [dict(item) for item in call.get("segments") or ()]
+    for segment in segments:
+        if segment.get("answered_at") is not None and segment.get("talk_time") is None:
+            segment["talk_time"] = max(0.0, ended - float(segment["answered_at"]))
+    result["segments"] = segments
+    if call.get("answered_at") is not None and call.get("talk_time") is None:
+        result["talk_time"] = max(0.0, ended - float(call["answered_at"]))
+    return result
 
 
 def with_queue(call: Mapping[str, Any], queue: str, joined: float | None, *, ended: float) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from calls.cel import CelCall, CelReader
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
 from calls.handoff import row_of
 from calls.models import CallProgress, CallRecord, CelPosition, ExpertHandoff
-from calls.records import build_record, caller_tail, merge_call, with_answer, with_queue
+from calls.records import build_record, caller_tail, merge_call, with_answer, with_end, with_queue
 from ivr_flows.events import IvrEnded
 from recordings.events import RecordingStarted
 
@@ -696,6 +696,8 @@ class CallRecorder:
             call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, ended=ended, joined=cel.joined())
             if not seat:
                 call = with_queue(call, cel.queue(), cel.joined(), ended=ended)
+        # Answered before the snapshot and over since: the talk runs to the end Asterisk logged.
+        call = with_end(call, ended)
         self._saved.pop(linkedid, None)
         return await self.write(call, source="reconciled", ended=ended)
 

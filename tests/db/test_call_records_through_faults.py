@@ -408,3 +408,22 @@ async def test_an_expert_handoff_and_its_voicemail_while_the_database_is_down_ar
         handoffs.close()
         await recorder.close()
         await bus.drain()
+
+
+async def test_a_call_answered_before_a_kill_and_over_before_the_restart_talks_until_cels_end(rig: Rig) -> None:
+    call = answered(a_call("9.4", started=NOW - 120))
+    call = replace(call, talk_time=None, segments=(replace(call.segments[0], talk_time=None),))
+    rig.live.model = LiveModel(calls={"9.4": call})
+    first = await rig.recorder()
+    await first.snapshot()
+    kill(first)
+    rig.cel(cel_answered_call("9.4", NOW - 120, NOW - 60))
+    rig.live.model = LiveModel()
+    second = await rig.recorder()
+    rig.clock.now = NOW + 60
+    assert await second.reconcile() == 1
+    (record,) = await rig.records()
+    assert (record.outcome, record.agent, record.source) == ("answered", SEAT, "reconciled")
+    # Answered at started + 9 (the snapshot), over at started + 60 (LINKEDID_END).
+    assert record.talk_time == pytest.approx(51.0)
+    assert record.wait_time == 4.0
