@@ -37,6 +37,13 @@ class Metrics:
             registry=self.registry,
         )
         self.logins = Counter("callcenter_logins", "Login attempts, by result", ["result"], registry=self.registry)
+        self.login_locks = Counter(
+            "callcenter_login_locks",
+            "Lockouts after repeated failed logins, by scope: address (one username from one address) or username"
+            " (one username from every address its user has not logged in from)",
+            ["scope"],
+            registry=self.registry,
+        )
 
     def watch_ami(self, live: LiveService) -> None:
         """AMI health read at scrape time from the live service's connection."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from callcenter.web.errors import ApiError, Conflict, InvalidInput, TooManyAttempts, Unauthenticated
+from callcenter.web.errors import ApiError, Conflict, InvalidInput, NotFound, TooManyAttempts, Unauthenticated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -42,6 +42,13 @@ class UserExists(Conflict):
 
     def __init__(self) -> None:
         super().__init__("a user with this username already exists")
+
+
+class UnknownUser(NotFound):
+    error_id = "user_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no user with this username")
 
 
 class RouteAccessUndeclared(ApiError):

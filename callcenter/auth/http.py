@@ -6,7 +6,7 @@ from aiohttp import web
 
 from callcenter.auth.middleware import COOKIE_NAME, SESSION_TOKEN, principal
 from callcenter.auth.permissions import Permission, public, requires
-from callcenter.auth.schemas import AuditQuery, LoginIn, UserCreateIn
+from callcenter.auth.schemas import AuditQuery, LoginIn, UserCreateIn, UserUpdateIn
 from callcenter.keys import AUTH, CONFIG
 from callcenter.web.errors import read_json
 
@@ -82,6 +82,20 @@ async def create_user(request: web.Request) -> web.Response:
         remote=request.remote,
     )
     return web.json_response(user.as_json(), status=201)
+
+
+@auth_routes.patch("/api/v1/users/{username}")
+@requires(Permission.USERS_MANAGE)
+async def update_user(request: web.Request) -> web.Response:
+    body = UserUpdateIn.model_validate(await read_json(request))
+    user = await request.config_dict[AUTH].update_user(
+        request.match_info["username"],
+        is_active=body.is_active,
+        roles=body.roles,
+        actor=principal(request).username,
+        remote=request.remote,
+    )
+    return web.json_response(user.as_json())
 
 
 @auth_routes.get("/api/v1/audit")

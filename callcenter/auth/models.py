@@ -1,6 +1,7 @@
 """Tables of users, roles, teams, sessions, login throttling and the audit log.
 
-The migration ``0001_users_audit`` creates exactly these; a test compares the two on SQLite and PostgreSQL.
+The migrations ``0001_users_audit`` and ``0007_login_sources`` create exactly these; a test compares the two on
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ EXTENSION_MAX = 16
 TEAM_NAME_MAX = 64
 ROLE_MAX = 16
 SHA256_HEX = 64
+# An IPv4 address, an IPv6 /64 or the first 64 characters of another peer name (callcenter.auth.limits.address_key).
+SOURCE_MAX = 64
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so the big audit id is a plain INTEGER there.
 AuditId = BigInteger().with_variant(Integer(), "sqlite")
@@ -75,15 +78,28 @@ class AuthToken(Base):
 
 
 class LoginThrottle(Base):
-    """Consecutive failed logins per username, known or not (so that refusals do not reveal which exist)."""
+    """Consecutive failed logins per username and client address, and per username from every address together;
+    for usernames known or not (so that refusals do not reveal which exist)."""
 
     __tablename__ = "login_throttle"
 
-    # SHA-256 of the canonical username: bounded length whatever a client sends.
+    # SHA-256 of the canonical username (all addresses), or of the username and the address together: bounded
+    # length whatever a client sends. See callcenter.auth.services.throttle_keys.
     username_key: Mapped[str] = mapped_column(String(SHA256_HEX), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LoginSource(Base):
+    """An address (IPv4) or network (IPv6 /64) a user logged in from with the right password: from there a lockout
+    never refuses the right password. The migration ``0007`` creates it; only the most recent few are kept."""
+
+    __tablename__ = "login_sources"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_MAX), primary_key=True)
+    last_login_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AuditEntry(Base):

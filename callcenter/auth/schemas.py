@@ -33,6 +33,11 @@ class UserCreateIn(_Payload):
     is_active: bool = True
 
 
+class UserUpdateIn(_Payload):
+    is_active: bool | None = None
+    roles: list[Role] | None = Field(None, max_length=len(Role))
+
+
 class AuditQuery(_Payload):
     actor: str | None = Field(None, max_length=_TEXT_MAX)
     action: str | None = Field(None, max_length=64)

@@ -1,14 +1,24 @@
 """Logins, sessions, users and the audit log.
 
 Passwords are hashed with argon2 in a worker thread (a verify costs tens of milliseconds of CPU, too long for
-the event loop), at most ``auth.max_concurrent_hashes`` at once (each takes 64 MiB). Failed logins are throttled
-per username whether or not the user exists, and unknown usernames cost the same argon2 verify as known ones:
-neither the answer nor its timing tells which exist.
+the event loop), at most ``auth.max_concurrent_hashes`` at once (each takes 64 MiB). Unknown usernames cost the
+same argon2 verify as known ones, and are throttled alike: neither the answer nor its timing tells which exist.
+
+Failed logins are counted per username *and* client address (an IPv4 address, an IPv6 /64), so that a stranger
+who knows a username cannot lock its owner out: after ``auth.free_failures`` each attempt from that address waits
+a doubling delay, after ``auth.lockout_after`` the username is locked for that address. An address the user has
+logged in from before (the ``auth.known_addresses`` most recent, ``login_sources``) is only ever delayed, never
+locked. Against a guesser with many addresses, the failures for a username from every address together lock it,
+after ``auth.username_lockout_after``, for the addresses its user has not logged in from. Each lock writes a
+``login_locked`` audit row and counts in ``callcenter_login_locks_total``.
 
 Before any of that, each client address has a token bucket of attempts (``auth.address_burst``, refilling at
 ``auth.address_per_minute``), so an unauthenticated client cannot buy argon2 runs or database rows by inventing
-usernames. Refused attempts are audited at most once a minute per username (the metric counts them all), and
-throttle rows whose streak has expired are pruned now and then during failed logins.
+usernames. Refused attempts are audited at most once a minute per username and address (the metric counts them
+all), and throttle rows whose streak has expired are pruned now and then during failed logins.
+
+A session ends at logout, at expiry, or when its user is disabled; :attr:`AuthService.notices` tells whoever holds
+a session open (the websocket hub) of the first and the last, and of roles that change.
 """
 
 from __future__ import annotations
@@ -30,14 +40,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import CursorResult, Result, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.auth.exceptions import InvalidCredentials, InvalidUser, LoginThrottled, UserExists
-from callcenter.auth.limits import AddressLimiter, RefusalAudits
+from callcenter.auth.exceptions import InvalidCredentials, InvalidUser, LoginThrottled, UnknownUser, UserExists
+from callcenter.auth.limits import AddressLimiter, RefusalAudits, address_key
 from callcenter.auth.models import (
     DISPLAY_NAME_MAX,
     TEAM_NAME_MAX,
     USERNAME_MAX,
     AuditEntry,
     AuthToken,
+    LoginSource,
     LoginThrottle,
     Team,
     TeamMember,
@@ -45,6 +56,7 @@ from callcenter.auth.models import (
     UserRole,
 )
 from callcenter.auth.permissions import Permission, Role, permissions_for
+from callcenter.auth.sessions import SessionEnd, SessionNotices
 from callcenter.config import AuthConfig
 from callcenter.db import ConstraintViolation, Database, DatabaseError, utcnow
 
@@ -64,6 +76,8 @@ REFUSAL_AUDIT_INTERVAL = timedelta(minutes=1)
 # Expired login_throttle rows are deleted at most this often, and at most this many per pass.
 PRUNE_INTERVAL = timedelta(minutes=1)
 PRUNE_BATCH = 1000
+# Session keys asked about in one statement by live_sessions (well under every backend's limit on parameters).
+LIVE_SESSIONS_BATCH = 500
 
 Clock = Callable[[], datetime]
 
@@ -76,6 +90,7 @@ class Action:
     LOGIN_FAILED = "login_failed"
     LOGIN_LOCKED = "login_locked"
     USER_CREATED = "user_created"
+    USER_CHANGED = "user_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +245,11 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def session_key(token: str) -> str:
+    """What names a session everywhere but in the client's hands: the SHA-256 of its token (the stored key)."""
+    return _sha256(token)
+
+
 def _storable(text: str) -> str:
     """Text safe for any backend, kept readable as evidence: control characters (PostgreSQL refuses NUL) and lone
     surrogates (not encodable) become visible escapes."""
@@ -257,6 +277,26 @@ class _Throttle:
     locked_until: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Streaks:
+    pair: _Throttle  # this username from this address
+    overall: _Throttle  # this username from every address
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleKeys:
+    """The ``login_throttle`` rows a login attempt counts in: the username from this address, and the username."""
+
+    pair: str
+    username: str
+
+
+def throttle_keys(name: str, source: str) -> ThrottleKeys:
+    """The keys of a canonical username from a client address key (:func:`callcenter.auth.limits.address_key`)."""
+    # JSON keeps the two apart whatever characters the username holds.
+    return ThrottleKeys(pair=_sha256(json.dumps([name, source])), username=_sha256(name))
+
+
 class AuthService:
     def __init__(
         self,
@@ -280,10 +320,16 @@ class AuthService:
         self._addresses = AddressLimiter(config.address_burst, config.address_per_minute, self._now)
         self._refusals = RefusalAudits(REFUSAL_AUDIT_INTERVAL, self._now)
         self._pruned_at: datetime | None = None
+        # Whoever holds something open on a session (the websocket hub) hears here when it ends or its user changes.
+        self.notices = SessionNotices()
 
     @property
     def config(self) -> AuthConfig:
         return self._config
+
+    def seconds_left(self, who: Principal) -> float:
+        """Seconds until the session ``who`` came from expires, on this service's clock (0 when it has)."""
+        return max(0.0, (who.expires_at - self._now()).total_seconds())
 
     def _now(self) -> datetime:
         now = self._clock()
@@ -335,15 +381,20 @@ class AuthService:
             return _Throttle(0, None, None)
         return _Throttle(row.failures, row.last_failure_at, None)
 
-    def _wait(self, state: _Throttle, now: datetime) -> tuple[float, str] | None:
-        """Seconds to wait before another attempt is heard, and why; None when one may try now."""
-        if state.locked_until is not None:
-            return (state.locked_until - now).total_seconds(), "locked"
-        extra = state.failures - self._config.free_failures
-        if extra < 0 or state.last_failure_at is None:
+    def _wait(self, pair: _Throttle, overall: _Throttle, known: bool, now: datetime) -> tuple[float, str] | None:
+        """Seconds to wait before another attempt is heard, and why; None when one may try now.
+
+        ``pair`` is this username from this address, ``overall`` this username from every address; ``known``
+        says whether the user has logged in from this address before: there no lock applies, only the delay."""
+        if not known:
+            for state in (pair, overall):
+                if state.locked_until is not None:
+                    return (state.locked_until - now).total_seconds(), "locked"
+        extra = pair.failures - self._config.free_failures
+        if extra < 0 or pair.last_failure_at is None:
             return None
         delay = min(self._config.max_delay_seconds, float(2**extra)) if extra < 64 else self._config.max_delay_seconds
-        ready = state.last_failure_at + timedelta(seconds=delay)
+        ready = pair.last_failure_at + timedelta(seconds=delay)
         if now < ready:
             return (ready - now).total_seconds(), "throttled"
         return None
@@ -363,22 +414,26 @@ class AuthService:
             self._count("address_limited")
             raise LoginThrottled(address_wait, "too many login attempts from this address; wait before trying again")
         name = canonical_username(username)
-        key = _sha256(name)
+        source = address_key(remote)
+        keys = throttle_keys(name, source)
         attempted = _clip(name, 255)
-        lock = self._lock_for(key)
+        lock = self._lock_for(keys.username)
         async with lock:
             now = self._now()
             async with self._database.session() as session:
-                state = self._current(await session.get(LoginThrottle, key), now)
+                pair = self._current(await session.get(LoginThrottle, keys.pair), now)
+                overall = self._current(await session.get(LoginThrottle, keys.username), now)
                 user = None
                 if _lookup_worthy(name):
                     user = await session.scalar(select(User).where(User.username == name))
+                # Asked for unknown usernames too (of no user), so that the answer takes the same work.
+                known = await session.get(LoginSource, (user.id if user is not None else 0, source)) is not None
 
-            wait = self._wait(state, now)
+            wait = self._wait(pair, overall, known, now)
             if wait is not None:
                 seconds, reason = wait
                 self._count(reason)
-                unwritten = self._refusals.admit(key)
+                unwritten = self._refusals.admit(keys.pair)
                 if unwritten is not None:
                     details: dict[str, Any] = {"reason": reason, "retry_after": round(seconds, 3)}
                     if unwritten:
@@ -390,14 +445,17 @@ class AuthService:
 
             matched = await self._verify(user.password_hash if user is not None else None, password)
             if user is not None and matched and user.is_active:
-                token, principal = await self._open_session(user, key, now, remote)
+                token, principal = await self._open_session(user, keys.pair, now, remote)
+                await self._remember_source(user.id, source, now)
                 self._addresses.refund(remote)
                 self._count("success")
                 await self._maybe_rehash(user, password)
                 return token, principal
 
             reason = "unknown_user" if user is None else ("inactive" if matched else "wrong_password")
-            await self._record_failure(key, state, now, attempted, remote, reason)
+            await self._record_failure(
+                keys, _Streaks(pair, overall), known=known, now=now, attempted=attempted, remote=remote, reason=reason
+            )
         await self._prune_throttles(now)
         raise InvalidCredentials()
 
@@ -405,11 +463,38 @@ class AuthService:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         expires_at = now + timedelta(hours=self._config.token_ttl_hours)
         async with self._database.session() as session:
+            # This address's streak ends; the username's streak over every address goes on (it may be an attack
+            # from elsewhere, which the owner's success says nothing about).
             await session.execute(delete(LoginThrottle).where(LoginThrottle.username_key == key))
             session.add(AuthToken(token_sha256=_sha256(token), user_id=user.id, created_at=now, expires_at=expires_at))
             self._add_audit(session, Action.LOGIN, actor=user.username, target=user.username, remote=remote)
             principal = await self._principal(session, user, expires_at)
         return token, principal
+
+    async def _remember_source(self, user_id: int, source: str, now: datetime) -> None:
+        """Adds the address to the user's known ones (or refreshes it), keeping the ``known_addresses`` newest."""
+        try:
+            async with self._database.session() as session:
+                known = await session.get(LoginSource, (user_id, source))
+                if known is None:
+                    session.add(LoginSource(user_id=user_id, source=source, last_login_at=now))
+                else:
+                    known.last_login_at = max(known.last_login_at, now)
+                await session.flush()
+                oldest = (
+                    select(LoginSource.source)
+                    .where(LoginSource.user_id == user_id)
+                    .order_by(LoginSource.last_login_at.desc(), LoginSource.source)
+                    .offset(self._config.known_addresses)
+                )
+                stale = list(await session.scalars(oldest))
+                if stale:
+                    await session.execute(
+                        delete(LoginSource).where(LoginSource.user_id == user_id, LoginSource.source.in_(stale))
+                    )
+        except DatabaseError:
+            # The session is open already; a login from here again will add the address.
+            log.warning("could not remember a login address", exc_info=True)
 
     async def _maybe_rehash(self, user: User, password: str) -> None:
         if not self._hasher.check_needs_rehash(user.password_hash):
@@ -418,54 +503,87 @@ class AuthService:
         async with self._database.session() as session:
             await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
 
+    def _failure_values(self, state: _Throttle, now: datetime, *, lock_at: int | None) -> tuple[dict[str, Any], bool]:
+        """The next row of a streak after one more failure, and whether this failure locks it."""
+        failures = state.failures + 1
+        locked_until = state.locked_until
+        newly = locked_until is None and lock_at is not None and failures >= lock_at
+        if newly:
+            locked_until = now + timedelta(minutes=self._config.lockout_minutes)
+        return {"failures": failures, "last_failure_at": now, "locked_until": locked_until}, newly
+
     async def _record_failure(
         self,
-        key: str,
-        state: _Throttle,
+        keys: ThrottleKeys,
+        streaks: _Streaks,
+        *,
+        known: bool,
         now: datetime,
         attempted: str | None,
         remote: str | None,
         reason: str,
     ) -> None:
-        failures = state.failures + 1
-        locked_until = None
-        if failures >= self._config.lockout_after:
-            locked_until = now + timedelta(minutes=self._config.lockout_minutes)
-        values: dict[str, Any] = {"failures": failures, "last_failure_at": now, "locked_until": locked_until}
+        # An address the user has logged in from is only ever delayed: locking it would lock the owner out.
+        pair, pair_locks = self._failure_values(
+            streaks.pair, now, lock_at=None if known else self._config.lockout_after
+        )
+        overall, overall_locks = self._failure_values(streaks.overall, now, lock_at=self._config.username_lockout_after)
+        locks = [
+            (scope, values)
+            for scope, values, newly in (("address", pair, pair_locks), ("username", overall, overall_locks))
+            if newly
+        ]
         for attempt in range(2):
             try:
                 async with self._database.session() as session:
-                    # An UPDATE rather than read-modify-write: a pruning pass may delete the row in between.
-                    updated = await session.execute(
-                        update(LoginThrottle).where(LoginThrottle.username_key == key).values(**values)
-                    )
-                    if _rowcount(updated) == 0:
-                        session.add(LoginThrottle(username_key=key, **values))
+                    for key, values in ((keys.pair, pair), (keys.username, overall)):
+                        # An UPDATE rather than read-modify-write: a pruning pass may delete the row in between.
+                        updated = await session.execute(
+                            update(LoginThrottle).where(LoginThrottle.username_key == key).values(**values)
+                        )
+                        if _rowcount(updated) == 0:
+                            session.add(LoginThrottle(username_key=key, **values))
                     self._add_audit(
                         session,
                         Action.LOGIN_FAILED,
                         target=attempted,
                         outcome="failure",
                         remote=remote,
-                        details={"reason": reason, "failures": failures},
+                        details={
+                            "reason": reason,
+                            "failures": pair["failures"],
+                            "failures_all_addresses": overall["failures"],
+                        },
                     )
-                    if locked_until is not None:
+                    for scope, values in locks:
                         self._add_audit(
                             session,
                             Action.LOGIN_LOCKED,
                             target=attempted,
                             outcome="locked",
                             remote=remote,
-                            details={"until": locked_until.isoformat(), "failures": failures},
+                            details={
+                                "scope": scope,
+                                "address": address_key(remote) if scope == "address" else None,
+                                "until": values["locked_until"].isoformat(),
+                                "failures": values["failures"],
+                            },
                         )
                 break
             except ConstraintViolation:
-                # Another process inserted the row between our read and write; the second pass updates it.
+                # Another process inserted a row between our read and write; the second pass updates it.
                 if attempt:
                     raise
-        self._count("locked" if locked_until is not None else "failure")
-        if locked_until is not None:
-            log.warning("login locked for a username until %s after %d failures", locked_until, failures)
+        self._count("locked" if locks else "failure")
+        for scope, values in locks:
+            if self._metrics is not None:
+                self._metrics.login_locks.labels(scope=scope).inc()
+            log.warning(
+                "login locked for a username (%s) until %s after %d failures",
+                "from one address" if scope == "address" else "from every address its user has not used",
+                values["locked_until"],
+                values["failures"],
+            )
 
     async def _prune_throttles(self, now: datetime) -> None:
         """Deletes throttle rows whose streak has expired (they mean the same as no row), now and then."""
@@ -521,6 +639,35 @@ class AuthService:
             user, expires_at = row
             return await self._principal(session, user, expires_at)
 
+    async def live_sessions(self, keys: Iterable[str]) -> dict[str, frozenset[Role]]:
+        """Of these session keys (:func:`session_key`), the sessions still live, each with its user's roles now.
+
+        For whoever holds sessions open and must also see changes made by another process (another engine, the
+        CLI), which the notices do not carry: one query for many sessions, asked now and then, not per use."""
+        wanted = sorted(set(keys))
+        live: dict[str, frozenset[Role]] = {}
+        now = self._now()
+        async with self._database.session() as session:
+            for start in range(0, len(wanted), LIVE_SESSIONS_BATCH):
+                rows = await session.execute(
+                    select(AuthToken.token_sha256, UserRole.role)
+                    .join(User, User.id == AuthToken.user_id)
+                    .outerjoin(UserRole, UserRole.user_id == User.id)
+                    .where(
+                        AuthToken.token_sha256.in_(wanted[start : start + LIVE_SESSIONS_BATCH]),
+                        AuthToken.revoked_at.is_(None),
+                        AuthToken.expires_at > now,
+                        User.is_active.is_(True),
+                    )
+                )
+                roles: dict[str, list[str]] = {}
+                for key, role in rows:
+                    roles.setdefault(key, [])
+                    if role is not None:
+                        roles[key].append(role)
+                live.update((key, frozenset(_known_roles(names))) for key, names in roles.items())
+        return live
+
     async def _principal(self, session: AsyncSession, user: User, expires_at: datetime) -> Principal:
         roles = _known_roles(await session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
         teams = await session.scalars(
@@ -555,6 +702,8 @@ class AuthService:
             auth_token, username = row
             auth_token.revoked_at = now
             self._add_audit(session, Action.LOGOUT, actor=username, target=username, remote=remote)
+        # After the commit: a watcher that checks the token again must find it revoked.
+        self.notices.session_ended(session_key(token), SessionEnd.LOGGED_OUT)
         return True
 
     # users
@@ -623,6 +772,50 @@ class AuthService:
             teams=tuple(sorted(member_teams)),
             lead_of=tuple(sorted(lead_teams)),
         )
+
+    async def update_user(
+        self,
+        username: str,
+        *,
+        is_active: bool | None = None,
+        roles: Iterable[Role | str] | None = None,
+        actor: str | None = None,
+        remote: str | None = None,
+    ) -> UserInfo:
+        """Enables or disables a user and/or replaces their roles; audited as user_changed. UnknownUser if none.
+
+        Sessions follow at once: a disabled user's sessions stop authenticating, and the session watchers (the
+        websocket hub) hear of it, so that pages open on a withdrawn permission are closed rather than fed."""
+        name = canonical_username(username)
+        chosen_roles = None if roles is None else _validate_roles(roles)
+        async with self._database.session() as session:
+            user = await session.scalar(select(User).where(User.username == name)) if _lookup_worthy(name) else None
+            if user is None:
+                raise UnknownUser()
+            before_roles = frozenset(
+                _known_roles(await session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
+            )
+            was_active = user.is_active
+            changes: dict[str, Any] = {}
+            if is_active is not None and is_active != was_active:
+                user.is_active = is_active
+                changes["is_active"] = is_active
+            if chosen_roles is not None and frozenset(chosen_roles) != before_roles:
+                await session.execute(delete(UserRole).where(UserRole.user_id == user.id))
+                session.add_all(UserRole(user_id=user.id, role=role.value) for role in chosen_roles)
+                changes["roles"] = list(chosen_roles)
+                changes["roles_before"] = sorted(before_roles)
+            if changes:
+                self._add_audit(session, Action.USER_CHANGED, actor=actor, target=name, remote=remote, details=changes)
+            user_id = user.id
+            active = user.is_active
+            now_roles = frozenset(chosen_roles) if chosen_roles is not None else before_roles
+        # After the commit, so that a watcher that checks again sees the change.
+        if not active and was_active:
+            self.notices.user_changed(user_id, None)
+        elif active and now_roles != before_roles:
+            self.notices.user_changed(user_id, now_roles)
+        return next(info for info in await self.list_users() if info.id == user_id)
 
     async def list_users(self) -> list[UserInfo]:
         async with self._database.session() as session:
