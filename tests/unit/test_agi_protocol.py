@@ -6,6 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from callcenter.agi import protocol
 from callcenter.agi.exceptions import (
     AgiArgumentError,
     AgiCommandError,
@@ -157,7 +158,9 @@ def test_environment_ends_at_the_blank_line() -> None:
     ],
 )
 def test_hostile_caller_id_names_are_kept_verbatim(name: str) -> None:
-    env = parse_environment(header_lines(calleridname=name))
+    # Asterisk passes the display name with the SIP phone's quoted pairs (\" and \\); the name is what they quote.
+    on_the_wire = name.replace("\\", "\\\\").replace('"', '\\"')
+    env = parse_environment(header_lines(calleridname=on_the_wire))
     assert env.calleridname == name
 
 
@@ -446,3 +449,47 @@ def test_printable_arguments_round_trip_without_newlines(value: str) -> None:
     assert wire.endswith(b"\n")
     assert b"\r" not in wire
     assert res_agi_parse_args(line[:-1]) == ["SET", "VARIABLE", "CC_X", value]
+
+
+# -- the shared secret in the AGI URL (issue 16) -----------------------------------------------------------------
+
+
+def _env_with(script: str, request: str | None = None) -> protocol.AgiEnvironment:
+    pairs = [("agi_network_script", script), ("agi_uniqueid", "1.1")]
+    if request is not None:
+        pairs.append(("agi_request", request))
+    return protocol.environment_from_pairs(pairs)
+
+
+def test_take_secret_removes_it_from_the_script_and_the_request() -> None:
+    env, secret = protocol.take_secret(
+        _env_with(
+            "ivr?linkedid=1.1&secret=abc%2Dxyz&did=4000",
+            "agi://127.0.0.1:4573/ivr?linkedid=1.1&secret=abc-xyz&did=4000",
+        )
+    )
+    assert secret == "abc-xyz"
+    assert env.network_script == "ivr?linkedid=1.1&did=4000"
+    assert env.get("request") == "agi://127.0.0.1:4573/ivr?linkedid=1.1&did=4000"
+    assert env.params == {"linkedid": "1.1", "did": "4000"}
+    assert env.script == "ivr"
+
+
+def test_take_secret_without_one_changes_nothing() -> None:
+    env, secret = protocol.take_secret(_env_with("ivr?linkedid=1.1"))
+    assert secret is None
+    assert env.network_script == "ivr?linkedid=1.1"
+    env, secret = protocol.take_secret(_env_with("ivr?secret=only"))
+    assert (env.network_script, secret) == ("ivr", "only")
+
+
+@pytest.mark.parametrize(
+    ("script", "request_url"),
+    [
+        ("ivr?secret=a&secret=a", None),
+        ("ivr?secret=a", "agi://h/ivr?secret=b"),
+    ],
+)
+def test_take_secret_refuses_a_repeated_or_contradicting_secret(script: str, request_url: str | None) -> None:
+    with pytest.raises(AgiProtocolError):
+        protocol.take_secret(_env_with(script, request_url))
