@@ -45,7 +45,7 @@ from sqlalchemy import select
 from callcenter.auth.services import AuthService
 from callcenter.config import Config
 from callcenter.db import Database, migrate
-from callcenter.secrets import ami_secret
+from callcenter.secrets import agi_secret, ami_secret
 from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import SPEECH_PCAP, SippError, SippProcess
 from calls.models import CallRecord
@@ -116,10 +116,13 @@ def engine_config(
     """``base`` for an engine of its own in ``data_dir``: it logs in to the AMI of the Asterisk ``base`` rendered
     (through ``ami_port`` when given, e.g. a proxy's), keeps ``base``'s recordings directory (Asterisk writes
     there) and takes ``sections`` as overrides (``calls={"reconcile_interval": 5}``)."""
+    # The secrets Asterisk was rendered with are kept in ``base``'s data directory, not in ``data_dir``.
     secret = SecretStr(ami_secret(base))
     ami = base.ami.model_copy(update={"password": secret, **({"port": ami_port} if ami_port else {})})
+    url_secret = agi_secret(base)
+    agi = base.agi.model_copy(update={"secret": SecretStr(url_secret)}) if url_secret else base.agi
     paths = base.paths.model_copy(update={"data_dir": data_dir, "recordings_dir": base.recordings_dir})
-    update: dict[str, Any] = {"ami": ami, "paths": paths}
+    update: dict[str, Any] = {"ami": ami, "agi": agi, "paths": paths}
     for name, values in sections.items():
         update[name] = getattr(base, name).model_copy(update=dict(values))
     return base.model_copy(update=update)
@@ -319,6 +322,7 @@ class CallRow:
     source: str
     started_at: float
     ended_at: float
+    ivr_flow: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +367,7 @@ async def read_tables(database_url: str) -> Tables:
                     row.source,
                     row.started_at.timestamp(),
                     row.ended_at.timestamp(),
+                    row.ivr_flow,
                 )
                 for row in (await session.scalars(select(CallRecord))).all()
             ]

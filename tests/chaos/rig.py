@@ -140,6 +140,14 @@ class Rig:
                 )
         return problems
 
+    async def ivr_problems(self) -> list[str]:
+        """Calls placed well before the fault went through the engine's IVR (a FastAGI session it refused, say
+        for a wrong secret, would send every call down the dialplan's fallback and still reach an agent)."""
+        tables = await read_tables(self.config.database_url)
+        early = {n for n, t in self.traces().items() if t.started and t.started < self.fault_started - 2.0}
+        missed = sorted(row.caller_number for row in tables.calls if row.caller_number in early and not row.ivr_flow)
+        return [f"{number}: placed before the fault, no IVR flow in its record" for number in missed]
+
     def phone_problems(self) -> list[str]:
         """Calls a SIPp phone aborted or gave up on (agents included)."""
         return aborted_calls([*self.load.callers, *self.load.agents.values()])

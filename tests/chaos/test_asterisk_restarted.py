@@ -53,6 +53,7 @@ async def test_an_asterisk_restarted_under_load_cuts_only_the_calls_in_progress_
         live = await rig.live_problems()
         usage = rig.usage_problems()
         phones = rig.phone_problems()
+        ivr = await rig.ivr_problems()
         first_output = first.output()
     traces = rig.traces()
     cut = sorted(number for number in in_flight if traces[number].done is None)
@@ -63,5 +64,5 @@ async def test_an_asterisk_restarted_under_load_cuts_only_the_calls_in_progress_
     assert all(trace.done is not None for trace in second), first_output[-1500:]
     assert result.placed == FIRST_WAVE + SECOND_WAVE, result.summary()
     # Every kind of problem at once: a failure shows the whole picture of the fault.
-    problems = [*result.problems, *phones, *live, *usage]
-    assert not problems, "\n".join([result.summary(), *phones, *live, *usage])
+    problems = [*result.problems, *phones, *ivr, *live, *usage]
+    assert not problems, "\n".join([result.summary(), *phones, *ivr, *live, *usage])
