@@ -28,6 +28,7 @@ from callcenter.agi.exceptions import (
     AgiProtocolError,
     AgiUsageError,
 )
+from callcenter.callerid import from_sip_display
 
 HANGUP_LINE = "HANGUP"
 MAX_LINE = 8192
@@ -87,7 +88,8 @@ class AgiEnvironment:
 
     @property
     def calleridname(self) -> str:
-        return self.get("calleridname")
+        """The display name as the caller sent it (its SIP quoted pairs undone: callcenter.callerid)."""
+        return from_sip_display(self.get("calleridname"))
 
     @property
     def extension(self) -> str:

@@ -6,6 +6,7 @@ from callcenter.ami.message import AmiMessage
 from callcenter.ami.reducer import HANDLERS, apply
 from callcenter.events import AgentStateChanged, CallEnded, CallTransferred, DomainEvent
 from callcenter.model import AgentStatus, LiveModel
+from tests.unit.test_callerid import asterisk_escape_c, sip_quoted
 
 
 def ev(name: str, **headers: str) -> AmiMessage:
@@ -49,8 +50,10 @@ def test_unknown_events_and_replies_change_nothing() -> None:
 
 
 def test_hostile_caller_id_is_kept_verbatim_and_follows_new_callerid() -> None:
-    hostile = '<script>alert(1)</script> \\"O\'Brien\\" 王芳'
-    model, _ = run(LiveModel(), channel("1.1", "PJSIP/pstn-1", "1.1", CallerIDNum="555", CallerIDName=hostile))
+    hostile = '<script>alert(1)</script> "O\'Brien" \\ 王芳'
+    # As the AMI carries it: the SIP phone's quoted pairs, then the manager's C escapes.
+    escaped = asterisk_escape_c(sip_quoted(hostile))
+    model, _ = run(LiveModel(), channel("1.1", "PJSIP/pstn-1", "1.1", CallerIDNum="555", CallerIDName=escaped))
     assert model.calls["1.1"].caller_name == hostile
     model, _ = run(model, ev("NewCallerid", Uniqueid="1.1", Linkedid="1.1", CallerIDNum="556", CallerIDName="X"))
     assert (model.calls["1.1"].caller_number, model.calls["1.1"].caller_name) == ("556", "X")

@@ -15,6 +15,7 @@ from callcenter.ami.message import AmiMessage
 from callcenter.ami.reducer._copy import _copy, _drop, _evolve, _put
 from callcenter.ami.reducer._handler import Handler, Result, _int
 from callcenter.ami.reducer.agents import _agent_leg_ended
+from callcenter.callerid import ami_caller_name, ami_caller_number
 from callcenter.dialplan import VAR_DID
 from callcenter.events import CallEnded, CallTransferred, DomainEvent
 from callcenter.model import Call, Channel, LiveModel, Transfer
@@ -37,21 +38,23 @@ def _channel(headers: Mapping[str, str], now: float, old: Channel | None, bridge
             get("linkedid", "") or uniqueid,
             _int(get("channelstate", "")),
             get("channelstatedesc", ""),
-            get("calleridnum", ""),
-            get("calleridname", ""),
+            ami_caller_number(get("calleridnum", "")),
+            ami_caller_name(get("calleridname", "")),
             get("context", ""),
             get("exten", ""),
             "" if bridge_id is None else bridge_id,
             now,
         )
+    # A value the event carries is decoded; the old one is decoded already.
+    number, name = get("calleridnum"), get("calleridname")
     return Channel(
         old.uniqueid,
         get("channel", old.name),
         get("linkedid", old.linkedid) or old.linkedid or old.uniqueid,
         _int(get("channelstate", ""), old.state),
         get("channelstatedesc", old.state_desc),
-        get("calleridnum", old.caller_number),
-        get("calleridname", old.caller_name),
+        old.caller_number if number is None else ami_caller_number(number),
+        old.caller_name if name is None else ami_caller_name(name),
         get("context", old.context),
         old.exten,
         old.bridge_id if bridge_id is None else bridge_id,

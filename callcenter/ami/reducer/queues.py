@@ -14,6 +14,7 @@ from typing import Any
 from callcenter.ami.message import AmiMessage
 from callcenter.ami.reducer._copy import _copy, _evolve, _put
 from callcenter.ami.reducer._handler import Result, _float, _int
+from callcenter.callerid import ami_caller_name, ami_caller_number
 from callcenter.events import DomainEvent, QueueChanged
 from callcenter.model import Call, CallOutcome, LiveModel, QueueSegment, QueueState, WaitingCaller
 
@@ -68,8 +69,8 @@ def _on_caller_join(model: LiveModel, event: AmiMessage, now: float) -> Result:
         uniqueid,
         get("channel", ""),
         get("linkedid", "") or uniqueid,
-        get("calleridnum", ""),
-        get("calleridname", ""),
+        ami_caller_number(get("calleridnum", "")),
+        ami_caller_name(get("calleridname", "")),
         _int(get("position", ""), len(queue.waiting) + 1),
         now,  # entered
     )
@@ -150,8 +151,8 @@ def _on_queue_entry(model: LiveModel, event: AmiMessage, now: float) -> Result:
         uniqueid=uniqueid,
         channel=event.get("Channel"),
         linkedid=event.get("Linkedid") or (channel.linkedid if channel else uniqueid),
-        caller_number=event.get("CallerIDNum"),
-        caller_name=event.get("CallerIDName"),
+        caller_number=ami_caller_number(event.get("CallerIDNum")),
+        caller_name=ami_caller_name(event.get("CallerIDName")),
         position=_int(event.get("Position"), len(queue.waiting) + 1),
         entered=old.entered if old else now - (_float(event.get("Wait")) or 0.0),
     )
