@@ -333,6 +333,7 @@ class RecordingRow:
     linkedid: str | None
     agent_interface: str | None
     file_path: str
+    caller_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +373,9 @@ async def read_tables(database_url: str) -> Tables:
                 for row in (await session.scalars(select(CallRecord))).all()
             ]
             recordings = [
-                RecordingRow(row.id, row.kind, row.status, row.linkedid, row.agent_interface, row.file_path)
+                RecordingRow(
+                    row.id, row.kind, row.status, row.linkedid, row.agent_interface, row.file_path, row.caller_number
+                )
                 for row in (await session.scalars(select(Recording))).all()
             ]
             services = [
@@ -959,7 +962,8 @@ def audit(
     - exactly one call record per placed call, none for a number nobody called;
     - a call an agent phone answered is ``answered`` by that agent (``PJSIP/<extension>``) with the talk time
       the phones saw (within TALK_SLACK);
-    - such a call has a complete full recording of its linkedid whose audio is not silence;
+    - such a call has a complete full recording of its linkedid, filed under that agent and the caller's number,
+      whose audio is not silence;
     - no service record for an answered call, none twice for one call, none for a call that is not ours.
     """
     allowed = set(may_be_cut)
@@ -1008,7 +1012,9 @@ def audit(
                 )
             checked += 1
             problems.extend(
-                _recording_problems(number, row.linkedid, recordings.get(row.linkedid, []), recordings_dir, silence_rms)
+                _recording_problems(
+                    number, row.linkedid, expected_agent, recordings.get(row.linkedid, []), recordings_dir, silence_rms
+                )
             )
             for service in services.get(row.linkedid, []):
                 problems.append(
@@ -1034,7 +1040,7 @@ def audit(
 
 
 def _recording_problems(
-    number: str, linkedid: str, rows: list[RecordingRow], root: Path, silence_rms: float
+    number: str, linkedid: str, agent: str, rows: list[RecordingRow], root: Path, silence_rms: float
 ) -> list[str]:
     full = [row for row in rows if row.kind == "full"]
     if not full:
@@ -1044,6 +1050,11 @@ def _recording_problems(
     if not complete:
         problems.append(f"{number} ({linkedid}): full recording not complete: {[row.status for row in full]}")
     for row in complete:
+        if row.agent_interface != agent or row.caller_number != number:
+            problems.append(
+                f"{number} ({linkedid}): recording {row.id} is filed under agent {row.agent_interface} and number "
+                f"{row.caller_number}; {agent} answered {number}"
+            )
         # The index names files relative to the recordings directory.
         path = root / row.file_path
         if not path.is_file():

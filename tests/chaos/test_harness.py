@@ -148,7 +148,10 @@ def test_the_audit_names_every_wrong_call_and_passes_right_ones(tmp_path: Path) 
             _row("773", "d"),
             _row("999", "e"),
         ],
-        recordings=[RecordingRow("r1", "full", "complete", "a", "PJSIP/1003", "full/a.wav")],
+        recordings=[
+            RecordingRow("r1", "full", "complete", "a", "PJSIP/1003", "full/a.wav", "771"),
+            RecordingRow("r3", "full", "complete", "c", None, "full/a.wav", "773"),
+        ],
         service_records=[ServiceRow(1, "callback_visit", "b", "772"), ServiceRow(2, "complaint", "zz", "5550")],
     )
     result = audit(traces, tables, recordings_dir=tmp_path)
@@ -158,6 +161,7 @@ def test_the_audit_names_every_wrong_call_and_passes_right_ones(tmp_path: Path) 
     assert "772 (b): record says outcome=abandoned" in text
     assert "772 (b): no full recording" in text
     assert "773: 2 call records" in text
+    assert "773 (c): recording r3 is filed under agent None and number 773; PJSIP/1003 answered 773" in text
     assert "774: the SIPp call failed" in text
     assert "774: 0 call records" in text
     assert "999 (e): a call record for a number nobody called" in text
