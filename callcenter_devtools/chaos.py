@@ -924,6 +924,9 @@ _ABORT_MARKERS = ("Aborting call", "Max retransmission", "Call failed", "Dead ca
 
 # RMS of 16-bit samples: a silent recording is below 10, sip-tester's speech capture gives several hundred.
 SILENCE_RMS = 100.0
+# A call the agent talked on for less than this may hold only the first, quiet, part of the speech capture: its
+# recording is checked for its row and file but not for sound.
+MIN_AUDIBLE_TALK = 2.0
 # Talk times are whole seconds in Asterisk's queue events; the phones log to the millisecond.
 TALK_SLACK = 2.0
 
@@ -963,7 +966,7 @@ def audit(
     - a call an agent phone answered is ``answered`` by that agent (``PJSIP/<extension>``) with the talk time
       the phones saw (within TALK_SLACK);
     - such a call has a complete full recording of its linkedid, filed under that agent and the caller's number,
-      whose audio is not silence;
+      whose audio is not silence (when the agent talked MIN_AUDIBLE_TALK or more);
     - no service record for an answered call, none twice for one call, none for a call that is not ours.
     """
     allowed = set(may_be_cut)
@@ -1013,7 +1016,12 @@ def audit(
             checked += 1
             problems.extend(
                 _recording_problems(
-                    number, row.linkedid, expected_agent, recordings.get(row.linkedid, []), recordings_dir, silence_rms
+                    number,
+                    row.linkedid,
+                    expected_agent,
+                    recordings.get(row.linkedid, []),
+                    recordings_dir,
+                    silence_rms if trace.talk is None or trace.talk >= MIN_AUDIBLE_TALK else None,
                 )
             )
             for service in services.get(row.linkedid, []):
@@ -1040,7 +1048,7 @@ def audit(
 
 
 def _recording_problems(
-    number: str, linkedid: str, agent: str, rows: list[RecordingRow], root: Path, silence_rms: float
+    number: str, linkedid: str, agent: str, rows: list[RecordingRow], root: Path, silence_rms: float | None
 ) -> list[str]:
     full = [row for row in rows if row.kind == "full"]
     if not full:
@@ -1059,6 +1067,8 @@ def _recording_problems(
         path = root / row.file_path
         if not path.is_file():
             problems.append(f"{number} ({linkedid}): recording {row.id} has no file at {path}")
+            continue
+        if silence_rms is None:
             continue
         try:
             rms = wav_rms(path)

@@ -182,3 +182,29 @@ def test_the_live_model_is_compared_with_asterisks_channels_both_ways() -> None:
     assert live_mismatch(calls, []) == [
         "the engine has a live call 1.1 from 771 (agent PJSIP/1003) that Asterisk does not"
     ]
+
+
+def test_a_silent_recording_is_named_unless_the_agent_talked_too_briefly_to_hear(tmp_path: Path) -> None:
+    silent = tmp_path / "full/silent.wav"
+    silent.parent.mkdir()
+    with wave.open(str(silent), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(bytes(2 * 8000))
+    traces = {
+        "771": CallTrace("771", started=1.0, done=10.0, agents=["1003"], agent_answered=1.5, agent_ended=9.5),
+        "772": CallTrace("772", started=2.0, done=10.0, agents=["1003"], agent_answered=9.0, agent_ended=9.5),
+    }
+    tables = Tables(
+        calls=[
+            CallRow("a", "771", "answered", "PJSIP/1003", 8.0, 0.0, "live", 0.0, 9.0, "main"),
+            CallRow("b", "772", "answered", "PJSIP/1003", 0.5, 7.0, "live", 0.0, 9.0, "main"),
+        ],
+        recordings=[
+            RecordingRow("r1", "full", "complete", "a", "PJSIP/1003", "full/silent.wav", "771"),
+            RecordingRow("r2", "full", "complete", "b", "PJSIP/1003", "full/silent.wav", "772"),
+        ],
+        service_records=[],
+    )
+    assert audit(traces, tables, recordings_dir=tmp_path).problems == ["771 (a): recording r1 is silent (RMS 0)"]
