@@ -214,7 +214,11 @@ export function pagesFor(permissions) {
   return PAGES.filter((page) => page.any.some((permission) => permissions.includes(permission)));
 }
 
+// Set while this page logs out: the server then closes its websocket (4401), and the page is on its way already.
+let loggingOut = false;
+
 async function logout() {
+  loggingOut = true;
   try {
     await api('/api/v1/logout', {method: 'POST', stay: true});
   } catch {
@@ -293,8 +297,19 @@ export function liveSocket(onFrame, {onOpen} = {}) {
       if (frame && typeof frame.at === 'string') syncClock(frame.at);
       if (frame && typeof frame.type === 'string') onFrame(frame);
     });
-    socket.addEventListener('close', async () => {
+    socket.addEventListener('close', async (event) => {
       clearInterval(pinger);
+      if (loggingOut) return;
+      // The server closes a socket whose session ended (4401: logged out elsewhere, expired, user disabled) and one
+      // whose user lost a permission (4403): log in again, or reload to see what the page may show now.
+      if (event.code === 4401) {
+        toLogin();
+        return;
+      }
+      if (event.code === 4403) {
+        location.reload();
+        return;
+      }
       status('offline', 'live updates: reconnecting');
       attempts += 1;
       // A refused upgrade looks like any other close: an expired session goes to the login page from here.
