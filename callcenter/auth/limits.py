@@ -104,7 +104,7 @@ class AddressLimiter:
 
 
 class RefusalAudits:
-    """Decides which refused logins get an audit row: the first per key (username) per ``interval``.
+    """Decides which refused logins get an audit row: the first per key (username and address) per ``interval``.
 
     The others are only counted, and the count rides along on the next row that is written.
     """

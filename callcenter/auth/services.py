@@ -800,6 +800,14 @@ class AuthService:
             if is_active is not None and is_active != was_active:
                 user.is_active = is_active
                 changes["is_active"] = is_active
+                if not is_active:
+                    # Revoked, not just refused while disabled: enabling the user again must not revive them.
+                    revoked = await session.execute(
+                        update(AuthToken)
+                        .where(AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None))
+                        .values(revoked_at=self._now())
+                    )
+                    changes["sessions_revoked"] = _rowcount(revoked)
             if chosen_roles is not None and frozenset(chosen_roles) != before_roles:
                 await session.execute(delete(UserRole).where(UserRole.user_id == user.id))
                 session.add_all(UserRole(user_id=user.id, role=role.value) for role in chosen_roles)

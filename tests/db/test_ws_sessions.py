@@ -123,7 +123,8 @@ async def test_a_socket_closes_when_its_session_expires(
 
 async def test_disabling_a_user_closes_every_socket_of_theirs(setup: tuple[Hub, Client], service: AuthService) -> None:
     hub, client = setup
-    agent = await _open(client, await _login(service, "agent1"))
+    agent_token = await _login(service, "agent1")
+    agent = await _open(client, agent_token)
     boss = await _open(client, await _login(service, "boss"))
     await _settled(hub, 2)
     admin = await _login(service, "admin")
@@ -139,7 +140,12 @@ async def test_disabling_a_user_closes_every_socket_of_theirs(setup: tuple[Hub, 
     assert (types, code, reason) == ([], CLOSE_SESSION_ENDED, "user disabled")
     assert hub.connections == 1  # the supervisor's page stays
     audit, _ = await service.list_audit(action="user_changed", target="agent1")
-    assert [(item.actor, item.details["is_active"]) for item in audit] == [("admin", False)]
+    assert [(item.actor, item.details["is_active"], item.details["sessions_revoked"]) for item in audit] == [
+        ("admin", False, 1)
+    ]
+    # Enabled again, the user must log in again: the old session was revoked, not only refused.
+    await service.update_user("agent1", is_active=True)
+    assert await service.authenticate(agent_token) is None
     await boss.close()
 
 
