@@ -49,9 +49,12 @@ class CallTransferred:
 
 @dataclass(frozen=True, slots=True)
 class CallEnded:
-    """The last channel of a call hung up; ``call`` is the call as the live model last saw it."""
+    """The last channel of a call hung up; ``call`` is the call as the live model last saw it. ``unobserved``: the
+    engine did not see the end (a resync found the call gone: the AMI was cut, Asterisk restarted); ``call.ended``
+    is when it found out, and the talk it did not see is not filled in (Asterisk's event log knows it)."""
 
     call: Call
+    unobserved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

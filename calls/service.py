@@ -252,6 +252,9 @@ class CallRecorder:
             # A supervisor's listen/whisper/barge leg is no call of the center's: the spy audit keeps it.
             return
         call = self._with_saved(linkedid, call)
+        if event.unobserved:
+            await self._ended_unobserved(linkedid, call)
+            return
         if self._adopted(call) and not _answered(call):
             # Adopted after a restart and not seen answered: Asterisk's event log knows whether a seat took it.
             cel = await self._cel_call(linkedid)
@@ -259,6 +262,23 @@ class CallRecorder:
                 seat, at = cel.answer()
                 call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, joined=cel.joined())
         await self.write(call, source="live")
+
+    async def _ended_unobserved(self, linkedid: str, call: dict[str, Any]) -> None:
+        """A call a resync found gone (the AMI was cut, Asterisk restarted): when it ended, and an answer the engine
+        did not see, are Asterisk's event log's to say. Not in the log yet: the call is kept as a snapshot, which
+        the reconciler closes with what the log says by then."""
+        cel = await self._cel_call(linkedid)
+        if cel is None or cel.ended is None:
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            await self._keep_snapshots({linkedid: self._snapshot_of(linkedid, call)}, now)
+            return
+        ended = cel.ended
+        if not _answered(call):
+            seat, at = cel.answer()
+            call = with_answer(call, seat, at, cel.queue(), fallback=cel.last, ended=ended, joined=cel.joined())
+            if not seat:
+                call = with_queue(call, cel.queue(), cel.joined(), ended=ended)
+        await self.write(with_end(call, ended), source="reconciled", ended=ended)
 
     def _with_saved(self, linkedid: str, call: dict[str, Any]) -> dict[str, Any]:
         """``call`` as the live model has it, with the history an earlier run's snapshot kept of it."""
@@ -492,7 +512,12 @@ class CallRecorder:
                 changed[linkedid] = text
         if not changed:
             return 0
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        await self._keep_snapshots(changed, datetime.fromtimestamp(self._clock(), UTC))
+        self._snapshots.update(changed)
+        return len(changed)
+
+    async def _keep_snapshots(self, changed: Mapping[str, str], now: datetime) -> None:
+        """Stores snapshots, or journals them while the database is down."""
         try:
             await self._store_snapshots(changed, now)
         except DatabaseUnavailable:
@@ -508,8 +533,6 @@ class CallRecorder:
                 ]
             )
             self._wake.set()
-        self._snapshots.update(changed)
-        return len(changed)
 
     async def _store_snapshots(self, changed: Mapping[str, str], now: datetime) -> None:
         async with self._lock, self._database.session() as session:

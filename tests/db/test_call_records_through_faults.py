@@ -427,3 +427,58 @@ async def test_a_call_answered_before_a_kill_and_over_before_the_restart_talks_u
     # Answered at started + 9 (the snapshot), over at started + 60 (LINKEDID_END).
     assert record.talk_time == pytest.approx(51.0)
     assert record.wait_time == 4.0
+
+
+# -- calls that ended while the AMI was cut -------------------------------------------------------------------
+
+
+async def test_a_call_that_ended_during_an_ami_cut_ends_when_asterisk_logged_it_not_when_the_engine_found_out(
+    rig: Rig,
+) -> None:
+    # Answered at start + 9 (the engine saw it), over at NOW - 30 during the cut; the resync at NOW finds it gone.
+    call = answered(a_call(started=NOW - 60))
+    call = replace(call, talk_time=None, segments=(replace(call.segments[0], talk_time=None),))
+    rig.cel(cel_answered_call(call.linkedid, NOW - 60, NOW - 30))
+    await rig.recorder()
+    rig.bus.publish(CallEnded(replace(call, ended=NOW), unobserved=True))
+    await rig.bus.drain()
+    (record,) = await rig.records()
+    assert (record.outcome, record.agent, record.source) == ("answered", SEAT, "reconciled")
+    assert record.ended_at.timestamp() == pytest.approx(NOW - 30)
+    assert record.talk_time == pytest.approx(21.0)
+
+
+async def test_a_caller_queued_before_an_ami_cut_and_answered_during_it_is_answered_and_gets_no_callback(
+    rig: Rig,
+) -> None:
+    waiting = a_call(started=NOW - 60, queue=QUEUE, queued_at=NOW - 58, segments=(QueueSegment(QUEUE, NOW - 58),))
+    rig.cel(cel_answered_call(waiting.linkedid, NOW - 60, NOW - 20))
+    await rig.recorder()
+    rig.bus.publish(CallEnded(replace(waiting, ended=NOW), unobserved=True))
+    await rig.bus.drain()
+    (record,) = await rig.records()
+    assert (record.outcome, record.agent) == ("answered", SEAT)
+    assert record.wait_time == pytest.approx(4.0)  # queued at start + 2 (CEL's Queue), answered at start + 6
+    assert record.talk_time == pytest.approx(34.0)
+    assert record.ended_at.timestamp() == pytest.approx(NOW - 20)
+
+
+async def test_a_call_gone_at_a_resync_with_no_end_in_the_log_yet_is_closed_by_the_reconciler_once_it_is(
+    rig: Rig,
+) -> None:
+    call = answered(a_call(started=NOW - 60))
+    call = replace(call, talk_time=None, segments=(replace(call.segments[0], talk_time=None),))
+    recorder = await rig.recorder()
+    rig.bus.publish(CallEnded(replace(call, ended=NOW), unobserved=True))
+    await rig.bus.drain()
+    assert await rig.records() == []
+    async with rig.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(CallProgress)) == 1
+    # Asterisk's log catches up; the next pass closes the call with the end it logged.
+    rig.cel(cel_answered_call(call.linkedid, NOW - 60, NOW - 10))
+    rig.clock.now = NOW + 30
+    assert await recorder.reconcile() == 1
+    (record,) = await rig.records()
+    assert (record.outcome, record.agent, record.source) == ("answered", SEAT, "reconciled")
+    assert record.ended_at.timestamp() == pytest.approx(NOW - 10)
+    assert record.talk_time == pytest.approx(41.0)

@@ -228,7 +228,7 @@ def test_a_second_rebuild_fills_a_did_the_first_could_not_tell() -> None:
     assert second.calls[CALLER].started == first.calls[CALLER].started
 
 
-def test_a_rebuild_closes_a_call_asterisk_lost_with_its_segment_talk() -> None:
+def test_a_rebuild_closes_a_call_asterisk_lost_as_unobserved_with_its_history_and_no_invented_talk() -> None:
     known, _ = feed(
         LiveModel(),
         (100.0, new_channel(CALLER, "PJSIP/pstn-1", "CC_DID=4000")),
@@ -236,11 +236,15 @@ def test_a_rebuild_closes_a_call_asterisk_lost_with_its_segment_talk() -> None:
         (104.0, connect("general", "PJSIP/1001", "3")),
     )
     _, events = rebuild(known, [AmiResult(AmiMessage.of(("Response", "Success")))], 160.0)
-    call = ended_of(events)
-    assert call.segments == (
-        QueueSegment("general", 101.0, "PJSIP/1001", answered_at=104.0, wait_time=3.0, talk_time=56.0),
+    (ended,) = [event for event in events if isinstance(event, CallEnded)]
+    # The engine did not see the end: when it was and how long they talked are Asterisk's event log's to say.
+    assert ended.unobserved
+    assert ended.call.ended == 160.0
+    assert ended.call.segments == (
+        QueueSegment("general", 101.0, "PJSIP/1001", answered_at=104.0, wait_time=3.0, talk_time=None),
     )
-    assert call.did == "4000"
+    assert ended.call.talk_time is None
+    assert ended.call.did == "4000"
 
 
 def _adopted_and_completed(complete_at: float) -> list[DomainEvent]:
@@ -304,3 +308,20 @@ def test_agent_complete_of_a_call_seen_answered_only_adds_the_talk_time() -> Non
     )
     (segment,) = model.calls[CALLER].segments
     assert (segment.entered, segment.answered_at, segment.wait_time, segment.talk_time) == (101.0, 104.0, 3.0, 26.0)
+
+
+def test_a_seat_idle_at_a_rebuild_is_on_no_call_whatever_it_was_on_before() -> None:
+    known, _ = feed(
+        LiveModel(),
+        (100.0, new_channel(CALLER, "PJSIP/pstn-1", "CC_DID=4000")),
+        (101.0, join("general")),
+        (104.0, connect("general", "PJSIP/1001", "3")),
+    )
+    assert known.agents["PJSIP/1001"].linkedid == CALLER
+    # The call ended while the AMI was cut: the listing shows the member free and no channel.
+    member = ev("QueueMember", Queue="general", Name="PJSIP/1001", Location="PJSIP/1001", Status="1", InCall="0")
+    listing = [AmiResult(AmiMessage.of(("Response", "Success"), ("EventList", "start")), (member,))]
+    rebuilt, _ = rebuild(known, listing, 160.0)
+    seat = rebuilt.agents["PJSIP/1001"]
+    assert seat.status.value == "available"
+    assert seat.linkedid == ""

@@ -244,6 +244,8 @@ def _on_member(model: LiveModel, event: AmiMessage, now: float) -> Result:
             status = _idle(queues, paused)
         if status in _BUSY_STATES:
             linkedid = _agent_linkedid(model, interface) or agent.linkedid
+        elif status is not AgentStatus.WRAP_UP:
+            linkedid = ""  # idle now: whatever call the seat was on before the resync is over
     elif status in _SEAT_STATES or (status is AgentStatus.WRAP_UP and paused):
         # Pausing during a call takes effect when the call is over; during wrap-up it ends the wrap-up.
         status = _idle(queues, paused)

@@ -16,7 +16,7 @@ from typing import Any
 from callcenter.ami.message import AmiMessage, AmiResult
 from callcenter.ami.reducer._copy import _copy, _evolve, _put
 from callcenter.ami.reducer._handler import Result, _float, _int
-from callcenter.ami.reducer.channels import _channel, _did, _end_call, _with_leg
+from callcenter.ami.reducer.channels import _channel, _did, _with_leg
 from callcenter.events import AgentStateChanged, CallEnded, DomainEvent, QueueChanged
 from callcenter.model import AgentState, AgentStatus, Call, CallOutcome, LiveModel, QueueState
 
@@ -108,7 +108,8 @@ def _merged(model: LiveModel, fresh: LiveModel, now: float) -> Result:
                                 did=old.did or call.did, segments=segments)  # fmt: skip
     for linkedid, call in model.calls.items():
         if linkedid not in fresh.calls:
-            events.append(CallEnded(_end_call(call, now)))
+            # Ended while nobody listened: found out now, but when it ended and how long it talked are not known.
+            events.append(CallEnded(_copy(call, ended=now), unobserved=True))
     agents: dict[str, AgentState] = {}
     for interface, agent in fresh.agents.items():
         old_agent = model.agents.get(interface)
