@@ -14,7 +14,8 @@ Rules that panoramisk's Manager breaks and this one keeps (see docs/decisions.md
 - replies are matched by ActionID, never by order;
 - the ping's reply is checked, and no reply within ``ping_timeout`` kills the connection, so a half-open TCP
   connection is noticed within ``ping_interval + ping_timeout`` (15 s by default);
-- reconnects back off exponentially with full jitter, and a failed login backs off like any other failure;
+- reconnects back off exponentially with full jitter up to 5 s (Asterisk is on the same host: a longer wait only
+  keeps the engine blind), and a failed login backs off like any other failure;
 - nothing is ever sent twice: when the connection drops, every action in flight fails (a non-idempotent one
   with ``AmiActionUnsafeAfterReconnect``, an idempotent one with ``AmiConnectionLost``) and it is up to the
   caller to decide; FullyBooted is only an event;
@@ -367,7 +368,7 @@ class AmiConnection:
         ping_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff_max: float = 5.0,
         queue_size: int = 10000,
         on_event: EventHandler | None = None,
         on_connect: ConnectHandler | None = None,
