@@ -51,6 +51,9 @@ log = logging.getLogger("recordings.control")
 CLOSE_GRACE_SECONDS = 1.0
 # Calls remembered as looked at by the recording rules, at most.
 RULED_MAX = 50_000
+# How long a call's full recordings are tried again while the database is down, and the longest wait between tries.
+RETRY_FOR_SECONDS = 3600.0
+RETRY_MAX_SECONDS = 15.0
 # Ended calls remembered until their records are written, at most.
 ENDED_MEMORY = 10_000
 # Day directories of full recordings looked through at start (the engine may have been down that long).
@@ -260,11 +263,20 @@ class RecordingControl:
         self._spawn(self._index_call(event.linkedid, legs))
 
     async def _index_call(self, linkedid: str, legs: tuple[str, ...] | None) -> None:
-        await asyncio.sleep(CLOSE_GRACE_SECONDS)
-        try:
-            await self.full.index_call(linkedid, legs)
-        except DatabaseError as exc:
-            log.warning("full recordings of %s not indexed yet: %s", linkedid, exc)
+        """Indexes a finished call's full recordings, trying again while the database is down (for up to
+        :data:`RETRY_FOR_SECONDS`; the periodic sweep is the net beyond)."""
+        delay = CLOSE_GRACE_SECONDS
+        deadline = time.monotonic() + RETRY_FOR_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.full.index_call(linkedid, legs)
+                return
+            except DatabaseError as exc:
+                if time.monotonic() >= deadline:
+                    log.warning("full recordings of %s not indexed (%s); the sweep takes them", linkedid, exc)
+                    return
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
@@ -375,12 +387,16 @@ class RecordingControl:
 
     async def _finish_all(self, items: list[Active]) -> None:
         await asyncio.sleep(CLOSE_GRACE_SECONDS)
+        retry: set[str] = set()
         for item in items:
             try:
                 info = await self._service.lifecycle.finish(item.id)
             except (RecordingNotFound, DatabaseError) as exc:
-                # Not indexed (the database was down): the call's record or the sweep indexes the file.
-                log.info("recording %s not finished now (%s); indexed from its file later", item.id, exc)
+                # Not indexed or not finished (the database was down): done from the file once it is back.
+                log.info("recording %s not finished now (%s); done from its file later", item.id, exc)
+                if item.linkedid not in retry:
+                    retry.add(item.linkedid)
+                    self._spawn(self._index_call(item.linkedid, None))
                 continue
             except Exception:
                 log.exception("finishing recording %s failed", item.id)

@@ -210,6 +210,8 @@ class FullRecordings:
         return await self._index_files(linkedid, record, files)
 
     async def _index_files(self, linkedid: str, record: FinishedCall | None, files: Sequence[FoundFile]) -> int:
+        """Finishes the rows still ``recording``; registers the files without a row, once the call's record says
+        whose they are (before it is written, a row would lack the seat and the number: its CallRecorded comes)."""
         if not files:
             return 0
         known = await self._service.index.statuses([found.id for found in files])
@@ -219,7 +221,7 @@ class FullRecordings:
             if status == Status.RECORDING:
                 if await self._index(self._service.lifecycle.finish(found.id)):
                     done += 1
-            elif status is None:
+            elif status is None and record is not None:
                 facts = await self._record_facts(linkedid, record, found)
                 if await self._index(self._register(found, facts)):
                     done += 1

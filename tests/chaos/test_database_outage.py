@@ -39,11 +39,6 @@ def _postgres() -> PgSandbox:
         pytest.skip(str(exc))
 
 
-# Seen on the first runs: every call record, service record and caller right, one warning and one "back" in the log,
-# but the full recording of the call that ended as the database went away kept its row in status "recording":
-# recordings/control.py `_finish_all` gives up on a row it cannot finish ("indexed from its file later"), and the
-# sweep indexes only files that have no row. Remove this mark once such rows are finished after the outage.
-@pytest.mark.xfail(reason="a recording row whose finish met the outage stays 'recording' (recordings)", strict=False)
 async def test_a_database_stopped_under_load_loses_no_call_record_recording_or_caller(
     chaos_config: Config, chaos_sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -268,3 +268,19 @@ async def test_a_call_seen_whole_is_looked_for_by_its_legs_names_alone(
     # Listing the day directory finds the rest.
     assert await full.index_call(LINKEDID) == 1
     assert (await recs.index.info(expert_file.stem)).agent_interface == "PJSIP/2001"
+
+
+async def test_before_the_calls_record_is_written_a_file_waits_and_a_row_left_recording_is_finished(
+    full: FullRecordings, recs: RecordingService, records: Records, model: dict[str, LiveModel], clock: Clock
+) -> None:
+    model["now"] = live_call(LINKEDID, {CALLER_LEG: "PJSIP/pstn-00000001", AGENT_LEG: "PJSIP/1001-00000002"})
+    started = dialplan_file(recs.store.root, LINKEDID, AGENT_LEG, clock.now, modified=clock.now)
+    headers = {"Id": started.stem, "Linkedid": LINKEDID, "Uniqueid": AGENT_LEG, "Channel": "PJSIP/1001-00000002"}
+    assert await full.on_started({**headers, "File": str(started)}) is not None
+    unseen = dialplan_file(recs.store.root, LINKEDID, EXPERT_LEG, clock.now, modified=clock.now)
+    # The record is still in the journal (the database was down): the row is finished, the unseen file waits.
+    assert await full.index_call(LINKEDID) == 1
+    assert await recs.index.statuses([started.stem, unseen.stem]) == {started.stem: Status.COMPLETE}
+    records.calls[LINKEDID] = finished(LINKEDID, clock.now - timedelta(seconds=30), expert_at=clock.now)
+    assert await full.index_call(LINKEDID) == 1
+    assert (await recs.index.info(unseen.stem)).agent_interface == "PJSIP/2001"
