@@ -25,7 +25,7 @@ from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
 from callcenter.bus import Bus
 from callcenter.config import Config
-from callcenter.db import Database
+from callcenter.db import Database, private_directory
 from callcenter.events import AgentStateChanged
 from callcenter.keys import AGI_SERVER, AUTH, BUS, CONFIG, CORE, DATABASE, HUB, LIVE, METRICS
 from callcenter.live import LiveService
@@ -189,7 +189,8 @@ def request_reload(app: web.Application) -> None:
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     database = app[DATABASE]
     config = app[CONFIG]
-    await asyncio.to_thread(Path(config.data_dir).mkdir, parents=True, exist_ok=True)
+    # The data directory holds the database, the journals and the secrets: its owner's alone (0700).
+    await asyncio.to_thread(private_directory, Path(config.data_dir))
     await database.open()
     yield
     # The other parts have stopped (this context is torn down last). Subscribers still running, such as a seat

@@ -144,6 +144,33 @@ def _is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
+# The database holds password hashes, customer files and the audit log: its files are the owner's alone.
+PRIVATE_FILE = 0o600
+PRIVATE_DIRECTORY = 0o700
+
+
+def private_directory(path: Path) -> None:
+    """Makes ``path`` (and missing parents) a directory only its owner may enter, whatever the umask."""
+    path.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_DIRECTORY)
+
+
+def private_sqlite_file(file: Path) -> None:
+    """Creates the SQLite file (and its directory) with mode 0600 before SQLite does (it would use the umask, 0644
+    by default), and takes 0600 back from an older one. SQLite gives its -wal and -shm files the mode of the
+    database file."""
+    if not file.parent.exists():
+        private_directory(file.parent)
+    os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE))
+    for each in (file, file.with_name(file.name + "-wal"), file.with_name(file.name + "-shm")):
+        try:
+            if each.stat().st_mode & 0o077:
+                each.chmod(PRIVATE_FILE)
+        except FileNotFoundError:
+            continue
+
+
 def _sqlite_file(url: URL) -> Path | None:
     database = url.database or ""
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -320,7 +347,7 @@ class Database:
         if _is_sqlite(self.url):
             file = _sqlite_file(self.url)
             if file is not None:
-                await asyncio.to_thread(file.parent.mkdir, parents=True, exist_ok=True)
+                await asyncio.to_thread(private_sqlite_file, file)
         else:
             # Plan every statement for its values: asyncpg prepares statements, and after five runs PostgreSQL
             # may switch one to a generic plan that cannot see them; for skewed filters (one agent of sixty, a
@@ -503,8 +530,10 @@ async def migrate(url: str, *, schema: str | None = None, revision: str = "heads
 
 def _journal_append(path: Path, lines: list[str], *, sync: bool) -> None:
     created = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as journal:
+    if not path.parent.exists():
+        private_directory(path.parent)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as journal:
         journal.write("".join(line + "\n" for line in lines))
         journal.flush()
         if sync:
@@ -524,7 +553,8 @@ def _sync_directory(directory: Path) -> None:
 
 def _journal_rewrite(path: Path, lines: list[str]) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as journal:
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as journal:
         journal.write("".join(line + "\n" for line in lines))
         journal.flush()
         os.fsync(journal.fileno())

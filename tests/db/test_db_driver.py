@@ -121,6 +121,7 @@ async def test_a_refused_connection_and_a_timeout_are_still_an_outage(db_target:
     await database.open()
     if db_target.kind == "sqlite":
         # Where the database's directory was is now a plain file: SQLite cannot open the database.
+        (gone / "callcenter.sqlite3").unlink(missing_ok=True)  # made (empty, 0600) by open()
         gone.rmdir()
         gone.write_text("not a directory")
     try:
