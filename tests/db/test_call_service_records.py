@@ -17,11 +17,12 @@ import test_crm_outbox
 from sqlalchemy import func, select
 
 from callcenter.bus import Bus
-from callcenter.db import Database
+from callcenter.db import Database, DatabaseUnavailable
 from callcenter.model import Call, LiveModel
 from calls.events import CallRecorded, ExpertOutcome
 from calls.models import CallRecord
 from calls.reads import CallReads
+from crm_bridge import from_calls
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.infos import ServiceRecordInfo
 from crm_bridge.models import RecordType, ServiceRecord
@@ -350,3 +351,40 @@ async def test_an_expert_voicemail_during_an_outage_is_queued_and_written_when_b
     assert await records.outbox.drain() is True
     [record] = await records.of_call("vm.down")
     assert HOSTILE_NOTES in record.content
+
+
+class _DownThenUp:
+    """The calls' port over a database that goes away right after the record was written, and comes back."""
+
+    def __init__(self, reads: CallReads, failures: int) -> None:
+        self._reads = reads
+        self.failures = failures
+
+    async def record(self, linkedid: str) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise DatabaseUnavailable("the database is unavailable")
+        return await self._reads.record(linkedid)
+
+    async def started_between(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._reads.started_between(*args, **kwargs)
+
+
+async def test_a_record_unreadable_for_a_moment_still_decides_its_service_record_and_nothing_fails(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(from_calls, "RECORD_RETRY_FIRST_SECONDS", 0.01)
+    made = make_records(database, tmp_path / "outbox")
+    made.service.close()
+    port = _DownThenUp(CallReads(database), failures=2)
+    service = CallServiceRecords(made.crm, made.outbox, port, made.bus, LiveModel)
+    service.start()
+    try:
+        await add_call(database, "ab.down", "13800138000")
+        await made.recorded("ab.down")
+        assert port.failures == 0
+        [record] = await made.of_call("ab.down")
+        assert record.type == RecordType.CALLBACK_VISIT
+    finally:
+        service.close()
+        await made.outbox.close()
