@@ -47,7 +47,7 @@ from callcenter.config import Config
 from callcenter.db import Database, migrate
 from callcenter.secrets import agi_secret, ami_secret
 from callcenter_devtools.sandbox import Sandbox
-from callcenter_devtools.sipp import SPEECH_PCAP, SippError, SippProcess
+from callcenter_devtools.sipp import ANSWER, BYE, OK, RINGING, SPEECH_PCAP, SippError, SippProcess, ack, send
 from calls.models import CallRecord
 from crm_bridge.models import ServiceRecord
 from recordings.models import Recording
@@ -599,62 +599,14 @@ def agent_scenario(extension: str, log: Path, ring_ms: int = 300) -> str:
       <log message="[$from]"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(RINGING)}
   <pause milliseconds="{ring_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 0 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-
-    ]]>
-  </send>
+{send(ANSWER, ' retrans="500"')}
   <recv request="ACK" rtd="true" crlf="true"/>
   {_log_action(log, "agent", extension, "answered", "[$caller]")}
   <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>
   <recv request="BYE"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(OK)}
   {_log_action(log, "agent", extension, "ended", "[$caller]")}
 </scenario>
 """
@@ -699,49 +651,13 @@ a=sendrecv
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200" rtd="true"/>
-  <send>
-    <![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:{number}@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(ack(number))}
   {_log_action(log, "caller", "answered", number)}
   <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>
   <recv request="BYE" timeout="{talk_ms}" ontimeout="1"/>
-  <send next="2">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(OK, ' next="2"')}
   <label id="1"/>
-  <send retrans="500">
-    <![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(BYE, ' retrans="500"')}
   <recv response="200" crlf="true"/>
   {_log_action(log, "caller", "done", number)}
   <nop next="3"/>

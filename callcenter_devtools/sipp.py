@@ -83,6 +83,78 @@ def _cdata(text: str) -> str:
     return text.replace("]]>", "]]]]><![CDATA[>")
 
 
+# The SIP messages the phones' scenarios send (SIPp fills in the [keywords]); each ends with its blank line.
+RINGING = """SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+"""
+# The answer of a desk phone: A-law, mu-law and RFC 4733 keys.
+ANSWER = """SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 0 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=sendrecv
+"""
+# The answer to a request without a body (a BYE).
+OK = """SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+"""
+BYE = """BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+"""
+
+
+def ack(number: str) -> str:
+    """The ACK of a caller whose Contact user is ``number``."""
+    return f"""ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: <sip:{number}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+"""
+
+
+def send(message: str, attributes: str = "") -> str:
+    """A ``<send>`` of ``message`` (one of the texts above); ``attributes`` such as ' retrans="500"'."""
+    return f"  <send{attributes}>\n    <![CDATA[\n{message}\n    ]]>\n  </send>"
+
+
 @dataclass(frozen=True, slots=True)
 class CallerScript:
     """What a calling phone does once answered: wait, send keys, maybe talk, then hang up or wait for BYE."""
@@ -121,34 +193,9 @@ def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) 
         steps.append(f'  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>')
     steps.append(f'  <pause milliseconds="{script.talk_ms}"/>')
     if script.remote_hangup:
-        ending = """  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>"""
+        ending = f'  <recv request="BYE"/>\n{send(OK)}'
     else:
-        ending = """  <send retrans="500">
-    <![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>"""
+        ending = send(BYE, ' retrans="500"') + '\n  <recv response="200" crlf="true"/>'
     body = "\n".join(steps)
     invite = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -185,20 +232,7 @@ a=sendrecv
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200" rtd="true"/>
-  <send>
-    <![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:{number}@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(ack(number))}
 {body}
 {ending}
 </scenario>
@@ -212,60 +246,12 @@ def answering_scenario(ring_ms: int = 300, speech: bool = False) -> str:
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="callcenter desk phone">
   <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(RINGING)}
   <pause milliseconds="{ring_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 0 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-
-    ]]>
-  </send>
+{send(ANSWER, ' retrans="500"')}
   <recv request="ACK" rtd="true" crlf="true"/>
 {talk}  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
+{send(OK)}
 </scenario>
 """
 
