@@ -232,9 +232,7 @@ class FullRecordings:
             found.relative, facts, kind=Kind.FULL, ended_at=found.modified
         )
 
-    async def _record_facts(self, linkedid: str, record: FinishedCall | None, found: FoundFile) -> CallFacts:
-        if record is None:
-            return CallFacts(linkedid=linkedid)
+    async def _record_facts(self, linkedid: str, record: FinishedCall, found: FoundFile) -> CallFacts:
         agent, queue = _stay_of(record, found.modified)
         return CallFacts(
             linkedid=linkedid,
