@@ -325,3 +325,33 @@ def test_a_seat_idle_at_a_rebuild_is_on_no_call_whatever_it_was_on_before() -> N
     seat = rebuilt.agents["PJSIP/1001"]
     assert seat.status.value == "available"
     assert seat.linkedid == ""
+
+
+def test_the_callers_own_channel_names_the_caller_whichever_leg_came_first() -> None:
+    # After a reconnect the first event of a call may be its agent's leg, whose caller ID is the seat's.
+    agent_leg = ev("Newstate", Uniqueid="1700000000.2", Linkedid=CALLER, Channel="PJSIP/1008-00000002",
+                   ChannelState="6", CallerIDNum="1008", CallerIDName="Agent 8")  # fmt: skip
+    model, _ = feed(LiveModel(), (100.0, agent_leg))
+    assert model.calls[CALLER].caller_number == "1008"
+    caller_leg = ev("Newstate", Uniqueid=CALLER, Linkedid=CALLER, Channel="PJSIP/pstn-1", ChannelState="6",
+                    CallerIDNum="770222", CallerIDName="Caller")  # fmt: skip
+    model, _ = feed(model, (101.0, caller_leg))
+    assert (model.calls[CALLER].caller_number, model.calls[CALLER].caller_name) == ("770222", "Caller")
+    # The agent's leg never takes it back.
+    model, _ = feed(model, (102.0, agent_leg))
+    assert model.calls[CALLER].caller_number == "770222"
+
+
+def test_a_rebuild_corrects_a_caller_taken_from_the_agents_leg() -> None:
+    agent_leg = ev("Newstate", Uniqueid="1700000000.2", Linkedid=CALLER, Channel="PJSIP/1008-00000002",
+                   ChannelState="6", CallerIDNum="1008")  # fmt: skip
+    known, _ = feed(LiveModel(), (100.0, agent_leg))
+    results = snapshot(
+        core_show_channel("1700000000.2", "PJSIP/1008-00000002", bridge="b-1"),
+        core_show_channel(CALLER, "PJSIP/pstn-1", bridge="b-1"),
+    )
+    rebuilt, _ = rebuild(known, results, 130.0)
+    assert rebuilt.calls[CALLER].caller_number == "+8613800000000"
+    # A listing without the caller's own channel leaves the caller the model had.
+    rebuilt, _ = rebuild(known, snapshot(core_show_channel("1700000000.2", "PJSIP/1008-00000002")), 130.0)
+    assert rebuilt.calls[CALLER].caller_number == "1008"

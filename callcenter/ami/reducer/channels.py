@@ -72,6 +72,8 @@ def _with_leg(model: LiveModel, channel: Channel, now: float, did: str = "", *, 
     """The model with ``channel`` stored and counted as a leg of its call (a call is made for its first leg).
 
     ``did`` replaces the call's DID when not empty; with ``caller``, the call's caller follows its first leg's.
+    The call's own channel (its uniqueid is the linkedid) always sets the caller, and once it is a leg no other
+    does: after a reconnect the first event of a call may be its agent's leg, whose caller ID is the seat's.
     """
     uniqueid = channel.uniqueid
     linkedid = channel.linkedid
@@ -92,7 +94,7 @@ def _with_leg(model: LiveModel, channel: Channel, now: float, did: str = "", *, 
         legs = call.legs if uniqueid in call.legs else (*call.legs, uniqueid)
         bridges = call.bridges if not bridge or bridge in call.bridges else (*call.bridges, bridge)
         number, name = call.caller_number, call.caller_name
-        if caller and legs[0] == uniqueid:
+        if uniqueid == linkedid or (caller and legs[0] == uniqueid and linkedid not in legs):
             number, name = channel.caller_number, channel.caller_name
         did = did or call.did
         if (

@@ -59,9 +59,6 @@ def _on_core_show_channel(model: LiveModel, event: AmiMessage, now: float) -> Re
         changes["did"] = ""
     if channel.created < call.started:
         changes["started"] = channel.created
-    if uniqueid == channel.linkedid and old is None:
-        # The call's first leg carries the caller (CoreShowChannels lists the legs in no particular order).
-        changes.update(caller_number=channel.caller_number, caller_name=channel.caller_name)
     if changes:
         model = _evolve(model, calls=_put(model.calls, call.linkedid, _copy(call, **changes)))
     return model, []
@@ -103,9 +100,13 @@ def _merged(model: LiveModel, fresh: LiveModel, now: float) -> Result:
         legs = (*old.legs, *(leg for leg in call.legs if leg not in old.legs))
         bridges = (*old.bridges, *(bridge for bridge in call.bridges if bridge not in old.bridges))
         segments = old.segments or call.segments
+        # The listing's caller when it shows the call's own channel: the live events that came first after a
+        # reconnect may have made the call from its agent's leg.
+        caller = call if linkedid in fresh.channels else old
         calls[linkedid] = _copy(old, legs=legs, bridges=bridges, queue=old.queue or call.queue,
                                 queued_at=old.queued_at if old.queued_at is not None else call.queued_at,
-                                did=old.did or call.did, segments=segments)  # fmt: skip
+                                did=old.did or call.did, segments=segments,
+                                caller_number=caller.caller_number, caller_name=caller.caller_name)  # fmt: skip
     for linkedid, call in model.calls.items():
         if linkedid not in fresh.calls:
             # Ended while nobody listened: found out now, but when it ended and how long it talked are not known.
