@@ -36,6 +36,12 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600),
             registry=self.registry,
         )
+        self.agi_answer = Histogram(
+            "callcenter_agi_answer_seconds",
+            "Time from a FastAGI connection to the session's first command: how long a call waits for the engine",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
         self.logins = Counter("callcenter_logins", "Login attempts, by result", ["result"], registry=self.registry)
         self.login_locks = Counter(
             "callcenter_login_locks",
@@ -75,6 +81,9 @@ class Metrics:
         self.agi_active.dec()
         self.agi_sessions.labels(outcome=outcome).inc()
         self.agi_duration.observe(seconds)
+        answer = session.stats.answer_seconds
+        if answer is not None:
+            self.agi_answer.observe(answer)
 
     def session_rejected(self, reason: str) -> None:
         self.agi_rejected.labels(reason=reason).inc()

@@ -10,6 +10,7 @@ peer that closes mid-header costs nothing but a log line.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -45,6 +46,8 @@ class AgiConnection(asyncio.Protocol):
         max_header_bytes: int = 65536,
     ) -> None:
         self._owner = owner
+        # The protocol is made as the connection is accepted: where the call's AGI answer latency starts.
+        self.connected_at = time.monotonic()
         self._header_timeout = header_timeout
         self._max_header_lines = max_header_lines
         self._max_line = max_line

@@ -57,6 +57,16 @@ class RecordResult:
 class SessionStats:
     commands: int = 0
     started: float = field(default_factory=time.monotonic)
+    # When the connection was accepted and when the first command went out (time.monotonic).
+    connected: float | None = None
+    first_command: float | None = None
+
+    @property
+    def answer_seconds(self) -> float | None:
+        """How long the call waited for the engine's first command after Asterisk connected."""
+        if self.connected is None or self.first_command is None:
+            return None
+        return self.first_command - self.connected
 
 
 class AgiSession:
@@ -75,7 +85,7 @@ class AgiSession:
         self._read_timeout = read_timeout
         self._command_timeout = command_timeout
         self.hung_up = False
-        self.stats = SessionStats()
+        self.stats = SessionStats(connected=connection.connected_at)
         self.variables_set: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._broken: str | None = None
@@ -103,6 +113,8 @@ class AgiSession:
                 raise AgiHangup("caller hung up")
             if self._broken is not None:
                 raise AgiConnectionLost(f"session unusable: {self._broken}")
+            if self.stats.first_command is None:
+                self.stats.first_command = time.monotonic()
             try:
                 self._connection.write(line.encode("utf-8"))
                 await self._connection.drain(self._read_timeout)
