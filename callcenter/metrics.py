@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,6 +43,10 @@ class Metrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
             registry=self.registry,
         )
+        # Read at scrape time, from the /metrics handler in the engine's loop: a count that only grows is a leak.
+        Gauge(
+            "callcenter_asyncio_tasks", "asyncio tasks of the engine's event loop not done yet", registry=self.registry
+        ).set_function(_running_tasks)
         self.logins = Counter("callcenter_logins", "Login attempts, by result", ["result"], registry=self.registry)
         self.login_locks = Counter(
             "callcenter_login_locks",
@@ -87,3 +92,10 @@ class Metrics:
 
     def session_rejected(self, reason: str) -> None:
         self.agi_rejected.labels(reason=reason).inc()
+
+
+def _running_tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the loop (a test's registry dump): no loop, no tasks
+        return 0
