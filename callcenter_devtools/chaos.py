@@ -612,11 +612,19 @@ def agent_scenario(extension: str, log: Path, ring_ms: int = 300) -> str:
 """
 
 
-def caller_scenario(prefix: str, talk_ms: int, log: Path) -> str:
+def caller_scenario(prefix: str, talk_ms: int, log: Path, keys: Sequence[Path] = (), keys_after_ms: int = 0) -> str:
     """A caller numbered ``prefix`` + SIPp's call number (unique per call of the process) that talks (sip-tester's
     speech capture) for ``talk_ms`` after the answer and hangs up; a BYE from the far end before that is logged as
-    ``cut`` and answered."""
+    ``cut`` and answered. With ``keys`` (RFC 4733 captures, one per key) it first waits ``keys_after_ms`` after the
+    answer and presses them, 800 ms apart, and talks from the last one."""
     number = f"{prefix}[call_number]"
+    pressed = "".join(
+        f'  <pause milliseconds="{keys_after_ms if index == 0 else 800}"/>\n'
+        f'  <nop><action><exec play_pcap_audio="{escape(str(key))}"/></action></nop>\n'
+        for index, key in enumerate(keys)
+    )
+    # A capture starts playing at once: the speech waits for the last key's packets to be out.
+    pressed += '  <pause milliseconds="800"/>\n' if keys else ""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="chaos caller">
@@ -653,7 +661,7 @@ a=sendrecv
   <recv response="200" rtd="true"/>
 {send(ack(number))}
   {_log_action(log, "caller", "answered", number)}
-  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>
+{pressed}  <nop><action><exec play_pcap_audio="{escape(str(SPEECH_PCAP))}"/></action></nop>
   <recv request="BYE" timeout="{talk_ms}" ontimeout="1"/>
 {send(OK, ' next="2"')}
   <label id="1"/>
@@ -787,8 +795,12 @@ class Load:
         local_ip: str,
         local_port: int,
         max_wait_s: int = 60,
+        limit: int | None = None,
+        keys: Sequence[Path] = (),
+        keys_after_ms: int = 0,
     ) -> SippProcess:
-        """Places ``calls`` calls at ``rate`` a second to ``did``, numbered ``prefix`` + 1, 2, ..."""
+        """Places ``calls`` calls at ``rate`` a second to ``did``, numbered ``prefix`` + 1, 2, ..., at most ``limit``
+        at once (default: all of them); ``keys`` as in caller_scenario."""
         extra = [
             f"{self.sip_host}:{self.sip_port}",
             "-s", did,
@@ -798,11 +810,11 @@ class Load:
             "-mp", str(self._media_port()),
             "-m", str(calls),
             "-r", str(rate),
-            "-l", str(calls),
+            "-l", str(limit or calls),
             "-recv_timeout", str(max_wait_s * 1000),
             "-aa",
         ]  # fmt: skip
-        process = self._start(name, caller_scenario(prefix, talk_ms, self.events), extra)
+        process = self._start(name, caller_scenario(prefix, talk_ms, self.events, keys, keys_after_ms), extra)
         self.callers.append(process)
         return process
 
