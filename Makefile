@@ -33,6 +33,8 @@ bench: $(VENV_STAMP)
 	.venv/bin/python bench/ivr.py --quick
 	.venv/bin/python bench/screen_pop.py --quick
 	.venv/bin/python bench/recording_search.py --quick
+	.venv/bin/python bench/load.py --quick
+	.venv/bin/python bench/load.py --quick --database postgresql
 
 clean:
 	rm -rf .venv build *.egg-info

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,7 @@ from callcenter_devtools.load import (  # noqa: E402
     install_dialplan,
     menu_prompts,
     open_all_day_flows,
+    profile_top,
 )
 from callcenter_devtools.pgsandbox import PgSandbox  # noqa: E402
 from callcenter_devtools.sandbox import Sandbox  # noqa: E402
@@ -126,8 +128,9 @@ class Plan:
 
 
 # Quick: the target's rate (5 calls/s, 60 at once), then steps that bracket where this 2-core machine gives out.
+# A step places calls for as long as one call lasts (about 13 s), so that the calls at once reach their steady number.
 QUICK = Plan(
-    rate=5, concurrency=60, calls=100, talk_s=3, steps=(8, 11, 14), step_s=8, step_talk_s=3, idle_s=6, agents=70
+    rate=5, concurrency=60, calls=100, talk_s=3, steps=(9, 13, 17), step_s=13, step_talk_s=3, idle_s=6, agents=90
 )
 # Full: the issue's run (2 calls/s, 60 at once, 240 calls, 20 s of talk), then finer steps of longer batches.
 FULL = Plan(
@@ -421,29 +424,50 @@ class Bench:
         ):
             return await response.text()
 
-    async def capacity(self, phase: Phase, did: str) -> None:
-        """Steps the rate up from the measured run until a step has a failed call."""
+    async def step(self, phase: Phase, did: str, rate: float) -> bool:
+        """One step of the capacity search: ``step_s`` worth of calls at ``rate``; True when none failed."""
+        calls = max(1, round(rate * self.plan.step_s))
+        shape = CallShape.of(self.config.asterisk.sounds_path, self.prompts or menu_prompts(self.flows), 0)
+        # No cap that would hold the rate back: room for every call the rate keeps in progress, twice over.
+        limit = max(self.plan.concurrency, math.ceil(rate * (shape.seconds + self.plan.step_talk_s) * 2))
+        run = await self.run(phase, did, rate, calls, limit, self.plan.step_talk_s)
+        return run.clean
+
+    async def capacity(self, phase: Phase, did: str, start: float | None = None) -> None:
+        """The highest rate of the plan's steps with no failed call, the steps tried from ``start`` (default: the
+        lowest) upwards until one fails; when the step at ``start`` fails, the lower ones downwards until one
+        passes. The measured run counts as the step at its rate."""
         first = phase.runs[0]
         if not first.clean:
-            phase.capacity = 0.0
             return
         phase.capacity = first.rate
-        for rate in self.plan.steps:
-            calls = max(1, round(rate * self.plan.step_s))
-            shape = CallShape.of(self.config.asterisk.sounds_path, self.prompts or menu_prompts(self.flows), 0)
-            # No cap that would hold the rate back: room for every call the rate keeps in progress, twice over.
-            limit = max(self.plan.concurrency, math.ceil(rate * (shape.seconds + self.plan.step_talk_s) * 2))
-            run = await self.run(phase, did, rate, calls, limit, self.plan.step_talk_s)
-            if not run.clean:
+        steps = sorted(rate for rate in self.plan.steps if rate > first.rate)
+        upper = [rate for rate in steps if start is None or rate >= start]
+        for index, rate in enumerate(upper):
+            if not await self.step(phase, did, rate):
+                if index == 0:
+                    for lower in reversed([rate for rate in steps if rate < upper[0]]):
+                        if await self.step(phase, did, lower):
+                            phase.capacity = lower
+                            break
                 return
             phase.capacity = rate
         phase.capacity_capped = True
+
+    def first_failing(self, phase: Phase) -> float | None:
+        failed = [run.rate for run in phase.runs if not run.clean]
+        return min(failed) if failed else None
 
     # -- the engine phase ------------------------------------------------------------------------------------
 
     @property
     def flows(self) -> Path:
         return self.workdir / "flows"
+
+    @property
+    def engine_url(self) -> str:
+        assert self.engine is not None
+        return self.engine.base_url
 
     @property
     def config_engine(self) -> Config:
@@ -467,13 +491,21 @@ class Bench:
         apis: list[EngineApi] = []
         try:
             general = config.queues.general
-            for user in users:
-                api = await EngineApi.login(self.engine.base_url, user.username, user.password)
-                apis.append(api)
-                status, seat = await api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]})
-                if status != 200:
-                    raise RuntimeError(f"seat login of {user.username}: {status} {seat}")
+            started = time.monotonic()
+            # A few at once: each login is an argon2 check in the engine, which runs two at a time.
+            gate = asyncio.Semaphore(4)
+
+            async def seat(user: User) -> None:
+                async with gate:
+                    api = await EngineApi.login(self.engine_url, user.username, user.password)
+                    apis.append(api)
+                    status, body = await api.call("POST", "/api/v1/agents/me/login", {"queues": [{"queue": general}]})
+                    if status != 200:
+                        raise RuntimeError(f"seat login of {user.username}: {status} {body}")
+
+            await asyncio.gather(*(seat(user) for user in users))
             await self.wait_members({f"PJSIP/{ext}" for ext in self.agents})
+            print(f"  {len(users)} agents logged in in {time.monotonic() - started:.0f} s", flush=True)
         finally:
             for api in apis:
                 await api.close()
@@ -482,13 +514,43 @@ class Bench:
         before = self.engine.usage()
         await self.idle(phase)
         plan = self.plan
+        profiler = self.start_profiler(self.engine.pid) if self.args.profile else None
         await self.run(phase, ENGINE_DID, plan.rate, plan.calls, plan.concurrency, plan.talk_s)
+        if profiler is not None:
+            self.stop_profiler(profiler)
         await self.capacity(phase, ENGINE_DID)
         after = self.engine.usage()
         if self.args.soak:
             await self.soak(phase)
         self.engine.stop()
         return phase, before, after
+
+    def start_profiler(self, pid: int) -> subprocess.Popen[bytes]:
+        """py-spy sampling the engine (Python frames, 100 Hz, without pausing it) through the measured run: its
+        CPU figures then include what the sampling costs the engine, so they are printed as such."""
+        found = Path(sys.executable).parent / "py-spy"
+        command = str(found) if found.exists() else shutil.which("py-spy")
+        if command is None:
+            raise SystemExit("--profile needs py-spy (.venv/bin/pip install py-spy)")
+        print("  profiling the engine with py-spy: this run's CPU figures include the sampling", flush=True)
+        args = [command, "record", "--pid", str(pid), "--rate", "100", "--nonblocking", "--format", "raw"]
+        with (self.workdir / "py-spy.log").open("wb") as log:
+            return subprocess.Popen([*args, "--output", self.args.profile], stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_profiler(self, profiler: subprocess.Popen[bytes]) -> None:
+        # py-spy writes its file when interrupted.
+        profiler.send_signal(signal.SIGINT)
+        try:
+            profiler.wait(30)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+            profiler.wait(5)
+        samples, own, inclusive = profile_top(Path(self.args.profile).read_text(encoding="utf-8"))
+        print(f"  engine profile: {samples} samples in {self.args.profile}", flush=True)
+        for title, entries in (("own time", own), ("inclusive time", inclusive)):
+            print(f"  top by {title} (own % / inclusive %):")
+            for entry in entries:
+                print(f"    {entry.own * 100:5.1f} {entry.total * 100:5.1f}  {entry.function}")
 
     async def wait_prompts(self, prompts: MenuPrompts, within: float = 180.0) -> None:
         """The engine makes its prompts (espeak-ng) as it starts; the calls and the key timing need them."""
@@ -533,7 +595,7 @@ class Bench:
 
     # -- the pure-dialplan phase -----------------------------------------------------------------------------
 
-    async def dialplan_phase(self) -> Phase:
+    async def dialplan_phase(self, start: float) -> Phase:
         assert self.prompts is not None
         general = self.config.queues.general
         for member in queue_members(self.sandbox, general):
@@ -549,7 +611,9 @@ class Bench:
         await self.idle(phase)
         plan = self.plan
         await self.run(phase, DIALPLAN_DID, plan.rate, plan.calls, plan.concurrency, plan.talk_s)
-        await self.capacity(phase, DIALPLAN_DID)
+        # Dialplan alone starts where the engine failed (or at the engine's highest step when none failed): the
+        # steps below are run only when that one fails.
+        await self.capacity(phase, DIALPLAN_DID, start=start)
         return phase
 
     def start_phones(self) -> None:
@@ -639,7 +703,8 @@ async def main_async(args: argparse.Namespace) -> int:
                     results["engine"] = asdict(engine)
                     results["engine_usage"] = {"before": asdict(before), "after": asdict(after)}
                     results["soak"] = [asdict(sample) for sample in bench.soak_samples]
-                    peer = None if args.no_baseline else await bench.dialplan_phase()
+                    start = bench.first_failing(engine) or engine.capacity
+                    peer = None if args.no_baseline else await bench.dialplan_phase(start)
                     results["dialplan"] = asdict(peer) if peer else None
                 finally:
                     bench.close()
@@ -714,6 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", default=None, help="rates tried above the measured one, e.g. 7,10")
     parser.add_argument("--no-baseline", action="store_true", help="skip the pure-dialplan phase")
     parser.add_argument("--soak", type=float, default=0.0, help="minutes at half the found capacity (engine)")
+    parser.add_argument("--profile", default=None, help="py-spy the engine through the measured run, to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp files)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)

@@ -161,3 +161,40 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
             return lower + (bound - lower) * (rank - below) / (count - below)
         lower, below = bound, count
     return lower
+
+
+# -- profiles ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileEntry:
+    function: str  # "name (file:line)" as py-spy writes a frame
+    own: float  # share of all samples with this function on top of the stack
+    total: float  # share of all samples with this function anywhere on the stack
+
+
+def profile_top(collapsed: str, count: int = 15) -> tuple[int, list[ProfileEntry], list[ProfileEntry]]:
+    """The functions that most samples of a collapsed-stack profile (py-spy's ``--format raw``: a line per stack,
+    frames joined by ';', then the number of samples) were in: on top of the stack (own time) and anywhere on it
+    (inclusive time). Returns the number of samples and the two lists, largest first."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        hits = int(number)
+        frames = stack.split(";")
+        samples += hits
+        own[frames[-1]] = own.get(frames[-1], 0) + hits
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + hits
+    if not samples:
+        return 0, [], []
+
+    def ranked(table: Mapping[str, int]) -> list[ProfileEntry]:
+        top = sorted(table.items(), key=lambda item: item[1], reverse=True)[:count]
+        return [ProfileEntry(name, own.get(name, 0) / samples, total.get(name, 0) / samples) for name, _ in top]
+
+    return samples, ranked(own), ranked(total)
