@@ -88,6 +88,7 @@ from crm_bridge.models import CustomerPhone  # noqa: E402
 from crm_bridge.screenpop import ScreenPop  # noqa: E402
 from crm_bridge.services import CrmService  # noqa: E402
 from ivr_flows.events import IvrEnded  # noqa: E402
+from seats.reads import SeatReads  # noqa: E402
 
 CACHE_DIR = Path("/var/tmp/callcenter-bench")
 # Part of the cache key: bump it when what this bench seeds changes.
@@ -382,7 +383,7 @@ async def drop_schema(schema: str) -> None:
 class Engine:
     """The engine's parts on the screen-pop's path, with the agents' pages connected over loopback."""
 
-    def __init__(self, database: Database, auth: AuthService) -> None:
+    def __init__(self, database: Database, auth: AuthService, seats: SeatReads) -> None:
         self.database = database
         self.auth = auth
         self.bus = Bus()
@@ -396,6 +397,7 @@ class Engine:
             self.hub,
             lambda: self.live.model,
             history=CallReads(database),
+            seats=seats,
             expert_queue=EXPERT,
         )
         self.waiting: dict[str, asyncio.Future[tuple[float, str]]] = {}
@@ -606,7 +608,13 @@ async def measuring(phase: Phase) -> AsyncIterator[None]:
 
 
 async def run_backend(
-    backend: str, database: Database, auth: AuthService, tokens: list[str], plan: Plan, profile: str | None
+    backend: str,
+    database: Database,
+    auth: AuthService,
+    seats: SeatReads,
+    tokens: list[str],
+    plan: Plan,
+    profile: str | None,
 ) -> list[Phase]:
     rng = random.Random(SEED + 2)
     keys = await _phone_keys(database, min(CALLER_POOL_MAX, max(1, plan.calls // 5)), random.Random(SEED + 1))
@@ -615,7 +623,7 @@ async def run_backend(
         unknown_caller(rng) if rng.random() < UNKNOWN_SHARE else caller_id(rng.choice(keys))
         for _ in range(plan.warmup + plan.sequential + int(plan.rate * plan.paced_seconds * 1.5) + 10)
     ]
-    engine = Engine(database, auth)
+    engine = Engine(database, auth, seats)
     await engine.start(tokens)
     run = secrets.token_hex(3)
     phases: list[Phase] = []
@@ -722,12 +730,14 @@ async def main_async(plan: Plan, backends: list[str], json_path: str | None, pro
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="cc-bench-screen-pop-") as directory:
         auth_db, auth, tokens = await make_auth(Path(directory))
+        # Who is on which phone: the agents' own extensions (nobody is logged in on a seat), in their database.
+        seats = SeatReads(auth_db)
         try:
             for backend in backends:
                 if backend == "sqlite":
                     database = await open_sqlite(plan)
                     try:
-                        phases += await run_backend(backend, database, auth, tokens, plan, profile)
+                        phases += await run_backend(backend, database, auth, seats, tokens, plan, profile)
                     finally:
                         await database.close()
                     continue
@@ -735,7 +745,7 @@ async def main_async(plan: Plan, backends: list[str], json_path: str | None, pro
                 try:
                     database = await open_postgres(plan, schema)
                     try:
-                        phases += await run_backend(backend, database, auth, tokens, plan, profile)
+                        phases += await run_backend(backend, database, auth, seats, tokens, plan, profile)
                     finally:
                         await database.close()
                 finally:

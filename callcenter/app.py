@@ -26,7 +26,6 @@ from callcenter.auth.services import AuthService
 from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database, private_directory
-from callcenter.events import AgentStateChanged
 from callcenter.keys import AGI_SERVER, AUTH, BUS, CONFIG, CORE, DATABASE, HUB, LIVE, METRICS
 from callcenter.live import LiveService
 from callcenter.metrics import Metrics
@@ -35,7 +34,7 @@ from callcenter.plugin import Core, Plugin
 from callcenter.secrets import agi_secret, ami_secret
 from callcenter.web.errors import error_middleware
 from callcenter.web.pages import page_routes
-from callcenter.web.ws import Hub, seat_notifier, ws_routes
+from callcenter.web.ws import Hub, ws_routes
 from calls.plugin import CallsPlugin
 from calls.reads import CallReads
 from crm_bridge.plugin import CrmPlugin
@@ -117,9 +116,9 @@ def build_plugins(
     (the CRM); the user directory is the core's."""
     call_reads = CallReads(core.database)
     seat_reads = SeatReads(core.database)
-    seats = SeatsPlugin(core)
-    calls = CallsPlugin(core)
-    crm = CrmPlugin(core, calls=call_reads, history=call_reads)
+    seats = SeatsPlugin(core, reads=seat_reads)
+    calls = CallsPlugin(core, seats=seat_reads)
+    crm = CrmPlugin(core, calls=call_reads, history=call_reads, seats=seat_reads)
     recordings = RecordingsPlugin(core, seats=seat_reads, calls=call_reads, tier=crm.crm.customers.best_tier)
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control
@@ -207,7 +206,6 @@ async def _plugins_ctx(app: web.Application) -> AsyncIterator[None]:
     """Starts the plugins in order before the AMI connection, so that nothing the first resync publishes is
     missed, and stops them in reverse after it."""
     started: list[Plugin] = []
-    unsubscribe = app[BUS].subscribe(AgentStateChanged, seat_notifier(app[HUB]))
     try:
         for plugin in app[PLUGINS]:
             # Stopped too if its start fails half-way: what it did start (a task, a subscription) ends.
@@ -215,7 +213,6 @@ async def _plugins_ctx(app: web.Application) -> AsyncIterator[None]:
             await plugin.start()
         yield
     finally:
-        unsubscribe()
         await app[HUB].close()
         await _stop(started)
 

@@ -36,6 +36,7 @@ from callcenter.model import AgentStatus, LiveModel
 from callcenter.web.errors import Conflict, Forbidden, NotFound, Unavailable
 from calls.events import ExpertOutcome, ExpertRequested
 from calls.models import ExpertHandoff
+from seats.ports import SeatDirectory
 
 log = logging.getLogger("callcenter.calls.handoff")
 
@@ -94,9 +95,13 @@ class HandoffService:
         ami: Callable[[], AmiConnection],
         model: Callable[[], LiveModel],
         *,
+        seats: SeatDirectory,
         keep: Keep | None = None,
     ) -> None:
+        """``seats`` (the seats' port, given by the composition root) says which phone the asking agent is on:
+        a seat is the person logged in on it, not whoever has its extension."""
         self._database = database
+        self._seats = seats
         self._keep = keep
         self._made: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._bus = bus
@@ -121,11 +126,11 @@ class HandoffService:
     async def transfer_to_expert(
         self, who: Principal, linkedid: str, notes: str, *, remote: str | None
     ) -> dict[str, Any]:
+        interface = await self._seats.phone_of(who.user_id) or ""
         model = self._model()
         call = model.calls.get(linkedid)
         if call is None:
             raise NotFound("no such live call", {"linkedid": linkedid[:64]})
-        interface = f"PJSIP/{who.extension}" if who.extension else ""
         seat = model.agents.get(interface)
         on_it = seat is not None and seat.linkedid == linkedid and seat.status is AgentStatus.ON_CALL
         if not on_it:

@@ -18,12 +18,14 @@ from calls.handoff import HandoffService
 from calls.http import call_routes
 from calls.keys import CALLBACKS, CALLS, HANDOFF
 from calls.service import CallRecorder
+from seats.ports import SeatDirectory
 
 
 class CallsPlugin:
     name = "calls"
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, seats: SeatDirectory) -> None:
+        """``seats``: who is on which phone (the seats' port, given by the composition root), for the handoff."""
         config, live = core.config, core.live
         self._bus = core.bus
         self.recorder = CallRecorder(
@@ -43,6 +45,7 @@ class CallsPlugin:
             config,
             lambda: live.connection,
             lambda: live.model,
+            seats=seats,
             keep=self.recorder.keep,
         )
         self.callbacks = CallbackService(

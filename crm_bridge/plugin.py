@@ -21,6 +21,7 @@ from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
+from seats.ports import SeatDirectory
 
 log = logging.getLogger("crm_bridge.plugin")
 
@@ -44,9 +45,10 @@ def phone_rules(config: Config) -> PhoneRules:
 class CrmPlugin:
     name = "crm"
 
-    def __init__(self, core: Core, *, calls: CallRecords, history: CallHistory) -> None:
-        """The call features' ports, given by the composition root: the record of a finished call (``calls``, for
-        the service records calls leave) and a caller's earlier calls (``history``, for the screen-pop)."""
+    def __init__(self, core: Core, *, calls: CallRecords, history: CallHistory, seats: SeatDirectory) -> None:
+        """The other features' ports, given by the composition root: the record of a finished call (``calls``, for
+        the service records calls leave), a caller's earlier calls (``history``, for the screen-pop) and who is on
+        which phone (``seats``, whom the screen-pop goes to)."""
         config, live = core.config, core.live
         self.crm = CrmService(core.database, rules=phone_rules(config), audit=core.auth)
         self.outbox = ServiceRecordOutbox(
@@ -59,6 +61,7 @@ class CrmPlugin:
             core.hub,
             lambda: live.model,
             history=history,
+            seats=seats,
             expert_queue=config.queues.expert,
         )
         self.from_calls = CallServiceRecords(self.crm, self.outbox, calls, core.bus, lambda: live.model)

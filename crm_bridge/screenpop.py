@@ -1,5 +1,8 @@
 """The screen-pop: when a call rings an agent's phone, that agent's open pages get the caller's file.
 
+The agent is the person on the phone (``seats``, the seats' port: whoever is logged in on its seat), never
+whoever has its extension: extensions get reassigned while a seat keeps its holder until logout.
+
 Triggered by ``CallOffered`` (AgentCalled: the phone starts ringing), so the file is on screen before the agent
 answers. The frame carries every customer owning the calling number (a shared number pops them all; an unknown
 one pops a form to create the customer), the last calls from that number and the customer's other numbers, the
@@ -26,6 +29,7 @@ from crm_bridge.popquery import HISTORY as HISTORY
 from crm_bridge.popquery import PopReader
 from crm_bridge.services import CrmService
 from ivr_flows.events import IvrEnded
+from seats.ports import SeatDirectory
 
 log = logging.getLogger("crm_bridge.screenpop")
 
@@ -50,10 +54,12 @@ class ScreenPop:
         model: Callable[[], LiveModel],
         *,
         history: CallHistory,
+        seats: SeatDirectory,
         expert_queue: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._crm = crm
+        self._seats = seats
         # The files on the raw driver (crm_bridge.popquery), the last calls from the calls' port (``history``).
         self.reader = PopReader(database, crm.customers.rules, history)
         self._bus = bus
@@ -93,6 +99,14 @@ class ScreenPop:
         if not agent.startswith("PJSIP/"):
             return
         try:
+            person = await self._seats.person_at(agent)
+        except DatabaseError as exc:
+            log.warning("no screen-pop for %s: who is on that phone cannot be read: %s", agent, exc)
+            return
+        if person is None:
+            log.info("no screen-pop for %s: nobody known is on that phone", agent)
+            return
+        try:
             payload = await self.build(event.linkedid, event.queue)
         except DatabaseUnavailable as exc:
             # An outage is said once by the database itself; each pop without the CRM is an info line.
@@ -102,7 +116,7 @@ class ScreenPop:
             log.warning("screen-pop for %s without the CRM: %s", agent, exc)
             payload = self._without_crm(event.linkedid)
         payload["agent"] = agent
-        self._hub.send("screen_pop", payload, extension=agent.removeprefix("PJSIP/"))
+        self._hub.send("screen_pop", payload, user_id=person)
         self.popped += 1
         self.last_latency = time.perf_counter() - started
 

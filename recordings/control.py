@@ -194,7 +194,13 @@ class RecordingControl:
         return model.channels.get(call.legs[0])
 
     async def _agent_user(self, interface: str) -> int | None:
-        return await self._seats.user_at(interface)
+        return await self._seats.person_at(interface)
+
+    async def on_call(self, user_id: int, linkedid: str) -> bool:
+        """The user is the agent on that live call: the seat of the phone they are on now is on it."""
+        phone = await self._seats.phone_of(user_id)
+        seat = self._model().agents.get(phone) if phone else None
+        return seat is not None and seat.linkedid == linkedid
 
     def _facts(self, model: LiveModel, linkedid: str, *, interface: str | None, queue: str | None) -> CallFacts:
         call = model.calls.get(linkedid)

@@ -30,13 +30,11 @@ async def control(request: web.Request) -> web.Response:
     body = ControlIn.model_validate(await read_json(request))
     who = principal(request)
     linkedid = request.match_info["linkedid"][:64]
-    model = request.config_dict[LIVE].model
-    if linkedid not in model.calls:
+    if linkedid not in request.config_dict[LIVE].model.calls:
         raise NotFound("no such live call", {"linkedid": linkedid})
-    seat = model.agents.get(f"PJSIP/{who.extension}") if who.extension else None
-    if seat is None or seat.linkedid != linkedid:
-        raise Forbidden("only the agent on the call controls its recording", {"linkedid": linkedid})
     recorder = request.config_dict[RECORDING_CONTROL]
+    if not await recorder.on_call(who.user_id, linkedid):
+        raise Forbidden("only the agent on the call controls its recording", {"linkedid": linkedid})
     try:
         if body.action == "start":
             rows = [await recorder.record(linkedid, actor=who.username, description=body.description)]

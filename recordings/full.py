@@ -165,7 +165,7 @@ class FullRecordings:
 
     async def _user_at(self, interface: str) -> int | None:
         try:
-            return await self._seats.user_at(interface)
+            return await self._seats.person_at(interface)
         except DatabaseError:
             return None  # the row keeps the seat; who sat there is in the seat history
 

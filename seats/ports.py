@@ -35,7 +35,8 @@ class SeatInterval:
 
 
 class SeatDirectory(Protocol):
-    """Who is logged in where, now."""
+    """Who is logged in where, now. A seat is the person logged in on it: an extension says who is on a phone
+    only when nobody is logged in there (extensions get reassigned; a seat keeps its holder until logout)."""
 
     async def seated(self) -> Sequence[Seat]:
         """Every seat with an agent logged in, by interface."""
@@ -47,6 +48,16 @@ class SeatDirectory(Protocol):
 
     async def seat_of(self, user_id: int) -> str | None:
         """The interface of the seat the user is logged in to, if any."""
+        ...
+
+    async def person_at(self, interface: str) -> int | None:
+        """The user on that phone now: whoever is logged in on its seat; with nobody logged in, the active user
+        whose extension it is, unless that user is logged in on another seat (then nobody known is)."""
+        ...
+
+    async def phone_of(self, user_id: int) -> str | None:
+        """The phone the user is on now: their seat when logged in; else their extension's phone, unless someone
+        else is logged in on it (then none)."""
         ...
 
 

@@ -97,8 +97,11 @@ class SeatService:
         model: Callable[[], LiveModel],
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``changed`` is called after each login and logout is written (the seats' reads read again)."""
         self._database = database
+        self._changed = changed
         self._auth = auth
         self._queues = config.queues
         self._extensions = {phone.extension for phone in config.sip.phones}
@@ -252,6 +255,7 @@ class SeatService:
             else:
                 existing.queues = queues_json
             row = existing
+        self._changed()
         await self._auth.audit(
             "seat.login",
             actor=who.username,
@@ -315,6 +319,7 @@ class SeatService:
                 await session.delete(seat)
             await self._close_open(session, who.user_id, "pause", now)
             await self._close_open(session, who.user_id, "login", now)
+        self._changed()
         await self._auth.audit("seat.logout", actor=who.username, target=row.interface, remote=remote)
         return await self.seat(who)
 

@@ -216,25 +216,23 @@ class SpyService:
     # -- who may spy on whom --------------------------------------------------------------------------------
 
     async def _target(self, target: str) -> _Target:
-        match = _INTERFACE.match(target)
-        if match is not None:
-            seated = await self._seats.user_at(target)
-            if seated is not None:
-                found = (await self._users.users([seated])).get(seated)
-                return _Target(target, seated, found.username if found is not None else None)
-            users = await self._users.by_extension(match.group(1))
-            if len(users) == 1:
-                return _Target(target, users[0].id, users[0].username)
-            return _Target(target, None, None)
+        """The phone to listen to and the person on it. A seat is the person logged in on it: an interface is
+        whoever sits there (its extension's owner when nobody does), a username is wherever that user sits now
+        (their own phone when they sit nowhere and nobody else sits there)."""
+        if _INTERFACE.match(target) is not None:
+            person = await self._seats.person_at(target)
+            if person is None:
+                return _Target(target, None, None)
+            found = (await self._users.users([person])).get(person)
+            return _Target(target, person, found.username if found is not None else None)
         user = await self._users.by_username(target)
         if user is None:
             raise NotFound("no such agent", {"agent": target[:150]})
-        seat = await self._seats.seat_of(user.id)
-        if seat is not None:
-            return _Target(seat, user.id, user.username)
-        if not user.extension:
-            raise Conflict("that agent has no phone", {"agent": user.username})
-        return _Target(f"PJSIP/{user.extension}", user.id, user.username)
+        phone = await self._seats.phone_of(user.id)
+        if phone is None:
+            reason = "someone else is logged in on their phone" if user.extension else "they have no phone"
+            raise Conflict(f"that agent is on no phone now: {reason}", {"agent": user.username})
+        return _Target(phone, user.id, user.username)
 
     async def shared_teams(self, supervisor_id: int, agent_id: int | None) -> list[str]:
         """The teams the supervisor leads that the agent belongs to, sorted."""
@@ -268,7 +266,9 @@ class SpyService:
 
     async def begin(self, who: Principal, target: str, mode: SpyMode, *, remote: str | None = None) -> SpySession:
         agent = await self._target(target.strip())
-        if who.extension and agent.interface == f"PJSIP/{who.extension}":
+        # The supervisor listens on the phone they are on now, as agents are found on theirs.
+        own = await self._seats.phone_of(who.user_id)
+        if agent.user_id == who.user_id or agent.interface == own:
             raise InvalidInput("you cannot listen to your own phone", {"fields": {"agent": target[:150]}})
         teams = await self.shared_teams(who.user_id, agent.user_id)
         if not teams:
@@ -277,9 +277,11 @@ class SpyService:
                 "you may only listen to agents of the teams you lead",
                 {"agent": agent.interface, "user": agent.username},
             )
-        if not who.extension or who.extension not in self._phones:
+        phone = own.removeprefix("PJSIP/") if own else None
+        if phone is None or phone not in self._phones:
             raise Conflict(
-                "you need a phone of your own to listen on; an admin must give you a configured extension",
+                "you need a phone of your own to listen on; an admin must give you a configured extension"
+                + (" (someone else is logged in on yours)" if who.extension and own is None else ""),
                 {"extension": who.extension},
             )
         async with self._lock:
@@ -295,7 +297,7 @@ class SpyService:
                 id=SESSION_PREFIX + secrets.token_hex(8),
                 supervisor=who.username,
                 supervisor_id=who.user_id,
-                phone=who.extension,
+                phone=phone,
                 agent=agent.interface,
                 agent_user=agent.username,
                 agent_channel=channel.name,
@@ -306,11 +308,11 @@ class SpyService:
                 modes=[str(mode)],
             )
             action = actions.originate(
-                f"PJSIP/{who.extension}",
+                f"PJSIP/{phone}",
                 application="ChanSpy",
                 data=chanspy_data(channel.name, mode),
                 timeout_ms=self._ring_timeout * 1000,
-                caller_id=f"{mode.capitalize()} {agent.interface.removeprefix('PJSIP/')} <{who.extension}>",
+                caller_id=f"{mode.capitalize()} {agent.interface.removeprefix('PJSIP/')} <{phone}>",
                 channel_id=session.id,
                 run_async=True,
             )
@@ -327,11 +329,11 @@ class SpyService:
                 "agent": agent.username,
                 "channel": channel.name,
                 "linkedid": channel.linkedid,
-                "phone": who.extension,
+                "phone": phone,
                 "teams": teams,
             },
         )
-        log.info("%s listens to %s (%s) from %s", who.username, agent.interface, mode, who.extension)
+        log.info("%s listens to %s (%s) from %s", who.username, agent.interface, mode, phone)
         return session
 
     def _own(self, who: Principal, session_id: str) -> SpySession:

@@ -51,13 +51,16 @@ class UserDirectory:
             rows = (await session.execute(select(*_COLUMNS).where(User.id.in_(wanted)))).all()
         return {row[0]: _entry(*row) for row in rows}
 
-    async def by_extension(self, extension: str) -> list[UserEntry]:
-        """Every user given this phone extension (usually one; several when an admin gave it twice), by id."""
-        if not extension:
-            return []
+    async def extension_owners(self) -> dict[str, int]:
+        """Each extension an active user has, with that user's id (an extension is one active user's at most:
+        migration 0008's unique index)."""
         async with self._database.session() as session:
-            rows = (await session.execute(select(*_COLUMNS).where(User.extension == extension).order_by(User.id))).all()
-        return [_entry(*row) for row in rows]
+            rows = (
+                await session.execute(
+                    select(User.extension, User.id).where(User.is_active, User.extension.is_not(None))
+                )
+            ).all()
+        return {extension: user_id for extension, user_id in rows if extension is not None}
 
     async def by_username(self, username: str) -> UserEntry | None:
         """The user of that name, compared as usernames are stored (NFKC, case-folded)."""

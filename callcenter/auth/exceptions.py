@@ -44,6 +44,19 @@ class UserExists(Conflict):
         super().__init__("a user with this username already exists")
 
 
+class ExtensionTaken(Conflict):
+    """An extension is one active user's phone: a seat is the person logged in on it."""
+
+    error_id = "extension_taken"
+
+    def __init__(self, extension: str, holder: str | None) -> None:
+        who = f" ({holder})" if holder else ""
+        super().__init__(
+            f"extension {extension} belongs to another active user{who}; give them another one or disable them first",
+            {"fields": {"extension": extension}, "holder": holder},
+        )
+
+
 class UnknownUser(NotFound):
     error_id = "user_not_found"
 

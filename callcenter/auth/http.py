@@ -92,6 +92,7 @@ async def update_user(request: web.Request) -> web.Response:
         request.match_info["username"],
         is_active=body.is_active,
         roles=body.roles,
+        extension=body.extension,
         actor=principal(request).username,
         remote=request.remote,
     )

@@ -1,14 +1,14 @@
 """Tables of users, roles, teams, sessions, login throttling and the audit log.
 
-The migrations ``0001_users_audit`` and ``0007_login_sources`` create exactly these; a test compares the two on
-SQLite and PostgreSQL.
+The migrations ``0001_users_audit``, ``0007_login_sources`` and ``0008_unique_extensions`` create exactly these; a
+test compares the two on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.auth.permissions import Role
@@ -29,8 +29,21 @@ AuditId = BigInteger().with_variant(Integer(), "sqlite")
 ROLE_CHECK = "role IN (" + ", ".join(f"'{role.value}'" for role in Role) + ")"
 
 
+# An extension is one active user's phone: a seat is the person logged in on it (disabled users keep theirs).
+ACTIVE_EXTENSION = "is_active AND extension IS NOT NULL"
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        Index(
+            "uq_users_active_extension",
+            "extension",
+            unique=True,
+            sqlite_where=text(ACTIVE_EXTENSION),
+            postgresql_where=text(ACTIVE_EXTENSION),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Stored in canonical form (NFKC, case-folded) so that comparisons are case-insensitive on every backend.

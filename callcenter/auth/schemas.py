@@ -36,6 +36,8 @@ class UserCreateIn(_Payload):
 class UserUpdateIn(_Payload):
     is_active: bool | None = None
     roles: list[Role] | None = Field(None, max_length=len(Role))
+    # A new extension; "" takes it away, absent (or null) leaves it.
+    extension: str | None = Field(None, max_length=32)
 
 
 class AuditQuery(_Payload):

@@ -40,7 +40,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import CursorResult, Result, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.auth.exceptions import InvalidCredentials, InvalidUser, LoginThrottled, UnknownUser, UserExists
+from callcenter.auth.exceptions import (
+    ExtensionTaken,
+    InvalidCredentials,
+    InvalidUser,
+    LoginThrottled,
+    UnknownUser,
+    UserExists,
+)
 from callcenter.auth.limits import AddressLimiter, RefusalAudits, address_key
 from callcenter.auth.models import (
     DISPLAY_NAME_MAX,
@@ -229,6 +236,15 @@ def _validate_extension(raw: str | None) -> str | None:
     if not (raw.isascii() and raw.isdigit() and 2 <= len(raw) <= 8):
         raise InvalidUser("extension", "an extension is 2 to 8 digits")
     return raw
+
+
+async def _check_extension_free(session: AsyncSession, extension: str, user_id: int | None) -> None:
+    """ExtensionTaken when another active user has ``extension`` (the unique index catches a race)."""
+    holder = await session.scalar(
+        select(User.username).where(User.extension == extension, User.is_active, User.id != (user_id or 0))
+    )
+    if holder is not None:
+        raise ExtensionTaken(extension, holder)
 
 
 def _validate_roles(roles: Iterable[Role | str]) -> tuple[Role, ...]:
@@ -736,6 +752,8 @@ class AuthService:
             async with self._database.session() as session:
                 if await session.scalar(select(User.id).where(User.username == name)) is not None:
                     raise UserExists()
+                if ext is not None and is_active:
+                    await _check_extension_free(session, ext, None)
                 user = User(
                     username=name,
                     display_name=shown,
@@ -759,7 +777,10 @@ class AuthService:
                     details={"roles": list(chosen_roles), "teams": sorted(member_teams)},
                 )
         except ConstraintViolation as exc:
-            # Lost a race with another writer of the same username.
+            # Lost a race with another writer of the same username or extension.
+            holder = await self._extension_holder(ext) if ext is not None and is_active else None
+            if ext is not None and holder not in (None, name):
+                raise ExtensionTaken(ext, holder) from exc
             raise UserExists() from exc
         return UserInfo(
             id=user.id,
@@ -779,15 +800,48 @@ class AuthService:
         *,
         is_active: bool | None = None,
         roles: Iterable[Role | str] | None = None,
+        extension: str | None = None,
         actor: str | None = None,
         remote: str | None = None,
     ) -> UserInfo:
-        """Enables or disables a user and/or replaces their roles; audited as user_changed. UnknownUser if none.
+        """Enables or disables a user, replaces their roles and/or changes their extension (``""`` takes it
+        away); audited as user_changed. UnknownUser if none; ExtensionTaken when the extension the user would
+        have is another active user's.
 
         Sessions follow at once: a disabled user's sessions stop authenticating, and the session watchers (the
-        websocket hub) hear of it, so that pages open on a withdrawn permission are closed rather than fed."""
+        websocket hub) hear of it, so that pages open on a withdrawn permission are closed rather than fed. A
+        seat follows at its logout: a user logged in on their old phone stays its holder until then."""
         name = canonical_username(username)
         chosen_roles = None if roles is None else _validate_roles(roles)
+        new_extension = None if extension is None else _validate_extension(extension)
+        try:
+            return await self._update_user(name, is_active, chosen_roles, extension, new_extension, actor, remote)
+        except ConstraintViolation as exc:
+            # Lost a race with another writer of the same extension.
+            taken = new_extension or await self._extension_of(name)
+            raise ExtensionTaken(taken or "", await self._extension_holder(taken or "")) from exc
+
+    async def _extension_holder(self, extension: str) -> str | None:
+        async with self._database.session() as session:
+            return cast(
+                "str | None",
+                await session.scalar(select(User.username).where(User.extension == extension, User.is_active)),
+            )
+
+    async def _extension_of(self, name: str) -> str | None:
+        async with self._database.session() as session:
+            return cast("str | None", await session.scalar(select(User.extension).where(User.username == name)))
+
+    async def _update_user(
+        self,
+        name: str,
+        is_active: bool | None,
+        chosen_roles: tuple[Role, ...] | None,
+        extension: str | None,
+        new_extension: str | None,
+        actor: str | None,
+        remote: str | None,
+    ) -> UserInfo:
         async with self._database.session() as session:
             user = await session.scalar(select(User).where(User.username == name)) if _lookup_worthy(name) else None
             if user is None:
@@ -796,6 +850,10 @@ class AuthService:
                 _known_roles(await session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
             )
             was_active = user.is_active
+            will_be_active = was_active if is_active is None else is_active
+            will_have = user.extension if extension is None else new_extension
+            if will_be_active and will_have is not None and (will_have, will_be_active) != (user.extension, was_active):
+                await _check_extension_free(session, will_have, user.id)
             changes: dict[str, Any] = {}
             if is_active is not None and is_active != was_active:
                 user.is_active = is_active
@@ -808,6 +866,10 @@ class AuthService:
                         .values(revoked_at=self._now())
                     )
                     changes["sessions_revoked"] = _rowcount(revoked)
+            if extension is not None and new_extension != user.extension:
+                changes["extension"] = new_extension
+                changes["extension_before"] = user.extension
+                user.extension = new_extension
             if chosen_roles is not None and frozenset(chosen_roles) != before_roles:
                 await session.execute(delete(UserRole).where(UserRole.user_id == user.id))
                 session.add_all(UserRole(user_id=user.id, role=role.value) for role in chosen_roles)

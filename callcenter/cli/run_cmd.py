@@ -29,14 +29,19 @@ def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
 def run(ctx: click.Context) -> None:
     """Run the engine: FastAGI server and web server, until SIGINT or SIGTERM. SIGHUP reloads the IVR flows."""
     # The engine's modules load only for the commands that run it, so `callcenter asterisk ...` stays light.
+    from alembic.util import CommandError
+
     from callcenter.app import build_app, request_reload, serve
-    from callcenter.db import migrate
+    from callcenter.db import DatabaseError, migrate
 
     config = get_config(ctx)
     configure_logging(log_level(ctx))
 
     async def main() -> None:
-        await migrate(config.database_url)
+        try:
+            await migrate(config.database_url)
+        except (DatabaseError, CommandError) as exc:
+            raise click.ClickException(f"the database cannot be brought to this version's schema: {exc}") from exc
         loop = asyncio.get_running_loop()
         stop = _stop_event_on_signals(loop)
         app = build_app(config)

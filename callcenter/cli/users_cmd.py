@@ -1,4 +1,4 @@
-"""`callcenter users add|list`: manage who may log in to the pages and the API."""
+"""`callcenter users add|set|list`: manage who may log in to the pages and the API."""
 
 from __future__ import annotations
 
@@ -89,6 +89,52 @@ def add(
         raise _fail(exc) from exc
     roles_text = ", ".join(user.roles) or "no roles"
     click.echo(f"added user {user.username} (id {user.id}, {roles_text})")
+
+
+@users.command("set")
+@click.argument("username")
+@click.option("--extension", default=None, help="Give the user this phone extension (not another active user's).")
+@click.option("--no-extension", is_flag=True, help="Take the user's extension away.")
+@click.option("--enable/--disable", "active", default=None, help="Let the user log in again, or stop them.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice([role.value for role in Role]),
+    help="Replace the user's roles with these; repeat for several.",
+)
+@click.pass_context
+def set_command(
+    ctx: click.Context,
+    username: str,
+    extension: str | None,
+    no_extension: bool,
+    active: bool | None,
+    roles: Sequence[str],
+) -> None:
+    """Change USERNAME's extension, roles, or whether they may log in (audited, like the API's PATCH)."""
+    if extension is not None and no_extension:
+        raise click.UsageError("--extension and --no-extension exclude each other")
+    if extension is None and not no_extension and active is None and not roles:
+        raise click.UsageError("say what to change: --extension, --no-extension, --enable, --disable or --role")
+    config = get_config(ctx)
+
+    async def work() -> UserInfo:
+        async with _service(config) as service:
+            return await service.update_user(
+                username,
+                is_active=active,
+                roles=roles or None,
+                extension="" if no_extension else extension,
+                remote="cli",
+            )
+
+    try:
+        user = asyncio.run(work())
+    except (ApiError, DatabaseError) as exc:
+        raise _fail(exc) from exc
+    state = "active" if user.is_active else "disabled"
+    click.echo(f"{user.username}: extension {user.extension or '-'}, {', '.join(user.roles) or 'no roles'}, {state}")
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -37,7 +37,6 @@ from callcenter.auth.permissions import Permission, Role, permissions_for, requi
 from callcenter.auth.services import AuthService, Principal, session_key
 from callcenter.auth.sessions import SessionEnd
 from callcenter.db import DatabaseError
-from callcenter.events import AgentStateChanged
 from callcenter.keys import AUTH, HUB
 
 log = logging.getLogger("callcenter.ws")
@@ -335,19 +334,3 @@ ws_routes = web.RouteTableDef()
 @requires()
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     return await request.config_dict[HUB].serve(request)
-
-
-def seat_notifier(hub: Hub) -> Callable[[AgentStateChanged], None]:
-    """Tells an agent's own pages when their seat changes state (``AgentStateChanged`` on the bus)."""
-
-    def notify(event: AgentStateChanged) -> None:
-        interface = event.agent
-        if not interface.startswith("PJSIP/"):
-            return
-        hub.send(
-            "agent_state",
-            {"agent": interface, "state": str(event.new), "since": event.since, "reason": event.reason},
-            extension=interface.removeprefix("PJSIP/"),
-        )
-
-    return notify

@@ -27,8 +27,8 @@ from callcenter.auth.permissions import Role
 from callcenter.bus import Bus
 from callcenter.config import Config, load_config
 from callcenter.db import migrate
-from callcenter.keys import AUTH
 from tests.conftest import in_ci
+from tests.integration.conftest import add_user as add_test_user
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1366, "height": 768}
@@ -141,7 +141,7 @@ async def screenshot(watched: Watched, name: str) -> Path:
 
 async def add_user(app: web.Application, role: Role, *, extension: str | None = None, **more: Any) -> str:
     username = f"{role}-{extension or 'x'}-{os.urandom(3).hex()}"
-    await app[AUTH].create_user(username, PASSWORD, roles=[role], extension=extension, **more)
+    await add_test_user(app, username, PASSWORD, roles=[role], extension=extension, **more)
     return username
 
 

@@ -15,11 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from blockbuster import blockbuster_ctx
 from click.testing import CliRunner
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, inspect, select, text, update
 
-from callcenter.auth.exceptions import InvalidCredentials, InvalidUser, LoginThrottled, UserExists
+from callcenter.auth.exceptions import ExtensionTaken, InvalidCredentials, InvalidUser, LoginThrottled, UserExists
 from callcenter.auth.http import auth_routes
 from callcenter.auth.middleware import auth_middleware, check_routes_declared, principal
 from callcenter.auth.models import AuthToken, User
@@ -29,7 +30,15 @@ from callcenter.cli.common import pass_context_options
 from callcenter.cli.db_cmd import db as db_group
 from callcenter.cli.users_cmd import users as users_group
 from callcenter.config import AuthConfig
-from callcenter.db import Base, Database, DatabaseUnavailable, alembic_config, include_name, migrate
+from callcenter.db import (
+    Base,
+    ConstraintViolation,
+    Database,
+    DatabaseUnavailable,
+    alembic_config,
+    include_name,
+    migrate,
+)
 from callcenter.keys import AUTH
 from callcenter.metrics import Metrics
 from callcenter.web.errors import error_middleware
@@ -649,3 +658,119 @@ def test_cli_masks_the_database_password() -> None:
     assert result.exit_code == 1
     assert "s3cret" not in result.output
     assert "postgresql+asyncpg://u:***@127.0.0.1:9/db" in result.output
+
+
+# -- an extension is one active user's (issue 16) ---------------------------------------------------------------
+
+
+async def test_an_extension_is_one_active_user_s_and_a_disabled_user_keeps_theirs(
+    service: AuthService, client: TestClient[web.Request, web.Application]
+) -> None:
+    await service.create_user("ann", PASSWORD, roles=[Role.AGENT], extension="1001")
+    with pytest.raises(ExtensionTaken) as caught:
+        await service.create_user("eve", PASSWORD, roles=[Role.AGENT], extension="1001")
+    assert caught.value.status == 409
+    assert "ann" in caught.value.message
+    # A disabled user with it does not stand in the way, and keeps it (it is history)...
+    await service.create_user("old", PASSWORD, roles=[Role.AGENT], extension="1002", is_active=False)
+    bob = await service.create_user("bob", PASSWORD, roles=[Role.AGENT], extension="1002")
+    assert bob.extension == "1002"
+    # ...but cannot be enabled while an active user has it.
+    with pytest.raises(ExtensionTaken):
+        await service.update_user("old", is_active=True)
+    # An extension moves between users only when it is free; "" takes it away.
+    with pytest.raises(ExtensionTaken):
+        await service.update_user("bob", extension="1001")
+    moved = await service.update_user("ann", extension="1004")
+    assert moved.extension == "1004"
+    assert (await service.update_user("bob", extension="1001")).extension == "1001"
+    assert (await service.update_user("old", extension="", is_active=True)).extension is None
+    with pytest.raises(InvalidUser):
+        await service.update_user("ann", extension="10; DROP")
+    changed = [item for item in (await service.list_audit(action="user_changed"))[0] if item.target == "ann"]
+    assert changed[0].details["extension"] == "1004"
+    assert changed[0].details["extension_before"] == "1001"
+    # Over the API: an admin gives an extension; one already taken is a 409 with the holder named.
+    await service.create_user("root", PASSWORD, roles=[Role.ADMIN])
+    token, _ = await service.login("root", PASSWORD)
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await client.patch("/api/v1/users/ann", json={"extension": "1001"}, headers=headers)
+    assert response.status == 409
+    body = await response.json()
+    assert (body["error"]["id"], body["error"]["details"]["holder"]) == ("extension_taken", "bob")
+    response = await client.patch("/api/v1/users/ann", json={"extension": "1005"}, headers=headers)
+    assert response.status == 200
+    assert (await response.json())["extension"] == "1005"
+
+
+async def test_the_unique_index_holds_where_the_service_s_check_is_raced(service: AuthService) -> None:
+    await service.create_user("ann", PASSWORD, roles=[Role.AGENT], extension="1001")
+    eve = await service.create_user("eve", PASSWORD, roles=[Role.AGENT])
+    # Written past the service, as a second engine racing the check would: the database refuses it.
+    with pytest.raises(ConstraintViolation):
+        async with service._database.session() as session:
+            await session.execute(update(User).where(User.id == eve.id).values(extension="1001"))
+
+
+async def test_a_database_where_active_users_share_an_extension_is_not_migrated_until_they_are_separated(
+    db_target: Any, auth_config: AuthConfig
+) -> None:
+    await migrate(db_target.url, schema=db_target.schema, revision="0007")
+    database = Database(db_target.url, schema=db_target.schema)
+    await database.open()
+    try:
+        service = AuthService(database, auth_config)
+        # Made as an older version allowed: the same extension given to three active users.
+        for name in ("ann", "eve", "zed"):
+            await service.create_user(name, PASSWORD, roles=[Role.AGENT])
+        async with database.session() as session:
+            await session.execute(update(User).where(User.username.in_(["ann", "eve", "zed"])).values(extension="1001"))
+        await service.create_user("old", PASSWORD, roles=[Role.AGENT], extension="1002", is_active=False)
+        await service.create_user("bob", PASSWORD, roles=[Role.AGENT], extension="1002")
+        with pytest.raises(CommandError) as caught:
+            await migrate(db_target.url, schema=db_target.schema)
+        message = str(caught.value)
+        assert "extension 1001: ann, eve, zed" in message
+        assert "1002" not in message  # a disabled user's extension is no conflict
+        assert "callcenter users set" in message
+        # The admin separates them (the CLI's `users set` is this call) and the upgrade goes through.
+        await service.update_user("eve", extension="1003")
+        await service.update_user("zed", is_active=False)
+        await migrate(db_target.url, schema=db_target.schema)
+        with pytest.raises(ExtensionTaken):
+            await service.update_user("zed", is_active=True)
+    finally:
+        await database.close()
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_cli_users_set_changes_extension_roles_and_access(tmp_path: Any) -> None:
+    data_dir = tmp_path / "var"
+    env = {
+        "CALLCENTER_PATHS_DATA_DIR": f'"{data_dir}"',
+        "CALLCENTER_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'cli.sqlite3'}",
+    }
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init"], env=env).exit_code == 0
+    for name, extension in (("ann", "1001"), ("bob", "1002")):
+        added = runner.invoke(
+            cli,
+            ["users", "add", name, "--role", "agent", "--extension", extension, "--password-stdin"],
+            input=PASSWORD + "\n",
+            env=env,
+        )
+        assert added.exit_code == 0, added.output
+    taken = runner.invoke(cli, ["users", "set", "bob", "--extension", "1001"], env=env)
+    assert taken.exit_code == 1
+    assert "belongs to another active user (ann)" in taken.output
+    moved = runner.invoke(cli, ["users", "set", "ann", "--extension", "1005", "--role", "expert"], env=env)
+    assert moved.exit_code == 0, moved.output
+    assert moved.output.strip() == "ann: extension 1005, expert, active"
+    disabled = runner.invoke(cli, ["users", "set", "bob", "--disable", "--no-extension"], env=env)
+    assert disabled.output.strip() == "bob: extension -, agent, disabled"
+    assert runner.invoke(cli, ["users", "set", "bob"], env=env).exit_code == 2
+    both = runner.invoke(cli, ["users", "set", "bob", "--extension", "1", "--no-extension"], env=env)
+    assert both.exit_code == 2
+    unknown = runner.invoke(cli, ["users", "set", "nobody", "--enable"], env=env)
+    assert unknown.exit_code == 1
+    assert "no user" in unknown.output

@@ -371,6 +371,7 @@ async def test_an_expert_handoff_and_its_voicemail_while_the_database_is_down_ar
     from calls.events import ExpertOutcome, ExpertRequested
     from calls.handoff import USER_EVENT, HandoffService
     from calls.models import ExpertHandoff
+    from seats.reads import SeatReads
     from tests.db.test_handoff import LINKEDID, FakeAmi, model_with_a_call
 
     database = switchable.database
@@ -384,7 +385,19 @@ async def test_an_expert_handoff_and_its_voicemail_while_the_database_is_down_ar
     published: list[object] = []
     bus.subscribe_all(published.append)
     recorder = await _recorder_on(switchable, tmp_path, live, bus, clock)
-    handoffs = HandoffService(database, bus, auth, config, lambda: FakeAmi(), lambda: live.model, keep=recorder.keep)  # type: ignore[arg-type, return-value]
+    # Who sits where was read before the outage (the seats' notices read it at every change of a seat's state).
+    seats = SeatReads(database)
+    assert await seats.phone_of(ann.user_id) == "PJSIP/1001"
+    handoffs = HandoffService(
+        database,
+        bus,
+        auth,
+        config,
+        lambda: FakeAmi(),  # type: ignore[arg-type, return-value]
+        lambda: live.model,
+        seats=seats,
+        keep=recorder.keep,
+    )
     handoffs.start()
     try:
         await switchable.down()

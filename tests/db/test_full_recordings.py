@@ -43,6 +43,12 @@ class Seats:
     async def seat_of(self, user_id: int) -> str | None:
         return None
 
+    async def person_at(self, interface: str) -> int | None:
+        return await self.user_at(interface)
+
+    async def phone_of(self, user_id: int) -> str | None:
+        return None
+
 
 class Records:
     def __init__(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from seating import sit
 from sqlalchemy import select
 
 from callcenter import dialplan
@@ -27,6 +28,7 @@ from callcenter.web.errors import Conflict, Forbidden, NotFound, Unavailable
 from calls.events import ExpertOutcome, ExpertRequested
 from calls.handoff import HandoffService
 from calls.models import ExpertHandoff
+from seats.reads import SeatReads
 
 PASSWORD = "correct horse battery"
 LINKEDID = "1700000000.1"
@@ -115,7 +117,9 @@ async def world(database: Database, service: AuthService, tmp_path: Path) -> Asy
     bus = Bus()
     ami = FakeAmi()
     live = Live(model_with_a_call(config))
-    handoffs = HandoffService(database, bus, service, config, lambda: ami, lambda: live.model)
+    handoffs = HandoffService(
+        database, bus, service, config, lambda: ami, lambda: live.model, seats=SeatReads(database)
+    )
     state = World(handoffs, service, ami, live, bus, config, database)
     bus.subscribe_all(state.published.append)
     handoffs.start()
@@ -144,6 +148,22 @@ async def test_only_the_agent_on_the_call_may_hand_it_over(world: World) -> None
     assert world.ami.sent == []
     assert await world.rows() == []
     assert world.events(ExpertRequested) == []
+
+
+async def test_the_agent_on_the_call_is_the_one_logged_in_on_its_phone_not_whoever_has_its_extension(
+    world: World,
+) -> None:
+    # Ann sat down at 1001, then was given 1004; Eve is given 1001 while Ann still sits there, on the call.
+    ann = await world.user("ann", "1001")
+    await sit(world.database, ann.user_id, "PJSIP/1001")
+    await world.auth.update_user("ann", extension="1004")
+    eve = await world.user("eve", "1001")
+    with pytest.raises(Forbidden):
+        await world.handoffs.transfer_to_expert(eve, LINKEDID, "not my call", remote=None)
+    assert world.ami.sent == []
+    result = await world.handoffs.transfer_to_expert(ann, LINKEDID, NOTES, remote=None)
+    (row,) = await world.rows()
+    assert (row.id, row.from_user, row.from_interface) == (result["handoff_id"], "ann", "PJSIP/1001")
 
 
 async def test_an_unknown_call_is_not_found(world: World) -> None:
@@ -324,7 +344,13 @@ class InterleavedDatabase:
 async def test_two_handoff_requests_at_once_make_one_handoff(world: World, database: Database) -> None:
     ann = await world.user("ann", "1001")
     racing = HandoffService(
-        InterleavedDatabase(database), world.bus, world.auth, world.config, lambda: world.ami, lambda: world.live.model
+        InterleavedDatabase(database),
+        world.bus,
+        world.auth,
+        world.config,
+        lambda: world.ami,
+        lambda: world.live.model,
+        seats=SeatReads(database),
     )
     results = await asyncio.gather(
         racing.transfer_to_expert(ann, LINKEDID, "click", remote=None),

@@ -41,7 +41,7 @@ def at(hour: int, minute: int = 0) -> datetime:
 # -- the user directory (core) ----------------------------------------------------------------------------------
 
 
-async def test_the_user_directory_finds_users_by_id_extension_and_name(
+async def test_the_user_directory_finds_users_by_id_and_name_and_extensions_owners(
     service: AuthService, database: Database
 ) -> None:
     ann = await service.create_user("Ann", PASSWORD, roles=[Role.AGENT], extension="1001", display_name="Ann Lee")
@@ -57,14 +57,9 @@ async def test_the_user_directory_finds_users_by_id_extension_and_name(
         root.id: UserEntry(root.id, "root", "root", None, True),
     }
     assert await users.users([]) == {}
-    assert [user.username for user in await users.by_extension("1001")] == ["ann"]
-    # An extension given twice gives both users, by id; an inactive user is still a user.
-    assert await users.by_extension("1002") == [
-        UserEntry(bob.id, "bob", "bob", "1002", False),
-        UserEntry(twin.id, "twin", "twin", "1002", True),
-    ]
-    assert await users.by_extension("1009") == []
-    assert await users.by_extension("") == []
+    # An extension is one active user's: a disabled user keeps theirs, but it is not theirs to answer.
+    assert await users.extension_owners() == {"1001": ann.id, "1002": twin.id}
+    assert (await users.users([bob.id]))[bob.id] == UserEntry(bob.id, "bob", "bob", "1002", False)
     # Names compare as they are stored: NFKC, case-folded.
     assert await users.by_username("ANN") == found[ann.id]
     assert await users.by_username("\uff32\uff4f\uff4f\uff54") == found[root.id]  # fullwidth "Root"
@@ -135,6 +130,56 @@ async def test_the_seats_say_who_sits_where(service: AuthService, database: Data
     assert await seats.user_at("PJSIP/1002' OR '1'='1") is None
     assert await seats.seat_of(ann.id) == "PJSIP/1001"
     assert await seats.seat_of(away.id) is None
+
+
+async def test_a_phone_is_the_person_logged_in_on_it_and_its_owner_only_while_nobody_is(
+    service: AuthService, database: Database
+) -> None:
+    ann = await service.create_user("ann", PASSWORD, roles=[Role.AGENT], extension="1001")
+    eve = await service.create_user("eve", PASSWORD, roles=[Role.AGENT], extension="1005")
+    dan = await service.create_user("dan", PASSWORD, roles=[Role.AGENT], extension="1003")
+    gone = await service.create_user("gone", PASSWORD, roles=[Role.AGENT], extension="1006", is_active=False)
+    # Ann sits at 1001 and is given 1004; Eve is given 1001 while Ann still sits there.
+    async with database.session() as session:
+        session.add(_seat(ann.id, "1001"))
+    await service.update_user("ann", extension="1004")
+    await service.update_user("eve", extension="1001")
+    seats = SeatReads(database)
+
+    assert await seats.person_at("PJSIP/1001") == ann.id
+    assert await seats.phone_of(ann.id) == "PJSIP/1001"
+    # Eve's phone is someone else's seat, and Ann's new extension is not where Ann is.
+    assert await seats.phone_of(eve.id) is None
+    assert await seats.person_at("PJSIP/1004") is None
+    # Nobody sits at Dan's phone: it is his, and he is on it.
+    assert await seats.person_at("PJSIP/1003") == dan.id
+    assert await seats.phone_of(dan.id) == "PJSIP/1003"
+    # A disabled user's extension names nobody; an unknown phone neither.
+    assert await seats.person_at("PJSIP/1006") is None
+    assert await seats.phone_of(gone.id) is None
+    assert await seats.person_at("PJSIP/1009") is None
+    assert await seats.person_at("PJSIP/1001' OR '1'='1") is None
+
+
+async def test_a_listing_serves_a_moment_or_until_a_seat_changes_and_then_the_database_is_read_again(
+    service: AuthService, database: Database
+) -> None:
+    ann = await service.create_user("ann", PASSWORD, roles=[Role.AGENT], extension="1001")
+    bob = await service.create_user("bob", PASSWORD, roles=[Role.AGENT], extension="1002")
+    now = [100.0]
+    seats = SeatReads(database, max_age=2.0, clock=lambda: now[0])
+    assert await seats.person_at("PJSIP/1001") == ann.id
+    async with database.session() as session:
+        session.add(_seat(bob.id, "1001"))
+    # Within the listing's age the seat login is not seen, unless the seat service says so...
+    assert await seats.person_at("PJSIP/1001") == ann.id
+    seats.forget()
+    assert await seats.person_at("PJSIP/1001") == bob.id
+    # ...and an extension given to someone else shows once the listing is old.
+    await service.update_user("ann", extension="1005")
+    assert await seats.phone_of(ann.id) is None
+    now[0] += 2.5
+    assert await seats.phone_of(ann.id) == "PJSIP/1005"
 
 
 async def test_the_seats_give_the_intervals_that_overlap_a_range(database: Database) -> None:

@@ -191,7 +191,7 @@ async def test_who_may_read_a_recording(world: World) -> None:
         ("quinn", alices, 200),
         ("sam", bobs, 200),
         ("alice", alices, 200),  # hers by user id
-        ("bob", bobs, 200),  # his by the extension in PJSIP/1002 (the row has no user id)
+        ("bob", bobs, 403),  # on his phone PJSIP/1002, but the row names no user: QA's and supervisors' only
         ("alice", bobs, 403),
         ("bob", alices, 403),
         ("root", alices, 403),  # admins manage; listening stays with QA and supervisors
@@ -203,7 +203,7 @@ async def test_who_may_read_a_recording(world: World) -> None:
         else:
             assert (await error_of(response))[1] == "recording_forbidden"
     refused, _ = await world.auth.list_audit(action="recording_refused")
-    assert sorted(item.actor or "" for item in refused) == ["alice", "bob", "root"]
+    assert sorted(item.actor or "" for item in refused) == ["alice", "bob", "bob", "root"]
 
 
 async def test_a_bare_dot_dot_segment_never_reaches_a_recording(world: World) -> None:

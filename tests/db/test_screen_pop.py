@@ -17,6 +17,7 @@ import pytest
 import test_crm_outbox
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
+from seating import sit
 from sqlalchemy import event, func, select
 
 from callcenter.auth.middleware import auth_middleware
@@ -37,6 +38,8 @@ from crm_bridge.schemas import ContactIn, CustomerIn, CustomerPatch, PhoneIn, Se
 from crm_bridge.screenpop import HISTORY, ScreenPop
 from crm_bridge.services import CrmService
 from ivr_flows.events import IvrEnded
+from seats.ports import Seat, SeatDirectory
+from seats.reads import SeatReads
 
 # The outbox tests' database that can be taken away (SQLite: its directory vanishes; PostgreSQL: a relay is cut).
 switchable = test_crm_outbox.switchable
@@ -57,7 +60,7 @@ class CapturingHub(Hub):
 
     def __init__(self) -> None:
         super().__init__()
-        self.frames: list[tuple[str | None, dict[str, Any]]] = []
+        self.frames: list[tuple[int | None, dict[str, Any]]] = []
 
     def send(
         self,
@@ -69,10 +72,33 @@ class CapturingHub(Hub):
         extension: str | None = None,
         coalesce: float | None = None,
     ) -> int:
-        self.frames.append((extension, json.loads(frame(event_type, data))))
+        self.frames.append((user_id, json.loads(frame(event_type, data))))
         return super().send(
             event_type, data, user_id=user_id, permission=permission, extension=extension, coalesce=coalesce
         )
+
+
+class Phones:
+    """Who is on which phone, as the seats' port says: here the user whose id is the extension's number (user 1001
+    on PJSIP/1001), except on the phones in ``empty``."""
+
+    def __init__(self, empty: tuple[str, ...] = ("PJSIP/1009",)) -> None:
+        self.empty = empty
+
+    async def seated(self) -> list[Seat]:
+        return []
+
+    async def user_at(self, interface: str) -> int | None:
+        return await self.person_at(interface)
+
+    async def seat_of(self, user_id: int) -> str | None:
+        return None
+
+    async def person_at(self, interface: str) -> int | None:
+        return None if interface in self.empty else int(interface.removeprefix("PJSIP/"))
+
+    async def phone_of(self, user_id: int) -> str | None:
+        return f"PJSIP/{user_id}"
 
 
 @dataclass
@@ -121,19 +147,28 @@ class Pop:
         await self.bus.drain()
         sent = self.hub.frames[before:]
         assert len(sent) == 1, sent
-        extension, body = sent[0]
-        assert extension == agent.removeprefix("PJSIP/")
+        user_id, body = sent[0]
+        assert user_id == int(agent.removeprefix("PJSIP/"))
         assert body["type"] == "screen_pop"
         assert body["agent"] == agent
         return body
 
 
-def make_pop(database: Database) -> Pop:
-    """A started screen-pop on ``database`` (the caller closes ``screen``)."""
+def make_pop(database: Database, seats: SeatDirectory | None = None) -> Pop:
+    """A started screen-pop on ``database`` (the caller closes ``screen``); who is on which phone from ``seats``
+    (by default :class:`Phones`)."""
     bus, hub, live = Bus(), CapturingHub(), Live()
     crm = CrmService(database)
     screen = ScreenPop(
-        crm, database, bus, hub, lambda: live.model, history=CallReads(database), expert_queue=EXPERT, clock=lambda: NOW
+        crm,
+        database,
+        bus,
+        hub,
+        lambda: live.model,
+        history=CallReads(database),
+        seats=seats or Phones(),
+        expert_queue=EXPERT,
+        clock=lambda: NOW,
     )
     screen.start()
     return Pop(crm, database, bus, hub, live, screen)
@@ -617,8 +652,8 @@ async def test_an_expert_call_carries_the_first_agents_handoff_notes(pop: Pop) -
 async def pages(
     database: Database, service: AuthService
 ) -> AsyncIterator[tuple[Pop, TestClient[web.Request, web.Application]]]:
-    """The screen-pop feeding the real hub behind the real websocket route."""
-    pop = make_pop(database)
+    """The screen-pop feeding the real hub behind the real websocket route, with the real seats' reads."""
+    pop = make_pop(database, SeatReads(database))
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = service
     app[HUB] = pop.hub
@@ -677,12 +712,40 @@ async def test_the_frame_reaches_only_the_ringing_agents_pages(
         await socket.close()
 
 
-async def test_the_pop_with_nobody_logged_in_at_the_extension_goes_nowhere(pop: Pop) -> None:
+async def test_the_pop_for_a_phone_nobody_is_on_goes_nowhere(pop: Pop) -> None:
     pop.live.add_call("nobody.1", "13800138000", "WANG", segments=queued())
-    body = await pop.offer("nobody.1", agent="PJSIP/1009")
-    assert body["linkedid"] == "nobody.1"
-    assert pop.hub.recipients(extension="1009") == []
-    assert pop.hub.sent == 0
+    pop.bus.publish(CallOffered(linkedid="nobody.1", queue=GENERAL, agent="PJSIP/1009", channel="PJSIP/1009-1", at=NOW))
+    await pop.bus.drain()
+    assert pop.hub.frames == []
+    assert pop.screen.popped == 0
+
+
+async def test_the_pop_goes_to_the_person_logged_in_on_the_phone_not_to_whoever_has_its_extension(
+    pages: tuple[Pop, TestClient[web.Request, web.Application]], service: AuthService, database: Database
+) -> None:
+    pop, client = pages
+    # agent1 sat down at 1001, then was given 1004; agent3 is given 1001 while agent1 still sits there.
+    agent1 = next(user for user in await service.list_users() if user.username == "agent1")
+    await sit(database, agent1.id, "PJSIP/1001")
+    await service.update_user("agent1", extension="1004")
+    await service.create_user("agent3", PASSWORD, roles=[Role.AGENT], extension="1001")
+    sockets = {}
+    for username in ("agent1", "agent3"):
+        token, _ = await service.login(username, PASSWORD)
+        sockets[username] = await client.ws_connect("/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
+        assert (await _receive(sockets[username]))["type"] == "hello"
+    async with asyncio.timeout(5):
+        while pop.hub.connections < 2:
+            await asyncio.sleep(0.02)
+    pop.live.add_call("moved.1", "13800138000", "WANG", segments=queued())
+    pop.bus.publish(CallOffered(linkedid="moved.1", queue=GENERAL, agent="PJSIP/1001", channel="PJSIP/1001-1", at=NOW))
+    await pop.bus.drain()
+    got = await _receive(sockets["agent1"])
+    assert (got["type"], got["linkedid"]) == ("screen_pop", "moved.1")
+    with pytest.raises(asyncio.TimeoutError):
+        await sockets["agent3"].receive(timeout=0.3)
+    for socket in sockets.values():
+        await socket.close()
 
 
 # -- hostile caller text ----------------------------------------------------------------------------------------

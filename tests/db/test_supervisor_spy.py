@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import pytest
+from seating import sit
 
 from callcenter.ami.actions import AmiAction
 from callcenter.ami.exceptions import AmiActionError, AmiConnectionLost, AmiError
@@ -75,6 +76,8 @@ class World:
     bus: Bus
     clock: FakeClock
     live: dict[str, LiveModel]
+    database: Database
+    seats: SeatReads
 
     async def user(
         self,
@@ -85,8 +88,14 @@ class World:
         lead_of: Sequence[str] = (),
     ) -> Principal:
         await self.auth.create_user(name, PASSWORD, roles=roles, extension=extension, teams=teams, lead_of=lead_of)
+        # A new user's extension shows in who is on which phone once its listing is old (seats.reads): not waited.
+        self.seats.forget()
         _, who = await self.auth.login(name, PASSWORD)
         return who
+
+    async def seat(self, who: Principal, interface: str) -> None:
+        await sit(self.database, who.user_id, interface)
+        self.seats.forget()  # as the seat service does after a login
 
     async def audit(self, action: str) -> list[Any]:
         items, _ = await self.auth.list_audit(action=action)
@@ -115,8 +124,9 @@ async def world(database: Database, service: AuthService, clock: FakeClock) -> A
     ami = FakeAmi()
     bus = Bus()
     live = {"model": on_a_call()}
+    seats = SeatReads(database)
     spy = SpyService(
-        SeatReads(database),
+        seats,
         UserDirectory(database),
         service,
         bus,
@@ -128,7 +138,7 @@ async def world(database: Database, service: AuthService, clock: FakeClock) -> A
         sweep_interval=3600,
     )
     spy.start()
-    world = World(spy, service, ami, bus, clock, live)
+    world = World(spy, service, ami, bus, clock, live, database, seats)
     yield world
     await spy.close()
 
@@ -205,9 +215,11 @@ async def test_what_cannot_be_listened_to_is_refused_before_anything_is_sent(wor
     phoneless = await world.user("pat", [Role.SUPERVISOR], None, lead_of=["blue"])
     with pytest.raises(Conflict, match="phone"):
         await world.spy.begin(phoneless, "ann", SpyMode.LISTEN)
-    selfish = await world.user("sam", [Role.SUPERVISOR], "1002", lead_of=["red"])
+    selfish = await world.user("sam", [Role.SUPERVISOR], "3003", lead_of=["red"])
     with pytest.raises(InvalidInput):
-        await world.spy.begin(selfish, "PJSIP/1002", SpyMode.LISTEN)
+        await world.spy.begin(selfish, "PJSIP/3003", SpyMode.LISTEN)
+    with pytest.raises(InvalidInput):
+        await world.spy.begin(selfish, "sam", SpyMode.LISTEN)
     assert world.ami.sent == []
     await world.spy.begin(boss, "ann", SpyMode.LISTEN)
     with pytest.raises(Conflict, match="already"):
@@ -296,3 +308,49 @@ async def test_a_spy_call_that_never_rang_through_is_given_up(world: World) -> N
     (end,) = await world.audit("spy.end")
     assert end.details["connected_at"] is None
     assert end.details["seconds"] == 0.0
+
+
+# -- a seat is the person logged in on it (issue 16) ----------------------------------------------------------
+
+
+async def test_a_phone_whose_extension_was_given_to_another_user_is_still_its_seat_holder_s(world: World) -> None:
+    boss, rita = await _teams(world)
+    ann = await world.auth.login("ann", PASSWORD)
+    await world.seat(ann[1], "PJSIP/1001")
+    # Ann moves to another desk's extension while still logged in on 1001; Eve, of Rita's team, is given 1001.
+    await world.auth.update_user("ann", extension="1004")
+    eve = await world.user("eve", [Role.AGENT], "1001", teams=["red"])  # the listing is read again here
+    assert eve.extension == "1001"
+    # The phone is Ann's seat: her team's lead may listen, and Eve's lead may not, by interface or by Eve's name.
+    with pytest.raises(Forbidden):
+        await world.spy.begin(rita, "PJSIP/1001", SpyMode.LISTEN)
+    with pytest.raises(Conflict, match="someone else is logged in on their phone"):
+        await world.spy.begin(rita, "eve", SpyMode.LISTEN)
+    assert world.ami.sent == []
+    session = await world.spy.begin(boss, "PJSIP/1001", SpyMode.LISTEN)
+    assert (session.agent, session.agent_user) == ("PJSIP/1001", "ann")
+    await world.spy_call_ends(session.id)
+    session = await world.spy.begin(boss, "ann", SpyMode.LISTEN)
+    assert (session.agent, session.agent_user) == ("PJSIP/1001", "ann")
+    (entry, *_) = await world.audit("spy.refused")
+    assert entry.actor == "rita"
+
+
+async def test_a_supervisor_listens_on_the_phone_they_are_on_never_on_one_someone_else_sits_at(
+    world: World,
+) -> None:
+    boss, _ = await _teams(world)
+    # Kim sat down at 3003 when it was hers, then was given 3004; the boss is given 3003 but Kim still sits there.
+    kim = await world.user("kim", [Role.SUPERVISOR], "3003")
+    await world.seat(kim, "PJSIP/3003")
+    await world.auth.update_user("kim", extension="3004")
+    await world.auth.update_user("boss", extension="3003")
+    world.seats.forget()
+    with pytest.raises(Conflict, match="someone else is logged in on yours"):
+        await world.spy.begin(boss, "ann", SpyMode.LISTEN)
+    assert world.ami.sent == []
+    # Logged in on a seat of their own, the boss listens there, whatever their extension says.
+    await world.seat(boss, "PJSIP/3002")
+    await world.spy.begin(boss, "ann", SpyMode.LISTEN)
+    (action,) = world.ami.sent
+    assert action.get("Channel") == "PJSIP/3002"

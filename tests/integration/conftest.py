@@ -15,14 +15,29 @@ from aiohttp import web
 
 from callcenter.agi.server import Handler
 from callcenter.app import build_app
+from callcenter.auth.services import UserInfo
 from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import migrate
+from callcenter.keys import AUTH
 
 PSTN = "127.0.0.2"
 PHONE_IP = "127.0.0.3"
 AGENT_PORTS = {"1001": 5181, "1002": 5182, "2001": 5191, "3001": 5195}
 TEST_PORTS = {"sip": 5260, "ami": 5238, "agi": 4673, "web": 8281}
+
+
+async def add_user(
+    app: web.Application, username: str, password: str, *, extension: str | None = None, **more: Any
+) -> UserInfo:
+    """A user made for one test. The tier's database lives for the whole session and an extension is one active
+    user's: whoever an earlier test gave this extension is disabled first (a test that failed half-way included)."""
+    auth = app[AUTH]
+    if extension:
+        for user in await auth.list_users():
+            if user.is_active and user.extension == extension:
+                await auth.update_user(user.username, is_active=False)
+    return await auth.create_user(username, password, extension=extension, **more)
 
 
 @contextlib.asynccontextmanager

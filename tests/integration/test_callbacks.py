@@ -13,7 +13,7 @@ from callcenter.auth.permissions import Role
 from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.db import Database
-from callcenter.keys import AUTH, LIVE
+from callcenter.keys import LIVE
 from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import Phones
 from calls.events import CallRecorded
@@ -21,7 +21,7 @@ from calls.models import CallRecord
 from recordings.events import RecordingFinished
 from recordings.keys import RECORDINGS
 from recordings.schemas import SearchQuery
-from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, add_user, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, Api
 
 
@@ -38,7 +38,7 @@ async def test_a_callback_rings_the_agent_then_the_customer_and_is_recorded_as_o
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         username = f"agent-cb-{secrets.token_hex(3)}"
-        await app[AUTH].create_user(username, PASSWORD, roles=[Role.AGENT], extension="1002")
+        await add_user(app, username, PASSWORD, roles=[Role.AGENT], extension="1002")
         base = f"http://127.0.0.1:{TEST_PORTS['web']}"
         async with aiohttp.ClientSession() as http:
             async with http.post(base + "/api/v1/login", json={"username": username, "password": PASSWORD}) as r:

@@ -16,13 +16,13 @@ from callcenter.auth.permissions import Role
 from callcenter.bus import Bus
 from callcenter.config import Config
 from callcenter.events import CallAnswered
-from callcenter.keys import AUTH, LIVE
+from callcenter.keys import LIVE
 from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded
 from crm_bridge.keys import CRM
 from crm_bridge.schemas import CustomerIn, PhoneIn
-from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, add_user, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import PASSWORD, queue_route
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -50,7 +50,7 @@ async def test_the_ringing_agents_page_gets_the_callers_file_before_the_answer(
             actor="test",
         )
         username = f"agent-pop-{secrets.token_hex(3)}"
-        await app[AUTH].create_user(username, PASSWORD, roles=[Role.AGENT], extension="1001")
+        await add_user(app, username, PASSWORD, roles=[Role.AGENT], extension="1001")
         base = f"http://127.0.0.1:{TEST_PORTS['web']}"
         async with aiohttp.ClientSession() as http:
             async with http.post(base + "/api/v1/login", json={"username": username, "password": PASSWORD}) as r:

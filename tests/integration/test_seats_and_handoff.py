@@ -28,7 +28,7 @@ from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
 from recordings.keys import RECORDINGS
 from recordings.schemas import SearchQuery
-from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, add_user, running_engine, wait_for
 
 PASSWORD = "seat-test-password-1"
 E = TypeVar("E")
@@ -62,7 +62,7 @@ class Api:
 async def user_api(app: web.Application, role: Role, extension: str) -> AsyncIterator[Api]:
     """A fresh user with ``role`` on phone ``extension``, logged in; their seat is logged out afterwards."""
     username = f"{role}-{extension}-{secrets.token_hex(3)}"
-    await app[AUTH].create_user(username, PASSWORD, roles=[role], extension=extension)
+    await add_user(app, username, PASSWORD, roles=[role], extension=extension)
     async with aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{TEST_PORTS['web']}"
         async with http.post(base + "/api/v1/login", json={"username": username, "password": PASSWORD}) as response:
@@ -193,7 +193,7 @@ async def test_a_seat_survives_an_engine_restart(config: Config, sandbox: Sandbo
         live = app[LIVE]
         assert await wait_for(lambda: live.connection.connected and live.resyncs >= 1, timeout=10)
         username = f"agent-restart-{secrets.token_hex(3)}"
-        await app[AUTH].create_user(username, PASSWORD, roles=[Role.AGENT], extension="1001")
+        await add_user(app, username, PASSWORD, roles=[Role.AGENT], extension="1001")
         async with aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{TEST_PORTS['web']}"
             async with http.post(base + "/api/v1/login", json={"username": username, "password": PASSWORD}) as r:

@@ -34,7 +34,7 @@ from callcenter_devtools.sandbox import Sandbox
 from callcenter_devtools.sipp import CallerScript, Phones
 from calls.events import CallRecorded
 from calls.models import CallRecord
-from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, running_engine, wait_for
+from tests.integration.conftest import AGENT_PORTS, PHONE_IP, PSTN, TEST_PORTS, add_user, running_engine, wait_for
 from tests.integration.test_seats_and_handoff import queue_route
 
 PASSWORD = "supervisor-test-password-1"
@@ -58,7 +58,7 @@ async def logged_in(
     app: web.Application, role: Role, extension: str | None, *, teams: list[str], lead_of: list[str]
 ) -> AsyncIterator[tuple[Api, str]]:
     username = f"{role}-{extension or 'none'}-{secrets.token_hex(3)}"
-    await app[AUTH].create_user(username, PASSWORD, roles=[role], extension=extension, teams=teams, lead_of=lead_of)
+    await add_user(app, username, PASSWORD, roles=[role], extension=extension, teams=teams, lead_of=lead_of)
     async with aiohttp.ClientSession() as http:
         async with http.post(BASE + "/api/v1/login", json={"username": username, "password": PASSWORD}) as response:
             assert response.status == 200, await response.text()

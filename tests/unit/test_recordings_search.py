@@ -8,7 +8,6 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from recordings.access import interface_extension
 from recordings.exceptions import InvalidFilter
 from recordings.schemas import EditIn, SearchQuery
 from recordings.search import count_statement, decode_cursor, encode_cursor, page_statement
@@ -114,11 +113,3 @@ def test_edits_are_cleaned_and_bounded() -> None:
     for bad in ({"description": "x\u202ey"}, {"tags": ["a" * 51]}, {"tags": ["x"] * 21}, {"tags": ["\u0000"]}):
         with pytest.raises(ValidationError):
             EditIn.model_validate(bad)
-
-
-@pytest.mark.parametrize(
-    ("interface", "extension"),
-    [("PJSIP/1001", "1001"), ("SIP/1002-0000001", "1002-0000001"), ("Local/1003@agents/n", "1003"), ("x", None)],
-)
-def test_the_extension_of_an_interface(interface: str, extension: str | None) -> None:
-    assert interface_extension(interface) == extension
