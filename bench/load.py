@@ -217,7 +217,22 @@ def soak_verdict(samples: Sequence[SoakSample]) -> str:
         flat = after - before <= allowed
         checks.append((flat, f"{label} {before:.1f} -> {after:.1f} ({'flat' if flat else 'GROWS'})"))
     verdict = "flat" if all(flat for flat, _ in checks) else "NOT flat"
-    return f"{verdict}: " + "; ".join(text for _, text in checks)
+    return f"{verdict}: " + "; ".join(text for _, text in checks) + f"; RSS trend {rss_trend(samples):+.1f} MiB/10 min"
+
+
+def rss_trend(samples: Sequence[SoakSample]) -> float:
+    """The RSS's least-squares slope after the warm-up quarter, in MiB per 10 minutes: a slow leak shows here even
+    when the quarters' means stay within their allowance."""
+    kept = samples[len(samples) // 4 :]
+    if len(kept) < 2:
+        return 0.0
+    mean_at = sum(sample.at for sample in kept) / len(kept)
+    mean_rss = sum(sample.rss_kib for sample in kept) / len(kept)
+    spread = sum((sample.at - mean_at) ** 2 for sample in kept)
+    if spread == 0:
+        return 0.0
+    slope = sum((sample.at - mean_at) * (sample.rss_kib - mean_rss) for sample in kept) / spread
+    return slope * 600 / 1024
 
 
 # -- the setup ---------------------------------------------------------------------------------------------------
