@@ -47,7 +47,7 @@ from callcenter.config import Config
 from callcenter.db import Database, migrate
 from callcenter.secrets import agi_secret, ami_secret
 from callcenter_devtools.sandbox import Sandbox
-from callcenter_devtools.sipp import ANSWER, BYE, OK, RINGING, SPEECH_PCAP, SippError, SippProcess, ack, send
+from callcenter_devtools.sipp import ANSWER, BYE, OK, RINGING, SPEECH_PCAP, SippError, SippProcess, ack, invite, send
 from calls.models import CallRecord
 from crm_bridge.models import ServiceRecord
 from recordings.models import Recording
@@ -629,32 +629,7 @@ def caller_scenario(prefix: str, talk_ms: int, log: Path, keys: Sequence[Path] =
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="chaos caller">
   {_log_action(log, "caller", "start", number)}
-  <send retrans="500">
-    <![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Chaos Caller" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:{number}@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-
-    ]]>
-  </send>
+{send(invite(number, "Chaos Caller", "8 101"), ' retrans="500"')}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>

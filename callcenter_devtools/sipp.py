@@ -150,6 +150,40 @@ Content-Length: 0
 """
 
 
+# The rtpmap line of each payload type a phone may offer.
+_RTPMAPS = {
+    "0": "a=rtpmap:0 PCMU/8000",
+    "8": "a=rtpmap:8 PCMA/8000",
+    "101": "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15",
+}
+
+
+def invite(number: str, name: str, payloads: str) -> str:
+    """A caller's INVITE from ``number`` shown as ``name`` (quoted for SIP and CDATA already), offering the RTP
+    ``payloads`` ("0 8 101": mu-law, A-law, RFC 4733 keys)."""
+    rtpmaps = "\n".join(_RTPMAPS[payload] for payload in payloads.split())
+    return f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "{name}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{number}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP {payloads}
+{rtpmaps}
+a=sendrecv
+"""
+
+
 def send(message: str, attributes: str = "") -> str:
     """A ``<send>`` of ``message`` (one of the texts above); ``attributes`` such as ' retrans="500"'."""
     return f"  <send{attributes}>\n    <![CDATA[\n{message}\n    ]]>\n  </send>"
@@ -179,7 +213,7 @@ def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) 
     if dtmf_files is not None and len(dtmf_files) != len(script.digits):
         raise SippError("one DTMF capture per key")
     number = "".join(ch for ch in script.caller_number if ch.isalnum() or ch in "+*#") or "anonymous"
-    name = _sip_quoted(script.caller_name)
+    name = _cdata(_sip_quoted(script.caller_name))
     codec = "8 101" if script.offer_alaw or script.speech else "0 8 101"
     steps: list[str] = [f'  <pause milliseconds="{script.wait_before_digits_ms}"/>']
     for index, digit in enumerate(script.digits):
@@ -197,37 +231,10 @@ def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) 
     else:
         ending = send(BYE, ' retrans="500"') + '\n  <recv response="200" crlf="true"/>'
     body = "\n".join(steps)
-    invite = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "{_cdata(name)}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:{number}@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP {codec}
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-"""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="callcenter caller">
-  <send retrans="500">
-    <![CDATA[
-{invite}
-    ]]>
-  </send>
+{send(invite(number, name, codec), ' retrans="500"')}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>

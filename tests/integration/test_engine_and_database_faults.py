@@ -18,10 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -189,6 +189,19 @@ def engine_process(config: Config, tmp_path: Path) -> Iterator[EngineProcess]:
         engine.stop()
 
 
+T = TypeVar("T")
+
+
+async def _polled(read: Callable[[], Awaitable[T]], interval: float, timeout: float = 30.0) -> T:
+    """What ``read`` answers once it answers something (a linkedid, rows), or its last answer after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    found = await read()
+    while not found and time.monotonic() < deadline:
+        await asyncio.sleep(interval)
+        found = await read()
+    return found
+
+
 async def _rows(url: str, model: Any, **where: Any) -> list[Any]:
     database = Database(url)
     await database.open()
@@ -202,8 +215,8 @@ async def _rows(url: str, model: Any, **where: Any) -> list[Any]:
         await database.close()
 
 
-def _answered_snapshot(rows: list[CallProgress]) -> str | None:
-    for row in rows:
+async def _answered_snapshot(url: str) -> str | None:
+    for row in await _rows(url, CallProgress):
         call = json.loads(row.snapshot)["call"]
         if call.get("answered_at") and call.get("agent") == SEAT:
             return row.linkedid
@@ -229,12 +242,7 @@ async def test_an_engine_killed_mid_call_and_restarted_writes_one_answered_recor
         local_port=5283,
     )
     # The engine has seen the answer and snapshotted it (every 2 s) before it dies.
-    linkedid: str | None = None
-    deadline = time.monotonic() + 30
-    while linkedid is None and time.monotonic() < deadline:
-        linkedid = _answered_snapshot(await _rows(url, CallProgress))
-        if linkedid is None:
-            await asyncio.sleep(0.3)
+    linkedid = await _polled(lambda: _answered_snapshot(url), 0.3)
     assert linkedid is not None, engine_process.log()[-3000:]
     engine_process.kill()
     killed_at = time.time()
@@ -245,12 +253,7 @@ async def test_an_engine_killed_mid_call_and_restarted_writes_one_answered_recor
     assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
     assert await asyncio.to_thread(phone.wait, 15) == 0
     ended = time.time()
-    records: list[CallRecord] = []
-    deadline = time.monotonic() + 30
-    while not records and time.monotonic() < deadline:
-        records = await _rows(url, CallRecord)
-        if not records:
-            await asyncio.sleep(0.5)
+    records: list[CallRecord] = await _polled(lambda: _rows(url, CallRecord), 0.5)
     (record,) = records
     assert record.linkedid == linkedid
     assert record.outcome == "answered", record.segments
@@ -269,8 +272,8 @@ async def test_an_engine_killed_mid_call_and_restarted_writes_one_answered_recor
     assert "async subscriber" not in engine_process.log()
 
 
-def _queued_snapshot(rows: list[CallProgress]) -> str | None:
-    for row in rows:
+async def _queued_snapshot(url: str) -> str | None:
+    for row in await _rows(url, CallProgress):
         call = json.loads(row.snapshot)["call"]
         if call.get("queue") and not call.get("answered_at"):
             return row.linkedid
@@ -295,12 +298,7 @@ async def test_a_call_answered_while_the_engine_is_dead_is_answered_by_its_agent
         local_ip=PSTN,
         local_port=5285,
     )
-    linkedid: str | None = None
-    deadline = time.monotonic() + 30
-    while linkedid is None and time.monotonic() < deadline:
-        linkedid = _queued_snapshot(await _rows(url, CallProgress))
-        if linkedid is None:
-            await asyncio.sleep(0.2)
+    linkedid = await _polled(lambda: _queued_snapshot(url), 0.2)
     assert linkedid is not None, engine_process.log()[-3000:]
     engine_process.kill()
     killed_at = time.time()
@@ -311,12 +309,7 @@ async def test_a_call_answered_while_the_engine_is_dead_is_answered_by_its_agent
     assert await engine_process.healthy(60), engine_process.log()[-3000:]
     assert await asyncio.to_thread(caller.wait, 60) == 0, caller.output()[-1500:]
     assert await asyncio.to_thread(phone.wait, 15) == 0
-    records: list[CallRecord] = []
-    deadline = time.monotonic() + 30
-    while not records and time.monotonic() < deadline:
-        records = await _rows(url, CallRecord)
-        if not records:
-            await asyncio.sleep(0.5)
+    records: list[CallRecord] = await _polled(lambda: _rows(url, CallRecord), 0.5)
     (record,) = records
     assert record.linkedid == linkedid
     assert record.outcome == "answered", record.segments
