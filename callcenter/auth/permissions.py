@@ -24,6 +24,8 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     QA = "qa"
     ADMIN = "admin"
+    # The service desk behind the phones: service records from intake to archive, outlets, visits, fees.
+    BACKOFFICE = "backoffice"
 
 
 class Permission(StrEnum):
@@ -50,6 +52,11 @@ class Permission(StrEnum):
     CUSTOMERS_CREATE = "customers.create"  # open a file for an unknown caller
     CUSTOMERS_MAINTAIN = "customers.maintain"  # edit any customer's file (audited)
     SERVICE_RECORDS_WRITE = "service_records.write"
+    # the service desk
+    DESK_WORK = "desk.work"  # every service record's queue, its lifecycle, follow-ups and callback visits
+    OUTLETS_MANAGE = "outlets.manage"  # create, maintain and retire service outlets; dispatch work orders
+    FEES_REVIEW = "fees.review"  # approve or reject an outlet's repair and installation fees
+    QUALITY_EVALUATE = "quality.evaluate"  # score calls and outlets against the evaluation items
     KNOWLEDGE_READ = "knowledge.read"
     # configuration
     FLOWS_MANAGE = "flows.manage"
@@ -87,13 +94,15 @@ _SUPERVISOR = frozenset(
         P.CUSTOMERS_MAINTAIN,
         # Supervisors assign service records and see them through their lifecycle.
         P.SERVICE_RECORDS_WRITE,
+        P.DESK_WORK,
+        P.QUALITY_EVALUATE,
         P.KNOWLEDGE_READ,
         P.RECORDINGS_SEARCH,
         P.RECORDINGS_PLAY_ALL,
     }
 )
 
-_QA = frozenset({P.RECORDINGS_SEARCH, P.RECORDINGS_PLAY_ALL, P.USERS_READ, P.CUSTOMERS_READ})
+_QA = frozenset({P.RECORDINGS_SEARCH, P.RECORDINGS_PLAY_ALL, P.USERS_READ, P.CUSTOMERS_READ, P.QUALITY_EVALUATE})
 
 # Admins manage people and configuration; listening to calls stays with supervisors and QA.
 _ADMIN = frozenset(
@@ -111,12 +120,28 @@ _ADMIN = frozenset(
     }
 )
 
+# The back office works the service desk: records after the call, outlets and their orders, visits and fees.
+_BACKOFFICE = frozenset(
+    {
+        P.DESK_WORK,
+        P.OUTLETS_MANAGE,
+        P.FEES_REVIEW,
+        P.SERVICE_RECORDS_WRITE,
+        P.CUSTOMERS_READ,
+        P.CUSTOMERS_MAINTAIN,
+        P.KNOWLEDGE_READ,
+        P.USERS_READ,
+        P.STATS_READ,
+    }
+)
+
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.AGENT: _AGENT,
     Role.EXPERT: _EXPERT,
     Role.SUPERVISOR: _SUPERVISOR,
     Role.QA: _QA,
     Role.ADMIN: _ADMIN,
+    Role.BACKOFFICE: _BACKOFFICE,
 }
 
 

@@ -774,3 +774,28 @@ def test_cli_users_set_changes_extension_roles_and_access(tmp_path: Any) -> None
     unknown = runner.invoke(cli, ["users", "set", "nobody", "--enable"], env=env)
     assert unknown.exit_code == 1
     assert "no user" in unknown.output
+
+
+async def test_the_back_office_role_is_taken_once_the_database_is_migrated(
+    db_target: Any, auth_config: AuthConfig
+) -> None:
+    await migrate(db_target.url, schema=db_target.schema, revision="0008")
+    database = Database(db_target.url, schema=db_target.schema)
+    await database.open()
+    try:
+        service = AuthService(database, auth_config)
+        await service.create_user("desk", PASSWORD, roles=[Role.AGENT])
+        add_role = text(
+            "INSERT INTO user_roles (user_id, role) SELECT id, 'backoffice' FROM users WHERE username = 'desk'"
+        )
+        with pytest.raises(ConstraintViolation):
+            async with database.session() as session:
+                await session.execute(add_role)
+        await database.migrate()
+        async with database.session() as session:
+            await session.execute(add_role)
+        _, who = await service.login("desk", PASSWORD, remote="127.0.0.1")
+        assert who.roles == {Role.BACKOFFICE, Role.AGENT}
+        assert Permission.OUTLETS_MANAGE in who.permissions
+    finally:
+        await database.close()

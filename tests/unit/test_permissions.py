@@ -147,6 +147,11 @@ def test_every_role_has_permissions_and_every_permission_a_role() -> None:
             {Permission.USERS_MANAGE, Permission.AUDIT_READ},
             {Permission.SPY, Permission.RECORDINGS_PLAY_ALL},
         ),
+        (
+            Role.BACKOFFICE,
+            {Permission.DESK_WORK, Permission.OUTLETS_MANAGE, Permission.FEES_REVIEW},
+            {Permission.SPY, Permission.RECORDINGS_PLAY_ALL, Permission.SEATS_OWN, Permission.USERS_MANAGE},
+        ),
     ],
 )
 def test_role_permissions_follow_the_design(role: Role, allowed: set[Permission], denied: set[Permission]) -> None:
@@ -164,7 +169,7 @@ def test_permission_values_are_stable_strings() -> None:
     assert Permission.USERS_READ == "users.read"
     assert Permission.RECORDINGS_PLAY_OWN == "recordings.play_own"
     assert Permission.FLOWS_MANAGE == "flows.manage"
-    assert [role.value for role in Role] == ["agent", "expert", "supervisor", "qa", "admin"]
+    assert [role.value for role in Role] == ["agent", "expert", "supervisor", "qa", "admin", "backoffice"]
 
 
 def _post(headers: dict[str, str], *, secure_cookies: bool = False) -> web.Request:
