@@ -501,6 +501,10 @@ async def _migrate_here(url: str, schema: str | None, revision: str) -> None:
     await database.open()
     try:
         async with database.engine.begin() as connection:
+            if database.dialect == "sqlite":
+                # pysqlite opens a transaction only before a write of rows, so a migration's CREATE TABLE run
+                # before any would stay when a later step fails; an explicit BEGIN makes the whole upgrade one.
+                await connection.exec_driver_sql("BEGIN")
             await _upgrade_on(connection, revision)
     except _MAPPED as exc:
         raise _translate(exc) from exc
