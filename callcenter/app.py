@@ -35,6 +35,7 @@ from callcenter.secrets import agi_secret, ami_secret
 from callcenter.web.errors import error_middleware
 from callcenter.web.pages import page_routes
 from callcenter.web.ws import Hub, ws_routes
+from calls.callback_port import CallbackPort
 from calls.plugin import CallsPlugin
 from calls.reads import CallReads
 from crm_bridge.plugin import CrmPlugin
@@ -118,7 +119,9 @@ def build_plugins(
     seat_reads = SeatReads(core.database)
     seats = SeatsPlugin(core, reads=seat_reads)
     calls = CallsPlugin(core, seats=seat_reads)
-    crm = CrmPlugin(core, calls=call_reads, history=call_reads, seats=seat_reads)
+    crm = CrmPlugin(
+        core, calls=call_reads, history=call_reads, seats=seat_reads, callbacks=CallbackPort(calls.callbacks)
+    )
     recordings = RecordingsPlugin(core, seats=seat_reads, calls=call_reads, tier=crm.crm.customers.best_tier)
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control

@@ -378,6 +378,20 @@ class CrmConfig(_Section):
         return self
 
 
+class DeskConfig(_Section):
+    """The service desk (crm_bridge): follow-up reminders and callback visits. Dates are the center's
+    (``flows.timezone``): a follow-up due "today" is due from that zone's midnight."""
+
+    # Seconds between passes of the reminder job (due and overdue records, visits for resolved complaints).
+    reminder_interval: float = Field(60.0, ge=1, le=3600)
+    # An appointment is due (reminded to its owner) this many minutes before its time...
+    appointment_lead_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+    # ...and overdue when it is this many minutes past with its record not yet in progress.
+    appointment_grace_minutes: int = Field(30, ge=0, le=7 * 24 * 60)
+    # A complaint resolved within this many days gets a callback visit (older ones, from before, do not).
+    complaint_visit_days: int = Field(7, ge=1, le=365)
+
+
 class PathsConfig(_Section):
     data_dir: Path = Path("var")
     recordings_dir: Path = Path("var/recordings")
@@ -450,6 +464,7 @@ class Config(_Section):
     auth: AuthConfig = AuthConfig()
     crm: CrmConfig = CrmConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+    desk: DeskConfig = DeskConfig()
 
     @model_validator(mode="after")
     def _rule_queues(self) -> Config:

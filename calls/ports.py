@@ -84,3 +84,33 @@ class CallHistory(Protocol):
         first. The digits find candidates however a number was written (+86 138..., 0138..., 138...); they can
         also match other numbers, so the caller keeps the ones its own numbering rules say are the same."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedCallback:
+    """A callback Asterisk was asked to place: the agent's phone rings first, then ``number``."""
+
+    callback_id: str
+    linkedid: str  # the call's linkedid (Asterisk takes it from the agent leg's channel id)
+    number: str  # as dialled: digits after an optional +
+    agent: str  # the interface rung first, PJSIP/<extension>
+
+
+class Callbacks(Protocol):
+    """Outbound callbacks placed for another package (the service desk's callback visits), recorded in full by the
+    dialplan like every callback. Refusals are the API's errors, with their status: a number that is not one
+    (400), a user without a phone or whose phone is busy (409), Asterisk not taking the call (503)."""
+
+    async def place(
+        self,
+        *,
+        user_id: int,
+        username: str,
+        extension: str | None,
+        number: str,
+        service_record_id: int | None = None,
+        customer_id: int | None = None,
+        remote: str | None = None,
+    ) -> PlacedCallback:
+        """Rings ``extension`` (the placing user's own phone), then ``number``; audited as the user's callback."""
+        ...

@@ -1,4 +1,5 @@
-"""HTTP handlers of the CRM API: validate, call a part of the CRM or the outbox, serialise. Nothing else happens."""
+"""HTTP handlers of the CRM API and the service desk's: validate, call a part of the CRM, the outbox or the desk,
+serialise. Nothing else happens."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from aiohttp import web
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
 from callcenter.web.errors import read_json
+from crm_bridge.desk import owner_of
 from crm_bridge.exceptions import CustomerNotFound, ProductNotFound, ServiceRecordNotFound
-from crm_bridge.keys import CRM, CRM_OUTBOX
+from crm_bridge.keys import CRM, CRM_OUTBOX, DESK, EVALUATION_ITEMS, VISITS
 from crm_bridge.schemas import (
     CustomerIn,
     CustomerPatch,
@@ -18,6 +20,18 @@ from crm_bridge.schemas import (
     ServiceRecordQuery,
     TransitionIn,
 )
+from crm_bridge.visit_csv import to_csv
+from crm_bridge.visit_errors import EvaluationItemNotFound, OwnerForbidden, VisitNotFound
+from crm_bridge.visit_schemas import (
+    DueQuery,
+    EvaluationItemIn,
+    EvaluationItemPatch,
+    EvaluationItemQuery,
+    OverdueQuery,
+    VisitQuery,
+    VisitResultIn,
+)
+from crm_bridge.visits import CSV_COLUMNS, Placer
 
 crm_routes = web.RouteTableDef()
 
@@ -140,3 +154,98 @@ async def transition(request: web.Request) -> web.Response:
     body = TransitionIn.model_validate(await read_json(request))
     record = await request.config_dict[CRM].records.transition(record_id, body, actor=principal(request).username)
     return web.json_response(record.as_json())
+
+
+# -- the service desk: follow-ups, callback visits, evaluation items ----------------------------------------
+
+
+def _visit_id(request: web.Request) -> int:
+    found = _path_id(request, "visit_id")
+    if found is None:
+        raise VisitNotFound(0)
+    return found
+
+
+@crm_routes.get("/api/v1/desk/due")
+@requires()
+async def desk_due(request: web.Request) -> web.Response:
+    query = DueQuery.model_validate(dict(request.query))
+    who = principal(request)
+    if query.owner not in ("me", str(who.user_id)) and not who.has(Permission.DESK_WORK):
+        raise OwnerForbidden()
+    found = await request.config_dict[DESK].due(owner_of(query.owner, who.user_id), limit=query.limit)
+    return web.json_response(found)
+
+
+@crm_routes.get("/api/v1/desk/overdue")
+@requires(Permission.DESK_WORK)
+async def desk_overdue(request: web.Request) -> web.Response:
+    query = OverdueQuery.model_validate(dict(request.query))
+    found = await request.config_dict[DESK].overdue(owner_of(query.owner, 0), limit=query.limit)
+    return web.json_response(found)
+
+
+@crm_routes.get("/api/v1/visits")
+@requires(Permission.DESK_WORK)
+async def list_visits(request: web.Request) -> web.Response:
+    query = VisitQuery.model_validate(dict(request.query))
+    visits = request.config_dict[VISITS]
+    items, total = await visits.find(query)
+    if query.format == "csv":
+        return web.Response(
+            text=to_csv(CSV_COLUMNS, visits.csv_rows(items)),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": 'attachment; filename="visits.csv"'},
+        )
+    return web.json_response({"items": items, "total": total, "limit": query.limit, "offset": query.offset})
+
+
+@crm_routes.get(r"/api/v1/visits/{visit_id:\d{1,12}}")
+@requires(Permission.DESK_WORK)
+async def visit(request: web.Request) -> web.Response:
+    return web.json_response(await request.config_dict[VISITS].get(_visit_id(request)))
+
+
+@crm_routes.post(r"/api/v1/visits/{visit_id:\d{1,12}}/place")
+@requires(Permission.DESK_WORK)
+async def place_visit(request: web.Request) -> web.Response:
+    visit_id = _visit_id(request)
+    who = principal(request)
+    placed = await request.config_dict[VISITS].place(
+        visit_id, Placer(who.user_id, who.username, who.extension), remote=request.remote
+    )
+    return web.json_response(placed, status=202)
+
+
+@crm_routes.post(r"/api/v1/visits/{visit_id:\d{1,12}}/result")
+@requires(Permission.DESK_WORK)
+async def visit_result(request: web.Request) -> web.Response:
+    visit_id = _visit_id(request)
+    body = VisitResultIn.model_validate(await read_json(request))
+    stored = await request.config_dict[VISITS].record_result(visit_id, body, actor=principal(request).username)
+    return web.json_response(stored, status=201)
+
+
+@crm_routes.get("/api/v1/evaluation-items")
+@requires()
+async def evaluation_items(request: web.Request) -> web.Response:
+    query = EvaluationItemQuery.model_validate(dict(request.query))
+    return web.json_response({"items": await request.config_dict[EVALUATION_ITEMS].find(query)})
+
+
+@crm_routes.post("/api/v1/evaluation-items")
+@requires(Permission.DESK_WORK)
+async def create_evaluation_item(request: web.Request) -> web.Response:
+    body = EvaluationItemIn.model_validate(await read_json(request))
+    return web.json_response(await request.config_dict[EVALUATION_ITEMS].create(body), status=201)
+
+
+@crm_routes.patch(r"/api/v1/evaluation-items/{item_id:\d{1,12}}")
+@requires(Permission.DESK_WORK)
+async def update_evaluation_item(request: web.Request) -> web.Response:
+    item_id = _path_id(request, "item_id")
+    if item_id is None:
+        raise EvaluationItemNotFound(0)
+    patch = EvaluationItemPatch.model_validate(await read_json(request))
+    return web.json_response(await request.config_dict[EVALUATION_ITEMS].update(item_id, patch))

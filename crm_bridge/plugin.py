@@ -1,5 +1,6 @@
 """The CRM as a plugin (:class:`callcenter.plugin.Plugin`): customer files, service records (through a durable
-outbox), the screen-pop and the service records calls leave behind.
+outbox), the screen-pop, the service records calls leave behind, and the service desk's follow-up reminders and
+callback visits.
 """
 
 from __future__ import annotations
@@ -7,20 +8,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from callcenter.config import Config
 from callcenter.db import DatabaseError
 from callcenter.plugin import Core
-from calls.ports import CallHistory, CallRecords
+from calls.ports import Callbacks, CallHistory, CallRecords
+from crm_bridge.desk import Desk, DeskRules, ReminderJob
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.http import crm_routes
-from crm_bridge.keys import CALL_SERVICE_RECORDS, CRM, CRM_OUTBOX, SCREEN_POP
+from crm_bridge.keys import (
+    CALL_SERVICE_RECORDS,
+    CRM,
+    CRM_OUTBOX,
+    DESK,
+    DESK_REMINDERS,
+    EVALUATION_ITEMS,
+    SCREEN_POP,
+    VISITS,
+)
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
+from crm_bridge.visits import EvaluationItems, Visits
 from seats.ports import SeatDirectory
 
 log = logging.getLogger("crm_bridge.plugin")
@@ -45,10 +59,19 @@ def phone_rules(config: Config) -> PhoneRules:
 class CrmPlugin:
     name = "crm"
 
-    def __init__(self, core: Core, *, calls: CallRecords, history: CallHistory, seats: SeatDirectory) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        calls: CallRecords,
+        history: CallHistory,
+        seats: SeatDirectory,
+        callbacks: Callbacks | None = None,
+    ) -> None:
         """The other features' ports, given by the composition root: the record of a finished call (``calls``, for
-        the service records calls leave), a caller's earlier calls (``history``, for the screen-pop) and who is on
-        which phone (``seats``, whom the screen-pop goes to)."""
+        the service records calls leave), a caller's earlier calls (``history``, for the screen-pop), who is on
+        which phone (``seats``, whom the screen-pop goes to) and the callbacks the desk places for its visits
+        (``callbacks``; without it a visit cannot be placed)."""
         config, live = core.config, core.live
         self.crm = CrmService(core.database, rules=phone_rules(config), audit=core.auth)
         self.outbox = ServiceRecordOutbox(
@@ -65,6 +88,26 @@ class CrmPlugin:
             expert_queue=config.queues.expert,
         )
         self.from_calls = CallServiceRecords(self.crm, self.outbox, calls, core.bus, lambda: live.model)
+        desk = config.desk
+        zone = ZoneInfo(config.flows.timezone)
+        self.desk = Desk(
+            core.database,
+            DeskRules(
+                zone,
+                appointment_lead=timedelta(minutes=desk.appointment_lead_minutes),
+                appointment_grace=timedelta(minutes=desk.appointment_grace_minutes),
+            ),
+        )
+        self.visits = Visits(core.database, self.crm.records, callbacks, zone=zone)
+        self.evaluation_items = EvaluationItems(core.database)
+        self.reminders = ReminderJob(
+            core.database,
+            self.desk,
+            core.hub,
+            self.visits,
+            interval=desk.reminder_interval,
+            complaint_visit_window=timedelta(days=desk.complaint_visit_days),
+        )
         self._tiers: asyncio.Task[None] | None = None
 
     def install(self, app: web.Application) -> None:
@@ -72,6 +115,10 @@ class CrmPlugin:
         app[CRM_OUTBOX] = self.outbox
         app[SCREEN_POP] = self.screen_pop
         app[CALL_SERVICE_RECORDS] = self.from_calls
+        app[DESK] = self.desk
+        app[DESK_REMINDERS] = self.reminders
+        app[VISITS] = self.visits
+        app[EVALUATION_ITEMS] = self.evaluation_items
         app.add_routes(crm_routes)
 
     async def start(self) -> None:
@@ -80,6 +127,7 @@ class CrmPlugin:
         self.screen_pop.start()
         self.from_calls.start()
         self._tiers = asyncio.get_running_loop().create_task(self._remember_tiers(), name="crm-tiers")
+        self.reminders.start()
 
     async def _remember_tiers(self) -> None:
         """Keeps the priority tiers in memory, so that a caller is queued with the right priority while the
@@ -93,6 +141,7 @@ class CrmPlugin:
             await asyncio.sleep(TIER_REFRESH_SECONDS)
 
     async def stop(self) -> None:
+        await self.reminders.close()
         if self._tiers is not None:
             self._tiers.cancel()
             with contextlib.suppress(asyncio.CancelledError):

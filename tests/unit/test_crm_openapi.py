@@ -39,7 +39,9 @@ def test_every_crm_route_is_documented_with_its_permission() -> None:
         rule = required_permissions(route.handler)
         assert rule is not None
         assert not rule.public
-        assert {str(p) for p in rule.permissions} == {paths[path][method]["x-permission"]}, path
+        documented = paths[path][method]["x-permission"]
+        # "authenticated": any logged-in user (the desk's due list, the evaluation items' list).
+        assert {str(p) for p in rule.permissions} == (set() if documented == "authenticated" else {documented}), path
 
 
 def test_every_schema_reference_resolves() -> None:

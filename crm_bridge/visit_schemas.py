@@ -1,0 +1,112 @@
+"""What the service desk accepts (evaluation items, visits, results, the due list), validated with pydantic.
+
+A bad value is a 400 naming the field. Text is kept as given (markup, quotes and all); only what no database can
+store is refused (:data:`crm_bridge.schemas.Text`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from crm_bridge.schemas import LONG_TEXT_MAX, PAGE_MAX, Text
+from crm_bridge.visit_models import ITEM_NAME_MAX, SCORE_MAX, SCORE_MIN, AppliesTo, VisitOutcome
+
+ID = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Score = Annotated[int, Field(ge=SCORE_MIN, le=SCORE_MAX)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+ItemName = Annotated[Text, Field(min_length=1, max_length=ITEM_NAME_MAX), AfterValidator(_not_blank)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvaluationItemIn(_Payload):
+    name: ItemName
+    applies_to: AppliesTo
+    active: bool = True
+    # Where among its kind's items; none: after the last.
+    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+
+class EvaluationItemPatch(_Payload):
+    """Changes to an item: only what is sent. What it applies to never changes (scores were given on it)."""
+
+    name: ItemName | None = None
+    active: bool | None = None
+    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+    @field_validator("name", "active", "position")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+
+class EvaluationItemQuery(_Payload):
+    applies_to: AppliesTo | None = None
+    active: bool | None = None
+
+
+class ScoreIn(_Payload):
+    item_id: ID
+    score: Score
+
+
+class VisitResultIn(_Payload):
+    """A visit's result: ``satisfaction`` (1-5) and ``scores`` only when the customer was reached, and then the
+    satisfaction is required."""
+
+    outcome: VisitOutcome
+    satisfaction: Score | None = None
+    scores: list[ScoreIn] = Field(default_factory=list, max_length=50)
+    comment: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
+
+    @field_validator("scores")
+    @classmethod
+    def _distinct(cls, value: list[ScoreIn]) -> list[ScoreIn]:
+        seen: set[int] = set()
+        for score in value:
+            if score.item_id in seen:
+                raise ValueError(f"item {score.item_id} is scored twice")
+            seen.add(score.item_id)
+        return value
+
+
+VisitCause = Literal["abandoned_call", "expert_callback", "complaint", "repair", "other"]
+
+
+class VisitQuery(_Payload):
+    cause: VisitCause | None = None
+    # Visits waiting (the default), done (a result recorded or the record closed), or both.
+    state: Literal["due", "done", "all"] = "due"
+    customer_id: ID | None = None
+    # The owner: a user id, or "none" for visits nobody has taken.
+    owner: Annotated[str, Field(pattern=r"^(none|[1-9][0-9]{0,9})$")] | None = None
+    since: date | None = None  # created on or after (the center's date)
+    until: date | None = None  # created before
+    format: Literal["json", "csv"] = "json"
+    limit: int = Field(50, ge=1, le=PAGE_MAX)
+    offset: int = Field(0, ge=0, le=10**9)
+
+
+class DueQuery(_Payload):
+    # Whose records: the caller's own (default); with desk.work a user id, "all" or "none" (nobody's).
+    owner: Annotated[str, Field(pattern=r"^(me|all|none|[1-9][0-9]{0,9})$")] = "me"
+    limit: int = Field(100, ge=1, le=PAGE_MAX)
+
+
+class OverdueQuery(_Payload):
+    owner: Annotated[str, Field(pattern=r"^(all|none|[1-9][0-9]{0,9})$")] = "all"
+    limit: int = Field(100, ge=1, le=PAGE_MAX)
