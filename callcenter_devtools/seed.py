@@ -37,6 +37,8 @@ from crm_bridge.models import (
 )
 from crm_bridge.phones import DEFAULT_RULES, PhoneRules
 from crm_bridge.text import name_key
+from crm_bridge.visit_models import EvaluationItem
+from crm_bridge.visits import DEFAULT_EVALUATION_ITEMS
 from ivr_flows.ports import DEMO_PRODUCTS
 
 log = logging.getLogger("crm_bridge.seed")
@@ -788,6 +790,23 @@ async def seed(
             await _insert(connection, articles_t, article_rows)
             report.articles = len(article_rows)
         names = list((await connection.execute(select(Product.name))).scalars())
+        items_t = _table(EvaluationItem)
+        if await _count(connection, items_t) == 0:
+            positions: dict[str, int] = {}
+            item_rows = []
+            for name, applies_to in DEFAULT_EVALUATION_ITEMS:
+                position = positions[applies_to] = positions.get(applies_to, -1) + 1
+                item_rows.append(
+                    {
+                        "name": name,
+                        "applies_to": applies_to.value,
+                        "active": True,
+                        "position": position,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            await _insert(connection, items_t, item_rows)
 
     generator = _Generator(options, rules, now)
     done = 0

@@ -112,6 +112,21 @@ CSV_COLUMNS = (
 )
 
 
+# The evaluation items a new center starts with (``callcenter db seed`` and the demo add them to an empty table).
+DEFAULT_EVALUATION_ITEMS: tuple[tuple[str, AppliesTo], ...] = (
+    ("服务态度 (attitude)", AppliesTo.VISIT),
+    ("响应及时 (timeliness)", AppliesTo.VISIT),
+    ("维修质量 (quality of the repair)", AppliesTo.VISIT),
+    ("问题解决 (problem solved)", AppliesTo.VISIT),
+    ("接听礼貌 (courtesy)", AppliesTo.CALL),
+    ("业务熟练 (product knowledge)", AppliesTo.CALL),
+    ("一次解决 (solved on the first call)", AppliesTo.CALL),
+    ("上门准时 (on time)", AppliesTo.OUTLET),
+    ("维修质量 (quality of the repair)", AppliesTo.OUTLET),
+    ("收费合理 (fair charges)", AppliesTo.OUTLET),
+)
+
+
 def cause_of(key: str | None) -> tuple[str, str | None]:
     """The cause of a visit and what it refers to (a linkedid, a record id, an order id), from its key."""
     for prefix, cause in CAUSES:

@@ -521,3 +521,16 @@ async def test_only_the_desk_works_the_visits(
     assert callbacks.placed == []
     record, _ = await crm.records.get(visit_id)
     assert record.status == "new"
+
+
+async def test_the_seed_gives_a_new_center_its_evaluation_items_once(database: Database) -> None:
+    from callcenter_devtools.seed import SeedOptions, seed
+    from crm_bridge.visit_schemas import EvaluationItemQuery
+
+    await seed(database, SeedOptions(customers=0))
+    await seed(database, SeedOptions(customers=0))
+    found = await EvaluationItems(database).find(EvaluationItemQuery())
+    assert {item["applies_to"] for item in found} == {"visit", "call", "outlet"}
+    assert len(found) == len({(item["applies_to"], item["name"]) for item in found}) >= 9
+    visit_items = [item for item in found if item["applies_to"] == "visit"]
+    assert [item["position"] for item in visit_items] == list(range(len(visit_items)))
