@@ -39,10 +39,11 @@ from calls.callback_port import CallbackPort
 from calls.plugin import CallsPlugin
 from calls.reads import CallReads
 from crm_bridge.plugin import CrmPlugin
-from crm_bridge.reads import CrmReads
+from crm_bridge.reads import CrmReads, CrmServiceDesk
 from ivr_flows.plugin import FlowsPlugin
 from ivr_flows.plugin import request_reload as reload_flows
 from ivr_flows.ports import Clock, FlowPorts
+from outlets.plugin import OutletsPlugin
 from recordings.plugin import RecordingsPlugin
 from seats.plugin import SeatsPlugin
 from seats.reads import SeatReads
@@ -54,11 +55,12 @@ log = logging.getLogger("callcenter.app")
 SHUTDOWN_DRAIN_SECONDS = 5.0
 
 # The order plugins are installed and started in (and stopped in reverse): the owners of data before the
-# packages that read it (calls before the CRM, whose service records follow the call records; the recordings
-# before the flows, which file voicemails in them; the supervisor, which reads all of them, last). After each
+# packages that read it (calls before the CRM, whose service records follow the call records; the outlets after
+# the CRM, whose records their work orders are made of; the recordings before the flows, which file voicemails in
+# them; the supervisor, which reads all of them, last). After each
 # resync every plugin checks its own state beside Asterisk on its own (seats put back into the queues, calls
 # reconciled, running recordings found); none of these depends on another's.
-PLUGIN_ORDER = ("seats", "calls", "crm", "recordings", "ivr_flows", "supervisor")
+PLUGIN_ORDER = ("seats", "calls", "crm", "outlets", "recordings", "ivr_flows", "supervisor")
 
 PLUGINS: web.AppKey[tuple[Plugin, ...]] = web.AppKey("plugins")
 
@@ -114,7 +116,7 @@ def build_plugins(
 
     The read ports are the owners' own implementations over their tables (``<package>.reads``): the call records
     and a caller's earlier calls (calls), who sits where and every login and pause (seats), the business volume
-    (the CRM); the user directory is the core's."""
+    and the service records work orders are made of (the CRM); the user directory is the core's."""
     call_reads = CallReads(core.database)
     seat_reads = SeatReads(core.database)
     seats = SeatsPlugin(core, reads=seat_reads)
@@ -122,6 +124,7 @@ def build_plugins(
     crm = CrmPlugin(
         core, calls=call_reads, history=call_reads, seats=seat_reads, callbacks=CallbackPort(calls.callbacks)
     )
+    outlets = OutletsPlugin(core, records=CrmServiceDesk(core.database, crm.crm.records))
     recordings = RecordingsPlugin(core, seats=seat_reads, calls=call_reads, tier=crm.crm.customers.best_tier)
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control
@@ -136,7 +139,7 @@ def build_plugins(
         business=CrmReads(core.database),
         outbox_pending=lambda: crm.outbox.pending,
     )
-    plugins: tuple[Plugin, ...] = (seats, calls, crm, recordings, flows, supervisor)
+    plugins: tuple[Plugin, ...] = (seats, calls, crm, outlets, recordings, flows, supervisor)
     assert tuple(plugin.name for plugin in plugins) == PLUGIN_ORDER
     return plugins
 

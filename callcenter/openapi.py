@@ -20,7 +20,7 @@ openapi_routes = web.RouteTableDef()
 
 
 # The packages whose openapi.json fragments complete the core's document, in the order they are merged.
-FRAGMENT_PACKAGES = ("ivr_flows", "crm_bridge", "recordings", "supervisor")
+FRAGMENT_PACKAGES = ("ivr_flows", "crm_bridge", "outlets", "recordings", "supervisor")
 
 
 def _read(package: str) -> dict[str, Any] | None:

@@ -49,6 +49,7 @@ _SCALAR_FIELDS = (
     "first_contact",
     "last_contact",
     "churn_risk",
+    "region",
 )
 
 
@@ -222,6 +223,7 @@ class Customers:
                 first_contact=data.first_contact,
                 last_contact=data.last_contact,
                 churn_risk=data.churn_risk,
+                region=data.region,
                 created_at=now,
                 updated_at=now,
             )
@@ -236,7 +238,12 @@ class Customers:
             actor,
             created.customer.id,
             remote,
-            {"name": data.name, "tier": str(data.tier), "phones": [phone.number for phone in data.phones]},
+            {
+                "name": data.name,
+                "tier": str(data.tier),
+                "region": data.region,
+                "phones": [phone.number for phone in data.phones],
+            },
         )
         return created
 

@@ -61,6 +61,7 @@ class CustomerInfo:
     created_at: datetime
     updated_at: datetime
     phones: tuple[PhoneInfo, ...] = ()
+    region: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class CustomerInfo:
             "first_contact": _iso(self.first_contact),
             "last_contact": _iso(self.last_contact),
             "churn_risk": self.churn_risk,
+            "region": self.region,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "phones": [phone.as_json() for phone in self.phones],
@@ -99,6 +101,8 @@ class ServiceRecordInfo:
     idempotency_key: str | None
     created_at: datetime
     updated_at: datetime
+    product_id: int | None = None
+    fault_type: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +120,8 @@ class ServiceRecordInfo:
             "feedback": self.feedback,
             "follow_up": _iso(self.follow_up),
             "appointment_at": _iso(self.appointment_at),
+            "product_id": self.product_id,
+            "fault_type": self.fault_type,
             "assigned_to": self.assigned_to,
             "created_by": self.created_by,
             "caller_number": self.caller_number,
@@ -220,6 +226,7 @@ def customer_info(row: Customer | Row[Any], phones: Iterable[PhoneInfo] = ()) ->
         created_at=row.created_at,
         updated_at=row.updated_at,
         phones=tuple(phones),
+        region=row.region,
     )
 
 
@@ -235,6 +242,8 @@ def record_info(row: ServiceRecord | Row[Any]) -> ServiceRecordInfo:
         feedback=row.feedback,
         follow_up=row.follow_up,
         appointment_at=row.appointment_at,
+        product_id=row.product_id,
+        fault_type=row.fault_type,
         assigned_to=row.assigned_to,
         created_by=row.created_by,
         caller_number=row.caller_number,

@@ -99,6 +99,8 @@ IDEMPOTENCY_KEY_MAX = 128
 TITLE_MAX = 500
 TAGS_MAX = 500
 ENUM_MAX = 32
+REGION_MAX = 100
+FAULT_TYPE_MAX = 64
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; service records and their history grow without bound.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -128,6 +130,8 @@ class Customer(Base):
     first_contact: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_contact: Mapped[datetime | None] = mapped_column(UtcDateTime)
     churn_risk: Mapped[bool] = mapped_column(Boolean)
+    # Where the customer is served (a city, a district): repair and installation orders go to an outlet there.
+    region: Mapped[str | None] = mapped_column(String(REGION_MAX))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -200,6 +204,9 @@ class ServiceRecord(Base):
     feedback: Mapped[str | None] = mapped_column(Text)
     follow_up: Mapped[date | None] = mapped_column(Date)
     appointment_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The product the record is about, and a short code of the fault (no_power): what business statistics count.
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"), index=True)
+    fault_type: Mapped[str | None] = mapped_column(String(FAULT_TYPE_MAX))
     assigned_to: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     # A username, or the part of the engine that wrote it (ivr, voicemail).
     created_by: Mapped[str] = mapped_column(String(ACTOR_MAX))

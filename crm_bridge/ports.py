@@ -1,8 +1,10 @@
-"""What the CRM offers other packages to read: how many service records were created, by type and status.
+"""What the CRM offers other packages: how many service records were created, by type and status (the
+supervisor's business volume), and what the service outlets need of one record (its facts, and moving it along
+its lifecycle when a work order is dispatched or done).
 
-Read interfaces only, in plain values: :mod:`crm_bridge.reads` implements them over the CRM's tables, and the
-composition root hands them to the packages that need them (the supervisor's business-volume statistics).
-Nothing here imports more than the standard library.
+Interfaces in plain values: :mod:`crm_bridge.reads` implements them over the CRM's tables and its service records,
+and the composition root hands them to the packages that need them. Nothing here imports more than the standard
+library.
 """
 
 from __future__ import annotations
@@ -27,4 +29,47 @@ class BusinessVolume(Protocol):
 
     async def record_counts(self, start: datetime, end: datetime) -> Sequence[RecordCount]:
         """The service records created in [start, end), counted by type and current status, by type then status."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecordFacts:
+    """What a work order is dispatched by: the record's type and status, its customer and the customer's region,
+    its product with the product's category, the fault and the appointment the caller booked."""
+
+    id: int
+    type: str  # repair_booking, installation_booking, ... (the CRM's record types)
+    status: str  # new, assigned, in_progress, ... (the CRM's record statuses)
+    customer_id: int | None
+    region: str | None  # the customer's
+    product_id: int | None
+    product_category: str | None
+    fault_type: str | None
+    appointment_at: datetime | None
+
+
+class LifecycleRefused(Exception):
+    """The record's lifecycle does not allow ``action`` from its ``status`` (or the record is gone: status None)."""
+
+    def __init__(self, record_id: int, action: str, status: str | None, allowed_from: Sequence[str]) -> None:
+        super().__init__(f"cannot {action} service record {record_id} ({status or 'not found'})")
+        self.record_id = record_id
+        self.action = action
+        self.status = status
+        self.allowed_from = tuple(allowed_from)
+
+
+class ServiceRecordDesk(Protocol):
+    """One service record, as the service outlets see it."""
+
+    async def record_facts(self, record_id: int) -> ServiceRecordFacts | None:
+        """The record's facts, or None when there is no such record."""
+        ...
+
+    async def move(
+        self, record_id: int, action: str, *, actor: str, assignee: int | None = None, note: str | None = None
+    ) -> str:
+        """Moves the record along the CRM's lifecycle (``assign`` needs ``assignee``, a user id; ``start``,
+        ``resolve``), kept in its history with ``note``; returns the new status. LifecycleRefused when the
+        lifecycle forbids it from the record's status now."""
         ...

@@ -1,4 +1,4 @@
-"""The CRM's read interfaces (:mod:`crm_bridge.ports`) over its own tables."""
+"""The CRM's ports (:mod:`crm_bridge.ports`) over its own tables and its service records."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from callcenter.db import Database
-from crm_bridge.models import ServiceRecord
-from crm_bridge.ports import RecordCount
+from crm_bridge.exceptions import InvalidTransition, ServiceRecordNotFound
+from crm_bridge.models import Customer, Product, ServiceRecord
+from crm_bridge.ports import LifecycleRefused, RecordCount, ServiceRecordFacts
+from crm_bridge.records import TRANSITIONS, ServiceRecords
+from crm_bridge.schemas import TransitionIn
 
 
 class CrmReads:
@@ -28,3 +31,59 @@ class CrmReads:
             counts = [RecordCount(str(kind), str(status), int(count)) for kind, status, count in rows]
         # Sorted here rather than in SQL: the same order on every backend, whatever its collation.
         return sorted(counts, key=lambda count: (count.type, count.status))
+
+
+class CrmServiceDesk:
+    """:class:`crm_bridge.ports.ServiceRecordDesk`: a record's facts read in one statement, its moves made by the
+    CRM's own service records (their lifecycle and history)."""
+
+    def __init__(self, database: Database, records: ServiceRecords) -> None:
+        self._database = database
+        self._records = records
+
+    async def record_facts(self, record_id: int) -> ServiceRecordFacts | None:
+        query = (
+            select(
+                ServiceRecord.id,
+                ServiceRecord.type,
+                ServiceRecord.status,
+                ServiceRecord.customer_id,
+                Customer.region,
+                ServiceRecord.product_id,
+                Product.category,
+                ServiceRecord.fault_type,
+                ServiceRecord.appointment_at,
+            )
+            .outerjoin(Customer, Customer.id == ServiceRecord.customer_id)
+            .outerjoin(Product, Product.id == ServiceRecord.product_id)
+            .where(ServiceRecord.id == record_id)
+        )
+        async with self._database.session() as session:
+            row = (await session.execute(query)).first()
+        if row is None:
+            return None
+        return ServiceRecordFacts(
+            id=row[0],
+            type=row[1],
+            status=row[2],
+            customer_id=row[3],
+            region=row[4],
+            product_id=row[5],
+            product_category=row[6],
+            fault_type=row[7],
+            appointment_at=row[8],
+        )
+
+    async def move(
+        self, record_id: int, action: str, *, actor: str, assignee: int | None = None, note: str | None = None
+    ) -> str:
+        if action not in TRANSITIONS:
+            raise ValueError(f"no such lifecycle action: {action}")
+        data = TransitionIn.model_validate({"action": action, "assigned_to": assignee, "note": note})
+        try:
+            moved = await self._records.transition(record_id, data, actor=actor)
+        except InvalidTransition as exc:
+            raise LifecycleRefused(record_id, action, exc.details["status"], exc.details["allowed_from"]) from exc
+        except ServiceRecordNotFound as exc:
+            raise LifecycleRefused(record_id, action, None, sorted(TRANSITIONS[action][0])) from exc
+        return moved.status

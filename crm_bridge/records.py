@@ -23,7 +23,7 @@ from callcenter.db import ConstraintViolation, Database, utcnow
 from crm_bridge.customers import Customers, owner_ids
 from crm_bridge.exceptions import InvalidCrmInput, InvalidTransition, ServiceRecordNotFound
 from crm_bridge.infos import HistoryEntry, ServiceRecordInfo, history_entry, record_info
-from crm_bridge.models import ACTOR_MAX, Customer, RecordStatus, ServiceRecord, ServiceRecordHistory
+from crm_bridge.models import ACTOR_MAX, Customer, Product, RecordStatus, ServiceRecord, ServiceRecordHistory
 from crm_bridge.schemas import ServiceRecordIn, ServiceRecordQuery, TransitionIn
 
 # Who history rows name when no person acted.
@@ -98,6 +98,8 @@ class ServiceRecords:
                 owners = await owner_ids(session, key, 2) if key is not None else []
                 if len(owners) == 1:
                     customer_id = owners[0]
+            if data.product_id is not None and await session.get(Product, data.product_id) is None:
+                raise InvalidCrmInput("product_id", "no product with this id")
             record = ServiceRecord(
                 customer_id=customer_id,
                 linkedid=data.linkedid,
@@ -108,6 +110,8 @@ class ServiceRecords:
                 feedback=None,
                 follow_up=data.follow_up,
                 appointment_at=data.appointment_at,
+                product_id=data.product_id,
+                fault_type=data.fault_type,
                 assigned_to=None,
                 created_by=who,
                 caller_number=data.caller_number,

@@ -36,6 +36,10 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _trimmed(value: str) -> str:
+    return value.strip()
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("give a time zone (e.g. 2030-01-01T09:00:00+08:00)")
@@ -45,6 +49,10 @@ def _aware(value: datetime | None) -> datetime | None:
 Text = Annotated[str, AfterValidator(_storable)]
 Name = Annotated[str, Field(min_length=1, max_length=m.NAME_MAX), AfterValidator(_storable), AfterValidator(_not_blank)]
 AwareTime = Annotated[datetime, AfterValidator(_aware)]
+# A key things are matched by (a region, a product category): surrounding blanks are dropped, blank is refused.
+Key = Annotated[str, AfterValidator(_storable), AfterValidator(_trimmed), AfterValidator(_not_blank)]
+Region = Annotated[Key, Field(min_length=1, max_length=m.REGION_MAX)]
+FaultType = Annotated[Key, Field(min_length=1, max_length=m.FAULT_TYPE_MAX)]
 
 
 class _Payload(BaseModel):
@@ -76,6 +84,7 @@ class CustomerIn(_Payload):
     first_contact: AwareTime | None = None
     last_contact: AwareTime | None = None
     churn_risk: bool = False
+    region: Region | None = None
     phones: list[PhoneIn] = Field(default_factory=list, max_length=20)
     contacts: list[ContactIn] = Field(default_factory=list, max_length=50)
 
@@ -92,6 +101,7 @@ class CustomerPatch(_Payload):
     first_contact: AwareTime | None = None
     last_contact: AwareTime | None = None
     churn_risk: bool | None = None
+    region: Region | None = None
     phones: list[PhoneIn] | None = Field(None, max_length=20)
     contacts: list[ContactIn] | None = Field(None, max_length=50)
 
@@ -117,6 +127,8 @@ class ServiceRecordIn(_Payload):
     outcome: Annotated[Text, Field(max_length=LONG_TEXT_MAX)] | None = None
     follow_up: date | None = None
     appointment_at: AwareTime | None = None
+    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    fault_type: FaultType | None = None
     caller_number: Annotated[Text, Field(max_length=m.CALLER_NUMBER_MAX)] | None = None
     caller_name: Annotated[Text, Field(max_length=m.NAME_MAX)] | None = None
     idempotency_key: IdempotencyKey | None = None

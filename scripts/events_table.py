@@ -25,6 +25,7 @@ PACKAGES = (
     "calls",
     "seats",
     "crm_bridge",
+    "outlets",
     "recordings",
     "ivr_flows",
     "supervisor",

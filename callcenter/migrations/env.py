@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crm_bridge.models  # noqa: F401
+import outlets.models  # noqa: F401
 import recordings.models  # noqa: F401
 import seats.models  # noqa: F401
 from callcenter.db import Base, include_name

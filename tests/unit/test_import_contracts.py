@@ -66,7 +66,7 @@ def test_the_engine_loads_no_development_tool() -> None:
 # (``table("service_records", ...)``, ``FROM call_records``) reads it behind the owner's back: it asks the
 # owner's port instead. Import contracts cannot see a table name in a string; this test does. (A foreign key
 # to another's table in a model is the schema's integrity, not a read, and is not matched.)
-FEATURES = ("calls", "seats", "crm_bridge", "recordings", "ivr_flows", "supervisor")
+FEATURES = ("calls", "seats", "crm_bridge", "outlets", "recordings", "ivr_flows", "supervisor")
 
 
 def _tables() -> dict[str, set[str]]:
