@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calls.ports import FinishedCall
+
 
 @dataclass(frozen=True, slots=True)
 class CallRecorded:
-    """A call's record was written: from the live model (``source`` "live"), the CEL backfill or a reconcile."""
+    """A call's record was written: from the live model (``source`` "live"), the CEL backfill or a reconcile.
+
+    ``call`` is the record as written, so that what each call's end sets off (its service records, the board's
+    figures, its recordings' owners) needs no read of it."""
 
     linkedid: str
     outcome: str
     source: str
+    call: FinishedCall
 
 
 @dataclass(frozen=True, slots=True)

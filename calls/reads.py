@@ -22,7 +22,7 @@ from sqlalchemy import select
 from callcenter.db import Database
 from calls.models import CallRecord
 from calls.ports import CallFigures, FinishedCall, PastCall
-from calls.records import caller_tail
+from calls.records import caller_tail, finished_call
 
 # Distinct tails of one history read kept as prepared SQL texts on SQLite (a caller's numbers rarely pass a few).
 _TEXTS_KEPT = 64
@@ -70,23 +70,7 @@ _FIGURES = (CallRecord.linkedid, CallRecord.started_at, CallRecord.direction, Ca
 
 
 def _finished(row: CallRecord) -> FinishedCall:
-    return FinishedCall(
-        linkedid=row.linkedid,
-        direction=row.direction,
-        caller_number=row.caller_number,
-        caller_name=row.caller_name,
-        did=row.did,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        outcome=row.outcome,
-        ivr_choice=row.ivr_choice,
-        wait_time=row.wait_time,
-        talk_time=row.talk_time,
-        agent=row.agent,
-        expert=row.expert,
-        handoff_notes=row.handoff_notes,
-        segments=row.segments,
-    )
+    return finished_call(vars(row))
 
 
 class CallReads:

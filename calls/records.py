@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from calls.ports import FinishedCall
 
 CLOSED_FLOWS = frozenset({"after_hours", "holiday"})
 
@@ -305,3 +307,12 @@ def build_record(
         "service_record_id": call.get("service_record_id"),
         "source": source,
     }
+
+
+_FINISHED_FIELDS = tuple(field.name for field in fields(FinishedCall))
+
+
+def finished_call(values: Mapping[str, Any]) -> FinishedCall:
+    """A record as other packages read it (:class:`calls.ports.FinishedCall`), from the values of its row
+    (:func:`build_record`'s, or a row's columns)."""
+    return FinishedCall(**{name: values[name] for name in _FINISHED_FIELDS})

@@ -39,14 +39,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.bus import Bus, event_fields
-from callcenter.db import ConstraintViolation, Database, DatabaseError, DatabaseUnavailable, Journal
+from callcenter.db import Database, DatabaseError, DatabaseUnavailable, Journal
 from callcenter.events import CallEnded
 from callcenter.model import LiveModel
 from calls.cel import CelCall, CelReader
 from calls.events import CallRecorded, ExpertOutcome, ExpertRequested
 from calls.handoff import row_of
 from calls.models import CallProgress, CallRecord, CelPosition, ExpertHandoff
-from calls.records import build_record, caller_tail, merge_call, with_answer, with_end, with_queue
+from calls.records import (
+    build_record,
+    caller_tail,
+    finished_call,
+    merge_call,
+    with_answer,
+    with_end,
+    with_queue,
+)
 from ivr_flows.events import IvrEnded
 from recordings.events import RecordingStarted
 
@@ -321,7 +329,7 @@ class CallRecorder:
         self._saved.pop(linkedid, None)
         self.cel.settle(linkedid)
         if stored:
-            self._bus.publish(CallRecorded(linkedid=linkedid, outcome=str(values["outcome"]), source=source))
+            self._bus.publish(recorded_event(values))
         return stored
 
     # -- the journal ----------------------------------------------------------------------------------------
@@ -359,13 +367,7 @@ class CallRecorder:
                             for name, value in dict(fields["values"]).items()
                         }
                         if await self._insert(values):
-                            self._bus.publish(
-                                CallRecorded(
-                                    linkedid=str(values["linkedid"]),
-                                    outcome=str(values["outcome"]),
-                                    source=str(values["source"]),
-                                )
-                            )
+                            self._bus.publish(recorded_event(values))
                     elif fields.get("kind") == "handoff":
                         await self._put_handoff(dict(fields["row"]))
                     elif fields.get("kind") == "progress":
@@ -439,16 +441,14 @@ class CallRecorder:
         return values
 
     async def _insert(self, values: dict[str, Any]) -> bool:
+        """Writes one record and drops the call's snapshot, in one transaction; False when the call had a record
+        already (the unique linkedid skips it)."""
         linkedid = values["linkedid"]
-        try:
-            async with self._database.session() as session:
-                exists = await session.scalar(select(CallRecord.id).where(CallRecord.linkedid == linkedid))
-                if exists is None:
-                    session.add(CallRecord(**values, created_at=datetime.now(UTC)))
-                await session.execute(delete(CallProgress).where(CallProgress.linkedid == linkedid))
-        except ConstraintViolation:
-            exists = -1
-        if exists is not None:
+        row = {**values, "caller_tail": caller_tail(str(values["caller_number"])), "created_at": datetime.now(UTC)}
+        async with self._database.session() as session:
+            inserted = (await session.execute(self._insert_new(), [row])).scalars().all()
+            await session.execute(delete(CallProgress).where(CallProgress.linkedid == linkedid))
+        if not inserted:
             self.duplicates += 1
             log.info("call %s has a record already; not written again", linkedid)
             return False
@@ -670,9 +670,7 @@ class CallRecorder:
         self.duplicates += len(rows) - len(inserted)
         for values in rows:
             if values["linkedid"] in inserted:
-                self._bus.publish(
-                    CallRecorded(linkedid=str(values["linkedid"]), outcome=str(values["outcome"]), source="cel")
-                )
+                self._bus.publish(recorded_event(values))
         return len(inserted)
 
     def _insert_new(self) -> Executable:
@@ -772,3 +770,13 @@ async def _existing(session: AsyncSession, column: Any, ids: list[str]) -> set[s
         chunk = ids[start : start + CHUNK_IDS]
         found.update((await session.scalars(select(column).where(column.in_(chunk)))).all())
     return found
+
+
+def recorded_event(values: Mapping[str, Any]) -> CallRecorded:
+    """The event of a record written with these values (``source`` among them)."""
+    return CallRecorded(
+        linkedid=str(values["linkedid"]),
+        outcome=str(values["outcome"]),
+        source=str(values["source"]),
+        call=finished_call(values),
+    )

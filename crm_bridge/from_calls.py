@@ -11,13 +11,12 @@ voicemail sink (callcenter/adapters.py), not here.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from callcenter.bus import Bus
-from callcenter.db import DatabaseError, DatabaseUnavailable
+from callcenter.db import DatabaseError
 from callcenter.model import LiveModel
 from calls.events import CallRecorded, ExpertOutcome
 from calls.ports import CallRecords, FinishedCall
@@ -29,9 +28,6 @@ from crm_bridge.services import CrmService
 log = logging.getLogger("crm_bridge.from_calls")
 
 ACTOR = "system"
-# How long a call's record is asked for again while the database is down, and the first wait (doubling to 15 s).
-RECORD_RETRY_SECONDS = 3600.0
-RECORD_RETRY_FIRST_SECONDS = 1.0
 
 
 def _truly_abandoned(row: FinishedCall) -> bool:
@@ -42,7 +38,8 @@ def _truly_abandoned(row: FinishedCall) -> bool:
 
 
 class CallServiceRecords:
-    """Files the service records calls leave; reads each call's record through the calls' port (``calls``)."""
+    """Files the service records calls leave: from the record each ``CallRecorded`` carries, and for an expert's
+    outcome from the call's record read through the calls' port (``calls``)."""
 
     def __init__(
         self,
@@ -92,10 +89,10 @@ class CallServiceRecords:
         self.written.append(key)
 
     async def _on_recorded(self, event: CallRecorded) -> None:
+        # The event carries the record as written: what it says decides the service records, even when the
+        # database went away right after writing it (the outbox keeps them until it is back).
         linkedid = event.linkedid
-        row = await self._record_when_readable(linkedid)
-        if row is None:
-            return
+        row = event.call
         number = row.caller_number
         if _truly_abandoned(row):
             waited = f" after waiting {row.wait_time:.0f} s" if row.wait_time is not None else ""
@@ -116,23 +113,6 @@ class CallServiceRecords:
                 linkedid=linkedid,
                 caller_name=row.caller_name[:NAME_MAX] or None,
             )
-
-    async def _record_when_readable(self, linkedid: str) -> FinishedCall | None:
-        """The call's record; while the database is down (it went away right after the record was written), asked
-        again with backoff, for up to :data:`RECORD_RETRY_SECONDS`: what the record says decides the service
-        records, and the outbox keeps those until the database takes them."""
-        delay = RECORD_RETRY_FIRST_SECONDS
-        waited = 0.0
-        while True:
-            try:
-                return await self._calls.record(linkedid)
-            except DatabaseUnavailable:
-                if waited >= RECORD_RETRY_SECONDS:
-                    log.warning("call %s: no service record decided, its record could not be read", linkedid)
-                    return None
-            await asyncio.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 15.0)
 
     async def _on_expert_outcome(self, event: ExpertOutcome) -> None:
         if event.outcome not in ("voicemail", "callback"):

@@ -36,6 +36,7 @@ from callcenter.db import DatabaseError
 from callcenter.events import AsteriskUserEvent, CallEnded, LiveResynced, QueueChanged
 from callcenter.model import Channel, LiveModel
 from calls.events import CallRecorded
+from calls.ports import FinishedCall
 from recordings.events import RecordingFinished, RecordingStarted
 from recordings.exceptions import RecordingNotFound
 from recordings.full import Adopted, FullRecordings, channel_of
@@ -266,17 +267,19 @@ class RecordingControl:
         legs = None
         if seen is not None and event.source == "live" and seen[0] > self._resynced_at:
             legs = seen[1]
-        self._spawn(self._index_call(event.linkedid, legs))
+        self._spawn(self._index_call(event.linkedid, legs, event.call))
 
-    async def _index_call(self, linkedid: str, legs: tuple[str, ...] | None) -> None:
-        """Indexes a finished call's full recordings, trying again while the database is down (for up to
-        :data:`RETRY_FOR_SECONDS`; the periodic sweep is the net beyond)."""
+    async def _index_call(
+        self, linkedid: str, legs: tuple[str, ...] | None, record: FinishedCall | None = None
+    ) -> None:
+        """Indexes a finished call's full recordings (``record``: the call's record, when known), trying again
+        while the database is down (for up to :data:`RETRY_FOR_SECONDS`; the periodic sweep is the net beyond)."""
         delay = CLOSE_GRACE_SECONDS
         deadline = time.monotonic() + RETRY_FOR_SECONDS
         while True:
             await asyncio.sleep(delay)
             try:
-                await self.full.index_call(linkedid, legs)
+                await self.full.index_call(linkedid, legs, record)
                 return
             except DatabaseError as exc:
                 if time.monotonic() >= deadline:

@@ -191,13 +191,17 @@ class FullRecordings:
 
     # -- a call's files, once its record is written -----------------------------------------------------------
 
-    async def index_call(self, linkedid: str, legs: Sequence[str] | None = None) -> int:
+    async def index_call(
+        self, linkedid: str, legs: Sequence[str] | None = None, record: FinishedCall | None = None
+    ) -> int:
         """Finds the full recordings of a finished call on disk; rows are written for those that have none and
         finished for those still ``recording``. Returns how many rows it wrote or finished.
 
         ``legs``: the uniqueids of every channel the call had, when the engine saw all of them: then only their
-        files are looked for (a few stat calls); without them the call's day directories are listed."""
-        record = await self._calls.record(linkedid) if self._calls is not None else None
+        files are looked for (a few stat calls); without them the call's day directories are listed. ``record``:
+        the call's record when the caller has it (else it is read)."""
+        if record is None and self._calls is not None:
+            record = await self._calls.record(linkedid)
         now = self._now()
         start = record.started_at if record is not None else now - timedelta(days=1)
         end = record.ended_at if record is not None else now

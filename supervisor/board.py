@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from callcenter.auth.directory import UserDirectory
 from callcenter.db import DatabaseError
 from callcenter.model import AgentState, AgentStatus, Call, LiveModel
-from calls.ports import CallRecords
+from calls.ports import CallRecords, FinishedCall
 from seats.ports import SeatDirectory
 from supervisor.stats import ANSWER_LOOKBACK, bucket_start, stays
 
@@ -361,12 +361,9 @@ class BoardService:
         calls = await self._calls.started_between(midnight - ANSWER_LOOKBACK)
         return sum(self.tally.fold(call.linkedid, call.started_at, call.segments, now) for call in calls)
 
-    async def record(self, linkedid: str) -> bool:
+    def record(self, call: FinishedCall) -> bool:
         """Folds in one call's record once it is written."""
-        call = await self._calls.record(linkedid)
-        if call is None:
-            return False
-        return self.tally.fold(linkedid, call.started_at, call.segments, self.now())
+        return self.tally.fold(call.linkedid, call.started_at, call.segments, self.now())
 
     async def close(self) -> None:
         if self._refresh is not None:

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from callcenter.auth.permissions import Permission
 from callcenter.bus import Bus
-from callcenter.db import DatabaseError
 from callcenter.events import (
     AgentStateChanged,
     CallAnswered,
@@ -96,13 +95,8 @@ class BoardNotifier:
             self._board.refresh_directory()
         self.schedule()
 
-    async def _recorded(self, event: CallRecorded) -> None:
-        try:
-            counted = await self._board.record(event.linkedid)
-        except DatabaseError as exc:
-            log.warning("board: could not read the record of %s: %s", event.linkedid, exc)
-            return
-        if counted:
+    def _recorded(self, event: CallRecorded) -> None:
+        if self._board.record(event.call):
             self._board.touch()
             self.schedule()
 

@@ -22,7 +22,6 @@ from callcenter.model import Call, LiveModel
 from calls.events import CallRecorded, ExpertOutcome
 from calls.models import CallRecord
 from calls.reads import CallReads
-from crm_bridge import from_calls
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.infos import ServiceRecordInfo
 from crm_bridge.models import RecordType, ServiceRecord
@@ -48,9 +47,12 @@ class Records:
     live: dict[str, Call] = field(default_factory=dict)
 
     async def recorded(self, linkedid: str, outcome: str = "abandoned", *, times: int = 1) -> None:
-        """Publishes ``CallRecorded`` as the call recorder does (``times`` times before anything runs)."""
+        """Publishes ``CallRecorded`` with the call's record as the call recorder does (``times`` times before
+        anything runs)."""
+        call = await CallReads(self.database).record(linkedid)
+        assert call is not None, f"no record of {linkedid}"
         for _ in range(times):
-            self.bus.publish(CallRecorded(linkedid=linkedid, outcome=outcome, source="live"))
+            self.bus.publish(CallRecorded(linkedid=linkedid, outcome=outcome, source="live", call=call))
         await self.bus.drain()
 
     async def expert_outcome(self, linkedid: str, outcome: str, **extra: Any) -> None:
@@ -185,7 +187,6 @@ async def test_an_answered_call_without_a_complaint_leaves_no_record(records: Re
     await add_call(records.database, "ok.1", "13800138000", outcome="answered", choice="fault")
 
     await records.recorded("ok.1", "answered")
-    await records.recorded("not-a-call", "answered")
 
     assert await count_records(records.database) == 0
     assert records.service.written == []
@@ -353,36 +354,33 @@ async def test_an_expert_voicemail_during_an_outage_is_queued_and_written_when_b
     assert HOSTILE_NOTES in record.content
 
 
-class _DownThenUp:
-    """The calls' port over a database that goes away right after the record was written, and comes back."""
+class _Unreadable:
+    """The calls' port over a database that went away right after the record was written."""
 
-    def __init__(self, reads: CallReads, failures: int) -> None:
-        self._reads = reads
-        self.failures = failures
+    def __init__(self) -> None:
+        self.reads = 0
 
     async def record(self, linkedid: str) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise DatabaseUnavailable("the database is unavailable")
-        return await self._reads.record(linkedid)
+        self.reads += 1
+        raise DatabaseUnavailable("the database is unavailable")
 
     async def started_between(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._reads.started_between(*args, **kwargs)
+        raise DatabaseUnavailable("the database is unavailable")
 
 
-async def test_a_record_unreadable_for_a_moment_still_decides_its_service_record_and_nothing_fails(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_record_that_cannot_be_read_back_still_decides_its_service_record(
+    database: Database, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(from_calls, "RECORD_RETRY_FIRST_SECONDS", 0.01)
+    # The event carries the record as written: nothing needs to read it back.
     made = make_records(database, tmp_path / "outbox")
     made.service.close()
-    port = _DownThenUp(CallReads(database), failures=2)
+    port = _Unreadable()
     service = CallServiceRecords(made.crm, made.outbox, port, made.bus, LiveModel)
     service.start()
     try:
         await add_call(database, "ab.down", "13800138000")
         await made.recorded("ab.down")
-        assert port.failures == 0
+        assert port.reads == 0
         [record] = await made.of_call("ab.down")
         assert record.type == RecordType.CALLBACK_VISIT
     finally:
