@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Executable, delete, select
+from sqlalchemy import Executable, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -543,9 +543,11 @@ class CallRecorder:
                 if linkedid in recorded:
                     continue
                 if linkedid in known:
-                    row = await session.get(CallProgress, linkedid)
-                    if row is not None:
-                        row.snapshot, row.updated_at = text, now
+                    await session.execute(
+                        update(CallProgress)
+                        .where(CallProgress.linkedid == linkedid)
+                        .values(snapshot=text, updated_at=now)
+                    )
                 else:
                     session.add(CallProgress(linkedid=linkedid, snapshot=text, updated_at=now))
 

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from callcenter.db import Database, utcnow
+from callcenter.db import ConstraintViolation, Database, utcnow
 from recordings import audio
 from recordings.exceptions import RecordingFileMissing, RecordingStateConflict, UnsupportedAudio
 from recordings.index import Action, RecordingIndex
@@ -110,14 +110,16 @@ class RecordingLifecycle:
         kind = Kind(kind)
         check_recording_id(recording_id)
         await asyncio.to_thread(self.store.resolve, relative)
-        async with self._database.session() as session:
-            existing = await session.scalar(select(Recording).where(Recording.id == recording_id))
-            if existing is not None:
-                return RecordingInfo.of(existing)
-            row = self._new_row(kind, facts, recording_id, relative, started_at or self._now(), Status.RECORDING)
-            session.add(row)
-            await session.flush()
-            return RecordingInfo.of(row)
+        row = self._new_row(kind, facts, recording_id, relative, started_at or self._now(), Status.RECORDING)
+        try:
+            async with self._database.session() as session:
+                session.add(row)
+                await session.flush()
+                info = RecordingInfo.of(row)
+        except ConstraintViolation:
+            # Indexed meanwhile (the live event and a sweep met): the unique id refused the second row.
+            return await self._index.info(recording_id)
+        return info
 
     def _new_row(
         self,
@@ -216,11 +218,14 @@ class RecordingLifecycle:
             )
         async with self._database.session() as session:
             # Only a row still recording: an erasure that came in meanwhile wins.
-            await session.execute(
+            finished = await session.scalar(
                 update(Recording)
                 .where(Recording.id == recording_id, Recording.status == Status.RECORDING.value)
                 .values(**values)
+                .returning(Recording)
             )
+            if finished is not None:
+                return RecordingInfo.of(finished)
         return await self._index.info(recording_id)
 
     def _file_facts(self, relative: str) -> _FileFacts:
