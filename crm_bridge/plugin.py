@@ -34,6 +34,7 @@ from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
+from crm_bridge.visit_notifier import RepairVisits
 from crm_bridge.visits import EvaluationItems, Visits
 from seats.ports import SeatDirectory
 
@@ -100,6 +101,7 @@ class CrmPlugin:
         )
         self.visits = Visits(core.database, self.crm.records, callbacks, zone=zone)
         self.evaluation_items = EvaluationItems(core.database)
+        self.repair_visits = RepairVisits(self.visits, self.outbox, core.bus)
         self.reminders = ReminderJob(
             core.database,
             self.desk,
@@ -127,6 +129,7 @@ class CrmPlugin:
         self.screen_pop.start()
         self.from_calls.start()
         self._tiers = asyncio.get_running_loop().create_task(self._remember_tiers(), name="crm-tiers")
+        self.repair_visits.start()
         self.reminders.start()
 
     async def _remember_tiers(self) -> None:
@@ -142,6 +145,7 @@ class CrmPlugin:
 
     async def stop(self) -> None:
         await self.reminders.close()
+        self.repair_visits.close()
         if self._tiers is not None:
             self._tiers.cancel()
             with contextlib.suppress(asyncio.CancelledError):

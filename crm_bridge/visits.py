@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from callcenter.db import ConstraintViolation, Database, utcnow
+from callcenter.db import ConstraintViolation, Database, DatabaseError, utcnow
 from calls.ports import Callbacks
 from crm_bridge.models import (
     CALLER_NUMBER_MAX,
@@ -305,25 +305,56 @@ class Visits:
             )
         return made
 
-    async def for_repair(self, order_id: int, service_record_id: int | None, customer_id: int | None) -> bool:
-        """Makes the visit after a finished repair (once per work order); whether it was made now."""
+    async def repair_visit(
+        self, order_id: int, service_record_id: int | None, customer_id: int | None
+    ) -> ServiceRecordIn:
+        """The visit after a finished repair (one per work order: its idempotency key), with the customer and
+        number of the booking it came from; while the database cannot be read, with the event's customer only."""
         number = name = linkedid = None
-        if service_record_id is not None:
+        try:
             async with self._database.session() as session:
-                source = await session.get(ServiceRecord, service_record_id)
+                source = await session.get(ServiceRecord, service_record_id) if service_record_id else None
                 if source is not None:
                     customer_id = customer_id or source.customer_id
                     number, name, linkedid = source.caller_number, source.caller_name, source.linkedid
+                if customer_id is not None and await session.get(Customer, customer_id) is None:
+                    customer_id = None
+        except DatabaseError:
+            pass
         about = f" (service record #{service_record_id})" if service_record_id is not None else ""
-        return bool(
-            await self._make(
-                f"{REPAIR_KEY}{order_id}",
-                f"Work order #{order_id} is done{about}: ask the customer how the repair went.",
-                customer_id=customer_id,
-                number=number,
-                name=name,
-                linkedid=linkedid,
-            )
+        return self._visit_in(
+            f"{REPAIR_KEY}{order_id}",
+            f"Work order #{order_id} is done{about}: ask the customer how the repair went.",
+            customer_id=customer_id,
+            number=number,
+            name=name,
+            linkedid=linkedid,
+        )
+
+    async def for_repair(self, order_id: int, service_record_id: int | None, customer_id: int | None) -> bool:
+        """Makes the visit after a finished repair now (once per work order); whether it was made now."""
+        data = await self.repair_visit(order_id, service_record_id, customer_id)
+        _, created = await self._records.create(data, actor=SYSTEM_ACTOR)
+        return created
+
+    @staticmethod
+    def _visit_in(
+        key: str,
+        content: str,
+        *,
+        customer_id: int | None,
+        number: str | None,
+        name: str | None,
+        linkedid: str | None,
+    ) -> ServiceRecordIn:
+        return ServiceRecordIn(
+            type=RecordType.CALLBACK_VISIT,
+            content=content,
+            customer_id=customer_id,
+            caller_number=(number or "")[:CALLER_NUMBER_MAX] or None,
+            caller_name=(name or "")[:NAME_MAX] or None,
+            linkedid=linkedid or None,
+            idempotency_key=key,
         )
 
     async def _make(
@@ -340,15 +371,7 @@ class Visits:
             async with self._database.session() as session:
                 if await session.get(Customer, customer_id) is None:
                     customer_id = None
-        data = ServiceRecordIn(
-            type=RecordType.CALLBACK_VISIT,
-            content=content,
-            customer_id=customer_id,
-            caller_number=(number or "")[:CALLER_NUMBER_MAX] or None,
-            caller_name=(name or "")[:NAME_MAX] or None,
-            linkedid=linkedid or None,
-            idempotency_key=key,
-        )
+        data = self._visit_in(key, content, customer_id=customer_id, number=number, name=name, linkedid=linkedid)
         _, created = await self._records.create(data, actor=SYSTEM_ACTOR)
         return int(created)
 

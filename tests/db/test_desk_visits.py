@@ -534,3 +534,34 @@ async def test_the_seed_gives_a_new_center_its_evaluation_items_once(database: D
     assert len(found) == len({(item["applies_to"], item["name"]) for item in found}) >= 9
     visit_items = [item for item in found if item["applies_to"] == "visit"]
     assert [item["position"] for item in visit_items] == list(range(len(visit_items)))
+
+
+async def test_a_work_order_done_leaves_one_visit_through_the_outbox(
+    crm: CrmService, visits: Visits, database: Database, tmp_path: Path
+) -> None:
+    from callcenter.bus import Bus
+    from crm_bridge.visit_notifier import RepairVisits
+    from outlets.events import WorkOrderDone
+
+    someone = await customer(crm, number="+86 139 0000 1111")
+    booking, _ = await crm.records.create(
+        ServiceRecordIn(
+            type=RecordType.REPAIR_BOOKING, content="Fridge", customer_id=someone, caller_number=HOSTILE[:200]
+        ),
+        actor="agent",
+    )
+    bus = Bus()
+    outbox = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
+    notifier = RepairVisits(visits, outbox, bus)
+    notifier.start()
+    try:
+        for _ in range(2):
+            bus.publish(WorkOrderDone(order_id=77, service_record_id=booking.id, customer_id=someone, outlet_id=3))
+            await bus.drain()
+    finally:
+        notifier.close()
+        await outbox.close()
+    items, total = await visits.find(_query(cause="repair"))
+    assert total == 1
+    assert (items[0]["cause_ref"], items[0]["customer"]["id"], items[0]["number"]) == ("77", someone, HOSTILE[:200])
+    assert items[0]["linkedid"] is None
