@@ -390,21 +390,14 @@ class OutletService:
                 outlet = found
                 chosen = Choice.AUTO
             outlet_id, outlet_name = outlet.id, outlet.name
-        note = f"work order at outlet {outlet_id} ({outlet_name})"
-        try:
-            await self._desk.move(facts.id, "assign", actor=_who(actor), assignee=user_id, note=note)
-            await self._desk.move(facts.id, "start", actor=_who(actor), note=note)
-        except LifecycleRefused as exc:
-            raise RuleRefused(
-                "record_wrong_status",
-                f"the record's lifecycle refused to {exc.action} it ({exc.status or 'gone'})",
-                service_record_id=facts.id,
-                status=exc.status,
-                allowed_from=list(exc.allowed_from),
-            ) from exc
         now = self._clock()
+        # The order is written first: the open-order index lets one of two dispatchers of a record through, and
+        # the other is refused before it touches the record. Should the record's lifecycle then refuse the move
+        # (someone resolved it meanwhile), the order is taken back.
         try:
             async with self._database.session() as session:
+                if await session.scalar(select(Outlet.retired_at).where(Outlet.id == outlet_id)) is not None:
+                    raise RuleRefused("outlet_retired", "a retired outlet takes no work orders", outlet_id=outlet_id)
                 order = WorkOrder(
                     service_record_id=facts.id,
                     outlet_id=outlet_id,
@@ -448,10 +441,36 @@ class OutletService:
             raise RuleRefused(
                 "open_order_exists", "the record has an open work order already", service_record_id=facts.id
             ) from exc
+        note = f"work order {info.id} at outlet {outlet_id} ({outlet_name})"
+        try:
+            await self._desk.move(facts.id, "assign", actor=_who(actor), assignee=user_id, note=note)
+            await self._desk.move(facts.id, "start", actor=_who(actor), note=note)
+        except LifecycleRefused as exc:
+            await self._take_back(info.id)
+            raise RuleRefused(
+                "record_wrong_status",
+                f"the record's lifecycle refused to {exc.action} it ({exc.status or 'gone'})",
+                service_record_id=facts.id,
+                status=exc.status,
+                allowed_from=list(exc.allowed_from),
+            ) from exc
+        except BaseException:
+            await self._take_back(info.id)
+            raise
         self._bus.publish(
             WorkOrderDispatched(info.id, info.service_record_id, info.customer_id, info.outlet_id, info.kind, chosen)
         )
         return info
+
+    async def _take_back(self, order_id: int) -> None:
+        """Removes an order whose record could not be moved, with its history: as if it had never been written."""
+        async with self._database.session() as session:
+            await session.execute(
+                delete(OutletHistory).where(
+                    OutletHistory.subject == Subject.WORK_ORDER, OutletHistory.subject_id == order_id
+                )
+            )
+            await session.execute(delete(WorkOrder).where(WorkOrder.id == order_id))
 
     # -- orders -------------------------------------------------------------------------------------------
 

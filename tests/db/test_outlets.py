@@ -4,6 +4,7 @@ outlet's feedback once, fee settlements, evaluations, who may do what, and hosti
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -25,13 +26,16 @@ from callcenter.db import Base, Database, UtcDateTime, include_name, migrate
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from crm_bridge.models import Product, ServiceRecordHistory
+from crm_bridge.ports import LifecycleRefused, ServiceRecordFacts
 from crm_bridge.reads import CrmServiceDesk
 from crm_bridge.schemas import CustomerIn, ServiceRecordIn, TransitionIn
 from crm_bridge.services import CrmService
 from outlets.events import FeeReviewed, WorkOrderDispatched, WorkOrderDone
+from outlets.exceptions import RuleRefused
 from outlets.http import outlet_routes
 from outlets.keys import OUTLETS
-from outlets.models import FeeSettlement, OrderFeedback, WorkOrder
+from outlets.models import FeeSettlement, OrderFeedback, OutletHistory, WorkOrder
+from outlets.schemas import DispatchIn, OutletIn
 from outlets.services import OutletService
 
 PASSWORD = "correct horse battery"
@@ -431,6 +435,64 @@ async def test_a_record_has_one_open_order_at_a_time(
         f"/api/v1/work-orders/{first['id']}/feedback", json={"completed_at": "2030-01-03T10:00:00Z"}, headers=office
     )
     await _refused(late, 409, "order_not_open")
+
+
+async def test_of_two_dispatchers_of_one_record_at_once_one_wins(
+    client: Client, users: dict[str, Headers], desk: Desk, database: Database
+) -> None:
+    office = users["backoffice"]
+    first = await _outlet(client, office, "First", "Haidian")
+    second = await _outlet(client, office, "Second", "Chaoyang")
+    record_id = await desk.record()
+    responses = await asyncio.gather(
+        *(_dispatch(client, office, record_id, outlet_id=outlet, override_reason="mine") for outlet in (first, second))
+    )
+    assert sorted(response.status for response in responses) == [201, 409]
+    (loser,) = [await response.json() for response in responses if response.status == 409]
+    assert loser["error"]["id"] == "open_order_exists"
+    assert await _orders(database) == 1
+    # The record moved once, for the order that was written.
+    _, history = await desk.crm.records.get(record_id)
+    assert [entry.action for entry in history] == ["create", "assign", "start"]
+
+
+class RefusingDesk:
+    """The CRM's port, but the record's lifecycle refuses to start it (someone resolved it a moment ago)."""
+
+    def __init__(self, real: CrmServiceDesk) -> None:
+        self.real = real
+
+    async def record_facts(self, record_id: int) -> ServiceRecordFacts | None:
+        return await self.real.record_facts(record_id)
+
+    async def move(
+        self, record_id: int, action: str, *, actor: str, assignee: int | None = None, note: str | None = None
+    ) -> str:
+        if action == "start":
+            raise LifecycleRefused(record_id, action, "resolved", ["assigned"])
+        return await self.real.move(record_id, action, actor=actor, assignee=assignee, note=note)
+
+
+async def test_an_order_whose_record_cannot_move_is_taken_back(
+    database: Database, crm: CrmService, desk: Desk, service: AuthService, events: list[object], bus: Bus
+) -> None:
+    refusing = OutletService(database, RefusingDesk(CrmServiceDesk(database, crm.records)), bus)
+    await refusing.create_outlet(
+        OutletIn(name="Shop", region="Haidian", categories=["air_conditioner"]), actor="backoffice1"
+    )
+    dispatcher = await service.create_user("desk3", PASSWORD, roles=["backoffice"])
+    record_id = await desk.record()
+    with pytest.raises(RuleRefused) as refused:
+        await refusing.dispatch(DispatchIn(service_record_id=record_id), actor="desk3", user_id=dispatcher.id)
+    assert refused.value.code == "record_wrong_status"
+    assert refused.value.details["status"] == "resolved"
+    assert await _orders(database) == 0
+    async with database.session() as session:
+        kept = await session.scalar(
+            select(func.count()).select_from(OutletHistory).where(OutletHistory.subject == "work_order")
+        )
+    assert kept == 0
+    assert not [event for event in events if isinstance(event, WorkOrderDispatched)]
 
 
 # feedback and fees
