@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from callcenter.auth.permissions import Permission
@@ -77,6 +77,31 @@ def overdue_condition(rules: DeskRules, now: datetime) -> ColumnElement[bool]:
                 ServiceRecord.appointment_at < now - rules.appointment_grace,
                 ServiceRecord.status.in_(_NOT_STARTED),
             ),
+        ),
+    )
+
+
+def unclaimed_condition(kind: ReminderKind, rules: DeskRules, now: datetime) -> ColumnElement[bool]:
+    """Records with a due (``reminder``) or overdue occasion of ``kind`` that no claim names yet."""
+    today = rules.today(now)
+
+    def claimed(same: ColumnElement[bool]) -> ColumnElement[bool]:
+        return exists().where(DeskReminder.record_id == ServiceRecord.id, DeskReminder.kind == kind.value, same)
+
+    if kind == ReminderKind.REMINDER:
+        follow_up = ServiceRecord.follow_up <= today
+        appointment = ServiceRecord.appointment_at <= now + rules.appointment_lead
+    else:
+        follow_up = ServiceRecord.follow_up < today
+        appointment = and_(
+            ServiceRecord.appointment_at < now - rules.appointment_grace,
+            ServiceRecord.status.in_(_NOT_STARTED),
+        )
+    return and_(
+        ServiceRecord.status.in_(_OPEN),
+        or_(
+            and_(follow_up, ~claimed(DeskReminder.follow_up == ServiceRecord.follow_up)),
+            and_(appointment, ~claimed(DeskReminder.appointment_at == ServiceRecord.appointment_at)),
         ),
     )
 
@@ -266,12 +291,15 @@ class ReminderJob:
         await self._flag_overdue(now)
         await self._visits.for_resolved_complaints(within=self._complaint_window)
 
-    async def _unclaimed(self, condition: ColumnElement[bool], now: datetime, overdue: bool) -> list[Any]:
-        """The records matching ``condition`` with occasions not pushed yet: (record, customer name, occasions).
+    async def _unclaimed(self, kind: ReminderKind, now: datetime, owners: Iterable[int] | None = None) -> list[Any]:
+        """The records with an occasion of ``kind`` not pushed yet: (record, customer name, its fresh occasions).
 
-        Read in batches by id, all of them: records claimed long ago stay due or overdue and must not hide the
-        ones after them."""
+        The database is asked only for records with such an occasion (the claims keep the date or time they were
+        about), in batches by id, so a backlog claimed long ago costs nothing at each pass."""
         rules = self._desk.rules
+        condition = unclaimed_condition(kind, rules, now)
+        if owners is not None:
+            condition = and_(condition, ServiceRecord.assigned_to.in_(list(owners)))
         found = []
         after = 0
         while True:
@@ -299,21 +327,33 @@ class ReminderJob:
                     )
             for record, name in rows:
                 due, late = occasions(record, rules, now)
-                fresh = [occasion for occasion in (late if overdue else due) if (record.id, occasion) not in claimed]
+                wanted = late if kind == ReminderKind.OVERDUE else due
+                fresh = [occasion for occasion in wanted if (record.id, occasion) not in claimed]
                 if fresh:
                     found.append((record, name, fresh))
             if len(rows) < PASS_BATCH:
                 return found
             after = ids[-1]
 
-    async def _claim(self, record_id: int, occasions_: Iterable[str], kind: ReminderKind, now: datetime) -> bool:
-        """Keeps the occasions as pushed; False when another pass or engine claimed them first."""
+    @staticmethod
+    def _claims(record: ServiceRecord, fresh: Iterable[str], kind: ReminderKind, now: datetime) -> list[DeskReminder]:
+        return [
+            DeskReminder(
+                record_id=record.id,
+                occasion=occasion,
+                kind=kind.value,
+                follow_up=record.follow_up if "follow_up:" in occasion else None,
+                appointment_at=record.appointment_at if "appointment:" in occasion else None,
+                sent_at=now,
+            )
+            for occasion in fresh
+        ]
+
+    async def _claim(self, claims: list[DeskReminder]) -> bool:
+        """Keeps the occasions as pushed; False when another pass or engine claimed one of them first."""
         try:
             async with self._database.session() as session:
-                session.add_all(
-                    DeskReminder(record_id=record_id, occasion=occasion, kind=kind.value, sent_at=now)
-                    for occasion in occasions_
-                )
+                session.add_all(claims)
         except ConstraintViolation:
             return False
         return True
@@ -324,22 +364,31 @@ class ReminderJob:
         online = {client.who.user_id for client in self._hub.recipients()}
         if not online:
             return
-        condition = and_(due_condition(rules, now), ServiceRecord.assigned_to.in_(online))
-        for record, name, fresh in await self._unclaimed(condition, now, overdue=False):
+        for record, name, fresh in await self._unclaimed(ReminderKind.REMINDER, now, online):
             owner = record.assigned_to
             if owner is None or not self._hub.recipients(user_id=owner):
                 continue
-            if not await self._claim(record.id, fresh, ReminderKind.REMINDER, now):
+            if not await self._claim(self._claims(record, fresh, ReminderKind.REMINDER, now)):
                 continue
             self._hub.send("reminder", desk_item(record, name, rules, now), user_id=owner)
             self.reminded += 1
 
     async def _flag_overdue(self, now: datetime) -> None:
         rules = self._desk.rules
+        found = await self._unclaimed(ReminderKind.OVERDUE, now)
         newly: list[dict[str, Any]] = []
-        for record, name, fresh in await self._unclaimed(overdue_condition(rules, now), now, overdue=True):
-            if await self._claim(record.id, fresh, ReminderKind.OVERDUE, now):
-                newly.append(desk_item(record, name, rules, now))
+        for start in range(0, len(found), PASS_BATCH):
+            batch = found[start : start + PASS_BATCH]
+            claims = [
+                claim for record, _, fresh in batch for claim in self._claims(record, fresh, ReminderKind.OVERDUE, now)
+            ]
+            # One transaction a batch; when another engine claimed some of them meanwhile, one record at a time.
+            if await self._claim(claims):
+                newly += [desk_item(record, name, rules, now) for record, name, _ in batch]
+                continue
+            for record, name, fresh in batch:
+                if await self._claim(self._claims(record, fresh, ReminderKind.OVERDUE, now)):
+                    newly.append(desk_item(record, name, rules, now))
         if not newly:
             return
         self.flagged += len(newly)

@@ -8,13 +8,14 @@ tables are collected (``callcenter/migrations/env.py``) and imports none of it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -139,7 +140,8 @@ class VisitScore(Base):
 
 class DeskReminder(Base):
     """A reminder or overdue notice pushed for a record on one occasion (its follow-up date, its appointment): kept
-    so that it is pushed once, across restarts and engines (the unique pair is claimed before the frame goes)."""
+    so that it is pushed once, across restarts and engines (the unique pair is claimed before the frame goes). The
+    date or time it was about is kept beside it, so that a pass asks only for records with an occasion unclaimed."""
 
     __tablename__ = "desk_reminders"
     __table_args__ = (
@@ -153,4 +155,7 @@ class DeskReminder(Base):
     # "follow_up:2030-01-05", "appointment:2030-01-05T09:00:00+00:00", "overdue:follow_up:2030-01-05", ...
     occasion: Mapped[str] = mapped_column(String(OCCASION_MAX))
     kind: Mapped[str] = mapped_column(String(ENUM_MAX))
+    # The record's follow-up date or appointment time the occasion was (the other one is null).
+    follow_up: Mapped[date | None] = mapped_column(Date)
+    appointment_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime] = mapped_column(UtcDateTime)

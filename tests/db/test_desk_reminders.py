@@ -23,14 +23,14 @@ from callcenter.db import Database
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from callcenter.web.ws import Client, Hub
-from crm_bridge.desk import Desk, DeskRules, ReminderJob, occasions
+from crm_bridge.desk import Desk, DeskRules, ReminderJob, occasions, unclaimed_condition
 from crm_bridge.http import crm_routes
 from crm_bridge.keys import CRM, CRM_OUTBOX, DESK, EVALUATION_ITEMS, VISITS
 from crm_bridge.models import RecordStatus, RecordType, ServiceRecord
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.schemas import ServiceRecordIn
 from crm_bridge.services import CrmService
-from crm_bridge.visit_models import DeskReminder
+from crm_bridge.visit_models import DeskReminder, ReminderKind
 from crm_bridge.visits import EvaluationItems, Visits
 
 PASSWORD = "correct horse battery"
@@ -292,7 +292,7 @@ async def test_an_owner_away_is_reminded_when_they_open_a_page(
 
 
 async def test_overdue_records_are_told_to_the_desk_once_in_one_frame(
-    crm: CrmService, database: Database, hub: FakeHub, job: ReminderJob, users: dict[str, int]
+    crm: CrmService, database: Database, hub: FakeHub, job: ReminderJob, users: dict[str, int], rules: DeskRules
 ) -> None:
     late = [await record(crm, database, owner=users["owner"], follow_up=date(2030, 1, 1)) for _ in range(3)]
     nobodys = await record(crm, database, owner=None, follow_up=date(2030, 1, 2))
@@ -306,6 +306,19 @@ async def test_overdue_records_are_told_to_the_desk_once_in_one_frame(
     assert user_id is None
     assert data["new"] == 4
     assert sorted(item["id"] for item in data["records"]) == sorted([*late, nobodys])
+    # The next passes ask the database for none of them: each one's occasion is claimed.
+    now = datetime(2030, 1, 4, 16, 30, tzinfo=UTC)
+    async with database.session() as session:
+        waiting = await session.scalar(
+            select(func.count()).select_from(ServiceRecord).where(unclaimed_condition(ReminderKind.OVERDUE, rules, now))
+        )
+    assert waiting == 0
+    async with database.session() as session:
+        await session.execute(
+            update(ServiceRecord).where(ServiceRecord.id == nobodys).values(follow_up=date(2030, 1, 3))
+        )
+    await job.run_once()
+    assert [data["records"][0]["id"] for name, data, _, _ in hub.frames if name == "overdue"][1:] == [nobodys]
 
 
 async def test_a_database_outage_is_one_warning_and_the_job_goes_on(

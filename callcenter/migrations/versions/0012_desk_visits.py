@@ -113,6 +113,8 @@ def upgrade() -> None:
         sa.Column("record_id", _BIG_ID, nullable=False),
         sa.Column("occasion", sa.String(80), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("follow_up", sa.Date(), nullable=True),
+        sa.Column("appointment_at", _time(), nullable=True),
         sa.Column("sent_at", _time(), nullable=False),
         sa.CheckConstraint(_in("kind", _KINDS), name=op.f("ck_desk_reminders_kind_known")),
         _record_fk("desk_reminders"),
