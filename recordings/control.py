@@ -123,6 +123,8 @@ class RecordingControl:
         self._resynced_at = time.time()
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # The finishing of each ended call's followed recordings, while it runs: its files are indexed after it.
+        self._finishing: dict[str, asyncio.Task[None]] = {}
 
     def start(self) -> None:
         self._unsubscribe = [
@@ -276,6 +278,10 @@ class RecordingControl:
         while the database is down (for up to :data:`RETRY_FOR_SECONDS`; the periodic sweep is the net beyond)."""
         delay = CLOSE_GRACE_SECONDS
         deadline = time.monotonic() + RETRY_FOR_SECONDS
+        finishing = self._finishing.get(linkedid)
+        if finishing is not None:
+            # The recordings the control followed are being finished: looking now would finish them a second time.
+            await asyncio.wait([finishing])
         while True:
             await asyncio.sleep(delay)
             try:
@@ -287,10 +293,11 @@ class RecordingControl:
                     return
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
-    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(job)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def start_on_demand(self, *, uniqueid: str, linkedid: str, channel: str = "", reason: str = "") -> None:
         """The flows' RecordingControl port: record the call from now (the IVR's ``record`` step)."""
@@ -392,7 +399,9 @@ class RecordingControl:
         calls = self._calls.pop(linkedid, None)
         if calls is None:
             return
-        self._spawn(self._finish_all(calls.items))
+        finishing = self._spawn(self._finish_all(calls.items))
+        self._finishing[linkedid] = finishing
+        finishing.add_done_callback(lambda _task: self._finishing.pop(linkedid, None))
 
     async def _finish_all(self, items: list[Active]) -> None:
         await asyncio.sleep(CLOSE_GRACE_SECONDS)
