@@ -17,6 +17,7 @@ from crm_bridge.schemas import (
     CustomerQuery,
     KbQuery,
     ServiceRecordIn,
+    ServiceRecordPatch,
     ServiceRecordQuery,
     TransitionIn,
 )
@@ -145,6 +146,15 @@ async def list_service_records(request: web.Request) -> web.Response:
 async def service_record(request: web.Request) -> web.Response:
     record, history = await request.config_dict[CRM].records.get(_record_id(request))
     return web.json_response({**record.as_json(), "history": [entry.as_json() for entry in history]})
+
+
+@crm_routes.patch(r"/api/v1/service-records/{record_id:\d{1,12}}")
+@requires(Permission.SERVICE_RECORDS_WRITE)
+async def update_service_record(request: web.Request) -> web.Response:
+    record_id = _record_id(request)
+    patch = ServiceRecordPatch.model_validate(await read_json(request))
+    record = await request.config_dict[CRM].records.update(record_id, patch, actor=principal(request).username)
+    return web.json_response(record.as_json())
 
 
 @crm_routes.post(r"/api/v1/service-records/{record_id:\d{1,12}}/transition")

@@ -24,7 +24,7 @@ from crm_bridge.customers import Customers, owner_ids
 from crm_bridge.exceptions import InvalidCrmInput, InvalidTransition, ServiceRecordNotFound
 from crm_bridge.infos import HistoryEntry, ServiceRecordInfo, history_entry, record_info
 from crm_bridge.models import ACTOR_MAX, Customer, Product, RecordStatus, ServiceRecord, ServiceRecordHistory
-from crm_bridge.schemas import ServiceRecordIn, ServiceRecordQuery, TransitionIn
+from crm_bridge.schemas import ServiceRecordIn, ServiceRecordPatch, ServiceRecordQuery, TransitionIn
 
 # Who history rows name when no person acted.
 SYSTEM_ACTOR = "system"
@@ -209,6 +209,39 @@ class ServiceRecords:
             )
             await session.flush()
             await session.refresh(record)
+            return record_info(record)
+
+    async def update(self, record_id: int, patch: ServiceRecordPatch, *, actor: str) -> ServiceRecordInfo:
+        """Sets the fields sent (the product, the fault type), kept in the record's history as an ``update`` that
+        leaves the status as it is; nothing is kept when nothing changes."""
+        now = self._clock()
+        who = (actor or SYSTEM_ACTOR)[:ACTOR_MAX]
+        async with self._database.session() as session:
+            record = await session.get(ServiceRecord, record_id)
+            if record is None:
+                raise ServiceRecordNotFound(record_id)
+            if patch.product_id is not None and await session.get(Product, patch.product_id) is None:
+                raise InvalidCrmInput("product_id", "no product with this id")
+            changes: dict[str, Any] = {}
+            for name in ("product_id", "fault_type"):
+                new = getattr(patch, name)
+                if name in patch.model_fields_set and new != getattr(record, name):
+                    changes[name] = {"from": getattr(record, name), "to": new}
+                    setattr(record, name, new)
+            if changes:
+                record.updated_at = now
+                session.add(
+                    ServiceRecordHistory(
+                        record_id=record_id,
+                        at=now,
+                        actor=who,
+                        action="update",
+                        from_status=record.status,
+                        to_status=record.status,
+                        changes=json.dumps(changes, ensure_ascii=False, sort_keys=True),
+                    )
+                )
+            await session.flush()
             return record_info(record)
 
     async def find(self, query: ServiceRecordQuery) -> list[ServiceRecordInfo]:

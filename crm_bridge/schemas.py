@@ -134,6 +134,14 @@ class ServiceRecordIn(_Payload):
     idempotency_key: IdempotencyKey | None = None
 
 
+class ServiceRecordPatch(_Payload):
+    """What the desk completes on a record after the call: the product it is about and the fault's code (null
+    clears one). Only the fields sent change; the content, type and status are the record's history."""
+
+    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    fault_type: FaultType | None = None
+
+
 TransitionAction = Literal["assign", "start", "resolve", "feedback", "archive"]
 
 

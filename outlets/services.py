@@ -750,9 +750,9 @@ class OutletService:
 
 def _no_match_message(region: str | None, category: str | None) -> str:
     if not region:
-        return "the record's customer has no region: name the outlet (an override) or give the customer a region"
+        return "the record's customer has no region: give the customer one, or name the outlet (an override)"
     if not category:
-        return "the record has no product (so no category): name the outlet (an override) or give the product"
+        return "the record names no product (so no category): give it the product, or name the outlet (an override)"
     return f"no active outlet in region {region!r} serves the product category {category!r}"
 
 

@@ -25,6 +25,8 @@ from callcenter.bus import Bus
 from callcenter.db import Base, Database, UtcDateTime, include_name, migrate
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
+from crm_bridge.http import crm_routes
+from crm_bridge.keys import CRM
 from crm_bridge.models import Product, ServiceRecordHistory
 from crm_bridge.ports import LifecycleRefused, ServiceRecordFacts
 from crm_bridge.reads import CrmServiceDesk
@@ -79,11 +81,14 @@ def outlets(database: Database, crm: CrmService, bus: Bus) -> OutletService:
 
 
 @pytest.fixture
-async def client(service: AuthService, outlets: OutletService) -> AsyncIterator[Client]:
+async def client(service: AuthService, outlets: OutletService, crm: CrmService) -> AsyncIterator[Client]:
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = service
     app[OUTLETS] = outlets
+    app[CRM] = crm
     app.add_routes(outlet_routes)
+    # The CRM's routes too, for completing a record before it is dispatched.
+    app.add_routes(crm_routes)
     check_routes_declared(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
@@ -361,6 +366,34 @@ async def test_no_matching_outlet_names_the_region_and_the_category(
     assert error["details"]["category"] is None
     for record in (record_id, haidian, no_region, no_product):
         await _nothing_written(database, desk, record, "new", 1)
+
+
+async def test_a_record_completed_with_its_product_after_the_call_is_dispatched(
+    client: Client, users: dict[str, Headers], desk: Desk
+) -> None:
+    office = users["backoffice"]
+    shop = await _outlet(client, office, "Shop", "Haidian")
+    record_id = await desk.record(category=None, fault_type=None)
+    await _refused(await _dispatch(client, office, record_id), 409, "no_matching_outlet")
+    product_id = await desk.product("air_conditioner")
+    url = f"/api/v1/service-records/{record_id}"
+    await _refused(await client.patch(url, json={"product_id": 99999}, headers=office), 400, "invalid_input")
+    await _refused(await client.patch(url, json={"fault_type": " "}, headers=office), 400, "invalid_input")
+    await _refused(await client.patch(url, json={"status": "archived"}, headers=office), 400, "invalid_input")
+    await _refused(await client.patch(url, json={"product_id": product_id}, headers=users["qa"]), 403, "forbidden")
+    body = {"product_id": product_id, "fault_type": HOSTILE[:64]}
+    completed = await _ok(await client.patch(url, json=body, headers=users["agent"]))
+    assert (completed["product_id"], completed["fault_type"], completed["status"]) == (
+        product_id,
+        HOSTILE[:64].strip(),
+        "new",
+    )
+    order = await _ok(await _dispatch(client, office, record_id), 201)
+    assert (order["outlet_id"], order["product_id"], order["fault_type"]) == (shop, product_id, HOSTILE[:64].strip())
+    record = await _ok(await client.get(url, headers=office))
+    assert [entry["action"] for entry in record["history"]] == ["create", "update", "assign", "start"]
+    assert record["history"][1]["changes"]["product_id"] == {"from": None, "to": product_id}
+    assert record["history"][1]["actor"] == "agent1"
 
 
 async def test_a_retired_outlet_takes_no_order_even_by_override(
