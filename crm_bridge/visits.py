@@ -94,6 +94,9 @@ _DIALABLE = re.compile(r"^\+?[0-9]{3,20}$")
 
 # Complaints resolved in one sweep at most; the next pass takes the rest.
 SWEEP_BATCH = 200
+# History rows before the last one seen that a sweep reads again: a write that took its id before the last seen
+# row may commit after the sweep read past it.
+HISTORY_MARGIN = 1000
 
 CSV_COLUMNS = (
     "id",
@@ -258,6 +261,8 @@ class Visits:
         self._callbacks = callbacks
         self._zone = zone
         self._clock = clock
+        # The last history row the complaint sweep has read (none: the first sweep reads the whole window).
+        self._history_seen: int | None = None
 
     # -- making visits ------------------------------------------------------------------------------------
 
@@ -265,31 +270,36 @@ class Visits:
         """Makes a visit for each complaint resolved in the last ``within`` that has none; how many were made.
 
         Derived from the records' history rather than from an event, so a complaint resolved while the engine was
-        away, or by another engine, gets its visit too; the idempotency key keeps it one per complaint."""
+        away, or by another engine, gets its visit too; the idempotency key keeps it one per complaint. The first
+        pass reads the window's history; later ones only the rows added since (by id, with a margin for writes
+        that committed late), so a large history is not read every minute."""
+        H = ServiceRecordHistory
         since = self._clock() - within
         visit = aliased(ServiceRecord)
         key = literal(COMPLAINT_KEY, String) + sql_cast(ServiceRecord.id, String)
-        resolved = exists().where(
-            ServiceRecordHistory.record_id == ServiceRecord.id,
-            ServiceRecordHistory.to_status == RecordStatus.RESOLVED.value,
-            ServiceRecordHistory.at >= since,
-        )
+        conditions: list[ColumnElement[bool]] = [
+            H.to_status == RecordStatus.RESOLVED.value,
+            H.at >= since,
+            ServiceRecord.type == RecordType.COMPLAINT.value,
+            ~exists().where(visit.idempotency_key == key),
+        ]
+        if self._history_seen is not None:
+            conditions.append(H.id > self._history_seen - HISTORY_MARGIN)
         async with self._database.session() as session:
+            top = await session.scalar(select(func.max(H.id))) or 0
             rows = (
                 await session.execute(
                     select(
+                        H.id.label("history_id"),
                         ServiceRecord.id,
                         ServiceRecord.customer_id,
                         ServiceRecord.caller_number,
                         ServiceRecord.caller_name,
                         ServiceRecord.linkedid,
                     )
-                    .where(
-                        ServiceRecord.type == RecordType.COMPLAINT.value,
-                        resolved,
-                        ~exists().where(visit.idempotency_key == key),
-                    )
-                    .order_by(ServiceRecord.id)
+                    .join(ServiceRecord, ServiceRecord.id == H.record_id)
+                    .where(*conditions, H.id <= top)
+                    .order_by(H.id)
                     .limit(SWEEP_BATCH)
                 )
             ).all()
@@ -303,6 +313,8 @@ class Visits:
                 name=row.caller_name,
                 linkedid=row.linkedid,
             )
+        # A full batch may have left some: the next pass starts after the last one made.
+        self._history_seen = rows[-1].history_id if len(rows) == SWEEP_BATCH else top
         return made
 
     async def repair_visit(

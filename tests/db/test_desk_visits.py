@@ -192,11 +192,15 @@ async def test_a_resolved_complaint_and_a_finished_repair_each_leave_one_visit(
     await resolved_complaint(crm, service, someone)
     clock.now += timedelta(days=30)
     assert await visits.for_resolved_complaints(within=timedelta(days=7)) == 0
+    # One resolved after the first sweep is found by the next ones, which read only the history added since.
+    later = await resolved_complaint(crm, service, someone)
+    assert await visits.for_resolved_complaints(within=timedelta(days=7)) == 1
+    assert await visits.for_resolved_complaints(within=timedelta(days=7)) == 0
 
     items, total = await visits.find(_query())
-    assert total == 2
-    by_cause = {item["cause"]: item for item in items}
-    assert by_cause["complaint"]["cause_ref"] == str(complaint)
+    assert total == 3
+    by_cause = {item["cause"]: item for item in items}  # the last of each cause
+    assert [item["cause_ref"] for item in items if item["cause"] == "complaint"] == [str(complaint), str(later)]
     assert by_cause["complaint"]["customer"] == {"id": someone, "name": "王伟"}
     assert by_cause["complaint"]["number"] == "+86 138 0013 8000"  # the customer's, the record has none
     assert by_cause["repair"]["cause_ref"] == "41"
@@ -205,7 +209,7 @@ async def test_a_resolved_complaint_and_a_finished_repair_each_leave_one_visit(
         keys = set(
             await session.scalars(select(ServiceRecord.idempotency_key).where(ServiceRecord.type == "callback_visit"))
         )
-    assert keys == {f"visit:complaint:{complaint}", "visit:repair:41"}
+    assert keys == {f"visit:complaint:{complaint}", f"visit:complaint:{later}", "visit:repair:41"}
 
 
 def _query(**values: Any) -> Any:
