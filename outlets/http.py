@@ -25,6 +25,7 @@ from outlets.schemas import (
     OutletIn,
     OutletPatch,
     OutletQuery,
+    PreviewQuery,
     RetireIn,
     ReviewIn,
     SettlementQuery,
@@ -170,6 +171,13 @@ async def list_orders(request: web.Request) -> web.Response:
     if query.format == "csv":
         return _csv("work-orders", ORDER_COLUMNS, (item.as_row() for item in items))
     return _page(items, query.limit, query.offset)
+
+
+@outlet_routes.get("/api/v1/work-orders/preview")
+@requires(Permission.DESK_WORK)
+async def preview_dispatch(request: web.Request) -> web.Response:
+    query = PreviewQuery.model_validate(dict(request.query))
+    return web.json_response(await request.config_dict[OUTLETS].preview(query.service_record_id))
 
 
 @outlet_routes.post("/api/v1/work-orders")

@@ -181,6 +181,10 @@ class OrderQuery(_Page):
     kind: m.OrderKind | None = None
 
 
+class PreviewQuery(_Payload):
+    service_record_id: BigId
+
+
 class SettlementQuery(_Page):
     status: m.SettlementStatus | None = None
     outlet_id: Id | None = None

@@ -303,8 +303,9 @@ class OutletService:
 
     # -- dispatch -----------------------------------------------------------------------------------------
 
-    async def _choose(self, session: AsyncSession, region: str, category: str) -> Outlet | None:
-        """The active outlet of ``region`` serving ``category`` with the fewest open orders, then by name."""
+    async def _ranked(self, session: AsyncSession, region: str, category: str) -> list[OutletInfo]:
+        """The active outlets of ``region`` serving ``category``, in the rule's order: the fewest open orders, then
+        the name, then the id."""
         candidates = list(
             await session.scalars(
                 select(Outlet).where(
@@ -314,12 +315,52 @@ class OutletService:
                 )
             )
         )
-        if not candidates:
-            return None
-        counts = await self._open_counts(session, [outlet.id for outlet in candidates])
+        infos = await self._outlet_infos(session, candidates)
         # Sorted here, not in SQL: the same order on every backend whatever its collation (names compare by code
         # point), and the id settles two outlets of one name.
-        return min(candidates, key=lambda outlet: (counts.get(outlet.id, 0), outlet.name, outlet.id))
+        return sorted(infos, key=lambda outlet: (outlet.open_orders, outlet.name, outlet.id))
+
+    async def preview(self, record_id: int) -> dict[str, Any]:
+        """What dispatching the record now would do, writing nothing: the outlet the rule would choose and the
+        other candidates in the rule's order, or the rule that would refuse it (``refusal``: code, message,
+        details). The dispatcher may still name another active outlet (an override)."""
+        facts = await self._desk.record_facts(record_id)
+        if facts is None:
+            raise RecordNotFound(record_id)
+        kind: OrderKind | None = None
+        refusal: RuleRefused | None = None
+        candidates: list[OutletInfo] = []
+        try:
+            kind = self._check_record(facts)
+        except RuleRefused as exc:
+            refusal = exc
+        async with self._database.session() as session:
+            if facts.region and facts.product_category:
+                candidates = await self._ranked(session, facts.region, facts.product_category)
+            if refusal is None:
+                existing = await session.scalar(
+                    select(WorkOrder.id).where(
+                        WorkOrder.service_record_id == facts.id, WorkOrder.status == OrderStatus.DISPATCHED.value
+                    )
+                )
+                if existing is not None:
+                    refusal = _open_order(facts.id, existing)
+        if refusal is None and not candidates:
+            refusal = _no_match(facts)
+        return {
+            "service_record_id": facts.id,
+            "kind": None if kind is None else kind.value,
+            "region": facts.region,
+            "category": facts.product_category,
+            "product_id": facts.product_id,
+            "fault_type": facts.fault_type,
+            "appointment_at": None if facts.appointment_at is None else facts.appointment_at.isoformat(),
+            "chosen": candidates[0].as_json() if candidates and refusal is None else None,
+            "candidates": [outlet.as_json() for outlet in candidates],
+            "refusal": None
+            if refusal is None
+            else {"code": refusal.code, "message": refusal.message, "details": refusal.details},
+        }
 
     def _check_record(self, facts: ServiceRecordFacts) -> OrderKind:
         kind = KIND_OF_RECORD_TYPE.get(facts.type)
@@ -358,12 +399,7 @@ class OutletService:
                 )
             )
             if existing is not None:
-                raise RuleRefused(
-                    "open_order_exists",
-                    f"the record has an open work order already ({existing}): cancel it to dispatch again",
-                    service_record_id=facts.id,
-                    order_id=existing,
-                )
+                raise _open_order(facts.id, existing)
             if data.outlet_id is not None:
                 outlet = await session.get(Outlet, data.outlet_id)
                 if outlet is None:
@@ -378,15 +414,11 @@ class OutletService:
                 chosen = Choice.OVERRIDE
             else:
                 region, category = facts.region, facts.product_category
-                found = await self._choose(session, region, category) if region and category else None
-                if found is None:
-                    raise RuleRefused(
-                        "no_matching_outlet",
-                        _no_match_message(region, category),
-                        service_record_id=facts.id,
-                        region=region,
-                        category=category,
-                    )
+                ranked = await self._ranked(session, region, category) if region and category else []
+                if not ranked:
+                    raise _no_match(facts)
+                found = await session.get(Outlet, ranked[0].id)
+                assert found is not None
                 outlet = found
                 chosen = Choice.AUTO
             outlet_id, outlet_name = outlet.id, outlet.name
@@ -748,12 +780,24 @@ class OutletService:
         return items, None if average is None else round(float(average), 2)
 
 
-def _no_match_message(region: str | None, category: str | None) -> str:
+def _no_match(facts: ServiceRecordFacts) -> RuleRefused:
+    region, category = facts.region, facts.product_category
     if not region:
-        return "the record's customer has no region: give the customer one, or name the outlet (an override)"
-    if not category:
-        return "the record names no product (so no category): give it the product, or name the outlet (an override)"
-    return f"no active outlet in region {region!r} serves the product category {category!r}"
+        message = "the record's customer has no region: give the customer one, or name the outlet (an override)"
+    elif not category:
+        message = "the record names no product (so no category): give it the product, or name the outlet (an override)"
+    else:
+        message = f"no active outlet in region {region!r} serves the product category {category!r}"
+    return RuleRefused("no_matching_outlet", message, service_record_id=facts.id, region=region, category=category)
+
+
+def _open_order(record_id: int, order_id: int) -> RuleRefused:
+    return RuleRefused(
+        "open_order_exists",
+        f"the record has an open work order already ({order_id}): cancel it to dispatch again",
+        service_record_id=record_id,
+        order_id=order_id,
+    )
 
 
 def _order_not_open(order_id: int, status: str) -> RuleRefused:

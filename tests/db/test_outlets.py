@@ -276,6 +276,48 @@ async def test_the_rule_picks_an_active_outlet_of_the_region_serving_the_categor
     assert WorkOrderDispatched(order["id"], record_id, record.customer_id, right, "repair", "auto") in events
 
 
+async def test_the_preview_shows_the_rule_s_choice_or_its_refusal_and_writes_nothing(
+    client: Client, users: dict[str, Headers], desk: Desk, database: Database
+) -> None:
+    office = users["backoffice"]
+    zeta = await _outlet(client, office, "Zeta", "Haidian")
+    alpha = await _outlet(client, office, "Alpha", "Haidian")
+    await _outlet(client, office, "Elsewhere", "Chaoyang")
+    record_id = await desk.record()
+
+    async def preview(record: int, headers: Headers = office) -> Any:
+        return await client.get("/api/v1/work-orders/preview", params={"service_record_id": record}, headers=headers)
+
+    shown = await _ok(await preview(record_id, users["supervisor"]))
+    assert (shown["kind"], shown["region"], shown["category"], shown["refusal"]) == (
+        "repair",
+        "Haidian",
+        "air_conditioner",
+        None,
+    )
+    assert shown["chosen"]["id"] == alpha
+    assert [outlet["id"] for outlet in shown["candidates"]] == [alpha, zeta]
+    assert await _orders(database) == 0
+    assert await desk.status(record_id) == "new"
+
+    order = await _ok(await _dispatch(client, office, record_id), 201)
+    assert order["outlet_id"] == alpha
+    again = await _ok(await preview(record_id))
+    assert again["chosen"] is None
+    assert again["refusal"]["code"] == "open_order_exists"
+    assert again["refusal"]["details"]["order_id"] == order["id"]
+    # The next record would go to Zeta: Alpha has an open order now.
+    other = await _ok(await preview(await desk.record()))
+    assert [outlet["id"] for outlet in other["candidates"]] == [zeta, alpha]
+    complaint = await _ok(await preview(await desk.record(kind="complaint")))
+    assert (complaint["kind"], complaint["refusal"]["code"]) == (None, "record_wrong_type")
+    nowhere = await _ok(await preview(await desk.record(region="Xicheng")))
+    assert (nowhere["candidates"], nowhere["refusal"]["code"]) == ([], "no_matching_outlet")
+    await _refused(await preview(99999), 404, "service_record_not_found")
+    await _refused(await client.get("/api/v1/work-orders/preview", headers=office), 400, "invalid_input")
+    await _refused(await preview(record_id, users["agent"]), 403, "forbidden")
+
+
 async def test_the_rule_breaks_ties_by_fewest_open_orders_then_by_name(
     client: Client, users: dict[str, Headers], desk: Desk
 ) -> None:
