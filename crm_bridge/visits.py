@@ -29,6 +29,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from callcenter.db import ConstraintViolation, Database, DatabaseError, utcnow
+from callcenter.web.errors import Unavailable
 from calls.ports import Callbacks
 from crm_bridge.models import (
     CALLER_NUMBER_MAX,
@@ -591,7 +592,7 @@ class Visits:
         if not who.extension:
             raise NoPhoneToCallFrom(who.username)
         if self._callbacks is None:
-            raise VisitClosed(visit_id, "not callable: this engine places no calls")
+            raise Unavailable("this engine places no calls: a visit cannot be placed", {"visit_id": visit_id})
         placed = await self._callbacks.place(
             user_id=who.user_id,
             username=who.username,
@@ -731,7 +732,8 @@ class Visits:
                 )
                 if cast("CursorResult[Any]", updated).rowcount != 1:
                     # Another desk moved the record meanwhile: the whole result is rolled back.
-                    raise VisitClosed(visit_id, "changed meanwhile")
+                    latest = await session.scalar(select(ServiceRecord.status).where(ServiceRecord.id == visit_id))
+                    raise VisitClosed(visit_id, str(latest))
                 session.add(
                     ServiceRecordHistory(
                         record_id=visit_id,

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
@@ -312,7 +312,11 @@ async def test_placing_is_refused_with_the_rule_and_nothing_written(
     not_a_visit, _ = await crm.records.create(
         ServiceRecordIn(type=RecordType.COMPLAINT, content="x", caller_number="13800138000"), actor="t"
     )
+    archived = await visit(crm, "abandoned:L7", number="13800138000")
+    async with database.session() as session:
+        await session.execute(update(ServiceRecord).where(ServiceRecord.id == archived).values(status="archived"))
     cases = [
+        (archived, "office", 409, "visit_closed"),
         (without_number, "office", 409, "visit_without_number"),
         (junk, "office", 409, "visit_number_not_dialable"),
         (good, "office_nophone", 409, "no_seat"),
