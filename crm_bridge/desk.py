@@ -370,7 +370,8 @@ class ReminderJob:
                 continue
             if not await self._claim(self._claims(record, fresh, ReminderKind.REMINDER, now)):
                 continue
-            self._hub.send("reminder", desk_item(record, name, rules, now), user_id=owner)
+            # The record under a key of its own: its "type" would overwrite the frame's.
+            self._hub.send("reminder", {"record": desk_item(record, name, rules, now)}, user_id=owner)
             self.reminded += 1
 
     async def _flag_overdue(self, now: datetime) -> None:

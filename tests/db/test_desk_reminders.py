@@ -4,6 +4,8 @@ the due lists over HTTP with who may see whose."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -20,9 +22,9 @@ from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.permissions import Permission
 from callcenter.auth.services import AuthService
 from callcenter.db import Database
-from callcenter.keys import AUTH
+from callcenter.keys import AUTH, HUB
 from callcenter.web.errors import error_middleware
-from callcenter.web.ws import Client, Hub
+from callcenter.web.ws import Client, Hub, ws_routes
 from crm_bridge.desk import Desk, DeskRules, ReminderJob, occasions, unclaimed_condition
 from crm_bridge.http import crm_routes
 from crm_bridge.keys import CRM, CRM_OUTBOX, DESK, EVALUATION_ITEMS, VISITS
@@ -256,8 +258,8 @@ async def test_a_reminder_goes_to_its_owner_once_and_again_only_when_the_date_mo
     await job.run_once()
     await job.run_once()
     reminders = [frame for frame in hub.frames if frame[0] == "reminder"]
-    assert [(data["id"], user_id) for _, data, user_id, _ in reminders] == [(due, owner)]
-    assert reminders[0][1]["content"] == HOSTILE
+    assert [(data["record"]["id"], user_id) for _, data, user_id, _ in reminders] == [(due, owner)]
+    assert reminders[0][1]["record"]["content"] == HOSTILE
 
     # Another engine, or this one after a restart: what was pushed is in the database, nothing again.
     again = job_of(database, desk, hub, visits, clock)
@@ -271,7 +273,10 @@ async def test_a_reminder_goes_to_its_owner_once_and_again_only_when_the_date_mo
     assert len([frame for frame in hub.frames if frame[0] == "reminder"]) == 1
     clock.now += timedelta(days=1)
     await job.run_once()
-    assert [data["follow_up"] for name, data, _, _ in hub.frames if name == "reminder"] == ["2030-01-05", "2030-01-06"]
+    assert [data["record"]["follow_up"] for name, data, _, _ in hub.frames if name == "reminder"] == [
+        "2030-01-05",
+        "2030-01-06",
+    ]
 
 
 async def test_an_owner_away_is_reminded_when_they_open_a_page(
@@ -288,7 +293,9 @@ async def test_an_owner_away_is_reminded_when_they_open_a_page(
     assert claimed == 0
     hub.online = {owner: set()}
     await job.run_once()
-    assert [(name, data["id"]) for name, data, _, _ in hub.frames if name == "reminder"] == [("reminder", due)]
+    assert [(name, data["record"]["id"]) for name, data, _, _ in hub.frames if name == "reminder"] == [
+        ("reminder", due)
+    ]
 
 
 async def test_overdue_records_are_told_to_the_desk_once_in_one_frame(
@@ -402,3 +409,51 @@ async def test_the_due_list_is_ones_own_unless_one_works_the_desk(
     board = await client.get("/api/v1/desk/overdue", headers=await bearer(service, "boss"))
     assert board.status == 200
     assert (await board.json())["counts"]["total"] == 1
+
+
+async def test_frames_reach_the_owner_and_the_desk_through_the_real_websocket(
+    service: AuthService,
+    crm: CrmService,
+    database: Database,
+    desk: Desk,
+    visits: Visits,
+    clock: Clock,
+    users: dict[str, int],
+) -> None:
+    mine = await record(crm, database, owner=users["owner"], follow_up=date(2030, 1, 5), content=HOSTILE)
+    late = await record(crm, database, owner=users["other"], follow_up=date(2030, 1, 2))
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    app[AUTH] = service
+    app[HUB] = hub = Hub(revalidate_seconds=0)
+    app.add_routes(ws_routes)
+    job = job_of(database, desk, hub, visits, clock)
+    async with TestClient(TestServer(app)) as client:
+        sockets = {
+            name: await client.ws_connect("/api/v1/ws", headers=await bearer(service, name))
+            for name in ("owner", "other", "desk")
+        }
+        for _ in range(100):
+            if hub.connections == 3:
+                break
+            await asyncio.sleep(0.02)
+        for socket in sockets.values():
+            assert json.loads((await socket.receive(timeout=2)).data)["type"] == "hello"
+        await job.run_once()
+        await job.run_once()
+        reminder = json.loads((await sockets["owner"].receive(timeout=2)).data)
+        assert (reminder["type"], reminder["record"]["id"], reminder["record"]["content"]) == (
+            "reminder",
+            mine,
+            HOSTILE,
+        )
+        assert reminder["record"]["type"] == "repair_booking"
+        other = json.loads((await sockets["other"].receive(timeout=2)).data)
+        # The other agent's record is overdue since the 2nd: reminded to them, told to the desk.
+        assert (other["type"], other["record"]["id"], other["record"]["overdue"]) == ("reminder", late, ["follow_up"])
+        board = json.loads((await sockets["desk"].receive(timeout=2)).data)
+        assert (board["type"], [item["id"] for item in board["records"]], board["new"]) == ("overdue", [late], 1)
+        for socket in sockets.values():
+            with pytest.raises(asyncio.TimeoutError):
+                await socket.receive(timeout=0.3)
+            await socket.close()
+    await hub.close()
