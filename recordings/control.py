@@ -125,6 +125,8 @@ class RecordingControl:
         self._tasks: set[asyncio.Task[None]] = set()
         # The finishing of each ended call's followed recordings, while it runs: its files are indexed after it.
         self._finishing: dict[str, asyncio.Task[None]] = {}
+        # The recordings of ended calls that the control finished, until the call's files are indexed.
+        self._finished: dict[str, set[str]] = {}
 
     def start(self) -> None:
         self._unsubscribe = [
@@ -282,10 +284,11 @@ class RecordingControl:
         if finishing is not None:
             # The recordings the control followed are being finished: looking now would finish them a second time.
             await asyncio.wait([finishing])
+        finished = self._finished.pop(linkedid, set())
         while True:
             await asyncio.sleep(delay)
             try:
-                await self.full.index_call(linkedid, legs, record)
+                await self.full.index_call(linkedid, legs, record, finished=finished)
                 return
             except DatabaseError as exc:
                 if time.monotonic() >= deadline:
@@ -419,4 +422,7 @@ class RecordingControl:
             except Exception:
                 log.exception("finishing recording %s failed", item.id)
                 continue
+            self._finished.setdefault(item.linkedid, set()).add(info.id)
+            while len(self._finished) > ENDED_MEMORY:
+                self._finished.pop(next(iter(self._finished)))
             self._bus.publish(RecordingFinished(id=info.id, linkedid=item.linkedid, kind=str(item.kind)))

@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -192,14 +192,20 @@ class FullRecordings:
     # -- a call's files, once its record is written -----------------------------------------------------------
 
     async def index_call(
-        self, linkedid: str, legs: Sequence[str] | None = None, record: FinishedCall | None = None
+        self,
+        linkedid: str,
+        legs: Sequence[str] | None = None,
+        record: FinishedCall | None = None,
+        *,
+        finished: Collection[str] = (),
     ) -> int:
         """Finds the full recordings of a finished call on disk; rows are written for those that have none and
         finished for those still ``recording``. Returns how many rows it wrote or finished.
 
         ``legs``: the uniqueids of every channel the call had, when the engine saw all of them: then only their
         files are looked for (a few stat calls); without them the call's day directories are listed. ``record``:
-        the call's record when the caller has it (else it is read)."""
+        the call's record when the caller has it (else it is read). ``finished``: ids whose rows are known to be
+        finished already (the control finished them): their files need no look at the index."""
         if record is None and self._calls is not None:
             record = await self._calls.record(linkedid)
         now = self._now()
@@ -211,7 +217,7 @@ class FullRecordings:
             files = await asyncio.to_thread(self._named, names, days)
         else:
             files = await asyncio.to_thread(self._files_of, call_prefix(linkedid), days)
-        return await self._index_files(linkedid, record, files)
+        return await self._index_files(linkedid, record, [found for found in files if found.id not in finished])
 
     async def _index_files(self, linkedid: str, record: FinishedCall | None, files: Sequence[FoundFile]) -> int:
         """Finishes the rows still ``recording``; registers the files without a row, once the call's record says

@@ -195,28 +195,30 @@ class RecordingLifecycle:
         """The file is closed: size, duration (WAV header) and SHA-256 go into the row. Idempotent."""
         check_recording_id(recording_id)
         ended_at = ended_at or self._now()
-        row = await self._index.info(recording_id)
-        if row.status != Status.RECORDING:
-            return row
-        try:
-            facts: _FileFacts | None = await asyncio.to_thread(self._file_facts, row.file_path)
-        except FileNotFoundError:
-            facts = None
-        intervals = [list(interval) for interval in row.paused_intervals]
-        if intervals and intervals[-1][1] is None:
-            intervals[-1][1] = max(_offset(row.started_at, ended_at), float(intervals[-1][0] or 0.0))
-        values: dict[str, Any] = {"ended_at": ended_at, "paused_intervals": json.dumps(intervals)}
-        if facts is None:
-            log.warning("recording %s ended without a file at %s", recording_id, row.file_path)
-            values["status"] = Status.MISSING.value
-        else:
-            values.update(
-                status=Status.COMPLETE.value,
-                size=facts.size,
-                sha256=facts.sha256,
-                duration=facts.duration if facts.duration is not None else _offset(row.started_at, ended_at),
-            )
+        # One unit of work: the row is read, the file looked at, the row updated. (SQLite starts the transaction
+        # at the UPDATE, so a write of another connection meanwhile does not make it fail.)
         async with self._database.session() as session:
+            row = RecordingInfo.of(await self._index.row_in(session, recording_id))
+            if row.status != Status.RECORDING:
+                return row
+            try:
+                facts: _FileFacts | None = await asyncio.to_thread(self._file_facts, row.file_path)
+            except FileNotFoundError:
+                facts = None
+            intervals = [list(interval) for interval in row.paused_intervals]
+            if intervals and intervals[-1][1] is None:
+                intervals[-1][1] = max(_offset(row.started_at, ended_at), float(intervals[-1][0] or 0.0))
+            values: dict[str, Any] = {"ended_at": ended_at, "paused_intervals": json.dumps(intervals)}
+            if facts is None:
+                log.warning("recording %s ended without a file at %s", recording_id, row.file_path)
+                values["status"] = Status.MISSING.value
+            else:
+                values.update(
+                    status=Status.COMPLETE.value,
+                    size=facts.size,
+                    sha256=facts.sha256,
+                    duration=facts.duration if facts.duration is not None else _offset(row.started_at, ended_at),
+                )
             # Only a row still recording: an erasure that came in meanwhile wins.
             finished = await session.scalar(
                 update(Recording)
