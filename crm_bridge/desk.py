@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -153,6 +153,15 @@ def _owner_condition(owner: int | str | None) -> list[ColumnElement[bool]]:
     return [ServiceRecord.assigned_to == owner]
 
 
+def _due_moment(item: dict[str, Any], rules: DeskRules) -> datetime:
+    moments = []
+    if item["follow_up"]:
+        moments.append(datetime.combine(date.fromisoformat(item["follow_up"]), time(0), rules.zone))
+    if item["appointment_at"]:
+        moments.append(datetime.fromisoformat(item["appointment_at"]))
+    return min(moments) if moments else datetime.max.replace(tzinfo=UTC)
+
+
 class Desk:
     """Due and overdue records, read for the desk, the agent's desktop and the supervisor's board."""
 
@@ -169,7 +178,12 @@ class Desk:
                         select(ServiceRecord, Customer.name)
                         .outerjoin(Customer, Customer.id == ServiceRecord.customer_id)
                         .where(condition, *_owner_condition(owner))
-                        .order_by(ServiceRecord.follow_up, ServiceRecord.appointment_at, ServiceRecord.id)
+                        # NULLS LAST spelled out: the two engines put them at opposite ends by default.
+                        .order_by(
+                            ServiceRecord.follow_up.asc().nulls_last(),
+                            ServiceRecord.appointment_at.asc().nulls_last(),
+                            ServiceRecord.id,
+                        )
                         .limit(limit)
                     )
                 ).all()
@@ -180,7 +194,8 @@ class Desk:
         now = self._clock()
         rows = await self._items(due_condition(self.rules, now), owner, limit)
         items = [desk_item(record, name, self.rules, now) for record, name in rows]
-        items.sort(key=lambda item: not item["overdue"])
+        # Overdue first, then by when each is due (a follow-up from its day's start in the center's zone).
+        items.sort(key=lambda item: (not item["overdue"], _due_moment(item, self.rules)))
         return {
             "items": items,
             "today": self.rules.today(now).isoformat(),
