@@ -415,8 +415,16 @@ async def test_a_record_completed_with_its_product_after_the_call_is_dispatched(
 ) -> None:
     office = users["backoffice"]
     shop = await _outlet(client, office, "Shop", "Haidian")
-    record_id = await desk.record(category=None, fault_type=None)
+    record_id = await desk.record(region=None, category=None, fault_type=None)
     await _refused(await _dispatch(client, office, record_id), 409, "no_matching_outlet")
+    customer_id = (await desk.crm.records.get(record_id))[0].customer_id
+    customer_url = f"/api/v1/customers/{customer_id}"
+    await _refused(await client.patch(customer_url, json={"region": ""}, headers=office), 400, "invalid_input")
+    placed = await _ok(await client.patch(customer_url, json={"region": " Haidian\t"}, headers=office))
+    assert placed["customer"]["region"] == "Haidian"
+    assert (await _ok(await client.get(customer_url, headers=office)))["customer"]["region"] == "Haidian"
+    error = await _refused(await _dispatch(client, office, record_id), 409, "no_matching_outlet")
+    assert (error["details"]["region"], error["details"]["category"]) == ("Haidian", None)
     product_id = await desk.product("air_conditioner")
     url = f"/api/v1/service-records/{record_id}"
     await _refused(await client.patch(url, json={"product_id": 99999}, headers=office), 400, "invalid_input")
