@@ -212,14 +212,24 @@ async def test_the_migrations_make_the_outlets_tables_as_the_models_describe_the
     assert differences == []
 
 
-async def test_adding_the_product_to_service_records_keeps_every_record_and_its_history(db_target: Any) -> None:
-    # SQLite copies the table to add the key; the copy must not cascade into the records' history.
+async def test_adding_the_product_to_service_records_keeps_every_record_and_what_refers_to_it(
+    db_target: Any,
+) -> None:
+    # SQLite copies the table to add the key; dropping the old one must not cascade into the records' history nor
+    # into any other table that refers to them (the desk's, directly or through another: these two stand for them).
     await migrate(db_target.url, schema=db_target.schema, revision="0002")
     database = Database(db_target.url, schema=db_target.schema)
     await database.open()
     try:
         at = bindparam("at", datetime(2030, 1, 1, 9, tzinfo=UTC), type_=UtcDateTime())
         async with database.session() as session:
+            for statement in (
+                "CREATE TABLE child_0010 (id INTEGER PRIMARY KEY, "
+                "record_id BIGINT NOT NULL REFERENCES service_records (id) ON DELETE CASCADE)",
+                "CREATE TABLE grandchild_0010 (id INTEGER PRIMARY KEY, "
+                "child_id INTEGER NOT NULL REFERENCES child_0010 (id) ON DELETE CASCADE, note TEXT)",
+            ):
+                await session.execute(text(statement))
             await session.execute(
                 text(
                     "INSERT INTO service_records (id, type, status, content, created_by, created_at, updated_at) "
@@ -233,12 +243,24 @@ async def test_adding_the_product_to_service_records_keeps_every_record_and_its_
                     "VALUES (7, :at, 'agent1', 'create', 'new')"
                 ).bindparams(at)
             )
+            await session.execute(text("INSERT INTO child_0010 (id, record_id) VALUES (3, 7)"))
+            await session.execute(
+                text("INSERT INTO grandchild_0010 (id, child_id, note) VALUES (1, 3, :note)"), {"note": HOSTILE}
+            )
         await database.migrate()
         async with database.session() as session:
             content = await session.scalar(text("SELECT content FROM service_records WHERE id = 7"))
             history = await session.scalar(select(func.count()).select_from(ServiceRecordHistory))
             product = await session.scalar(text("SELECT product_id FROM service_records WHERE id = 7"))
-        assert (content, history, product) == (HOSTILE, 1, None)
+            child = await session.scalar(text("SELECT record_id FROM child_0010 WHERE id = 3"))
+            note = await session.scalar(text("SELECT note FROM grandchild_0010 WHERE child_id = 3"))
+        assert (content, history, product, child, note) == (HOSTILE, 1, None, 7, HOSTILE)
+        # The copy is the table the others refer to: a record's history still goes with it.
+        async with database.session() as session:
+            await session.execute(text("DELETE FROM service_records WHERE id = 7"))
+            left = await session.scalar(select(func.count()).select_from(ServiceRecordHistory))
+            children = await session.scalar(text("SELECT count(*) FROM child_0010"))
+        assert (left, children) == (0, 0)
     finally:
         await database.close()
 

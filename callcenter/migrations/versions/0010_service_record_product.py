@@ -9,8 +9,8 @@ as ``no_power``) and ``customers.region`` (where the customer is served): work o
 by region and product category, and the statistics count by product and fault type.
 
 SQLite adds a foreign key to an existing table only by copying the table, and dropping the old copy deletes its
-rows first, which would cascade to ``service_record_history``: the history is set aside in a temporary table and
-put back (see :func:`_sqlite_rebuild`). Alembic's batch mode would lose the history the same way.
+rows first, which would cascade to ``service_record_history`` and the desk's tables: their rows are set aside and
+put back (see :func:`_sqlite_rebuild`). Alembic's batch mode would lose them.
 """
 
 from __future__ import annotations
@@ -32,9 +32,48 @@ _INDEX = "ix_service_records_product_id"
 _COLUMNS = ("product_id", "fault_type")
 
 
+def _referrers(bind: sa.Connection) -> list[str]:
+    """The tables that refer to ``service_records``, directly or through one another, parents before children."""
+    tables = [
+        str(name)
+        for (name,) in bind.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    parents = {
+        table: {str(row[2]) for row in bind.exec_driver_sql(f'PRAGMA foreign_key_list("{table}")')} - {table}
+        for table in tables
+    }
+    reached = {"service_records"}
+    changed = True
+    while changed:
+        changed = False
+        for table in tables:
+            if table not in reached and parents[table] & reached:
+                reached.add(table)
+                changed = True
+    ordered: list[str] = []
+    placed = {"service_records"}
+    waiting = [table for table in tables if table in reached and table != "service_records"]
+    while waiting:
+        ready = [table for table in waiting if parents[table] & reached <= placed]
+        if not ready:
+            raise RuntimeError(f"tables that refer to one another in a cycle: {', '.join(waiting)}")
+        for table in ready:
+            ordered.append(table)
+            placed.add(table)
+            waiting.remove(table)
+    return ordered
+
+
 def _sqlite_rebuild(edit: Callable[[str], str], columns: Sequence[str]) -> None:
-    """Copies ``service_records`` into a table made by ``edit`` from its CREATE statement, keeping ``columns``,
-    with its indexes, and keeps its history (deleted by the cascade when the old table is dropped) as it was."""
+    """Copies ``service_records`` into a table made by ``edit`` from its CREATE statement, keeping ``columns``, with
+    its indexes; every table that refers to it keeps its rows.
+
+    SQLite deletes a dropped table's rows first, which cascades (ON DELETE) to the tables that refer to it: the
+    history, the desk's tables. They are set aside in temporary tables and put back once the copy has its old
+    name. (Foreign keys cannot be switched off inside the migration's transaction, and renaming the old table
+    aside would carry the other tables' references with it.)"""
     bind = op.get_bind()
     create = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'service_records'")
     table_sql = str(create.scalar_one())
@@ -44,8 +83,10 @@ def _sqlite_rebuild(edit: Callable[[str], str], columns: Sequence[str]) -> None:
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'service_records' AND sql IS NOT NULL"
         )
     ]
+    referrers = _referrers(bind)
+    for table in referrers:
+        op.execute(f'CREATE TEMP TABLE "kept_0010_{table}" AS SELECT * FROM "{table}"')  # noqa: S608
     listed = ", ".join(columns)
-    op.execute("CREATE TEMP TABLE history_0010 AS SELECT * FROM service_record_history")
     # Once renamed by SQLite, the statement names the table in quotes.
     op.execute(re.sub(r'^CREATE TABLE "?service_records"?', "CREATE TABLE service_records_0010", edit(table_sql)))
     op.execute(f"INSERT INTO service_records_0010 ({listed}) SELECT {listed} FROM service_records")  # noqa: S608
@@ -53,9 +94,11 @@ def _sqlite_rebuild(edit: Callable[[str], str], columns: Sequence[str]) -> None:
     op.execute("ALTER TABLE service_records_0010 RENAME TO service_records")
     for sql in indexes:
         op.execute(sql)
-    op.execute("DELETE FROM service_record_history")
-    op.execute("INSERT INTO service_record_history SELECT * FROM temp.history_0010")
-    op.execute("DROP TABLE temp.history_0010")
+    for table in reversed(referrers):
+        op.execute(f'DELETE FROM "{table}"')  # noqa: S608
+    for table in referrers:
+        op.execute(f'INSERT INTO "{table}" SELECT * FROM temp."kept_0010_{table}"')  # noqa: S608
+        op.execute(f'DROP TABLE temp."kept_0010_{table}"')
 
 
 def _columns_now() -> list[str]:
