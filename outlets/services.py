@@ -3,7 +3,7 @@ work orders, an outlet's feedback on an order, fee settlements and their review,
 
 Every change is kept in ``outlet_history`` (who, when, what, the fields from and to) in the same transaction as
 the change itself. A refused rule raises :class:`outlets.exceptions.RuleRefused` (409, its code naming the rule)
-before anything is written. What an order needs of its service record (the record's type, status, customer,
+and leaves nothing written. What an order needs of its service record (the record's type, status, customer,
 region and product category, and moving it along the CRM's lifecycle) comes through the CRM's port
 (:class:`crm_bridge.ports.ServiceRecordDesk`); the events go on the bus once the change is committed.
 """
@@ -386,8 +386,9 @@ class OutletService:
         """A work order for a repair or installation booking, at the outlet the rule chooses (the record's region
         and product category; the fewest open orders, then the name) or the one the dispatcher names with a reason.
 
-        The record moves along the CRM's lifecycle (assigned to the dispatcher, then in progress) before the order
-        is written; every refusal comes before either."""
+        Every rule is checked before anything is written; then the order is written and the record moves along the
+        CRM's lifecycle (assigned to the dispatcher, then in progress). An order whose record cannot move (its
+        lifecycle refuses now) is taken back."""
         facts = await self._desk.record_facts(data.service_record_id)
         if facts is None:
             raise RecordNotFound(data.service_record_id)
