@@ -325,12 +325,23 @@ class CallRecorder:
             await self._journal_record(values)
             stored = False
         self._written.put(linkedid, True)
-        self._snapshots.pop(linkedid, None)
-        self._saved.pop(linkedid, None)
+        self._forget(linkedid)
         self.cel.settle(linkedid)
         if stored:
             self._bus.publish(recorded_event(values))
         return stored
+
+    def held(self) -> int:
+        """How many calls the recorder keeps details of (IVR, handoff, recordings) for their coming records."""
+        return len(self._ivr.keys() | self._handoffs.keys() | self._recordings.keys())
+
+    def _forget(self, linkedid: str) -> None:
+        """Drops what was kept of a call for its record, once the record is written or journaled: a call's IVR
+        path, handoff and recording ids are no use to anything after it (a second write of it is a duplicate)."""
+        for memory in (self._ivr, self._handoffs, self._recordings):
+            memory.pop(linkedid, None)
+        self._snapshots.pop(linkedid, None)
+        self._saved.pop(linkedid, None)
 
     # -- the journal ----------------------------------------------------------------------------------------
 

@@ -214,7 +214,7 @@ async def test_call_ended_twice_writes_one_record_and_counts_the_duplicate(world
 
 
 async def test_what_the_ivr_the_handoff_and_recordings_add_ends_up_in_the_record(world: World) -> None:
-    await world.recorder()
+    recorder = await world.recorder()
     linkedid = "1700000000.7"
     hostile = "<script>x</script>'; DROP TABLE call_records; --\r\n"
     world.bus.publish(
@@ -226,8 +226,12 @@ async def test_what_the_ivr_the_handoff_and_recordings_add_ends_up_in_the_record
     world.bus.publish(RecordingStarted(id="rec-1", linkedid=linkedid, kind="full"))
     world.bus.publish(RecordingStarted(id="rec-1", linkedid=linkedid, kind="full"))
     world.bus.publish(RecordingStarted(id="rec-2", linkedid=linkedid, kind="on_demand"))
+    await world.bus.drain()
+    assert recorder.held() == 1
     world.bus.publish(CallEnded(call=answered(a_call(linkedid, caller_name=hostile), ended=NOW)))
     await world.bus.drain()
+    # Written: nothing of the call stays in memory (a soak's memory stays flat).
+    assert recorder.held() == 0
     (record,) = await world.records()
     assert (record.ivr_flow, record.ivr_outcome, record.ivr_choice) == ("main", "queued", "3")
     assert json.loads(record.ivr_path)[0]["digits"] == "3"
