@@ -20,7 +20,7 @@ from typing import Any
 
 from callcenter.bus import Bus, event_fields
 from callcenter.db import Database, DatabaseError, DatabaseUnavailable
-from callcenter.events import CallOffered
+from callcenter.events import CallEnded, CallOffered
 from callcenter.model import LiveModel
 from callcenter.web.ws import Hub
 from calls.events import ExpertRequested
@@ -79,6 +79,7 @@ class ScreenPop:
             self._bus.subscribe(CallOffered, self._on_offered),
             self._bus.subscribe(IvrEnded, self._remember(self._ivr)),
             self._bus.subscribe(ExpertRequested, self._remember(self._handoffs)),
+            self._bus.subscribe(CallEnded, self._forget),
         ]
 
     def close(self) -> None:
@@ -92,6 +93,15 @@ class ScreenPop:
                 store.put(event.linkedid, event_fields(event))
 
         return keep
+
+    def _forget(self, event: CallEnded) -> None:
+        # Nobody is offered a call that is over: what its IVR and a handoff said goes with it.
+        self._ivr.pop(event.call.linkedid, None)
+        self._handoffs.pop(event.call.linkedid, None)
+
+    def held(self) -> int:
+        """How many calls' IVR results and handoffs are kept for their pops."""
+        return len(self._ivr.keys() | self._handoffs.keys())
 
     async def _on_offered(self, event: CallOffered) -> None:
         started = time.perf_counter()

@@ -25,7 +25,7 @@ from callcenter.auth.permissions import Permission, Role
 from callcenter.auth.services import AuthService
 from callcenter.bus import Bus
 from callcenter.db import Database
-from callcenter.events import CallOffered
+from callcenter.events import CallEnded, CallOffered
 from callcenter.keys import AUTH, HUB
 from callcenter.model import Call, LiveModel, QueueSegment
 from callcenter.web.errors import error_middleware
@@ -593,6 +593,11 @@ async def test_the_ivr_choice_and_path_come_from_the_earlier_ivr_ended_event(pop
         ],
     }
     assert plain["ivr"] == {"flow": None, "choice": None, "language": None, "path": []}
+    # Once a call is over nobody is offered it: what its IVR said is not kept (a soak's memory stays flat).
+    assert pop.screen.held() == 2
+    pop.bus.publish(CallEnded(call=pop.live.model.calls["ivr.1"]))
+    await pop.bus.drain()
+    assert pop.screen.held() == 1
 
 
 async def test_the_wait_is_counted_from_the_calls_last_queue_segment(pop: Pop) -> None:
