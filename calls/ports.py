@@ -1,8 +1,9 @@
-"""What the call features offer other packages to read: the records of finished calls.
+"""What the call features offer other packages: the records of finished calls, and callbacks placed for them.
 
-Read interfaces only, in plain values: :mod:`calls.reads` implements them over ``call_records``, and the
-composition root hands them to the packages that need them (the CRM's screen-pop and the service records calls
-leave, the supervisor's board and statistics). Nothing here imports more than the standard library.
+Interfaces in plain values: :mod:`calls.reads` implements the reads over ``call_records`` and
+:mod:`calls.callback_port` the one action (:class:`Callbacks`, the service desk's visits); the composition root
+hands them to the packages that need them (the CRM's screen-pop, the service records calls leave and its callback
+visits, the supervisor's board and statistics). Nothing here imports more than the standard library.
 """
 
 from __future__ import annotations

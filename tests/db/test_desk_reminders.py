@@ -457,3 +457,21 @@ async def test_frames_reach_the_owner_and_the_desk_through_the_real_websocket(
                 await socket.receive(timeout=0.3)
             await socket.close()
     await hub.close()
+
+
+async def test_the_job_runs_every_interval_until_closed(
+    database: Database, desk: Desk, hub: FakeHub, visits: Visits, clock: Clock
+) -> None:
+    job = ReminderJob(database, desk, hub, visits, interval=0.02, complaint_visit_window=timedelta(days=7), clock=clock)
+    job.start()
+    try:
+        for _ in range(200):
+            if job.passes >= 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await job.close()
+    assert job.passes >= 3
+    passes = job.passes
+    await asyncio.sleep(0.1)
+    assert job.passes == passes
