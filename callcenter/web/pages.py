@@ -1,4 +1,4 @@
-"""The pages people use: agent desktop, supervisor wallboard, QA player, admin, and the login page.
+"""The pages people use: agent desktop, supervisor wallboard, QA player, admin, service desk, and the login page.
 
 Every page is a static shell (HTML, CSS and plain JavaScript modules under ``static/``) and is public: the data
 behind it comes from the ``/api/v1`` routes, each with its own permission, so a page tells a visitor nothing an
@@ -30,6 +30,7 @@ PAGES: Final = {
     "/supervisor": "supervisor.html",
     "/qa": "qa.html",
     "/admin": "admin.html",
+    "/desk": "desk.html",
     "/login": "login.html",
 }
 
@@ -133,6 +134,12 @@ async def qa_page(request: web.Request) -> web.FileResponse:
 @page_routes.get("/admin")
 @public
 async def admin_page(request: web.Request) -> web.FileResponse:
+    return await _page(request)
+
+
+@page_routes.get("/desk")
+@public
+async def desk_page(request: web.Request) -> web.FileResponse:
     return await _page(request)
 
 

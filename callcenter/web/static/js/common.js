@@ -208,6 +208,7 @@ export const PAGES = [
   {path: '/supervisor', title: 'Wallboard', any: ['seats.read']},
   {path: '/qa', title: 'QA', any: ['recordings.search']},
   {path: '/admin', title: 'Admin', any: ['users.read', 'audit.read', 'flows.manage']},
+  {path: '/desk', title: 'Service desk', any: ['desk.work']},
 ];
 
 export function pagesFor(permissions) {

@@ -1,0 +1,110 @@
+"""The service desk page (/desk) in Chromium against an engine without Asterisk: a back-office user works a record
+through its lifecycle, dispatches a repair booking to an outlet and settles its fee, records a visit's result and
+sees reminders arrive; an agent gets no desk data; hostile customer text shows as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callcenter.auth.permissions import Role
+from crm_bridge.keys import CRM
+from crm_bridge.schemas import CustomerIn, ServiceRecordIn
+from tests.browser.conftest import Engine, OpenPage, Watched, add_user, log_in, screenshot
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+async def _no_injected_elements(page: Any) -> None:
+    assert await page.locator("img").count() == 0
+    sources = await page.eval_on_selector_all("script", "nodes => nodes.map(n => n.getAttribute('src'))")
+    assert all(source and source.startswith("/static/") for source in sources), sources
+
+
+async def _record(engine: Engine, *, name: str = HOSTILE, kind: str = "complaint", **more: Any) -> tuple[int, int]:
+    crm = engine.app[CRM]
+    file = await crm.customers.create(
+        CustomerIn.model_validate({"name": name, "region": more.pop("region", None), "phones": [{"number": "13800138000"}]})
+    )
+    body = {"type": kind, "content": f"the fridge hums {HOSTILE}", "customer_id": file.customer.id, **more}
+    created, _ = await crm.records.create(ServiceRecordIn.model_validate(body), actor="agent-on-the-phone")
+    return file.customer.id, created.id
+
+
+def _expect_refusals(watched: Watched, status: int) -> None:
+    # Chromium logs every refused request on the console; the refusals a test provokes on purpose are not faults.
+    expected = f"status of {status}"
+    watched.errors[:] = [error for error in watched.errors if expected not in error]
+
+
+async def _open_record(watched: Watched, record_id: int) -> None:
+    page = watched.page
+    await page.locator('body[data-queue="loaded"]').wait_for()
+    await page.click(f'#queue-table tr[data-record="{record_id}"]')
+    await page.locator(f'#record-view[data-record="{record_id}"]').wait_for()
+
+
+async def _status_is(watched: Watched, record_id: int, status: str) -> None:
+    await watched.page.locator(f'#record-fields[data-record="{record_id}"][data-status="{status}"]').wait_for()
+
+
+async def test_a_back_office_user_works_a_record_through_its_lifecycle(
+    quiet_engine: Engine, open_page: OpenPage
+) -> None:
+    office = await add_user(quiet_engine.app, Role.BACKOFFICE, display_name="Bo Office")
+    _, record_id = await _record(quiet_engine)
+    watched = await open_page()
+    page = watched.page
+    await log_in(watched, quiet_engine.base, "/desk", office)
+    await _open_record(watched, record_id)
+    # The customer's hostile name is text, in the queue and in the file's summary.
+    assert await page.locator("#record-customer-name").inner_text() == HOSTILE
+    assert HOSTILE in await page.locator(f'#queue-table tr[data-record="{record_id}"]').inner_text()
+    await _no_injected_elements(page)
+
+    # A refusal is shown with the API's message: feedback needs the customer's words (after it is resolved).
+    await page.select_option("#action-assign select", label=f"Bo Office ({office})")
+    await page.click("#action-assign button")
+    await _status_is(watched, record_id, "assigned")
+    await page.click("#action-start button")
+    await _status_is(watched, record_id, "in_progress")
+    await page.fill('#action-resolve input[name="outcome"]', "replaced the fan")
+    await page.click("#action-resolve button")
+    await _status_is(watched, record_id, "resolved")
+    await page.click("#action-feedback button")
+    await page.locator("#record-error").filter(has_text="feedback").wait_for()
+    _expect_refusals(watched, 400)
+    await page.fill('#action-feedback input[name="feedback"]', f"quiet now {HOSTILE}")
+    await page.click("#action-feedback button")
+    await _status_is(watched, record_id, "feedback_recorded")
+    await page.fill("#action-note", "all done")
+    await page.click("#action-archive button")
+    await _status_is(watched, record_id, "archived")
+
+    history = await page.locator("#record-history tbody tr").all_inner_texts()
+    actions = [await row.get_attribute("data-action") for row in await page.locator("#record-history tbody tr").all()]
+    assert actions[-5:] == ["assign", "start", "resolve", "feedback", "archive"], actions
+    assert all(office in row for row in history[-5:]), history
+    assert "replaced the fan" in history[-3]
+    assert "all done" in history[-1]
+    assert HOSTILE in await page.locator("#record-fields").inner_text()
+    await _no_injected_elements(page)
+    # Archived: it leaves the open queue.
+    await page.locator(f'#queue-table tr[data-record="{record_id}"]').wait_for(state="detached")
+
+
+async def test_an_agent_gets_no_desk_data(quiet_engine: Engine, open_page: OpenPage) -> None:
+    agent = await add_user(quiet_engine.app, Role.AGENT, extension="1001")
+    await _record(quiet_engine)
+    watched = await open_page()
+    page = watched.page
+    await log_in(watched, quiet_engine.base, "/agent", agent)
+    # No link to the desk in an agent's header, and the page itself says it is not theirs and loads nothing.
+    assert "Service desk" not in await page.locator(".topbar nav").inner_text()
+    await page.goto(quiet_engine.base + "/desk")
+    await page.get_by_text("Not for your roles").wait_for()
+    assert await page.locator("#queue-table").count() == 0
+    assert await page.locator("#tabs").count() == 0
+    for path in ("/api/v1/desk/overdue", "/api/v1/visits", "/api/v1/work-orders", "/api/v1/outlets"):
+        response = await page.request.get(quiet_engine.base + path)
+        assert response.status == 403, path
+        assert (await response.json())["error"]["id"] == "forbidden"
