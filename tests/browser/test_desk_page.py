@@ -23,7 +23,9 @@ async def _no_injected_elements(page: Any) -> None:
 async def _record(engine: Engine, *, name: str = HOSTILE, kind: str = "complaint", **more: Any) -> tuple[int, int]:
     crm = engine.app[CRM]
     file = await crm.customers.create(
-        CustomerIn.model_validate({"name": name, "region": more.pop("region", None), "phones": [{"number": "13800138000"}]})
+        CustomerIn.model_validate(
+            {"name": name, "region": more.pop("region", None), "phones": [{"number": "13800138000"}]}
+        )
     )
     body = {"type": kind, "content": f"the fridge hums {HOSTILE}", "customer_id": file.customer.id, **more}
     created, _ = await crm.records.create(ServiceRecordIn.model_validate(body), actor="agent-on-the-phone")
@@ -90,6 +92,7 @@ async def test_a_back_office_user_works_a_record_through_its_lifecycle(
     await _no_injected_elements(page)
     # Archived: it leaves the open queue.
     await page.locator(f'#queue-table tr[data-record="{record_id}"]').wait_for(state="detached")
+    await screenshot(watched, "desk")
 
 
 async def test_an_agent_gets_no_desk_data(quiet_engine: Engine, open_page: OpenPage) -> None:
