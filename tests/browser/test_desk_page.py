@@ -4,11 +4,16 @@ sees reminders arrive; an agent gets no desk data; hostile customer text shows a
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from callcenter.auth.permissions import Role
+from callcenter.keys import DATABASE
 from crm_bridge.keys import CRM
+from crm_bridge.models import Product
 from crm_bridge.schemas import CustomerIn, ServiceRecordIn
+from outlets.keys import OUTLETS
+from outlets.schemas import OutletIn
 from tests.browser.conftest import Engine, OpenPage, Watched, add_user, log_in, screenshot
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -111,3 +116,84 @@ async def test_an_agent_gets_no_desk_data(quiet_engine: Engine, open_page: OpenP
         response = await page.request.get(quiet_engine.base + path)
         assert response.status == 403, path
         assert (await response.json())["error"]["id"] == "forbidden"
+
+
+async def _product(engine: Engine, code: str, category: str) -> int:
+    async with engine.app[DATABASE].session() as session:
+        product = Product(
+            code=code, name=f"{category} {code}", category=category, price=Decimal("100"), availability="in_stock"
+        )
+        session.add(product)
+        await session.flush()
+        return product.id
+
+
+async def test_a_repair_booking_is_dispatched_its_feedback_registered_and_its_fee_approved(
+    quiet_engine: Engine, open_page: OpenPage
+) -> None:
+    app = quiet_engine.app
+    office = await add_user(app, Role.BACKOFFICE, display_name="Bo Office")
+    product = await _product(quiet_engine, "AC-1", "air_conditioner")
+    _, record_id = await _record(
+        quiet_engine, kind="repair_booking", region="Haidian", product_id=product, fault_type="no_power"
+    )
+    # A second outlet of the region, made through the outlets' own service.
+    other = await app[OUTLETS].create_outlet(
+        OutletIn(name=f"Zeta repairs {HOSTILE}", region="Haidian", categories=["air_conditioner"]), actor="setup"
+    )
+    watched = await open_page()
+    page = watched.page
+    await log_in(watched, quiet_engine.base, "/desk", office)
+
+    # An outlet created on the page.
+    await page.click("#tab-outlets")
+    await page.locator('body[data-outlets="loaded"]').wait_for()
+    await page.fill('#outlet-form input[name="name"]', "Alpha repairs")
+    await page.fill('#outlet-form input[name="region"]', "Haidian")
+    await page.fill('#outlet-form input[name="categories"]', "air_conditioner, fridge")
+    await page.fill('#outlet-form input[name="phone"]', "010-1234")
+    await page.click("#outlet-save")
+    await page.locator("#outlets-table tr", has_text="Alpha repairs").wait_for()
+    assert HOSTILE in await page.locator("#outlets-table").inner_text()
+
+    # From the record to the dispatch form: the rule's choice is previewed (the first by name of the two).
+    await page.click("#tab-records")
+    await _open_record(watched, record_id)
+    await page.click("#record-dispatch")
+    await page.locator("#dispatch-chosen").filter(has_text="Alpha repairs").wait_for()
+    # Another outlet without a reason is refused with the API's message; with one it is dispatched there.
+    await page.select_option("#dispatch-outlet", value=str(other.id))
+    await page.click("#dispatch-button")
+    await page.locator("#dispatch-error").filter(has_text="say why").wait_for()
+    _expect_refusals(watched, 400)
+    await page.fill("#dispatch-reason", "the customer asked for them")
+    await page.click("#dispatch-button")
+    order = page.locator('#order-fields[data-status="dispatched"]')
+    await order.wait_for()
+    assert "override: the customer asked for them" in await order.inner_text()
+    assert HOSTILE in await order.inner_text()
+
+    await page.fill('#feedback-form input[name="parts_used"]', "fan motor")
+    await page.fill('#feedback-form input[name="fee"]', "120.50")
+    await page.click('#feedback-form button[type="submit"]')
+    done = page.locator('#order-fields[data-status="done"]')
+    await done.wait_for()
+    assert "120.50 · pending" in await done.inner_text()
+
+    await page.click("#tab-fees")
+    await page.locator('body[data-fees="loaded"]').wait_for()
+    fee = page.locator('#fees-table tr[data-status="pending"]', has_text="120.50")
+    await fee.locator("button.approve").click()
+    await page.locator("#notice").filter(has_text="approved").wait_for()
+    await page.select_option('#fees-form select[name="status"]', "approved")
+    await page.click('#fees-form button[type="submit"]')
+    await page.locator('#fees-table tr[data-status="approved"]', has_text="120.50").wait_for()
+    assert office in await page.locator("#fees-table").inner_text()
+
+    # The booking was resolved by the feedback, and its history names the outlet's work.
+    await page.click("#tab-records")
+    await page.select_option('#queue-form select[name="status"]', "resolved")
+    await page.click("#queue-button")
+    await _open_record(watched, record_id)
+    await _status_is(watched, record_id, "resolved")
+    await _no_injected_elements(page)

@@ -26,6 +26,8 @@ const state = {
   items: [],
   sort: {key: 'created_at', descending: true},
   record: null,
+  outlets: null,
+  order: null,
 };
 
 // -- small helpers ------------------------------------------------------------------------------------------------
@@ -46,8 +48,11 @@ function day(value) {
 
 function errorText(error) {
   if (!(error instanceof ApiError)) return `Something went wrong: ${error}`;
+  // A 400 names each field with what is wrong with it; say both.
   const fields = error.details?.fields;
-  const named = fields && typeof fields === 'object' ? ` (${Object.keys(fields).join(', ')})` : '';
+  const named = fields && typeof fields === 'object' && !Array.isArray(fields)
+    ? `: ${Object.entries(fields).map(([name, text]) => `${name || 'body'}: ${text}`).join('; ')}`
+    : '';
   return `${error.message}${named}`;
 }
 
@@ -320,7 +325,10 @@ function actionsBlock(record) {
     });
     return form;
   });
-  return h('div', {id: 'record-actions'}, forms, note, error);
+  const dispatchable = DISPATCHABLE.includes(record.type) && OPEN.includes(record.status) && state.can('outlets.manage');
+  return h('div', {id: 'record-actions'}, forms,
+    dispatchable ? h('div', {class: 'row'}, h('button', {type: 'button', class: 'secondary', id: 'record-dispatch', onclick: () => toDispatch(record.id)}, 'Dispatch to an outlet…')) : null,
+    note, error);
 }
 
 async function showRecord(id) {
@@ -363,10 +371,319 @@ async function showRecord(id) {
   }
 }
 
+// -- work orders, dispatch and fees ---------------------------------------------------------------------------------
+
+const DISPATCHABLE = ['repair_booking', 'installation_booking'];
+
+async function loadOutlets() {
+  const page = await api('/api/v1/outlets', {query: {include_retired: 'true', limit: 200}});
+  state.outlets = new Map((page.items || []).map((outlet) => [outlet.id, outlet]));
+  const active = [...state.outlets.values()].filter((outlet) => outlet.active);
+  const describe = (outlet) => `${outlet.name} · ${outlet.region}`;
+  const filter = byId('orders-outlet');
+  const chosenFilter = filter.value;
+  fill(filter, option('', 'any'), [...state.outlets.values()].map((outlet) => option(String(outlet.id), describe(outlet), String(outlet.id) === chosenFilter)));
+  const dispatch = byId('dispatch-outlet');
+  const chosen = dispatch.value;
+  fill(dispatch, option('', "the rule's choice"), active.map((outlet) => option(String(outlet.id), describe(outlet), String(outlet.id) === chosen)));
+}
+
+function money(value) {
+  return value === null || value === undefined ? '—' : String(value);
+}
+
+async function loadOrders() {
+  try {
+    if (!state.outlets) await loadOutlets();
+    const filters = formValues(byId('orders-form'));
+    const page = await api('/api/v1/work-orders', {query: {...filters, limit: 200}});
+    const items = page.items || [];
+    byId('orders-count').textContent = `${items.length} shown`;
+    fill(byId('orders'), items.length ? h('table', {id: 'orders-table'},
+      h('thead', {}, h('tr', {}, ['#', 'Record', 'Kind', 'Outlet', 'Status', 'Chosen', 'Appointment', 'Fee', 'Dispatched'].map((name) => h('th', {}, name)))),
+      h('tbody', {}, items.map((order) => {
+        const row = h('tr', {class: `selectable${state.order === order.id ? ' selected' : ''}`, tabindex: 0, dataset: {order: order.id, record: order.service_record_id}},
+          h('td', {}, String(order.id)),
+          h('td', {}, `#${order.service_record_id}`),
+          h('td', {}, order.kind),
+          h('td', {class: 'small'}, order.outlet_name),
+          h('td', {}, h('span', {class: `badge ${{dispatched: 'info', done: 'ok', cancelled: ''}[order.status] ?? ''}`}, order.status)),
+          h('td', {class: 'small'}, order.chosen === 'override' ? `override: ${order.override_reason || ''}` : 'rule'),
+          h('td', {class: 'small'}, order.appointment_at ? when(order.appointment_at) : '—'),
+          h('td', {class: 'small'}, order.settlement ? `${money(order.settlement.amount)} (${order.settlement.status})` : money(order.feedback?.fee)),
+          h('td', {class: 'small'}, `${when(order.created_at)} by ${order.dispatched_by}`));
+        row.addEventListener('click', () => showOrder(order.id));
+        return row;
+      }))) : h('p', {class: 'empty'}, 'No work order matches.'));
+    document.body.dataset.orders = 'loaded';
+  } catch (error) {
+    reportError(error);
+  }
+}
+
+function nowLocal() {
+  const now = new Date();
+  now.setMinutes(now.getMinutes() - now.getTimezoneOffset());
+  return now.toISOString().slice(0, 16);
+}
+
+function feedbackForm(order) {
+  const error = h('p', {class: 'note error-text hidden', id: 'feedback-error', role: 'alert'});
+  const form = h('form', {id: 'feedback-form'},
+    h('h3', {}, "The outlet's feedback"),
+    h('label', {class: 'block'}, h('span', {}, 'Done at'), h('input', {name: 'completed_at', type: 'datetime-local', required: true, value: nowLocal()})),
+    h('label', {class: 'block'}, h('span', {}, 'Parts used'), h('input', {name: 'parts_used', maxlength: 2000})),
+    h('label', {class: 'block'}, h('span', {}, 'Fee (0 for none)'), h('input', {name: 'fee', inputmode: 'decimal', value: '0', maxlength: 20})),
+    h('label', {class: 'block'}, h('span', {}, 'Notes'), h('textarea', {name: 'notes', maxlength: 20000})),
+    h('button', {type: 'submit'}, 'Register feedback'), error);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError(error);
+    const values = formValues(form);
+    const body = {completed_at: new Date(values.completed_at).toISOString(), fee: values.fee || '0'};
+    if (values.parts_used) body.parts_used = values.parts_used;
+    if (values.notes) body.notes = values.notes;
+    try {
+      await api(`/api/v1/work-orders/${order.id}/feedback`, {method: 'POST', body});
+      notify(`Work order #${order.id} is done.`, 'ok');
+      await showOrder(order.id);
+      loadOrders();
+    } catch (failure) {
+      refused(error, failure);
+    }
+  });
+  const reason = h('input', {name: 'reason', maxlength: 2000, placeholder: 'why it is cancelled', required: true});
+  const cancel = h('form', {id: 'cancel-form', class: 'row'}, reason, h('button', {type: 'submit', class: 'danger'}, 'Cancel order'));
+  cancel.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError(error);
+    try {
+      await api(`/api/v1/work-orders/${order.id}/cancel`, {method: 'POST', body: {reason: reason.value.trim()}});
+      notify(`Work order #${order.id} is cancelled.`, 'ok');
+      await showOrder(order.id);
+      loadOrders();
+    } catch (failure) {
+      refused(error, failure);
+    }
+  });
+  return [form, cancel];
+}
+
+function outletHistory(history) {
+  if (!history?.length) return null;
+  return h('table', {class: 'order-history'},
+    h('tbody', {}, history.map((entry) => h('tr', {},
+      h('td', {class: 'small'}, when(entry.at)),
+      h('td', {class: 'small'}, entry.actor),
+      h('td', {}, label(entry.action)),
+      h('td', {class: 'small pre'}, changesText(entry.changes))))));
+}
+
+async function showOrder(id) {
+  try {
+    const order = await api(`/api/v1/work-orders/${id}`);
+    state.order = order.id;
+    for (const row of document.querySelectorAll('#orders-table tbody tr')) row.classList.toggle('selected', row.dataset.order === String(id));
+    const feedback = order.feedback;
+    fill(byId('order-view'),
+      h('h2', {}, `Work order #${order.id} · ${order.kind} · ${order.status}`),
+      h('dl', {class: 'facts', id: 'order-fields', dataset: {order: order.id, status: order.status}},
+        field('Record', `#${order.service_record_id}`),
+        field('Outlet', order.outlet_name),
+        field('Region / category', [order.region, order.product_category].filter(Boolean).join(' · ')),
+        field('Fault', order.fault_type),
+        field('Chosen', order.chosen === 'override' ? `override: ${order.override_reason || ''}` : 'by the rule'),
+        field('Appointment', order.appointment_at ? when(order.appointment_at) : null),
+        field('Done at', feedback ? when(feedback.completed_at) : null),
+        field('Parts', feedback?.parts_used, {class: 'pre'}),
+        field('Fee', feedback ? money(feedback.fee) : null),
+        field('Settlement', order.settlement ? `${money(order.settlement.amount)} · ${order.settlement.status}${order.settlement.reason ? ` · ${order.settlement.reason}` : ''}` : null),
+        field('Notes', feedback?.notes, {class: 'pre'}),
+        field('Cancelled', order.cancel_reason)),
+      order.status === 'dispatched' && state.can('outlets.manage') ? feedbackForm(order) : null,
+      h('h3', {}, 'History'),
+      outletHistory(order.history));
+  } catch (error) {
+    reportError(error);
+  }
+}
+
+async function previewDispatch() {
+  const error = byId('dispatch-error');
+  clearError(error);
+  const recordId = byId('dispatch-record').value.trim();
+  if (!recordId) return;
+  try {
+    if (!state.outlets) await loadOutlets();
+    const preview = await api('/api/v1/work-orders/preview', {query: {service_record_id: recordId}});
+    const candidates = preview.candidates || [];
+    fill(byId('dispatch-preview'), h('div', {class: 'customer-card', id: 'dispatch-preview-box', dataset: {record: recordId}},
+      h('div', {class: 'small'}, `${preview.kind || 'not dispatchable'} · region ${preview.region ?? '—'} · category ${preview.category ?? '—'}`),
+      preview.refusal
+        ? h('p', {class: 'note', id: 'dispatch-refusal'}, `${preview.refusal.message} (${preview.refusal.code})`)
+        : h('p', {id: 'dispatch-chosen'}, 'The rule chooses ', h('strong', {}, preview.chosen?.name ?? '—'),
+          preview.chosen ? ` (${preview.chosen.open_orders} open orders)` : ''),
+      candidates.length ? h('ol', {class: 'candidates small'}, candidates.map((outlet) => h('li', {
+        class: preview.chosen?.id === outlet.id ? 'chosen' : '',
+      }, `${outlet.name} · ${outlet.region} · ${outlet.open_orders} open`))) : null));
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
+async function dispatch(event) {
+  event.preventDefault();
+  const error = byId('dispatch-error');
+  clearError(error);
+  const values = formValues(byId('dispatch-form'));
+  const body = {service_record_id: Number(values.service_record_id)};
+  if (values.outlet_id) body.outlet_id = Number(values.outlet_id);
+  if (values.override_reason) body.override_reason = values.override_reason;
+  if (values.appointment_at) body.appointment_at = new Date(values.appointment_at).toISOString();
+  try {
+    const order = await api('/api/v1/work-orders', {method: 'POST', body});
+    notify(`Record #${order.service_record_id} dispatched to ${order.outlet_name} (work order #${order.id}).`, 'ok');
+    fill(byId('dispatch-preview'));
+    await loadOutlets();
+    await loadOrders();
+    await showOrder(order.id);
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
+function toDispatch(recordId) {
+  show(TABS.find((item) => item.tab === 'tab-orders'));
+  byId('dispatch-record').value = String(recordId);
+  previewDispatch();
+}
+
+async function loadFees() {
+  const error = byId('fees-error');
+  clearError(error);
+  try {
+    const page = await api('/api/v1/fee-settlements', {query: {...formValues(byId('fees-form')), limit: 200}});
+    const items = page.items || [];
+    byId('fees-count').textContent = `${items.length} shown`;
+    fill(byId('fees'), items.length ? h('table', {id: 'fees-table'},
+      h('thead', {}, h('tr', {}, ['#', 'Order', 'Record', 'Outlet', 'Kind', 'Amount', 'Status', 'Reviewed', ''].map((name) => h('th', {}, name)))),
+      h('tbody', {}, items.map((fee) => {
+        const reason = h('input', {name: 'reason', maxlength: 2000, placeholder: 'reason (needed to reject)'});
+        const review = async (decision) => {
+          clearError(error);
+          const body = {decision};
+          if (reason.value.trim()) body.reason = reason.value.trim();
+          try {
+            await api(`/api/v1/fee-settlements/${fee.id}/review`, {method: 'POST', body});
+            notify(`Fee #${fee.id} ${decision === 'approve' ? 'approved' : 'rejected'}.`, 'ok');
+            loadFees();
+          } catch (failure) {
+            refused(error, failure);
+          }
+        };
+        return h('tr', {dataset: {fee: fee.id, order: fee.order_id, status: fee.status}},
+          h('td', {}, String(fee.id)),
+          h('td', {}, `#${fee.order_id}`),
+          h('td', {}, `#${fee.service_record_id}`),
+          h('td', {class: 'small'}, fee.outlet_name),
+          h('td', {}, fee.kind),
+          h('td', {class: 'mono'}, money(fee.amount)),
+          h('td', {}, h('span', {class: `badge ${{pending: 'warn', approved: 'ok', rejected: 'bad'}[fee.status] ?? ''}`}, fee.status)),
+          h('td', {class: 'small'}, fee.reviewed_by ? `${fee.reviewed_by} · ${when(fee.reviewed_at)}${fee.reason ? ` · ${fee.reason}` : ''}` : '—'),
+          h('td', {}, fee.status === 'pending' ? h('div', {class: 'row'}, reason,
+            h('button', {type: 'button', class: 'approve', onclick: () => review('approve')}, 'Approve'),
+            h('button', {type: 'button', class: 'danger reject', onclick: () => review('reject')}, 'Reject')) : null));
+      }))) : h('p', {class: 'empty'}, 'No fee matches.'));
+    document.body.dataset.fees = 'loaded';
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
+// -- outlets --------------------------------------------------------------------------------------------------------
+
+function editOutlet(outlet) {
+  const form = byId('outlet-form');
+  const set = (name, value) => { form.elements.namedItem(name).value = value ?? ''; };
+  set('id', outlet?.id);
+  set('name', outlet?.name);
+  set('region', outlet?.region);
+  set('categories', (outlet?.categories || []).join(', '));
+  for (const name of ['contact_person', 'phone', 'address', 'notes']) set(name, outlet?.[name]);
+  byId('outlet-form-title').textContent = outlet ? `Outlet #${outlet.id}` : 'New outlet';
+  byId('outlet-save').textContent = outlet ? 'Save outlet' : 'Create outlet';
+  clearError(byId('outlet-error'));
+}
+
+async function loadOutletsTab() {
+  const error = byId('outlets-error');
+  clearError(error);
+  try {
+    await loadOutlets();
+    const showRetired = byId('outlets-retired').checked;
+    const items = [...state.outlets.values()].filter((outlet) => showRetired || outlet.active);
+    fill(byId('outlets'), items.length ? h('table', {id: 'outlets-table'},
+      h('thead', {}, h('tr', {}, ['#', 'Name', 'Region', 'Categories', 'Contact', 'Open', ''].map((name) => h('th', {}, name)))),
+      h('tbody', {}, items.map((outlet) => {
+        const reason = h('input', {maxlength: 2000, placeholder: 'reason'});
+        const retire = async () => {
+          clearError(error);
+          try {
+            await api(`/api/v1/outlets/${outlet.id}/retire`, {method: 'POST', body: {reason: reason.value.trim() || null}});
+            notify(`Outlet ${outlet.name} retired.`, 'ok');
+            loadOutletsTab();
+          } catch (failure) {
+            refused(error, failure);
+          }
+        };
+        return h('tr', {class: outlet.active ? '' : 'muted', dataset: {outlet: outlet.id}},
+          h('td', {}, String(outlet.id)),
+          h('td', {}, outlet.name),
+          h('td', {}, outlet.region),
+          h('td', {class: 'small'}, (outlet.categories || []).join(', ')),
+          h('td', {class: 'small'}, [outlet.contact_person, outlet.phone].filter(Boolean).join(' · ')),
+          h('td', {}, String(outlet.open_orders)),
+          h('td', {}, outlet.active ? h('div', {class: 'row'},
+            h('button', {type: 'button', class: 'secondary edit', onclick: () => editOutlet(outlet)}, 'Edit'),
+            reason, h('button', {type: 'button', class: 'danger retire', onclick: retire}, 'Retire'))
+            : `retired ${when(outlet.retired_at)}${outlet.retired_reason ? `: ${outlet.retired_reason}` : ''}`));
+      }))) : h('p', {class: 'empty'}, 'No outlet yet.'));
+    document.body.dataset.outlets = 'loaded';
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
+async function saveOutlet(event) {
+  event.preventDefault();
+  const error = byId('outlet-error');
+  clearError(error);
+  const values = formValues(byId('outlet-form'));
+  const body = {
+    name: values.name,
+    region: values.region,
+    categories: values.categories.split(',').map((item) => item.trim()).filter(Boolean),
+  };
+  for (const name of ['contact_person', 'phone', 'address', 'notes']) body[name] = values[name] || null;
+  try {
+    const saved = values.id
+      ? await api(`/api/v1/outlets/${values.id}`, {method: 'PATCH', body})
+      : await api('/api/v1/outlets', {method: 'POST', body});
+    notify(`Outlet ${saved.name} saved.`, 'ok');
+    editOutlet(null);
+    loadOutletsTab();
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
 // -- tabs -----------------------------------------------------------------------------------------------------------
 
 const TABS = [
   {tab: 'tab-records', section: 'records-section', any: ['desk.work'], load: loadQueue},
+  {tab: 'tab-orders', section: 'orders-section', any: ['desk.work'], load: loadOrders},
+  {tab: 'tab-fees', section: 'fees-section', any: ['fees.review'], load: loadFees},
+  {tab: 'tab-outlets', section: 'outlets-section', any: ['outlets.manage'], load: loadOutletsTab},
 ];
 
 function show(chosen) {
@@ -399,6 +716,16 @@ async function start() {
   }
   const owners = byId('queue-form').elements.namedItem('owner');
   for (const user of state.users.values()) owners.append(option(String(user.id), user.display_name || user.username));
+  if (!state.can('outlets.manage')) {
+    byId('dispatch-form').classList.add('hidden');
+  }
+  byId('dispatch-form').addEventListener('submit', dispatch);
+  byId('dispatch-preview-button').addEventListener('click', previewDispatch);
+  byId('orders-form').addEventListener('submit', (event) => { event.preventDefault(); loadOrders(); });
+  byId('fees-form').addEventListener('submit', (event) => { event.preventDefault(); loadFees(); });
+  byId('outlet-form').addEventListener('submit', saveOutlet);
+  byId('outlet-new').addEventListener('click', () => editOutlet(null));
+  byId('outlets-retired').addEventListener('change', loadOutletsTab);
   byId('queue-form').addEventListener('submit', (event) => {
     event.preventDefault();
     loadQueue();
