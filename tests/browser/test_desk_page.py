@@ -7,11 +7,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from callcenter.auth.permissions import Role
-from callcenter.keys import DATABASE
-from crm_bridge.keys import CRM
+from callcenter.auth.permissions import Permission, Role
+from callcenter.keys import DATABASE, HUB
+from crm_bridge.keys import CRM, EVALUATION_ITEMS
 from crm_bridge.models import Product
 from crm_bridge.schemas import CustomerIn, ServiceRecordIn
+from crm_bridge.visit_schemas import EvaluationItemIn
 from outlets.keys import OUTLETS
 from outlets.schemas import OutletIn
 from tests.browser.conftest import Engine, OpenPage, Watched, add_user, log_in, screenshot
@@ -197,3 +198,78 @@ async def test_a_repair_booking_is_dispatched_its_feedback_registered_and_its_fe
     await _open_record(watched, record_id)
     await _status_is(watched, record_id, "resolved")
     await _no_injected_elements(page)
+
+
+async def test_a_visit_result_is_recorded_and_reminders_arrive_as_notices(
+    quiet_engine: Engine, open_page: OpenPage
+) -> None:
+    app = quiet_engine.app
+    office = await add_user(app, Role.BACKOFFICE, display_name="Bo Office")
+    items = app[EVALUATION_ITEMS]
+    attitude = await items.create(EvaluationItemIn.model_validate({"name": "Attitude", "applies_to": "visit"}))
+    await items.create(EvaluationItemIn.model_validate({"name": "Timeliness", "applies_to": "visit"}))
+    await items.create(EvaluationItemIn.model_validate({"name": "Courtesy on the phone", "applies_to": "call"}))
+    _, visit_id = await _record(
+        quiet_engine, kind="callback_visit", caller_number="13800138000", idempotency_key="abandoned:L1"
+    )
+    watched = await open_page()
+    page = watched.page
+    await log_in(watched, quiet_engine.base, "/desk", office)
+    await page.locator("#live.live").wait_for()
+
+    await page.click("#tab-visits")
+    await page.locator('body[data-visits="loaded"]').wait_for()
+    row = page.locator(f'#visits-table tr[data-visit="{visit_id}"]')
+    assert "caller gave up in the queue" in await row.inner_text()
+    assert HOSTILE in await row.inner_text()
+    await row.click()
+    await page.locator(f'#visit-fields[data-visit="{visit_id}"]').wait_for()
+    # This user has no phone: placing the call is refused with the API's reason, and nothing is dialled.
+    await page.click("#visit-call")
+    await page.locator("#visit-call-error").filter(has_text="extension").wait_for()
+    _expect_refusals(watched, 409)
+
+    # Only the visit's items are offered; reached needs the satisfaction.
+    assert await page.locator("#visit-result-form .scores span").all_inner_texts() == ["Attitude", "Timeliness"]
+    await page.select_option('#visit-result-form select[name="outcome"]', "reached")
+    await page.select_option('#visit-result-form select[name="satisfaction"]', "4")
+    await page.select_option(f'#visit-result-form select[name="score-{attitude["id"]}"]', "5")
+    await page.fill('#visit-result-form textarea[name="comment"]', f"happy {HOSTILE}")
+    await page.click('#visit-result-form button[type="submit"]')
+    result = page.locator("#visit-result")
+    await result.wait_for()
+    text = await result.inner_text()
+    assert "reached" in text
+    assert "4 / 5" in text
+    assert "Attitude: 5" in text
+    assert f"happy {HOSTILE}" in text
+    await page.locator('#visit-fields[data-status="feedback_recorded"]').wait_for()
+
+    # Frames of the reminder job, as the hub sends them: a reminder for the owner, the overdue board for the desk.
+    item = {
+        "id": visit_id,
+        "type": "complaint",
+        "status": "assigned",
+        "content": HOSTILE,
+        "customer": {"id": 1, "name": HOSTILE},
+        "caller_number": "13800138000",
+        "caller_name": HOSTILE,
+        "follow_up": "2026-01-01",
+        "appointment_at": None,
+        "assigned_to": None,
+        "due": ["follow_up"],
+        "overdue": ["follow_up"],
+        "created_at": "2026-01-01T10:00:00+00:00",
+    }
+    assert app[HUB].send("reminder", {"record": item}, permission=Permission.DESK_WORK) == 1
+    assert app[HUB].send("overdue", {"records": [item], "new": 3}, permission=Permission.DESK_WORK) == 1
+    await page.locator('#notices li[data-kind="overdue"]').filter(has_text="2 more").wait_for()
+    notices = await page.locator("#notices li").all_inner_texts()
+    assert len(notices) == 3, notices
+    assert "Reminder" in notices[2]
+    assert HOSTILE in notices[2]
+    assert "follow up overdue" in notices[1]
+    await _no_injected_elements(page)
+    # A notice opens its record.
+    await page.locator('#notices li[data-kind="reminder"] a').click()
+    await page.locator(f'#record-view[data-record="{visit_id}"]').wait_for()

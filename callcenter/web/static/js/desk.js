@@ -1,8 +1,8 @@
 // The service desk (back office): the work queue of service records and one record's full view with its lifecycle
 // actions. Every figure comes from the API; every caller- or customer-typed text goes into the page as text.
 import {
-  ApiError, api, apiDocument, byId, fill, h, label, notify, option, pageOf, reportError, schemaEnum, startPage,
-  when,
+  ApiError, api, apiDocument, byId, fill, h, label, liveSocket, notify, option, pageOf, reportError, schemaEnum,
+  startPage, when,
 } from './common.js';
 
 const OPEN = ['new', 'assigned', 'in_progress'];
@@ -677,6 +677,194 @@ async function saveOutlet(event) {
   }
 }
 
+// -- callback visits ------------------------------------------------------------------------------------------------
+
+const CAUSES = {
+  abandoned_call: 'caller gave up in the queue',
+  expert_callback: 'expert callback asked for',
+  complaint: 'complaint resolved',
+  repair: 'repair done',
+  other: 'by hand',
+};
+const OUTCOMES = ['reached', 'not_reached', 'refused', 'wrong_number'];
+
+function causeText(visit) {
+  return `${CAUSES[visit.cause] || label(visit.cause)}${visit.cause_ref ? ` (${visit.cause_ref})` : ''}`;
+}
+
+async function placeVisit(visit, error) {
+  clearError(error);
+  try {
+    const placed = await api(`/api/v1/visits/${visit.id}/place`, {method: 'POST'});
+    notify(`Your phone (${placed.agent}) rings first, then ${placed.number}.`, 'ok');
+    loadVisits();
+    showVisit(visit.id);
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
+async function loadVisits() {
+  const error = byId('visits-error');
+  clearError(error);
+  try {
+    const filters = formValues(byId('visits-form'));
+    if (filters.owner === 'mine') filters.owner = String(state.me.id);
+    const page = await api('/api/v1/visits', {query: {...filters, limit: 200}});
+    const items = page.items || [];
+    byId('visits-count').textContent = `${items.length} of ${page.total}`;
+    fill(byId('visits'), items.length ? h('table', {id: 'visits-table'},
+      h('thead', {}, h('tr', {}, ['#', 'Why', 'Customer', 'Number', 'Status', 'Owner', 'Calls', 'Filed', ''].map((name) => h('th', {}, name)))),
+      h('tbody', {}, items.map((visit) => {
+        const row = h('tr', {class: 'selectable', tabindex: 0, dataset: {visit: visit.id, status: visit.status}},
+          h('td', {}, String(visit.id)),
+          h('td', {class: 'small'}, causeText(visit)),
+          h('td', {class: 'small'}, visit.customer?.name || visit.caller_name || ''),
+          h('td', {class: 'mono'}, visit.number || '—'),
+          h('td', {}, statusBadge(visit.status)),
+          h('td', {class: 'small'}, userName(visit.assigned_to)),
+          h('td', {}, String((visit.calls || []).length)),
+          h('td', {class: 'small'}, when(visit.created_at)),
+          h('td', {}, visit.result ? label(visit.result.outcome) : h('button', {
+            type: 'button', class: 'call-now', disabled: !visit.number,
+            onclick: (event) => { event.stopPropagation(); placeVisit(visit, error); },
+          }, 'Call now')));
+        row.addEventListener('click', () => showVisit(visit.id));
+        return row;
+      }))) : h('p', {class: 'empty'}, 'No visit matches.'));
+    document.body.dataset.visits = 'loaded';
+  } catch (failure) {
+    refused(error, failure);
+  }
+}
+
+function scoreSelect(name) {
+  return h('select', {name}, option('', '—'), [1, 2, 3, 4, 5].map((score) => option(String(score), String(score))));
+}
+
+function resultForm(visit, items) {
+  const error = h('p', {class: 'note error-text hidden', id: 'visit-error', role: 'alert'});
+  const outcome = h('select', {name: 'outcome'}, OUTCOMES.map((value) => option(value, label(value))));
+  const satisfaction = scoreSelect('satisfaction');
+  const scores = items.map((item) => ({item, select: scoreSelect(`score-${item.id}`)}));
+  const onlyReached = h('div', {id: 'reached-only'},
+    h('label', {class: 'block'}, h('span', {}, 'Satisfaction (1 to 5)'), satisfaction),
+    scores.length ? h('div', {class: 'scores'}, scores.map(({item, select}) => [
+      h('span', {class: 'small'}, item.name), select,
+    ])) : h('p', {class: 'small muted'}, 'No evaluation item for visits yet.'));
+  const toggle = () => onlyReached.classList.toggle('hidden', outcome.value !== 'reached');
+  outcome.addEventListener('change', toggle);
+  const comment = h('textarea', {name: 'comment', maxlength: 20000});
+  const form = h('form', {id: 'visit-result-form'},
+    h('h3', {}, 'Result'),
+    h('label', {class: 'block'}, h('span', {}, 'Outcome'), outcome),
+    onlyReached,
+    h('label', {class: 'block'}, h('span', {}, 'Comment'), comment),
+    h('button', {type: 'submit'}, 'Record the result'), error);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError(error);
+    const body = {outcome: outcome.value};
+    if (outcome.value === 'reached') {
+      if (satisfaction.value) body.satisfaction = Number(satisfaction.value);
+      body.scores = scores.filter(({select}) => select.value).map(({item, select}) => ({item_id: item.id, score: Number(select.value)}));
+    }
+    if (comment.value.trim()) body.comment = comment.value.trim();
+    try {
+      await api(`/api/v1/visits/${visit.id}/result`, {method: 'POST', body});
+      notify(`Visit #${visit.id}: result recorded.`, 'ok');
+      await showVisit(visit.id);
+      loadVisits();
+    } catch (failure) {
+      refused(error, failure);
+    }
+  });
+  return form;
+}
+
+function resultBlock(visit, items) {
+  const result = visit.result;
+  const names = new Map(items.map((item) => [item.id, item.name]));
+  return h('dl', {class: 'facts', id: 'visit-result'},
+    field('Outcome', label(result.outcome)),
+    field('Satisfaction', result.satisfaction ? `${result.satisfaction} / 5` : null),
+    field('Scores', (result.scores || []).map((score) => `${names.get(score.item_id) ?? score.name ?? `item #${score.item_id}`}: ${score.score}`).join(', ')),
+    field('Comment', result.comment, {class: 'pre'}),
+    field('Recorded', `${when(result.recorded_at)} by ${result.recorded_by}`));
+}
+
+async function showVisit(id) {
+  try {
+    const [visit, items] = await Promise.all([
+      api(`/api/v1/visits/${id}`),
+      api('/api/v1/evaluation-items', {query: {applies_to: 'visit', active: 'true'}}).then((page) => page.items || []).catch(() => []),
+    ]);
+    for (const row of document.querySelectorAll('#visits-table tbody tr')) row.classList.toggle('selected', row.dataset.visit === String(id));
+    const error = h('p', {class: 'note error-text hidden', id: 'visit-call-error', role: 'alert'});
+    const open = OPEN.includes(visit.status) && !visit.result;
+    fill(byId('visit-title'), `Visit #${visit.id} `, statusBadge(visit.status));
+    fill(byId('visit-view'),
+      h('dl', {class: 'facts', id: 'visit-fields', dataset: {visit: visit.id, status: visit.status}},
+        field('Why', causeText(visit)),
+        field('Customer', visit.customer?.name, {id: 'visit-customer'}),
+        field('Caller name', visit.caller_name),
+        field('Number', visit.number),
+        field('What', visit.content, {class: 'pre'}),
+        field('Owner', userName(visit.assigned_to)),
+        field('Filed', when(visit.created_at))),
+      open ? h('div', {class: 'row'},
+        h('button', {type: 'button', id: 'visit-call', disabled: !visit.number, onclick: () => placeVisit(visit, error)}, 'Call now'),
+        h('span', {class: 'small muted'}, 'your own phone rings first, then the customer')) : null,
+      error,
+      h('h3', {}, 'Calls placed'),
+      (visit.calls || []).length ? h('ul', {id: 'visit-calls'}, visit.calls.map((call) => h('li', {class: 'small'},
+        `${when(call.placed_at)} · ${call.number} · by ${call.placed_by} · `, h('span', {class: 'mono'}, call.linkedid))))
+        : h('p', {class: 'empty'}, 'None yet.'),
+      visit.result ? resultBlock(visit, items) : open ? resultForm(visit, items) : null);
+  } catch (error) {
+    reportError(error);
+  }
+}
+
+// -- reminders and overdue records from the websocket ---------------------------------------------------------------
+
+const NOTICES_KEPT = 50;
+
+function addNotice(kind, text, recordId) {
+  const list = byId('notices');
+  list.querySelector('.empty')?.remove();
+  const item = h('li', {class: kind, dataset: {kind, record: recordId ?? ''}},
+    h('span', {class: 'small muted'}, `${new Date().toLocaleTimeString()} `),
+    recordId ? h('a', {href: '/desk', onclick: (event) => {
+      event.preventDefault();
+      show(TABS[0]);
+      showRecord(recordId);
+    }}, text) : text);
+  list.prepend(item);
+  while (list.children.length > NOTICES_KEPT) list.lastElementChild.remove();
+  byId('notices-count').textContent = `${list.children.length}`;
+}
+
+function describe(item) {
+  const who = item.customer?.name || item.caller_name || item.caller_number || 'no customer';
+  const why = [
+    ...(item.overdue || []).map((what) => `${label(what)} overdue`),
+    ...(item.due || []).filter((what) => !(item.overdue || []).includes(what)).map((what) => `${label(what)} due`),
+  ].join(', ');
+  return `#${item.id} ${label(item.type)} · ${who}${why ? ` · ${why}` : ''}`;
+}
+
+function onFrame(frame) {
+  if (frame.type === 'reminder' && frame.record) {
+    addNotice('reminder', `Reminder: ${describe(frame.record)}`, frame.record.id);
+  } else if (frame.type === 'overdue') {
+    const records = frame.records || [];
+    for (const record of records.slice().reverse()) addNotice('overdue', `Overdue: ${describe(record)}`, record.id);
+    const more = (frame.new || 0) - records.length;
+    if (more > 0) addNotice('overdue', `and ${more} more overdue records`, null);
+  }
+}
+
 // -- tabs -----------------------------------------------------------------------------------------------------------
 
 const TABS = [
@@ -684,6 +872,7 @@ const TABS = [
   {tab: 'tab-orders', section: 'orders-section', any: ['desk.work'], load: loadOrders},
   {tab: 'tab-fees', section: 'fees-section', any: ['fees.review'], load: loadFees},
   {tab: 'tab-outlets', section: 'outlets-section', any: ['outlets.manage'], load: loadOutletsTab},
+  {tab: 'tab-visits', section: 'visits-section', any: ['desk.work'], load: loadVisits},
 ];
 
 function show(chosen) {
@@ -726,6 +915,7 @@ async function start() {
   byId('outlet-form').addEventListener('submit', saveOutlet);
   byId('outlet-new').addEventListener('click', () => editOutlet(null));
   byId('outlets-retired').addEventListener('change', loadOutletsTab);
+  byId('visits-form').addEventListener('submit', (event) => { event.preventDefault(); loadVisits(); });
   byId('queue-form').addEventListener('submit', (event) => {
     event.preventDefault();
     loadQueue();
@@ -736,6 +926,7 @@ async function start() {
     byId(item.tab).addEventListener('click', () => show(item));
   }
   if (allowed.length) show(allowed[0]);
+  liveSocket(onFrame);
   document.body.dataset.desk = 'ready';
 }
 
