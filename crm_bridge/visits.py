@@ -279,7 +279,10 @@ class Visits:
         visit = aliased(ServiceRecord)
         key = literal(COMPLAINT_KEY, String) + sql_cast(ServiceRecord.id, String)
         conditions: list[ColumnElement[bool]] = [
+            # A move into resolved, not a row that leaves it resolved (a PATCH's ``update``): only the resolution
+            # itself is the complaint's cause, and only when it falls in the window.
             H.to_status == RecordStatus.RESOLVED.value,
+            H.from_status.is_distinct_from(RecordStatus.RESOLVED.value),
             H.at >= since,
             ServiceRecord.type == RecordType.COMPLAINT.value,
             ~exists().where(visit.idempotency_key == key),

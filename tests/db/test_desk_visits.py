@@ -27,7 +27,7 @@ from crm_bridge.http import crm_routes
 from crm_bridge.keys import CRM, CRM_OUTBOX, DESK, EVALUATION_ITEMS, VISITS
 from crm_bridge.models import RecordType, ServiceRecord
 from crm_bridge.outbox import ServiceRecordOutbox
-from crm_bridge.schemas import CustomerIn, PhoneIn, ServiceRecordIn, TransitionIn
+from crm_bridge.schemas import CustomerIn, PhoneIn, ServiceRecordIn, ServiceRecordPatch, TransitionIn
 from crm_bridge.services import CrmService
 from crm_bridge.visit_models import VisitCall, VisitResult, VisitScore
 from crm_bridge.visits import EvaluationItems, Visits
@@ -210,6 +210,32 @@ async def test_a_resolved_complaint_and_a_finished_repair_each_leave_one_visit(
             await session.scalars(select(ServiceRecord.idempotency_key).where(ServiceRecord.type == "callback_visit"))
         )
     assert keys == {f"visit:complaint:{complaint}", f"visit:complaint:{later}", "visit:repair:41"}
+
+
+async def test_a_change_to_a_resolved_complaint_is_no_resolution_and_makes_no_visit(
+    crm: CrmService, visits: Visits, service: AuthService, clock: Clock, database: Database
+) -> None:
+    someone = await customer(crm)
+    # Resolved long before the window: its history row moving to resolved is too old to count.
+    clock.now -= timedelta(days=30)
+    old = await resolved_complaint(crm, service, someone)
+    clock.now += timedelta(days=30)
+    recent = await resolved_complaint(crm, service, someone)
+    assert await visits.for_resolved_complaints(within=timedelta(days=7)) == 1
+
+    # The desk completes both afterwards (PATCH): each an ``update`` row whose status before and after is resolved.
+    for record_id in (old, recent):
+        await crm.records.update(record_id, ServiceRecordPatch(fault_type="no_power"), actor="office")
+        await crm.records.update(record_id, ServiceRecordPatch(fault_type="noise"), actor="office")
+    # Neither a later sweep nor a new engine's first one (which reads the whole window) sees a resolution there.
+    assert await visits.for_resolved_complaints(within=timedelta(days=7)) == 0
+    fresh = Visits(database, crm.records, None, zone=SHANGHAI, clock=clock)
+    assert await fresh.for_resolved_complaints(within=timedelta(days=7)) == 0
+    async with database.session() as session:
+        keys = list(
+            await session.scalars(select(ServiceRecord.idempotency_key).where(ServiceRecord.type == "callback_visit"))
+        )
+    assert keys == [f"visit:complaint:{recent}"]
 
 
 def _query(**values: Any) -> Any:
