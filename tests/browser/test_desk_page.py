@@ -4,6 +4,7 @@ sees reminders arrive; an agent gets no desk data; hostile customer text shows a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -60,9 +61,29 @@ async def test_a_back_office_user_works_a_record_through_its_lifecycle(
 ) -> None:
     office = await add_user(quiet_engine.app, Role.BACKOFFICE, display_name="Bo Office")
     _, record_id = await _record(quiet_engine)
+    yesterday = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    _, late = await _record(
+        quiet_engine, name="Han Meimei", kind="repair_booking", follow_up=yesterday, caller_name="Han Meimei"
+    )
+    await _record(quiet_engine, name="Li Lei", kind="suggestion", caller_name="Li Lei")
     watched = await open_page()
     page = watched.page
     await log_in(watched, quiet_engine.base, "/desk", office)
+    await page.locator('body[data-queue="loaded"]').wait_for()
+    assert await page.locator("#queue-table tbody tr").count() == 3
+    # The due filter asks the desk's due list: only the record past its follow-up date.
+    await page.select_option('#queue-form select[name="due"]', "overdue")
+    await page.click("#queue-button")
+    await page.locator("#queue-table tbody tr").nth(1).wait_for(state="detached")
+    assert await page.locator("#queue-table tbody tr").get_attribute("data-record") == str(late)
+    await page.select_option('#queue-form select[name="due"]', "")
+    await page.click("#queue-button")
+    await page.locator("#queue-table tbody tr").nth(2).wait_for()
+    # Sorted by a column's header, then the other way.
+    await page.click('#queue-table th[data-sort="id"]')
+    assert await page.locator("#queue-table tbody tr").first.get_attribute("data-record") == str(record_id)
+    await page.click('#queue-table th[data-sort="id"]')
+    assert await page.locator("#queue-table tbody tr").first.get_attribute("data-record") != str(record_id)
     await _open_record(watched, record_id)
     # The customer's hostile name is text, in the queue and in the file's summary.
     assert await page.locator("#record-customer-name").inner_text() == HOSTILE
@@ -75,6 +96,8 @@ async def test_a_back_office_user_works_a_record_through_its_lifecycle(
     await _status_is(watched, record_id, "assigned")
     await page.click("#action-start button")
     await _status_is(watched, record_id, "in_progress")
+    await page.locator(f'#queue-table tr[data-record="{record_id}"] [data-status="in_progress"]').wait_for()
+    await screenshot(watched, "desk")
     await page.fill('#action-resolve input[name="outcome"]', "replaced the fan")
     await page.click("#action-resolve button")
     await _status_is(watched, record_id, "resolved")
@@ -98,7 +121,6 @@ async def test_a_back_office_user_works_a_record_through_its_lifecycle(
     await _no_injected_elements(page)
     # Archived: it leaves the open queue.
     await page.locator(f'#queue-table tr[data-record="{record_id}"]').wait_for(state="detached")
-    await screenshot(watched, "desk")
 
 
 async def test_an_agent_gets_no_desk_data(quiet_engine: Engine, open_page: OpenPage) -> None:

@@ -23,6 +23,7 @@ const state = {
   me: null,
   can: () => false,
   users: new Map(),
+  customers: new Map(),
   items: [],
   sort: {key: 'created_at', descending: true},
   record: null,
@@ -108,7 +109,7 @@ const COLUMNS = [
   {key: 'id', title: '#'},
   {key: 'type', title: 'Type'},
   {key: 'status', title: 'Status'},
-  {key: 'caller', title: 'Caller / customer'},
+  {key: 'caller', title: 'Customer / caller'},
   {key: 'content', title: 'What'},
   {key: 'follow_up', title: 'Follow-up'},
   {key: 'appointment_at', title: 'Appointment'},
@@ -117,7 +118,44 @@ const COLUMNS = [
 ];
 
 function callerOf(item) {
-  return item.customer?.name || item.caller_name || item.caller_number || (item.customer_id ? `customer #${item.customer_id}` : '');
+  const known = item.customer_id ? state.customers.get(item.customer_id) : null;
+  return item.customer?.name || known || item.caller_name || item.caller_number || (item.customer_id ? `customer #${item.customer_id}` : '');
+}
+
+// The records' list carries the customer's id only: the names of those on screen are asked once each (a bounded
+// number a load) and kept for the page's life.
+const NAMES_PER_LOAD = 40;
+
+async function learnCustomers(items) {
+  const wanted = [...new Set(items.map((item) => item.customer_id).filter((id) => id && !state.customers.has(id)))]
+    .slice(0, NAMES_PER_LOAD);
+  if (!wanted.length) return false;
+  await Promise.all(wanted.map(async (id) => {
+    const file = await api(`/api/v1/customers/${id}`).catch(() => null);
+    state.customers.set(id, file?.customer?.name ?? `customer #${id}`);
+  }));
+  return true;
+}
+
+// A date-time as "YYYY-MM-DD HH:MM" in the browser's zone: short enough for a table's cell.
+function short(iso) {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  const pad = (value) => String(value).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+function today() {
+  const now = new Date();
+  const pad = (value) => String(value).padStart(2, '0');
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
+// Overdue as the desk's due list says, or, for a plain list's open record, a follow-up date already past.
+function late(item, what) {
+  if (item.overdue) return item.overdue.includes(what);
+  return what === 'follow_up' && OPEN.includes(item.status) && Boolean(item.follow_up) && day(item.follow_up) < today();
 }
 
 function sortValue(item, key) {
@@ -168,10 +206,10 @@ function drawQueue() {
       h('td', {}, statusBadge(item.status)),
       h('td', {class: 'small clip'}, callerOf(item)),
       h('td', {class: 'small clip'}, item.content || ''),
-      h('td', {class: `small ${(item.overdue || []).includes('follow_up') ? 'overdue' : ''}`}, day(item.follow_up)),
-      h('td', {class: `small ${(item.overdue || []).includes('appointment') ? 'overdue' : ''}`}, item.appointment_at ? when(item.appointment_at) : '—'),
+      h('td', {class: `small nowrap ${late(item, 'follow_up') ? 'overdue' : ''}`}, day(item.follow_up)),
+      h('td', {class: `small nowrap ${late(item, 'appointment') ? 'overdue' : ''}`}, short(item.appointment_at)),
       h('td', {class: 'small'}, userName(item.assigned_to)),
-      h('td', {class: 'small'}, when(item.created_at)));
+      h('td', {class: 'small nowrap'}, short(item.created_at)));
       row.addEventListener('click', () => showRecord(item.id));
       row.addEventListener('keydown', (event) => { if (event.key === 'Enter') showRecord(item.id); });
       return row;
@@ -179,19 +217,25 @@ function drawQueue() {
   state.items.length >= QUEUE_LIMIT ? h('p', {class: 'note'}, `The newest ${QUEUE_LIMIT} of each status are shown; narrow the filters.`) : null);
 }
 
+let queueAsked = 0;
+
 async function loadQueue() {
   const filters = formValues(byId('queue-form'));
   const button = byId('queue-button');
   button.disabled = true;
+  // Moves reload the queue: an answer to an older question that arrives after a newer one is dropped.
+  const asked = ++queueAsked;
   try {
     const items = await fetchQueue(filters);
+    if (asked !== queueAsked) return;
     state.items = items.filter((item) => matches(item, filters));
     drawQueue();
+    if (await learnCustomers(state.items) && asked === queueAsked) drawQueue();
     document.body.dataset.queue = 'loaded';
   } catch (error) {
     reportError(error);
   } finally {
-    button.disabled = false;
+    if (asked === queueAsked) button.disabled = false;
   }
 }
 
