@@ -13,16 +13,16 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, select, update
 
 from callcenter.db import ConstraintViolation, Database, utcnow
 from recordings import audio
-from recordings.exceptions import RecordingFileMissing, RecordingStateConflict, UnsupportedAudio
+from recordings.exceptions import RecordingFileMissing, RecordingNotFound, RecordingStateConflict, UnsupportedAudio
 from recordings.index import Action, RecordingIndex
 from recordings.infos import CallFacts, RecordingInfo, json_list
 from recordings.models import (
@@ -197,8 +197,12 @@ class RecordingLifecycle:
         ended_at = ended_at or self._now()
         # One unit of work: the row is read, the file looked at, the row updated. (SQLite starts the transaction
         # at the UPDATE, so a write of another connection meanwhile does not make it fail.)
+        table = Recording.__table__
         async with self._database.session() as session:
-            row = RecordingInfo.of(await self._index.row_in(session, recording_id))
+            found = (await session.execute(select(table).where(table.c.id == recording_id))).one_or_none()
+            if found is None:
+                raise RecordingNotFound(recording_id)
+            row = RecordingInfo.of(found)
             if row.status != Status.RECORDING:
                 return row
             try:
@@ -220,14 +224,14 @@ class RecordingLifecycle:
                     duration=facts.duration if facts.duration is not None else _offset(row.started_at, ended_at),
                 )
             # Only a row still recording: an erasure that came in meanwhile wins.
-            finished = await session.scalar(
+            result = await session.execute(
                 update(Recording)
                 .where(Recording.id == recording_id, Recording.status == Status.RECORDING.value)
                 .values(**values)
-                .returning(Recording)
             )
-            if finished is not None:
-                return RecordingInfo.of(finished)
+        if cast("CursorResult[Any]", result).rowcount == 1:
+            changed = {name: values[name] for name in ("status", "size", "sha256", "duration") if name in values}
+            return replace(row, ended_at=ended_at, paused_intervals=intervals, **changed)
         return await self._index.info(recording_id)
 
     def _file_facts(self, relative: str) -> _FileFacts:
