@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from callcenter.ami.reducer import HANDLERS
 from callcenter.config import Config, Phone, load_config
+from callcenter.live import CHANNEL_EVENTS
 from callcenter.secrets import agi_secret, phone_passwords
 from callcenter_devtools.sandbox import Sandbox, SandboxError, host_path
 
@@ -86,6 +88,19 @@ def test_manager_user_is_loopback_only_without_command_or_config(tmp_path: Path)
     filters = [line for line in manager.splitlines() if line.startswith("eventfilter")]
     assert "eventfilter(action(exclude),name(VarSet)) =" in filters
     assert all(line.startswith("eventfilter(action(exclude),name(") for line in filters)
+
+
+def test_no_event_the_engine_reads_is_filtered_out(tmp_path: Path) -> None:
+    manager = _rendered(tmp_path, _config(tmp_path))["manager.conf"]
+    dropped = {
+        line.removeprefix("eventfilter(action(exclude),name(").partition(")")[0]
+        for line in manager.splitlines()
+        if line.startswith("eventfilter")
+    }
+    assert {"VarSet", "NewConnectedLine", "DialEnd", "DTMFEnd"} <= dropped
+    # What the live model folds, and what the live service hands on (the dialplan's UserEvents, the spies').
+    read = set(HANDLERS) | CHANNEL_EVENTS | {"UserEvent", "ChanSpyStart", "ChanSpyStop"}
+    assert not dropped & read
 
 
 def test_queues_never_use_the_reserved_general_name(tmp_path: Path) -> None:
