@@ -7,6 +7,7 @@ from aiohttp import web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
+from callcenter.web.csvexport import csv_response
 from callcenter.web.errors import read_json
 from crm_bridge.desk import owner_of
 from crm_bridge.exceptions import CustomerNotFound, ProductNotFound, ServiceRecordNotFound
@@ -21,7 +22,6 @@ from crm_bridge.schemas import (
     ServiceRecordQuery,
     TransitionIn,
 )
-from crm_bridge.visit_csv import to_csv
 from crm_bridge.visit_errors import EvaluationItemNotFound, OwnerForbidden, VisitNotFound
 from crm_bridge.visit_schemas import (
     DueQuery,
@@ -202,12 +202,7 @@ async def list_visits(request: web.Request) -> web.Response:
     visits = request.config_dict[VISITS]
     items, total = await visits.find(query)
     if query.format == "csv":
-        return web.Response(
-            text=to_csv(CSV_COLUMNS, visits.csv_rows(items)),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": 'attachment; filename="visits.csv"'},
-        )
+        return csv_response("visits", CSV_COLUMNS, visits.csv_rows(items))
     return web.json_response({"items": items, "total": total, "limit": query.limit, "offset": query.offset})
 
 

@@ -3,18 +3,18 @@ that are reports). Nothing else happens here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
+from callcenter.web.csvexport import csv_response
 from callcenter.web.errors import Forbidden, read_json
 from outlets.exceptions import OutletNotFound, SettlementNotFound, WorkOrderNotFound
 from outlets.infos import ORDER_COLUMNS, OUTLET_COLUMNS, SETTLEMENT_COLUMNS
 from outlets.keys import OUTLETS
-from outlets.reports import to_csv
 from outlets.schemas import (
     CancelIn,
     DispatchIn,
@@ -60,15 +60,6 @@ def _settlement_id(request: web.Request) -> int:
     return _id(request, "settlement_id", _BIG_ID_MAX, SettlementNotFound)
 
 
-def _csv(name: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> web.Response:
-    return web.Response(
-        text=to_csv(columns, rows),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
-
-
 def _page(items: Sequence[Any], limit: int, offset: int) -> web.Response:
     return web.json_response({"items": [item.as_json() for item in items], "limit": limit, "offset": offset})
 
@@ -91,7 +82,7 @@ async def list_outlets(request: web.Request) -> web.Response:
     query = OutletQuery.model_validate(dict(request.query))
     items = await request.config_dict[OUTLETS].outlets(query)
     if query.format == "csv":
-        return _csv("outlets", OUTLET_COLUMNS, (item.as_json() for item in items))
+        return csv_response("outlets", OUTLET_COLUMNS, (item.as_json() for item in items))
     return _page(items, query.limit, query.offset)
 
 
@@ -169,7 +160,7 @@ async def list_orders(request: web.Request) -> web.Response:
     query = OrderQuery.model_validate(dict(request.query))
     items = await request.config_dict[OUTLETS].orders(query)
     if query.format == "csv":
-        return _csv("work-orders", ORDER_COLUMNS, (item.as_row() for item in items))
+        return csv_response("work-orders", ORDER_COLUMNS, (item.as_row() for item in items))
     return _page(items, query.limit, query.offset)
 
 
@@ -226,7 +217,7 @@ async def list_settlements(request: web.Request) -> web.Response:
     query = SettlementQuery.model_validate(dict(request.query))
     items = await request.config_dict[OUTLETS].settlements(query)
     if query.format == "csv":
-        return _csv("fee-settlements", SETTLEMENT_COLUMNS, (item.as_json() for item in items))
+        return csv_response("fee-settlements", SETTLEMENT_COLUMNS, (item.as_json() for item in items))
     return _page(items, query.limit, query.offset)
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
 from callcenter.auth.middleware import principal
 from callcenter.auth.permissions import Permission, requires
+from callcenter.web.csvexport import csv_response
 from callcenter.web.errors import read_json
 from supervisor.keys import BOARD, SPY, STATS
 from supervisor.schemas import SpyIn, SpyModeIn, StatsQuery, VolumeQuery
-from supervisor.stats import HOURLY_COLUMNS, VOLUME_COLUMNS, WORKLOAD_COLUMNS, to_csv
+from supervisor.stats import HOURLY_COLUMNS, VOLUME_COLUMNS, WORKLOAD_COLUMNS
 
 supervisor_routes = web.RouteTableDef()
 
@@ -61,15 +60,6 @@ async def stop_spy(request: web.Request) -> web.Response:
     return web.json_response(session.as_json())
 
 
-def _csv(name: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> web.Response:
-    return web.Response(
-        text=to_csv(columns, rows),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
-
-
 @supervisor_routes.get("/api/v1/stats/calls")
 @requires(Permission.STATS_READ)
 async def call_volume(request: web.Request) -> web.Response:
@@ -80,7 +70,7 @@ async def call_volume(request: web.Request) -> web.Response:
     if query.format == "csv":
         rows = [{**row, "queue": _ALL} for row in result["totals"]]
         rows += [{**row, "queue": row["queue"] or _NONE} for row in result["queues"]]
-        return _csv("call-volume", VOLUME_COLUMNS, rows)
+        return csv_response("call-volume", VOLUME_COLUMNS, rows)
     return web.json_response(result)
 
 
@@ -92,7 +82,7 @@ async def business_volume(request: web.Request) -> web.Response:
     start, end = stats.range(query.start, query.end)
     result = await stats.business_volume(start, end)
     if query.format == "csv":
-        return _csv("business-volume", ("type", "status", "count"), result["items"])
+        return csv_response("business-volume", ("type", "status", "count"), result["items"])
     return web.json_response(result)
 
 
@@ -110,7 +100,7 @@ async def workload(request: web.Request) -> web.Response:
             {**row, **{f"pause_{reason}": row["pause_by_reason"].get(reason, 0.0) for reason in reasons}}
             for row in result["agents"]
         ]
-        return _csv("agent-workload", columns, rows)
+        return csv_response("agent-workload", columns, rows)
     return web.json_response(result)
 
 
@@ -122,5 +112,5 @@ async def workload_by_hour(request: web.Request) -> web.Response:
     start, end = stats.range(query.start, query.end)
     header, hours = await stats.workload(start, end)
     if query.format == "csv":
-        return _csv("agent-workload-by-hour", HOURLY_COLUMNS, hours)
+        return csv_response("agent-workload-by-hour", HOURLY_COLUMNS, hours)
     return web.json_response({key: value for key, value in header.items() if key != "agents"} | {"items": hours})

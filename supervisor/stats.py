@@ -23,8 +23,6 @@ Definitions (docs/supervisor.md says the same for users):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -450,34 +448,6 @@ def workload(
             row[name] = round(row[name], 3)
         hour_rows.append(row)
     return table_rows, hour_rows
-
-
-# -- CSV ------------------------------------------------------------------------------------------------------
-
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        value = " ".join(str(item) for item in value)
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    """RFC 4180 text: every field quoted when it needs to be, text that a spreadsheet would run defused."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([csv_cell(name) for name in columns])
-    for row in rows:
-        writer.writerow([csv_cell(row.get(name)) for name in columns])
-    return buffer.getvalue()
 
 
 # -- the service ----------------------------------------------------------------------------------------------

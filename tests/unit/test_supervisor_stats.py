@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from callcenter.web.csvexport import to_csv
 from callcenter.web.errors import InvalidInput
 from seats.ports import SeatInterval
 from supervisor.stats import (
@@ -19,7 +20,6 @@ from supervisor.stats import (
     call_volume,
     resolve_range,
     stays,
-    to_csv,
     workload,
 )
 
