@@ -16,6 +16,7 @@ from crm_bridge.schemas import CustomerIn, ServiceRecordIn
 from crm_bridge.visit_schemas import EvaluationItemIn
 from outlets.keys import OUTLETS
 from outlets.schemas import OutletIn
+from recordings.models import Recording
 from tests.browser.conftest import Engine, OpenPage, Watched, add_user, log_in, screenshot
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -157,9 +158,8 @@ async def test_a_repair_booking_is_dispatched_its_feedback_registered_and_its_fe
     app = quiet_engine.app
     office = await add_user(app, Role.BACKOFFICE, display_name="Bo Office")
     product = await _product(quiet_engine, "AC-1", "air_conditioner")
-    _, record_id = await _record(
-        quiet_engine, kind="repair_booking", region="Haidian", product_id=product, fault_type="no_power"
-    )
+    # Booked on the phone without the product: the back office completes it before dispatching.
+    _, record_id = await _record(quiet_engine, kind="repair_booking", region="Haidian")
     # A second outlet of the region, made through the outlets' own service.
     other = await app[OUTLETS].create_outlet(
         OutletIn(name=f"Zeta repairs {HOSTILE}", region="Haidian", categories=["air_conditioner"]), actor="setup"
@@ -182,6 +182,11 @@ async def test_a_repair_booking_is_dispatched_its_feedback_registered_and_its_fe
     # From the record to the dispatch form: the rule's choice is previewed (the first by name of the two).
     await page.click("#tab-records")
     await _open_record(watched, record_id)
+    await page.fill('#action-complete input[name="product_id"]', str(product))
+    await page.fill('#action-complete input[name="fault_type"]', "no_power")
+    await page.click("#action-complete button")
+    await page.locator('#record-history tr[data-action="update"]').wait_for()
+    assert "no_power" in await page.locator("#record-fields").inner_text()
     await page.click("#record-dispatch")
     await page.locator("#dispatch-chosen").filter(has_text="Alpha repairs").wait_for()
     # Another outlet without a reason is refused with the API's message; with one it is dispatched there.
@@ -295,3 +300,52 @@ async def test_a_visit_result_is_recorded_and_reminders_arrive_as_notices(
     # A notice opens its record.
     await page.locator('#notices li[data-kind="reminder"] a').click()
     await page.locator(f'#record-view[data-record="{visit_id}"]').wait_for()
+
+
+async def test_a_supervisor_plays_a_records_call_and_the_back_office_sees_the_call_without_it(
+    quiet_engine: Engine, open_page: OpenPage
+) -> None:
+    app = quiet_engine.app
+    boss = await add_user(app, Role.SUPERVISOR, extension="3001")
+    office = await add_user(app, Role.BACKOFFICE)
+    linkedid = "1700000000.77"
+    _, record_id = await _record(quiet_engine, linkedid=linkedid, caller_number="13800138000")
+    recording_id = "rec-" + "ab" * 16
+    async with app[DATABASE].session() as session:
+        session.add(
+            Recording(
+                id=recording_id,
+                kind="full",
+                status="complete",
+                file_path="full/2026/01/01/x.wav",
+                linkedid=linkedid,
+                started_at=datetime(2026, 1, 1, 10, tzinfo=UTC),
+                duration=61.0,
+                caller_number="13800138000",
+                direction="inbound",
+                description="",
+                tags="[]",
+                search_text="",
+                paused_intervals="[]",
+            )
+        )
+
+    watched = await open_page()
+    page = watched.page
+    await log_in(watched, quiet_engine.base, "/desk", boss)
+    # Supervisors work the desk but neither manage outlets nor review fees.
+    await page.locator('body[data-desk="ready"]').wait_for()
+    tabs = page.locator("#tabs button:not(.hidden)")
+    assert await tabs.all_inner_texts() == ["Records", "Work orders", "Visits"]
+    await _open_record(watched, record_id)
+    call = page.locator(f'#record-calls tr[data-linkedid="{linkedid}"]')
+    audio = call.locator(f'[data-recording="{recording_id}"] audio')
+    assert await audio.get_attribute("src") == f"/api/v1/recordings/{recording_id}/audio"
+    assert await audio.get_attribute("preload") == "none"
+
+    other = await open_page()
+    await log_in(other, quiet_engine.base, "/desk", office)
+    await _open_record(other, record_id)
+    row = other.page.locator(f'#record-calls tr[data-linkedid="{linkedid}"]')
+    assert "QA and supervisors play them" in await row.inner_text()
+    assert await row.locator("audio").count() == 0

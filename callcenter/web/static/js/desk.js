@@ -370,9 +370,33 @@ function actionsBlock(record) {
     return form;
   });
   const dispatchable = DISPATCHABLE.includes(record.type) && OPEN.includes(record.status) && state.can('outlets.manage');
+  if (DISPATCHABLE.includes(record.type) && OPEN.includes(record.status)) forms.push(completeForm(record, error));
   return h('div', {id: 'record-actions'}, forms,
     dispatchable ? h('div', {class: 'row'}, h('button', {type: 'button', class: 'secondary', id: 'record-dispatch', onclick: () => toDispatch(record.id)}, 'Dispatch to an outlet…')) : null,
     note, error);
+}
+
+// A booking taken without its product or fault type is completed here, so that the rule can dispatch it.
+function completeForm(record, error) {
+  const product = h('input', {name: 'product_id', type: 'number', min: 1, placeholder: 'product #', value: record.product_id ?? ''});
+  const fault = h('input', {name: 'fault_type', maxlength: 64, placeholder: 'fault type, e.g. no_power', value: record.fault_type ?? ''});
+  const form = h('form', {class: 'row action-form', id: 'action-complete'}, product, fault, h('button', {type: 'submit', class: 'secondary'}, 'Save product and fault'));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError(error);
+    const body = {
+      product_id: product.value.trim() ? Number(product.value) : null,
+      fault_type: fault.value.trim() || null,
+    };
+    try {
+      await api(`/api/v1/service-records/${record.id}`, {method: 'PATCH', body});
+      notify(`Record #${record.id} completed.`, 'ok');
+      await showRecord(record.id);
+    } catch (failure) {
+      refused(error, failure);
+    }
+  });
+  return form;
 }
 
 async function showRecord(id) {
@@ -587,6 +611,7 @@ async function dispatch(event) {
   try {
     const order = await api('/api/v1/work-orders', {method: 'POST', body});
     notify(`Record #${order.service_record_id} dispatched to ${order.outlet_name} (work order #${order.id}).`, 'ok');
+    byId('dispatch-form').reset();
     fill(byId('dispatch-preview'));
     await loadOutlets();
     await loadOrders();
@@ -769,7 +794,7 @@ async function loadVisits() {
           h('td', {class: 'small'}, userName(visit.assigned_to)),
           h('td', {}, String((visit.calls || []).length)),
           h('td', {class: 'small'}, when(visit.created_at)),
-          h('td', {}, visit.result ? label(visit.result.outcome) : h('button', {
+          h('td', {}, visit.result ? label(visit.result.outcome) : !OPEN.includes(visit.status) ? '' : h('button', {
             type: 'button', class: 'call-now', disabled: !visit.number,
             onclick: (event) => { event.stopPropagation(); placeVisit(visit, error); },
           }, 'Call now')));
