@@ -1,5 +1,8 @@
-// The service desk (back office): the work queue of service records and one record's full view with its lifecycle
-// actions. Every figure comes from the API; every caller- or customer-typed text goes into the page as text.
+// The service desk (back office, supervisors): the work queue of service records and one record's full view with its
+// lifecycle moves; work orders (dispatch with the rule's preview, the outlet's feedback), fees to review and outlets to
+// keep; callback visits (placed in one click, their result); reminders and overdue records from the websocket.
+// Each tab shows only with its permission, and the server decides every move: the page shows its refusals as they
+// come. Every figure comes from the API; every caller-, customer- or outlet-typed text goes into the page as text.
 import {
   ApiError, api, apiDocument, byId, fill, h, label, liveSocket, notify, option, pageOf, reportError, schemaEnum,
   startPage, when,
