@@ -269,16 +269,20 @@ class OutletService:
         """Retires an outlet: it gets no new orders. Refused while it has open orders (finish or cancel them)."""
         now = self._clock()
         async with self._database.session() as session:
-            outlet = await session.get(Outlet, outlet_id)
-            if outlet is None:
-                raise OutletNotFound(outlet_id)
-            if outlet.retired_at is not None:
-                raise RuleRefused(
-                    "outlet_retired",
-                    "the outlet is retired already",
-                    outlet_id=outlet_id,
-                    retired_at=outlet.retired_at.isoformat(),
-                )
+            # The outlet's row is written (and locked) before its open orders are counted: a dispatch to it that
+            # is under way holds the same row (see dispatch), so the count includes its order or the dispatch
+            # meets the outlet retired. Counted first, both could pass and leave a retired outlet an open order.
+            result = await session.execute(
+                update(Outlet)
+                .where(Outlet.id == outlet_id, Outlet.retired_at.is_(None))
+                .values(retired_at=now, retired_reason=reason, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if cast("CursorResult[Any]", result).rowcount != 1:
+                gone = await session.get(Outlet, outlet_id)
+                if gone is None:
+                    raise OutletNotFound(outlet_id)
+                raise _retired(gone, "the outlet is retired already")
             open_orders = (await self._open_counts(session, [outlet_id])).get(outlet_id, 0)
             if open_orders:
                 raise RuleRefused(
@@ -287,14 +291,8 @@ class OutletService:
                     outlet_id=outlet_id,
                     open_orders=open_orders,
                 )
-            result = await session.execute(
-                update(Outlet)
-                .where(Outlet.id == outlet_id, Outlet.retired_at.is_(None))
-                .values(retired_at=now, retired_reason=reason, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if cast("CursorResult[Any]", result).rowcount != 1:
-                raise RuleRefused("outlet_retired", "the outlet is retired already", outlet_id=outlet_id)
+            outlet = await session.get(Outlet, outlet_id)
+            assert outlet is not None
             self._history(session, Subject.OUTLET, outlet_id, "retire", actor, now, {"reason": reason})
             await session.flush()
             await session.refresh(outlet)
@@ -406,12 +404,7 @@ class OutletService:
                 if outlet is None:
                     raise OutletNotFound(data.outlet_id)
                 if outlet.retired_at is not None:
-                    raise RuleRefused(
-                        "outlet_retired",
-                        "a retired outlet takes no work orders",
-                        outlet_id=outlet.id,
-                        retired_at=outlet.retired_at.isoformat(),
-                    )
+                    raise _retired(outlet, "a retired outlet takes no work orders")
                 chosen = Choice.OVERRIDE
             else:
                 region, category = facts.region, facts.product_category
@@ -429,7 +422,15 @@ class OutletService:
         # (someone resolved it meanwhile), the order is taken back.
         try:
             async with self._database.session() as session:
-                if await session.scalar(select(Outlet.retired_at).where(Outlet.id == outlet_id)) is not None:
+                # The outlet's row is held until the order is committed, so that a retirement at the same moment
+                # either waits and then counts this order (and refuses), or went first and is seen here.
+                held = await session.execute(
+                    update(Outlet)
+                    .where(Outlet.id == outlet_id, Outlet.retired_at.is_(None))
+                    .values(updated_at=Outlet.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
+                if cast("CursorResult[Any]", held).rowcount != 1:
                     raise RuleRefused("outlet_retired", "a retired outlet takes no work orders", outlet_id=outlet_id)
                 order = WorkOrder(
                     service_record_id=facts.id,
@@ -790,6 +791,11 @@ def _no_match(facts: ServiceRecordFacts) -> RuleRefused:
     else:
         message = f"no active outlet in region {region!r} serves the product category {category!r}"
     return RuleRefused("no_matching_outlet", message, service_record_id=facts.id, region=region, category=category)
+
+
+def _retired(outlet: Outlet, message: str) -> RuleRefused:
+    retired_at = None if outlet.retired_at is None else outlet.retired_at.isoformat()
+    return RuleRefused("outlet_retired", message, outlet_id=outlet.id, retired_at=retired_at)
 
 
 def _open_order(record_id: int, order_id: int) -> RuleRefused:

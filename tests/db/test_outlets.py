@@ -36,7 +36,7 @@ from outlets.events import FeeReviewed, WorkOrderDispatched, WorkOrderDone
 from outlets.exceptions import RuleRefused
 from outlets.http import outlet_routes
 from outlets.keys import OUTLETS
-from outlets.models import FeeSettlement, OrderFeedback, OutletHistory, WorkOrder
+from outlets.models import FeeSettlement, OrderFeedback, Outlet, OutletHistory, WorkOrder
 from outlets.schemas import DispatchIn, OutletIn
 from outlets.services import OutletService
 
@@ -559,6 +559,31 @@ async def test_of_two_dispatchers_of_one_record_at_once_one_wins(
     # The record moved once, for the order that was written.
     _, history = await desk.crm.records.get(record_id)
     assert [entry.action for entry in history] == ["create", "assign", "start"]
+
+
+async def test_an_outlet_retired_while_it_is_dispatched_to_is_left_no_open_order(
+    client: Client, users: dict[str, Headers], desk: Desk, database: Database
+) -> None:
+    office = users["backoffice"]
+    for attempt in range(6):
+        shop = await _outlet(client, office, f"Shop {attempt}", "Haidian")
+        record_id = await desk.record()
+        dispatched, retired = await asyncio.gather(
+            _dispatch(client, office, record_id, outlet_id=shop, override_reason="they are near"),
+            client.post(f"/api/v1/outlets/{shop}/retire", json={"reason": "closing down"}, headers=office),
+        )
+        # Either the order went first and the retirement is refused for it, or the other way round; never both.
+        if dispatched.status == 201:
+            await _refused(retired, 409, "outlet_has_open_orders")
+        else:
+            await _refused(dispatched, 409, "outlet_retired")
+            await _ok(retired)
+        async with database.session() as session:
+            retired_at = await session.scalar(select(Outlet.retired_at).where(Outlet.id == shop))
+            open_orders = await session.scalar(
+                select(func.count()).where(WorkOrder.outlet_id == shop, WorkOrder.status == "dispatched")
+            )
+        assert (retired_at is None, open_orders) in ((True, 1), (False, 0))
 
 
 class RefusingDesk:
