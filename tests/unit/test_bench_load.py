@@ -113,7 +113,8 @@ def test_a_soak_is_flat_when_the_last_quarter_stays_within_the_allowance() -> No
     steady = _samples([100, 120, 130, 130, 131, 130, 131, 132])
     verdict = bench.soak_verdict(steady)
     assert verdict.startswith("flat:")
-    assert "RSS MiB" in verdict and "GROWS" not in verdict
+    assert "RSS MiB" in verdict
+    assert "GROWS" not in verdict
 
 
 def test_a_soak_that_keeps_growing_is_not_flat_and_its_trend_says_by_how_much() -> None:
@@ -121,7 +122,8 @@ def test_a_soak_that_keeps_growing_is_not_flat_and_its_trend_says_by_how_much() 
     growing = _samples([100.0 + 2.0 * index for index in range(40)])
     verdict = bench.soak_verdict(growing)
     assert verdict.startswith("NOT flat:")
-    assert "RSS MiB" in verdict and "GROWS" in verdict
+    assert "RSS MiB" in verdict
+    assert "GROWS" in verdict
     assert bench.rss_trend(growing) == pytest.approx(40.0)
     assert bench.soak_verdict(growing[:5]).startswith("too few samples")
 
@@ -162,4 +164,5 @@ def test_dialplan_alone_plays_the_same_prompts_and_queues_with_the_same_recordin
     assert "Playback(cc/connecting)" in text
     assert f"Queue({config.queues.general},,,,,," in text
     # A caller who presses nothing or another key is queued too, as the engine's flow does after its retries.
-    assert "exten => i,1,Goto(2,1)" in text and "exten => t,1,Goto(2,1)" in text
+    assert "exten => i,1,Goto(2,1)" in text
+    assert "exten => t,1,Goto(2,1)" in text
