@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.bus import Bus, event_fields
-from callcenter.db import Database, DatabaseError, DatabaseUnavailable, Journal
+from callcenter.db import ConstraintViolation, Database, DatabaseError, DatabaseUnavailable, Journal
 from callcenter.events import CallEnded
 from callcenter.model import LiveModel
 from calls.cel import CelCall, CelReader
@@ -323,6 +323,10 @@ class CallRecorder:
             if self.journal is None:
                 raise
             await self._journal_record(values)
+            stored = False
+        except ConstraintViolation:
+            # Not a second record (the unique linkedid skips those): a value the table refuses, a bug to report.
+            log.error("call %s: the database refused its record (%s); not written", linkedid, values["outcome"])
             stored = False
         self._written.put(linkedid, True)
         self._forget(linkedid)

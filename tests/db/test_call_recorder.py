@@ -456,3 +456,23 @@ async def test_close_snapshots_what_is_running_for_the_next_start(world: World) 
     world.live.model = LiveModel(calls={"14.1": a_call("14.1")})
     await world.stop(recorder)
     assert set(await world.progress()) == {"14.1"}
+
+
+async def test_a_record_the_database_refuses_is_reported_and_stops_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = await world.recorder()
+    build = recorder._values
+
+    def without_direction(call: Any, **options: Any) -> dict[str, Any]:
+        # A value the table refuses (NOT NULL): a bug, not a second record of the call.
+        return {**build(call, **options), "direction": None}
+
+    monkeypatch.setattr(recorder, "_values", without_direction)
+    assert await recorder.write(asdict(answered(a_call(), ended=NOW)), source="live") is False
+    assert "the database refused its record" in caplog.text
+    assert (recorder.written, recorder.duplicates) == (0, 0)
+    monkeypatch.setattr(recorder, "_values", build)
+    # The next call is written as usual.
+    assert await recorder.write(asdict(answered(a_call("1700000000.9"), ended=NOW)), source="live") is True
+    assert await world.count() == 1
