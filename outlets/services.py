@@ -431,7 +431,10 @@ class OutletService:
                     .execution_options(synchronize_session=False)
                 )
                 if cast("CursorResult[Any]", held).rowcount != 1:
-                    raise RuleRefused("outlet_retired", "a retired outlet takes no work orders", outlet_id=outlet_id)
+                    gone = await session.get(Outlet, outlet_id)
+                    if gone is None:
+                        raise OutletNotFound(outlet_id)
+                    raise _retired(gone, "a retired outlet takes no work orders")
                 order = WorkOrder(
                     service_record_id=facts.id,
                     outlet_id=outlet_id,

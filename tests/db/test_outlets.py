@@ -576,8 +576,8 @@ async def test_an_outlet_retired_while_it_is_dispatched_to_is_left_no_open_order
         if dispatched.status == 201:
             await _refused(retired, 409, "outlet_has_open_orders")
         else:
-            await _refused(dispatched, 409, "outlet_retired")
-            await _ok(retired)
+            error = await _refused(dispatched, 409, "outlet_retired")
+            assert error["details"]["retired_at"] == (await _ok(retired))["retired_at"]
         async with database.session() as session:
             retired_at = await session.scalar(select(Outlet.retired_at).where(Outlet.id == shop))
             open_orders = await session.scalar(
