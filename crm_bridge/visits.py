@@ -88,6 +88,7 @@ REPAIR_KEY = "visit:repair:"
 # Statuses a visit is still to be made in; its result moves it on to feedback_recorded.
 _OPEN = tuple(status.value for status in OPEN_STATUSES)
 _RESULT_FROM = (*_OPEN, RecordStatus.RESOLVED.value)
+IN_PROGRESS = RecordStatus.IN_PROGRESS.value
 
 # What Asterisk's Dial is given: digits after an optional + (as calls.callbacks checks; checked here first so that
 # a visit with a caller ID that is no number is refused as the visit's fault, not the user's input).
@@ -619,28 +620,30 @@ class Visits:
                     placed_at=now,
                 )
             )
-            values: dict[str, Any] = {"updated_at": now}
             changes: dict[str, Any] = {"linkedid": placed.linkedid}
-            target_status = record.status
+            # Each change is made only if the record is still as it was read (compare and set): a result recorded
+            # by another desk meanwhile is not moved back to in_progress, nor is an owner given meanwhile replaced.
+            from_status = target_status = record.status
+            await self._set_if(session, visit_id, ServiceRecord.id == visit_id, now)  # the call is a change too
             if record.status in (RecordStatus.NEW.value, RecordStatus.ASSIGNED.value):
-                target_status = RecordStatus.IN_PROGRESS.value
-                values["status"] = target_status
-            if record.assigned_to is None:
-                values["assigned_to"] = who.user_id
+                if await self._set_if(
+                    session, visit_id, ServiceRecord.status == record.status, now, status=IN_PROGRESS
+                ):
+                    target_status = IN_PROGRESS
+                else:
+                    latest = await session.scalar(select(ServiceRecord.status).where(ServiceRecord.id == visit_id))
+                    from_status = target_status = str(latest)
+            if record.assigned_to is None and await self._set_if(
+                session, visit_id, ServiceRecord.assigned_to.is_(None), now, assigned_to=who.user_id
+            ):
                 changes["assigned_to"] = {"from": None, "to": who.user_id}
-            await session.execute(
-                update(ServiceRecord)
-                .where(ServiceRecord.id == visit_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
             session.add(
                 ServiceRecordHistory(
                     record_id=visit_id,
                     at=now,
                     actor=actor,
                     action="visit_call",
-                    from_status=record.status,
+                    from_status=from_status,
                     to_status=target_status,
                     changes=json.dumps(changes, ensure_ascii=False, sort_keys=True),
                 )
@@ -652,6 +655,19 @@ class Visits:
             "number": placed.number,
             "agent": placed.agent,
         }
+
+    @staticmethod
+    async def _set_if(
+        session: AsyncSession, visit_id: int, condition: ColumnElement[bool], now: datetime, **values: Any
+    ) -> bool:
+        """Sets ``values`` on the visit's record if ``condition`` holds in the database now; whether it did."""
+        result = await session.execute(
+            update(ServiceRecord)
+            .where(ServiceRecord.id == visit_id, condition)
+            .values(updated_at=now, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return cast("CursorResult[Any]", result).rowcount == 1
 
     @staticmethod
     async def _check_open(session: AsyncSession, record: ServiceRecord) -> None:
