@@ -1,17 +1,17 @@
 """What the CRM accepts, validated with pydantic: from the HTTP API, from the flows and from the outbox alike.
 
-A bad value becomes a 400 naming the field. Text is kept as given (markup, quotes, CR/LF and all): it is data,
-bound as a parameter and escaped wherever it is shown. Only what no database can store is refused: NUL (which
-PostgreSQL rejects) and unpaired surrogates (which are not text).
+A bad value becomes a 400 naming the field. Text is kept as given (markup, quotes, CR/LF and all); only what no
+database can store is refused (:mod:`callcenter.web.text`, shared with the outlets).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from callcenter.web.text import AwareTime, Key, Text, not_blank, storable
 from crm_bridge import models as m
 
 # Bounds of free text without a column limit (notes, content): generous, but a request cannot fill the disk.
@@ -19,38 +19,7 @@ LONG_TEXT_MAX = 20_000
 SEARCH_MAX = 200
 PAGE_MAX = 200
 
-
-def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-def _trimmed(value: str) -> str:
-    return value.strip()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("give a time zone (e.g. 2030-01-01T09:00:00+08:00)")
-    return None if value is None else value.astimezone(UTC)
-
-
-Text = Annotated[str, AfterValidator(_storable)]
-Name = Annotated[str, Field(min_length=1, max_length=m.NAME_MAX), AfterValidator(_storable), AfterValidator(_not_blank)]
-AwareTime = Annotated[datetime, AfterValidator(_aware)]
-# A key things are matched by (a region, a product category): surrounding blanks are dropped, blank is refused.
-Key = Annotated[str, AfterValidator(_storable), AfterValidator(_trimmed), AfterValidator(_not_blank)]
+Name = Annotated[str, Field(min_length=1, max_length=m.NAME_MAX), AfterValidator(storable), AfterValidator(not_blank)]
 Region = Annotated[Key, Field(min_length=1, max_length=m.REGION_MAX)]
 FaultType = Annotated[Key, Field(min_length=1, max_length=m.FAULT_TYPE_MAX)]
 
@@ -186,7 +155,7 @@ class CustomerQuery(_Payload):
 
 
 class KbQuery(_Payload):
-    q: Annotated[Text, Field(min_length=1, max_length=SEARCH_MAX), AfterValidator(_not_blank)]
+    q: Annotated[Text, Field(min_length=1, max_length=SEARCH_MAX), AfterValidator(not_blank)]
     limit: int = Field(20, ge=1, le=50)
 
 

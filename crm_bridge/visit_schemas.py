@@ -1,7 +1,7 @@
 """What the service desk accepts (evaluation items, visits, results, the due list), validated with pydantic.
 
 A bad value is a 400 naming the field. Text is kept as given (markup, quotes and all); only what no database can
-store is refused (:data:`crm_bridge.schemas.Text`).
+store is refused (:data:`callcenter.web.text.Text`).
 """
 
 from __future__ import annotations
@@ -9,22 +9,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from crm_bridge.schemas import LONG_TEXT_MAX, PAGE_MAX, Text
+from callcenter.web.text import Key, Text
+from crm_bridge.schemas import LONG_TEXT_MAX, PAGE_MAX
 from crm_bridge.visit_models import ITEM_NAME_MAX, SCORE_MAX, SCORE_MIN, AppliesTo, VisitOutcome
 
 ID = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Score = Annotated[int, Field(ge=SCORE_MIN, le=SCORE_MAX)]
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value.strip()
-
-
-ItemName = Annotated[Text, Field(min_length=1, max_length=ITEM_NAME_MAX), AfterValidator(_not_blank)]
+ItemName = Annotated[Key, Field(min_length=1, max_length=ITEM_NAME_MAX)]
 
 
 class _Payload(BaseModel):

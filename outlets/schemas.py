@@ -1,18 +1,18 @@
 """What the outlets' API accepts, validated with pydantic; a bad value is a 400 naming the field.
 
-Text is kept as given (markup, quotes, CR/LF): it is data, bound as a parameter and escaped wherever it is shown.
-Only what no database can store is refused (NUL, unpaired surrogates). A region and a product category are keys
-orders are matched by: their surrounding blanks are dropped, as the CRM does with a customer's region.
+Text is kept as given; only what no database can store is refused (:mod:`callcenter.web.text`, the CRM's rules
+too). A region and a product category are keys orders are matched by: their surrounding blanks are dropped, as the
+CRM does with a customer's region.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from callcenter.web.text import AwareTime, Key, Text, not_blank
 from outlets import models as m
 
 LONG_TEXT_MAX = 20_000
@@ -22,41 +22,11 @@ ID_MAX = 2**31 - 1
 # Record ids are 64-bit in PostgreSQL.
 BIG_ID_MAX = 2**63 - 1
 
-
-def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-def _trimmed(value: str) -> str:
-    return value.strip()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("give a time zone (e.g. 2030-01-01T09:00:00+08:00)")
-    return None if value is None else value.astimezone(UTC)
-
-
-Text = Annotated[str, AfterValidator(_storable)]
 LongText = Annotated[Text, Field(max_length=LONG_TEXT_MAX)]
-Reason = Annotated[Text, Field(min_length=1, max_length=LONG_TEXT_MAX), AfterValidator(_not_blank)]
-Key = Annotated[str, AfterValidator(_storable), AfterValidator(_trimmed), AfterValidator(_not_blank)]
+Reason = Annotated[Text, Field(min_length=1, max_length=LONG_TEXT_MAX), AfterValidator(not_blank)]
 Region = Annotated[Key, Field(min_length=1, max_length=m.REGION_MAX)]
 Category = Annotated[Key, Field(min_length=1, max_length=m.CATEGORY_MAX)]
-Name = Annotated[Text, Field(min_length=1, max_length=m.NAME_MAX), AfterValidator(_not_blank)]
-AwareTime = Annotated[datetime, AfterValidator(_aware)]
+Name = Annotated[Text, Field(min_length=1, max_length=m.NAME_MAX), AfterValidator(not_blank)]
 Id = Annotated[int, Field(ge=1, le=ID_MAX)]
 BigId = Annotated[int, Field(ge=1, le=BIG_ID_MAX)]
 
