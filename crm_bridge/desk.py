@@ -58,45 +58,35 @@ class DeskRules:
         return now.astimezone(self.zone).date()
 
 
-def due_condition(rules: DeskRules, now: datetime) -> ColumnElement[bool]:
-    return and_(
-        ServiceRecord.status.in_(_OPEN),
-        or_(
-            ServiceRecord.follow_up <= rules.today(now),
-            ServiceRecord.appointment_at <= now + rules.appointment_lead,
-        ),
+def _occasion_conditions(
+    kind: ReminderKind, rules: DeskRules, now: datetime
+) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """When a record's follow-up date and when its appointment make it due (``reminder``) or overdue, at ``now``:
+    the rule of :func:`occasions`, in SQL."""
+    today = rules.today(now)
+    if kind == ReminderKind.REMINDER:
+        return ServiceRecord.follow_up <= today, ServiceRecord.appointment_at <= now + rules.appointment_lead
+    return ServiceRecord.follow_up < today, and_(
+        ServiceRecord.appointment_at < now - rules.appointment_grace,
+        ServiceRecord.status.in_(_NOT_STARTED),
     )
+
+
+def due_condition(rules: DeskRules, now: datetime) -> ColumnElement[bool]:
+    return and_(ServiceRecord.status.in_(_OPEN), or_(*_occasion_conditions(ReminderKind.REMINDER, rules, now)))
 
 
 def overdue_condition(rules: DeskRules, now: datetime) -> ColumnElement[bool]:
-    return and_(
-        ServiceRecord.status.in_(_OPEN),
-        or_(
-            ServiceRecord.follow_up < rules.today(now),
-            and_(
-                ServiceRecord.appointment_at < now - rules.appointment_grace,
-                ServiceRecord.status.in_(_NOT_STARTED),
-            ),
-        ),
-    )
+    return and_(ServiceRecord.status.in_(_OPEN), or_(*_occasion_conditions(ReminderKind.OVERDUE, rules, now)))
 
 
 def unclaimed_condition(kind: ReminderKind, rules: DeskRules, now: datetime) -> ColumnElement[bool]:
     """Records with a due (``reminder``) or overdue occasion of ``kind`` that no claim names yet."""
-    today = rules.today(now)
 
     def claimed(same: ColumnElement[bool]) -> ColumnElement[bool]:
         return exists().where(DeskReminder.record_id == ServiceRecord.id, DeskReminder.kind == kind.value, same)
 
-    if kind == ReminderKind.REMINDER:
-        follow_up = ServiceRecord.follow_up <= today
-        appointment = ServiceRecord.appointment_at <= now + rules.appointment_lead
-    else:
-        follow_up = ServiceRecord.follow_up < today
-        appointment = and_(
-            ServiceRecord.appointment_at < now - rules.appointment_grace,
-            ServiceRecord.status.in_(_NOT_STARTED),
-        )
+    follow_up, appointment = _occasion_conditions(kind, rules, now)
     return and_(
         ServiceRecord.status.in_(_OPEN),
         or_(
