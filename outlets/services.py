@@ -17,7 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -671,9 +671,7 @@ class OutletService:
         async with self._database.session() as session:
             rows = (
                 await session.execute(
-                    select(FeeSettlement, WorkOrder, Outlet.name)
-                    .join(WorkOrder, WorkOrder.id == FeeSettlement.order_id)
-                    .join(Outlet, Outlet.id == WorkOrder.outlet_id)
+                    _settlement_rows()
                     .where(*conditions)
                     .order_by(FeeSettlement.created_at.desc(), FeeSettlement.id.desc())
                     .limit(query.limit)
@@ -683,14 +681,7 @@ class OutletService:
             return [settlement_info(settlement, order, name) for settlement, order, name in rows]
 
     async def _settlement(self, session: AsyncSession, settlement_id: int) -> SettlementInfo:
-        row = (
-            await session.execute(
-                select(FeeSettlement, WorkOrder, Outlet.name)
-                .join(WorkOrder, WorkOrder.id == FeeSettlement.order_id)
-                .join(Outlet, Outlet.id == WorkOrder.outlet_id)
-                .where(FeeSettlement.id == settlement_id)
-            )
-        ).first()
+        row = (await session.execute(_settlement_rows().where(FeeSettlement.id == settlement_id))).first()
         if row is None:
             raise SettlementNotFound(settlement_id)
         return settlement_info(row[0], row[1], row[2])
@@ -783,6 +774,15 @@ class OutletService:
                 select(func.avg(OutletEvaluation.score)).where(OutletEvaluation.outlet_id == outlet_id)
             )
         return items, None if average is None else round(float(average), 2)
+
+
+def _settlement_rows() -> Select[FeeSettlement, WorkOrder, str]:
+    """A settlement with its order and the order's outlet's name: what a settlement is shown with."""
+    return (
+        select(FeeSettlement, WorkOrder, Outlet.name)
+        .join(WorkOrder, WorkOrder.id == FeeSettlement.order_id)
+        .join(Outlet, Outlet.id == WorkOrder.outlet_id)
+    )
 
 
 def _no_match(facts: ServiceRecordFacts) -> RuleRefused:
