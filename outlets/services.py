@@ -336,11 +336,7 @@ class OutletService:
             if facts.region and facts.product_category:
                 candidates = await self._ranked(session, facts.region, facts.product_category)
             if refusal is None:
-                existing = await session.scalar(
-                    select(WorkOrder.id).where(
-                        WorkOrder.service_record_id == facts.id, WorkOrder.status == OrderStatus.DISPATCHED.value
-                    )
-                )
+                existing = await _open_order_id(session, facts.id)
                 if existing is not None:
                     refusal = _open_order(facts.id, existing)
         if refusal is None and not candidates:
@@ -391,12 +387,36 @@ class OutletService:
         if facts is None:
             raise RecordNotFound(data.service_record_id)
         kind = self._check_record(facts)
+        outlet_id, outlet_name, chosen = await self._choose(facts, data)
+        # The order is written first: the open-order index lets one of two dispatchers of a record through, and
+        # the other is refused before it touches the record. Should the record's lifecycle then refuse the move
+        # (someone resolved it meanwhile), the order is taken back.
+        info = await self._write_order(facts, kind, data, outlet_id, outlet_name, chosen, actor=actor)
+        note = f"work order {info.id} at outlet {outlet_id} ({outlet_name})"
+        try:
+            await self._desk.move(facts.id, "assign", actor=_who(actor), assignee=user_id, note=note)
+            await self._desk.move(facts.id, "start", actor=_who(actor), note=note)
+        except LifecycleRefused as exc:
+            await self._take_back(info.id)
+            raise RuleRefused(
+                "record_wrong_status",
+                f"the record's lifecycle refused to {exc.action} it ({exc.status or 'gone'})",
+                service_record_id=facts.id,
+                status=exc.status,
+                allowed_from=list(exc.allowed_from),
+            ) from exc
+        except BaseException:
+            await self._take_back(info.id)
+            raise
+        self._bus.publish(
+            WorkOrderDispatched(info.id, info.service_record_id, info.customer_id, info.outlet_id, info.kind, chosen)
+        )
+        return info
+
+    async def _choose(self, facts: ServiceRecordFacts, data: DispatchIn) -> tuple[int, str, Choice]:
+        """The outlet the order goes to (id, name) and how it was chosen; RuleRefused when none may have it."""
         async with self._database.session() as session:
-            existing = await session.scalar(
-                select(WorkOrder.id).where(
-                    WorkOrder.service_record_id == facts.id, WorkOrder.status == OrderStatus.DISPATCHED.value
-                )
-            )
+            existing = await _open_order_id(session, facts.id)
             if existing is not None:
                 raise _open_order(facts.id, existing)
             if data.outlet_id is not None:
@@ -415,11 +435,22 @@ class OutletService:
                 assert found is not None
                 outlet = found
                 chosen = Choice.AUTO
-            outlet_id, outlet_name = outlet.id, outlet.name
+            return outlet.id, outlet.name, chosen
+
+    async def _write_order(
+        self,
+        facts: ServiceRecordFacts,
+        kind: OrderKind,
+        data: DispatchIn,
+        outlet_id: int,
+        outlet_name: str,
+        chosen: Choice,
+        *,
+        actor: str,
+    ) -> OrderInfo:
+        """Writes the order with its history; RuleRefused when the record has an open order by now (the open-order
+        index) or the outlet was retired meanwhile."""
         now = self._clock()
-        # The order is written first: the open-order index lets one of two dispatchers of a record through, and
-        # the other is refused before it touches the record. Should the record's lifecycle then refuse the move
-        # (someone resolved it meanwhile), the order is taken back.
         try:
             async with self._database.session() as session:
                 # The outlet's row is held until the order is committed, so that a retirement at the same moment
@@ -472,32 +503,12 @@ class OutletService:
                         "appointment_at": order.appointment_at,
                     },
                 )
-                info = order_info(order, outlet_name)
+                return order_info(order, outlet_name)
         except ConstraintViolation as exc:
             # Another dispatcher's order for the same record was written first (the open-order index).
             raise RuleRefused(
                 "open_order_exists", "the record has an open work order already", service_record_id=facts.id
             ) from exc
-        note = f"work order {info.id} at outlet {outlet_id} ({outlet_name})"
-        try:
-            await self._desk.move(facts.id, "assign", actor=_who(actor), assignee=user_id, note=note)
-            await self._desk.move(facts.id, "start", actor=_who(actor), note=note)
-        except LifecycleRefused as exc:
-            await self._take_back(info.id)
-            raise RuleRefused(
-                "record_wrong_status",
-                f"the record's lifecycle refused to {exc.action} it ({exc.status or 'gone'})",
-                service_record_id=facts.id,
-                status=exc.status,
-                allowed_from=list(exc.allowed_from),
-            ) from exc
-        except BaseException:
-            await self._take_back(info.id)
-            raise
-        self._bus.publish(
-            WorkOrderDispatched(info.id, info.service_record_id, info.customer_id, info.outlet_id, info.kind, chosen)
-        )
-        return info
 
     async def _take_back(self, order_id: int) -> None:
         """Removes an order whose record could not be moved, with its history: as if it had never been written."""
@@ -774,6 +785,15 @@ class OutletService:
                 select(func.avg(OutletEvaluation.score)).where(OutletEvaluation.outlet_id == outlet_id)
             )
         return items, None if average is None else round(float(average), 2)
+
+
+async def _open_order_id(session: AsyncSession, record_id: int) -> int | None:
+    """The record's open (dispatched) work order, if it has one."""
+    return await session.scalar(
+        select(WorkOrder.id).where(
+            WorkOrder.service_record_id == record_id, WorkOrder.status == OrderStatus.DISPATCHED.value
+        )
+    )
 
 
 def _settlement_rows() -> Select[FeeSettlement, WorkOrder, str]:
