@@ -681,30 +681,12 @@ class Visits:
     async def record_result(self, visit_id: int, data: VisitResultIn, *, actor: str) -> dict[str, Any]:
         """Stores the visit's one result with its scores and moves the record to ``feedback_recorded`` (history
         kept), in one transaction: a refusal leaves nothing written."""
-        reached = data.outcome == VisitOutcome.REACHED
-        if reached and data.satisfaction is None:
-            raise InvalidVisitResult("satisfaction", "a reached customer's satisfaction (1-5) is required")
-        if not reached and data.satisfaction is not None:
-            raise InvalidVisitResult("satisfaction", "only a reached customer gives a satisfaction")
-        if not reached and data.scores:
-            raise InvalidVisitResult("scores", "only a reached customer scores the evaluation items")
-        wanted = {score.item_id for score in data.scores}
+        _check_result(data)
         now = self._clock()
         who = (actor or SYSTEM_ACTOR)[:ACTOR_MAX]
         try:
             async with self._database.session() as session:
-                if wanted:
-                    known = set(
-                        await session.scalars(
-                            select(EvaluationItem.id).where(
-                                EvaluationItem.id.in_(wanted),
-                                EvaluationItem.applies_to == AppliesTo.VISIT.value,
-                                EvaluationItem.active.is_(True),
-                            )
-                        )
-                    )
-                    if wanted - known:
-                        raise UnknownEvaluationItems(sorted(wanted - known))
+                await _check_items(session, {score.item_id for score in data.scores})
                 record = await self._visit(session, visit_id)
                 if await session.scalar(select(VisitResult.id).where(VisitResult.record_id == visit_id)) is not None:
                     raise VisitResultRecorded(visit_id)
@@ -768,3 +750,31 @@ class Visits:
             # Two results for one visit at once: the other one was stored.
             raise VisitResultRecorded(visit_id) from None
         return await self.get(visit_id)
+
+
+def _check_result(data: VisitResultIn) -> None:
+    """A reached customer gives a satisfaction and may score the items; one not reached gives neither."""
+    reached = data.outcome == VisitOutcome.REACHED
+    if reached and data.satisfaction is None:
+        raise InvalidVisitResult("satisfaction", "a reached customer's satisfaction (1-5) is required")
+    if not reached and data.satisfaction is not None:
+        raise InvalidVisitResult("satisfaction", "only a reached customer gives a satisfaction")
+    if not reached and data.scores:
+        raise InvalidVisitResult("scores", "only a reached customer scores the evaluation items")
+
+
+async def _check_items(session: AsyncSession, wanted: set[int]) -> None:
+    """UnknownEvaluationItems unless every one of ``wanted`` is an active item visits are scored on."""
+    if not wanted:
+        return
+    known = set(
+        await session.scalars(
+            select(EvaluationItem.id).where(
+                EvaluationItem.id.in_(wanted),
+                EvaluationItem.applies_to == AppliesTo.VISIT.value,
+                EvaluationItem.active.is_(True),
+            )
+        )
+    )
+    if wanted - known:
+        raise UnknownEvaluationItems(sorted(wanted - known))
