@@ -9,14 +9,28 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from callcenter.web.text import Key, Text
 from crm_bridge.schemas import LONG_TEXT_MAX, PAGE_MAX
 from crm_bridge.visit_models import ITEM_NAME_MAX, SCORE_MAX, SCORE_MIN, AppliesTo, VisitOutcome
 
-ID = Annotated[int, Field(ge=1, le=2**31 - 1)]
+ID_MAX = 2**31 - 1
+ID = Annotated[int, Field(ge=1, le=ID_MAX)]
 Score = Annotated[int, Field(ge=SCORE_MIN, le=SCORE_MAX)]
+
+
+def _user_id_fits(value: str) -> str:
+    # User ids are 32-bit: a larger one is refused here (PostgreSQL would refuse the query, a 500).
+    if value.isdigit() and int(value) > ID_MAX:
+        raise ValueError(f"a user id is at most {ID_MAX}")
+    return value
+
+
+# Whose records a list is about: a user id, or a word (each list takes its own).
+VisitOwner = Annotated[str, Field(pattern=r"^(none|[1-9][0-9]{0,9})$"), AfterValidator(_user_id_fits)]
+DueOwner = Annotated[str, Field(pattern=r"^(me|all|none|[1-9][0-9]{0,9})$"), AfterValidator(_user_id_fits)]
+OverdueOwner = Annotated[str, Field(pattern=r"^(all|none|[1-9][0-9]{0,9})$"), AfterValidator(_user_id_fits)]
 
 
 ItemName = Annotated[Key, Field(min_length=1, max_length=ITEM_NAME_MAX)]
@@ -88,7 +102,7 @@ class VisitQuery(_Payload):
     state: Literal["due", "done", "all"] = "due"
     customer_id: ID | None = None
     # The owner: a user id, or "none" for visits nobody has taken.
-    owner: Annotated[str, Field(pattern=r"^(none|[1-9][0-9]{0,9})$")] | None = None
+    owner: VisitOwner | None = None
     since: date | None = None  # created on or after (the center's date)
     until: date | None = None  # created before
     format: Literal["json", "csv"] = "json"
@@ -98,10 +112,10 @@ class VisitQuery(_Payload):
 
 class DueQuery(_Payload):
     # Whose records: the caller's own (default); with desk.work a user id, "all" or "none" (nobody's).
-    owner: Annotated[str, Field(pattern=r"^(me|all|none|[1-9][0-9]{0,9})$")] = "me"
+    owner: DueOwner = "me"
     limit: int = Field(100, ge=1, le=PAGE_MAX)
 
 
 class OverdueQuery(_Payload):
-    owner: Annotated[str, Field(pattern=r"^(all|none|[1-9][0-9]{0,9})$")] = "all"
+    owner: OverdueOwner = "all"
     limit: int = Field(100, ge=1, le=PAGE_MAX)

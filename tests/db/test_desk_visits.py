@@ -538,6 +538,20 @@ async def test_evaluation_items_are_read_by_anyone_and_kept_by_the_desk(
     assert (await client.get("/api/v1/evaluation-items")).status == 401
 
 
+async def test_an_owner_id_out_of_range_is_a_bad_request_not_a_failure(
+    client: TestClientT, headers: dict[str, dict[str, str]]
+) -> None:
+    office = headers["office"]
+    for url in ("/api/v1/visits", "/api/v1/desk/due", "/api/v1/desk/overdue"):
+        for owner in ("2147483648", "9999999999"):
+            response = await client.get(url, params={"owner": owner}, headers=office)
+            body = await response.json()
+            assert response.status == 400, (url, owner, body)
+            assert body["error"]["id"] == "invalid_input"
+        fits = await client.get(url, params={"owner": "2147483647"}, headers=office)
+        assert fits.status == 200, url
+
+
 @pytest.mark.parametrize("who", ["agent", "qa", "admin"])
 async def test_only_the_desk_works_the_visits(
     client: TestClientT, crm: CrmService, callbacks: FakeCallbacks, headers: dict[str, dict[str, str]], who: str
