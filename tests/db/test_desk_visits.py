@@ -4,6 +4,7 @@ result with the scores validated, who may do what, and caller text kept verbatim
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -422,6 +423,28 @@ async def test_a_visits_result_is_stored_once_with_its_scores_and_the_record_mov
     placed = await client.post(f"/api/v1/visits/{visit_id}/place", headers=headers["office"])
     assert placed.status == 409
     assert (await count(database, VisitResult), await count(database, VisitScore)) == (1, 2)
+
+
+async def test_of_two_results_for_one_visit_at_once_one_is_stored(
+    client: TestClientT, crm: CrmService, headers: dict[str, dict[str, str]], database: Database
+) -> None:
+    visit_id = await visit(crm, "abandoned:L5", number="13800138000")
+    bodies = ({"outcome": "reached", "satisfaction": 5}, {"outcome": "refused"})
+    responses = await asyncio.gather(
+        *(
+            client.post(f"/api/v1/visits/{visit_id}/result", json=body, headers=headers[who])
+            for body, who in zip(bodies, ("office", "boss"), strict=True)
+        )
+    )
+    assert sorted(response.status for response in responses) == [201, 409]
+    (loser,) = [await response.json() for response in responses if response.status == 409]
+    assert loser["error"]["id"] in ("visit_result_recorded", "visit_closed")
+    (winner,) = [await response.json() for response in responses if response.status == 201]
+    assert await count(database, VisitResult) == 1
+    record, history = await crm.records.get(visit_id)
+    # The record took the stored result's outcome, and moved once.
+    assert (record.status, record.outcome) == ("feedback_recorded", winner["result"]["outcome"])
+    assert [entry.action for entry in history] == ["create", "visit_result"]
 
 
 async def test_a_result_that_breaks_a_rule_is_refused_and_nothing_is_written(

@@ -586,6 +586,38 @@ async def test_an_outlet_retired_while_it_is_dispatched_to_is_left_no_open_order
         assert (retired_at is None, open_orders) in ((True, 1), (False, 0))
 
 
+async def test_of_two_feedbacks_or_two_reviews_at_once_one_is_kept(
+    client: Client, users: dict[str, Headers], desk: Desk, database: Database
+) -> None:
+    office = users["backoffice"]
+    await _outlet(client, office, "Shop", "Haidian")
+    order = await _ok(await _dispatch(client, office, await desk.record()), 201)
+    reports = [{"completed_at": "2030-01-03T10:00:00Z", "fee": fee} for fee in ("30", "45.50")]
+    responses = await asyncio.gather(
+        *(client.post(f"/api/v1/work-orders/{order['id']}/feedback", json=body, headers=office) for body in reports)
+    )
+    assert sorted(response.status for response in responses) == [201, 409]
+    (loser,) = [await response.json() for response in responses if response.status == 409]
+    assert loser["error"]["id"] in ("feedback_registered", "order_not_open")
+    (done,) = [await response.json() for response in responses if response.status == 201]
+    async with database.session() as session:
+        fees = list(await session.scalars(select(OrderFeedback.fee)))
+        amounts = list(await session.scalars(select(FeeSettlement.amount)))
+    assert fees == amounts == [Decimal(done["feedback"]["fee"])]
+
+    url = f"/api/v1/fee-settlements/{done['settlement']['id']}/review"
+    decisions = [{"decision": "approve"}, {"decision": "reject", "reason": "no receipt"}]
+    reviews = await asyncio.gather(*(client.post(url, json=body, headers=office) for body in decisions))
+    assert sorted(review.status for review in reviews) == [200, 409]
+    (refused,) = [await review.json() for review in reviews if review.status == 409]
+    assert refused["error"]["id"] == "settlement_reviewed"
+    (kept,) = [await review.json() for review in reviews if review.status == 200]
+    settlement = await _ok(await client.get(f"/api/v1/fee-settlements/{done['settlement']['id']}", headers=office))
+    assert settlement["status"] == kept["status"]
+    decided = {"approved": "approve", "rejected": "reject"}[kept["status"]]
+    assert [entry["action"] for entry in settlement["history"]] == ["open", decided]
+
+
 class RefusingDesk:
     """The CRM's port, but the record's lifecycle refuses to start it (someone resolved it a moment ago)."""
 
