@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from callcenter.db import ConstraintViolation, Database, DatabaseError, utcnow
 from callcenter.web.errors import Unavailable
-from calls.ports import Callbacks
+from calls.ports import Callbacks, PlacedCallback
 from crm_bridge.models import (
     CALLER_NUMBER_MAX,
     NAME_MAX,
@@ -606,6 +606,18 @@ class Visits:
             customer_id=customer_id,
             remote=remote,
         )
+        await self._link_call(visit_id, placed, who)
+        return {
+            "visit_id": visit_id,
+            "linkedid": placed.linkedid,
+            "callback_id": placed.callback_id,
+            "number": placed.number,
+            "agent": placed.agent,
+        }
+
+    async def _link_call(self, visit_id: int, placed: PlacedCallback, who: Placer) -> None:
+        """Keeps the call placed for the visit, and moves its record on (in progress, the placing user's if
+        nobody's), with its history."""
         now = self._clock()
         actor = who.username[:ACTOR_MAX]
         async with self._database.session() as session:
@@ -648,13 +660,6 @@ class Visits:
                     changes=json.dumps(changes, ensure_ascii=False, sort_keys=True),
                 )
             )
-        return {
-            "visit_id": visit_id,
-            "linkedid": placed.linkedid,
-            "callback_id": placed.callback_id,
-            "number": placed.number,
-            "agent": placed.agent,
-        }
 
     @staticmethod
     async def _set_if(
