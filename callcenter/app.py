@@ -39,7 +39,7 @@ from calls.callback_port import CallbackPort
 from calls.plugin import CallsPlugin
 from calls.reads import CallReads
 from crm_bridge.plugin import CrmPlugin
-from crm_bridge.reads import CrmReads, CrmServiceDesk
+from crm_bridge.reads import CrmEvaluationItems, CrmReads, CrmServiceDesk
 from ivr_flows.plugin import FlowsPlugin
 from ivr_flows.plugin import request_reload as reload_flows
 from ivr_flows.ports import Clock, FlowPorts
@@ -125,7 +125,14 @@ def build_plugins(
         core, calls=call_reads, history=call_reads, seats=seat_reads, callbacks=CallbackPort(calls.callbacks)
     )
     outlets = OutletsPlugin(core, records=CrmServiceDesk(core.database, crm.crm.records))
-    recordings = RecordingsPlugin(core, seats=seat_reads, calls=call_reads, tier=crm.crm.customers.best_tier)
+    recordings = RecordingsPlugin(
+        core,
+        seats=seat_reads,
+        calls=call_reads,
+        tier=crm.crm.customers.best_tier,
+        items=CrmEvaluationItems(core.database),
+        users=UserDirectory(core.database),
+    )
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control
     )

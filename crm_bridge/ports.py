@@ -1,6 +1,6 @@
 """What the CRM offers other packages: how many service records were created, by type and status (the
-supervisor's business volume), and what the service outlets need of one record (its facts, and moving it along
-its lifecycle when a work order is dispatched or done).
+supervisor's business volume), what the service outlets need of one record (its facts, and moving it along
+its lifecycle when a work order is dispatched or done), and the evaluation items calls are scored on (for QA).
 
 Interfaces in plain values: :mod:`crm_bridge.reads` implements them over the CRM's tables and its service records,
 and the composition root hands them to the packages that need them. Nothing here imports more than the standard
@@ -72,4 +72,24 @@ class ServiceRecordDesk(Protocol):
         """Moves the record along the CRM's lifecycle (``assign`` needs ``assignee``, a user id; ``start``,
         ``resolve``), kept in its history with ``note``; returns the new status. LifecycleRefused when the
         lifecycle forbids it from the record's status now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationItemInfo:
+    """One evaluation item: what a visit, a call or an outlet is scored on (1-5); retired when not ``active``."""
+
+    id: int
+    name: str
+    applies_to: str  # visit, call, outlet
+    active: bool
+    position: int  # where it is shown among the items of its kind, smallest first
+
+
+class EvaluationItemCatalog(Protocol):
+    """The center's evaluation items, read (they are managed through the CRM's API)."""
+
+    async def evaluation_items(self, applies_to: str) -> Sequence[EvaluationItemInfo]:
+        """Every item that scores ``applies_to``, active and retired (scores given on a retired one stay), in the
+        order they are shown."""
         ...

@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 from callcenter.db import Database
 from crm_bridge.exceptions import InvalidTransition, ServiceRecordNotFound
 from crm_bridge.models import Customer, Product, ServiceRecord
-from crm_bridge.ports import LifecycleRefused, RecordCount, ServiceRecordFacts
+from crm_bridge.ports import EvaluationItemInfo, LifecycleRefused, RecordCount, ServiceRecordFacts
 from crm_bridge.records import TRANSITIONS, ServiceRecords
 from crm_bridge.schemas import TransitionIn
+from crm_bridge.visit_models import EvaluationItem
 
 
 class CrmReads:
@@ -87,3 +88,26 @@ class CrmServiceDesk:
         except ServiceRecordNotFound as exc:
             raise LifecycleRefused(record_id, action, None, sorted(TRANSITIONS[action][0])) from exc
         return moved.status
+
+
+class CrmEvaluationItems:
+    """:class:`crm_bridge.ports.EvaluationItemCatalog` over ``evaluation_items``."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def evaluation_items(self, applies_to: str) -> list[EvaluationItemInfo]:
+        query = (
+            select(
+                EvaluationItem.id,
+                EvaluationItem.name,
+                EvaluationItem.applies_to,
+                EvaluationItem.active,
+                EvaluationItem.position,
+            )
+            .where(EvaluationItem.applies_to == applies_to)
+            .order_by(EvaluationItem.position, EvaluationItem.id)
+        )
+        async with self._database.session() as session:
+            rows = (await session.execute(query)).all()
+        return [EvaluationItemInfo(row[0], row[1], row[2], bool(row[3]), row[4]) for row in rows]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from recordings.control import RecordingControl
+from recordings.evaluations import CallEvaluations
 from recordings.services import RecordingService
 
 RECORDINGS = web.AppKey("recordings", RecordingService)
 RECORDING_CONTROL = web.AppKey("recording_control", RecordingControl)
+EVALUATIONS = web.AppKey("call_evaluations", CallEvaluations)

@@ -14,6 +14,7 @@ import recordings.models  # noqa: F401
 import seats.models  # noqa: F401
 from callcenter.db import Base, include_name
 from crm_bridge import visit_models as _desk_tables  # noqa: F401
+from recordings import evaluation_models as _evaluation_tables  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata
