@@ -635,12 +635,19 @@ class OutletService:
             await session.flush()
             session.expire_all()
             info = await self._full(session, await self._order_row(session, order_id))
-        # Not the order's to insist: the desk may have moved the record itself (resolved it, say) meanwhile.
-        with contextlib.suppress(LifecycleRefused):
-            await self._desk.move(
-                info.service_record_id, "resolve", actor=_who(actor), note=f"work order {order_id} done by the outlet"
-            )
-        self._bus.publish(WorkOrderDone(info.id, info.service_record_id, info.customer_id, info.outlet_id))
+        try:
+            # Not the order's to insist: the desk may have moved the record itself (resolved it, say) meanwhile.
+            with contextlib.suppress(LifecycleRefused):
+                await self._desk.move(
+                    info.service_record_id,
+                    "resolve",
+                    actor=_who(actor),
+                    note=f"work order {order_id} done by the outlet",
+                )
+        finally:
+            # The order is done (committed) whatever became of the record's move: what follows from it, such as
+            # the customer's callback visit, must not be lost to a database that failed in between.
+            self._bus.publish(WorkOrderDone(info.id, info.service_record_id, info.customer_id, info.outlet_id))
         return info
 
     async def cancel(self, order_id: int, data: CancelIn, *, actor: str) -> OrderInfo:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, func, inspect, select, text
 from callcenter.auth.middleware import auth_middleware, check_routes_declared
 from callcenter.auth.services import AuthService
 from callcenter.bus import Bus
-from callcenter.db import Base, Database, UtcDateTime, include_name, migrate
+from callcenter.db import Base, Database, DatabaseUnavailable, UtcDateTime, include_name, migrate
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from crm_bridge.http import crm_routes
@@ -37,7 +37,7 @@ from outlets.exceptions import RuleRefused
 from outlets.http import outlet_routes
 from outlets.keys import OUTLETS
 from outlets.models import FeeSettlement, OrderFeedback, Outlet, OutletHistory, WorkOrder
-from outlets.schemas import DispatchIn, OutletIn
+from outlets.schemas import DispatchIn, FeedbackIn, OutletIn
 from outlets.services import OutletService
 
 PASSWORD = "correct horse battery"
@@ -655,6 +655,37 @@ async def test_an_order_whose_record_cannot_move_is_taken_back(
         )
     assert kept == 0
     assert not [event for event in events if isinstance(event, WorkOrderDispatched)]
+
+
+class FailingDesk(RefusingDesk):
+    """The CRM's port, but the database goes away as the record is to be resolved."""
+
+    async def move(
+        self, record_id: int, action: str, *, actor: str, assignee: int | None = None, note: str | None = None
+    ) -> str:
+        if action == "resolve":
+            raise DatabaseUnavailable("the database went away")
+        return await self.real.move(record_id, action, actor=actor, assignee=assignee, note=note)
+
+
+async def test_an_order_done_is_told_even_when_its_record_cannot_be_resolved_then(
+    database: Database, crm: CrmService, desk: Desk, service: AuthService, events: list[object], bus: Bus
+) -> None:
+    failing = OutletService(database, FailingDesk(CrmServiceDesk(database, crm.records)), bus)
+    await failing.create_outlet(OutletIn(name="Shop", region="Haidian", categories=["air_conditioner"]), actor="x")
+    dispatcher = await service.create_user("desk4", PASSWORD, roles=["backoffice"])
+    record_id = await desk.record()
+    order = await failing.dispatch(DispatchIn(service_record_id=record_id), actor="desk4", user_id=dispatcher.id)
+    report = FeedbackIn(completed_at=datetime(2030, 1, 3, 10, tzinfo=UTC))
+    with pytest.raises(DatabaseUnavailable):
+        await failing.register_feedback(order.id, report, actor="desk4")
+    # The feedback was committed before the record's move failed: the order is done, and its event (which the
+    # CRM's repair visit comes of) went out all the same.
+    assert (await failing.order(order.id)).status == "done"
+    assert [(event.order_id, event.service_record_id) for event in events if isinstance(event, WorkOrderDone)] == [
+        (order.id, record_id)
+    ]
+    assert await desk.status(record_id) == "in_progress"
 
 
 # feedback and fees
