@@ -11,7 +11,7 @@ from callcenter.web.csvexport import csv_response
 from callcenter.web.errors import read_json
 from crm_bridge.desk import owner_of
 from crm_bridge.exceptions import CustomerNotFound, ProductNotFound, ServiceRecordNotFound
-from crm_bridge.keys import CRM, CRM_OUTBOX, DESK, EVALUATION_ITEMS, VISITS
+from crm_bridge.keys import CRM, CRM_OUTBOX, DESK, EVALUATION_ITEMS, RECORD_QUEUE, VISITS
 from crm_bridge.schemas import (
     CustomerIn,
     CustomerPatch,
@@ -134,11 +134,13 @@ async def create_service_record(request: web.Request) -> web.Response:
 @crm_routes.get("/api/v1/service-records")
 @requires(Permission.CUSTOMERS_READ)
 async def list_service_records(request: web.Request) -> web.Response:
-    query = ServiceRecordQuery.model_validate(dict(request.query))
-    items = await request.config_dict[CRM].records.find(query)
-    return web.json_response(
-        {"items": [item.as_json() for item in items], "limit": query.limit, "offset": query.offset}
-    )
+    params: dict[str, object] = dict(request.query)
+    for several in ("type", "status"):
+        if several in request.query:
+            params[several] = request.query.getall(several)
+    query = ServiceRecordQuery.model_validate(params)
+    items = await request.config_dict[RECORD_QUEUE].find(query, me=principal(request).user_id)
+    return web.json_response({"items": items, "limit": query.limit, "offset": query.offset})
 
 
 @crm_routes.get(r"/api/v1/service-records/{record_id:\d{1,12}}")

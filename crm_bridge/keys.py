@@ -7,6 +7,7 @@ from aiohttp import web
 from crm_bridge.desk import Desk, ReminderJob
 from crm_bridge.from_calls import CallServiceRecords
 from crm_bridge.outbox import ServiceRecordOutbox
+from crm_bridge.record_queue import RecordQueue
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
 from crm_bridge.visits import EvaluationItems, Visits
@@ -19,3 +20,4 @@ DESK = web.AppKey("desk", Desk)
 DESK_REMINDERS = web.AppKey("desk_reminders", ReminderJob)
 VISITS = web.AppKey("visits", Visits)
 EVALUATION_ITEMS = web.AppKey("evaluation_items", EvaluationItems)
+RECORD_QUEUE = web.AppKey("record_queue", RecordQueue)

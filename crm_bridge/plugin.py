@@ -27,11 +27,13 @@ from crm_bridge.keys import (
     DESK,
     DESK_REMINDERS,
     EVALUATION_ITEMS,
+    RECORD_QUEUE,
     SCREEN_POP,
     VISITS,
 )
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.phones import PhoneRules
+from crm_bridge.record_queue import RecordQueue
 from crm_bridge.screenpop import ScreenPop
 from crm_bridge.services import CrmService
 from crm_bridge.visit_notifier import RepairVisits
@@ -99,6 +101,7 @@ class CrmPlugin:
                 appointment_grace=timedelta(minutes=desk.appointment_grace_minutes),
             ),
         )
+        self.record_queue = RecordQueue(core.database, self.desk.rules)
         self.visits = Visits(core.database, self.crm.records, callbacks, zone=zone)
         self.evaluation_items = EvaluationItems(core.database)
         self.repair_visits = RepairVisits(self.visits, self.outbox, core.bus)
@@ -121,6 +124,7 @@ class CrmPlugin:
         app[DESK_REMINDERS] = self.reminders
         app[VISITS] = self.visits
         app[EVALUATION_ITEMS] = self.evaluation_items
+        app[RECORD_QUEUE] = self.record_queue
         app.add_routes(crm_routes)
 
     async def start(self) -> None:

@@ -11,12 +11,12 @@ the customers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import CursorResult, Select, select, update
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
 from callcenter.auth.directory import UserDirectory
 from callcenter.db import ConstraintViolation, Database, utcnow
@@ -244,21 +244,53 @@ class ServiceRecords:
             await session.flush()
             return record_info(record)
 
-    async def find(self, query: ServiceRecordQuery) -> list[ServiceRecordInfo]:
-        """Records by customer, status and call, newest first, one page of them."""
-        conditions: list[ColumnElement[bool]] = []
-        if query.customer_id is not None:
-            conditions.append(ServiceRecord.customer_id == query.customer_id)
-        if query.status is not None:
-            conditions.append(ServiceRecord.status == query.status.value)
-        if query.linkedid is not None:
-            conditions.append(ServiceRecord.linkedid == query.linkedid)
+    async def find(self, query: ServiceRecordQuery, *, me: int | None = None) -> list[ServiceRecordInfo]:
+        """One page of records as ``query`` asks (``me``: the user ``assigned_to=me`` names). Its ``due`` filter
+        needs the desk's rules: :class:`crm_bridge.record_queue.RecordQueue` answers it."""
+        if query.due is not None:
+            raise ValueError("the due filter is the desk's: ask crm_bridge.record_queue.RecordQueue")
         async with self._database.session() as session:
-            rows = await session.scalars(
-                select(ServiceRecord)
-                .where(*conditions)
-                .order_by(ServiceRecord.created_at.desc(), ServiceRecord.id.desc())
-                .limit(query.limit)
-                .offset(query.offset)
-            )
-            return [record_info(row) for row in rows]
+            rows = (await session.execute(listing(query, me=me))).all()
+            return [record_info(record) for record, _ in rows]
+
+
+_ORDERS: Mapping[str, tuple[UnaryExpression[Any], ...]] = {
+    "-created_at": (ServiceRecord.created_at.desc(), ServiceRecord.id.desc()),
+    "created_at": (ServiceRecord.created_at.asc(), ServiceRecord.id.asc()),
+    # NULLS LAST spelled out: the two engines put them at opposite ends by default.
+    "follow_up": (ServiceRecord.follow_up.asc().nulls_last(), ServiceRecord.id.asc()),
+    "appointment_at": (ServiceRecord.appointment_at.asc().nulls_last(), ServiceRecord.id.asc()),
+    "updated_at": (ServiceRecord.updated_at.asc(), ServiceRecord.id.asc()),
+}
+
+
+def listing(
+    query: ServiceRecordQuery, *, me: int | None, also: Sequence[ColumnElement[bool]] = ()
+) -> Select[ServiceRecord, str]:
+    """The statement of one page of records with their customer's name (one outer join), in the query's order;
+    ``also``: conditions of the caller's (the desk's due rule)."""
+    conditions: list[ColumnElement[bool]] = list(also)
+    if query.customer_id is not None:
+        conditions.append(ServiceRecord.customer_id == query.customer_id)
+    if query.status is not None:
+        conditions.append(ServiceRecord.status.in_(sorted({status.value for status in query.status})))
+    if query.type is not None:
+        conditions.append(ServiceRecord.type.in_(sorted({kind.value for kind in query.type})))
+    if query.assigned_to == "none":
+        conditions.append(ServiceRecord.assigned_to.is_(None))
+    elif query.assigned_to == "me":
+        if me is None:
+            raise ValueError("assigned_to=me needs the caller's user id")
+        conditions.append(ServiceRecord.assigned_to == me)
+    elif query.assigned_to is not None:
+        conditions.append(ServiceRecord.assigned_to == int(query.assigned_to))
+    if query.linkedid is not None:
+        conditions.append(ServiceRecord.linkedid == query.linkedid)
+    return (
+        select(ServiceRecord, Customer.name)
+        .outerjoin(Customer, Customer.id == ServiceRecord.customer_id)
+        .where(*conditions)
+        .order_by(*_ORDERS[query.sort])
+        .limit(query.limit)
+        .offset(query.offset)
+    )

@@ -6,13 +6,17 @@ database can store is refused (:mod:`callcenter.web.text`, shared with the outle
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from callcenter.web.text import AwareTime, Key, Text, not_blank, storable
 from crm_bridge import models as m
+
+E = TypeVar("E", bound=StrEnum)
 
 # Bounds of free text without a column limit (notes, content): generous, but a request cannot fill the disk.
 LONG_TEXT_MAX = 20_000
@@ -159,9 +163,58 @@ class KbQuery(_Payload):
     limit: int = Field(20, ge=1, le=50)
 
 
+def _several(kind: type[E]) -> Callable[[object], object]:
+    """A query's list of ``kind`` as sent: the parameter repeated, or its values comma-separated in one (or both);
+    an unknown value is refused under the parameter's own name."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            return value
+        found: list[E] = []
+        for item in value:
+            for part in item.split(",") if isinstance(item, str) else [item]:
+                try:
+                    found.append(kind(part.strip() if isinstance(part, str) else part))
+                except ValueError:
+                    allowed = ", ".join(member.value for member in kind)
+                    raise ValueError(f"{str(part)[:40]!r} is not one of {allowed}") from None
+        return found
+
+    return parse
+
+
+RecordTypes = Annotated[
+    list[m.RecordType], BeforeValidator(_several(m.RecordType)), Field(min_length=1, max_length=len(m.RecordType))
+]
+RecordStatuses = Annotated[
+    list[m.RecordStatus], BeforeValidator(_several(m.RecordStatus)), Field(min_length=1, max_length=len(m.RecordStatus))
+]
+# The orders of a list of records: the newest first by default; the others oldest (or soonest) first, empty last.
+RecordSort = Literal["created_at", "-created_at", "follow_up", "appointment_at", "updated_at"]
+
+
 class ServiceRecordQuery(_Payload):
+    """A page of service records, as a work queue asks for them: every filter given must hold."""
+
     customer_id: int | None = Field(None, ge=1, le=2**31 - 1)
-    status: m.RecordStatus | None = None
+    # One status or several (``status=new,assigned`` or ``status=new&status=assigned``).
+    status: RecordStatuses | None = None
+    type: RecordTypes | None = None
+    # Whose: a user id, "me" (the caller) or "none" (nobody's yet).
+    assigned_to: Annotated[str, Field(pattern=r"^(me|none|[1-9][0-9]{0,9})$")] | None = None
+    # Due: a follow-up date today or earlier or an appointment within the desk's lead time; overdue: the desk's
+    # overdue rule (crm_bridge.desk), both of open records only.
+    due: Literal["due", "overdue"] | None = None
     linkedid: Annotated[str, Field(min_length=1, max_length=m.LINKEDID_MAX)] | None = None
+    sort: RecordSort = "-created_at"
     limit: int = Field(50, ge=1, le=PAGE_MAX)
     offset: int = Field(0, ge=0, le=10**9)
+
+    @field_validator("assigned_to")
+    @classmethod
+    def _user_id(cls, value: str | None) -> str | None:
+        if value is not None and value.isdigit() and int(value) > 2**31 - 1:
+            raise ValueError("no user has this id")
+        return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
@@ -17,9 +18,11 @@ from callcenter.db import Database
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
 from callcenter_devtools.seed import SeedOptions, seed
+from crm_bridge.desk import DeskRules
 from crm_bridge.http import crm_routes
-from crm_bridge.keys import CRM, CRM_OUTBOX
+from crm_bridge.keys import CRM, CRM_OUTBOX, RECORD_QUEUE
 from crm_bridge.outbox import ServiceRecordOutbox
+from crm_bridge.record_queue import RecordQueue
 from crm_bridge.services import CrmService
 
 PASSWORD = "correct horse battery"
@@ -34,11 +37,12 @@ def crm(database: Database, service: AuthService) -> CrmService:
 
 
 @pytest.fixture
-async def client(service: AuthService, crm: CrmService, tmp_path: Path) -> AsyncIterator[Client]:
+async def client(service: AuthService, crm: CrmService, database: Database, tmp_path: Path) -> AsyncIterator[Client]:
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = service
     app[CRM] = crm
     app[CRM_OUTBOX] = ServiceRecordOutbox(crm.records, tmp_path / "outbox")
+    app[RECORD_QUEUE] = RecordQueue(database, DeskRules(ZoneInfo("UTC")))
     app.add_routes(crm_routes)
     check_routes_declared(app)
     async with TestClient(TestServer(app)) as test_client:
