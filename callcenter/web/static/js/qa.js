@@ -1,6 +1,7 @@
 // QA: search the recordings index with every criterion of GET /api/v1/recordings, page through the results, play
 // one (every playback is audited by the server) with its waveform, edit its description and tags, and see the
-// integrity state of each file.
+// integrity state of each file. Evaluate the call of the recording played on the call evaluation items (1-5 each,
+// a comment; saving again replaces one's own evaluation), and see the quality summary per agent.
 import {
   api, apiDocument, byId, duration, fill, h, label, localToIso, notify, option, pageOf, reportError, schemaEnum,
   startPage, when,
@@ -15,7 +16,11 @@ const STATUS_TEXT = {
   erased: 'erased on request or by retention',
 };
 
-const state = {query: {}, offset: 0, page: null, selected: null, users: new Map(), peaks: null};
+const state = {
+  query: {}, offset: 0, page: null, selected: null, users: new Map(), peaks: null,
+  canEvaluate: false, canReadQuality: false, evaluation: null,
+};
+const SCORES = [1, 2, 3, 4, 5];
 
 function enumOf(documentation, schema, property) {
   const found = documentation?.components?.schemas?.[schema]?.properties?.[property]?.enum;
@@ -181,6 +186,7 @@ function select(item) {
   byId('edit-description').value = item.description || '';
   byId('edit-tags').value = (item.tags || []).join(', ');
   loadWaveform(item);
+  loadEvaluation(item);
 }
 
 function wirePlayer() {
@@ -225,6 +231,149 @@ function wirePlayer() {
   });
 }
 
+// -- evaluation ---------------------------------------------------------------------------------------------------
+
+function userName(userId) {
+  const user = userId ? state.users.get(userId) : null;
+  return user ? user.display_name || user.username : userId ? `user ${userId}` : '—';
+}
+
+function overallText(evaluation) {
+  return evaluation.overall === null ? 'no items scored' : `overall ${evaluation.overall}`;
+}
+
+async function loadEvaluation(item) {
+  if (!state.canReadQuality) return;
+  state.evaluation = null;
+  byId('evaluate-panel').classList.remove('hidden');
+  byId('evaluate-form').classList.add('hidden');
+  fill(byId('evaluate-others'));
+  fill(byId('evaluate-info'), h('p', {class: 'small muted'}, 'Loading the evaluations…'));
+  try {
+    const found = await api(`/api/v1/recordings/${encodeURIComponent(item.id)}/evaluation`);
+    if (state.selected?.id === item.id) showEvaluation(found);
+  } catch (error) {
+    if (state.selected?.id === item.id) fill(byId('evaluate-info'), h('p', {class: 'empty'}, error.message));
+  }
+}
+
+function scoreSelect(item, chosen) {
+  const select = h('select', {name: `score-${item.id}`, dataset: {item: String(item.id)}, 'aria-label': `${item.name} score`},
+    option('', 'score…'), SCORES.map((score) => option(String(score), String(score), score === chosen)));
+  return h('label', {class: 'score-item'}, h('span', {}, item.name), select);
+}
+
+function showEvaluation(found) {
+  state.evaluation = found;
+  const mine = found.mine;
+  fill(byId('evaluate-info'),
+    h('div', {class: 'small'}, `call ${found.call_id} · agent ${userName(found.agent_user_id)}`),
+    mine
+      ? h('p', {class: 'small', id: 'evaluate-mine'}, `Your evaluation of ${when(mine.evaluated_at)}, ${overallText(mine)}. Saving again replaces it (the old one is kept).`)
+      : h('p', {class: 'small muted', id: 'evaluate-mine'}, state.canEvaluate ? 'You have not evaluated this call yet.' : 'Evaluations of this call:'));
+  if (state.canEvaluate) {
+    const given = new Map((mine?.scores || []).map((score) => [score.item_id, score.score]));
+    fill(byId('evaluate-items'), found.items.length
+      ? found.items.map((item) => scoreSelect(item, given.get(item.id)))
+      : h('p', {class: 'note'}, 'No call evaluation item is active: an administrator adds them (evaluation items).'));
+    byId('evaluate-comment').value = mine?.comment || '';
+    byId('evaluate-form').classList.remove('hidden');
+  }
+  const others = found.evaluations.filter((evaluation) => evaluation.id !== mine?.id);
+  fill(byId('evaluate-others'), others.length ? h('div', {},
+    h('h3', {}, 'Other evaluators'),
+    h('ul', {class: 'small'}, others.map((evaluation) => h('li', {},
+      `${evaluation.evaluator} · ${when(evaluation.evaluated_at)} · ${overallText(evaluation)}`,
+      evaluation.comment ? h('div', {class: 'pre muted'}, evaluation.comment) : null)))) : null);
+}
+
+function wireEvaluation() {
+  byId('evaluate-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const item = state.selected;
+    if (!item || !state.evaluation) return;
+    const selects = [...byId('evaluate-items').querySelectorAll('select')];
+    const missing = selects.filter((select) => !select.value);
+    if (missing.length) {
+      notify('Score every item from 1 to 5 before saving.', 'error');
+      missing[0].focus();
+      return;
+    }
+    const scores = selects.map((select) => ({item_id: Number(select.dataset.item), score: Number(select.value)}));
+    byId('evaluate-save').disabled = true;
+    try {
+      await api(`/api/v1/recordings/${encodeURIComponent(item.id)}/evaluation`, {
+        method: 'POST', body: {scores, comment: byId('evaluate-comment').value},
+      });
+      notify('Evaluation saved.', 'ok');
+      if (state.selected?.id === item.id) await loadEvaluation(item);
+    } catch (error) {
+      reportError(error);
+    } finally {
+      byId('evaluate-save').disabled = false;
+    }
+  });
+}
+
+// -- quality per agent --------------------------------------------------------------------------------------------
+
+function localInput(date) {
+  const pad = (value) => String(value).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+function qualityPeriod() {
+  const form = byId('quality-form');
+  return {start: localToIso(form.elements.start.value), end: localToIso(form.elements.end.value)};
+}
+
+function average(value) {
+  return value === null || value === undefined ? '—' : Number(value).toFixed(2);
+}
+
+function showQuality(summary) {
+  const items = summary.items || [];
+  fill(byId('quality-results'), summary.agents.length ? h('table', {id: 'quality-table'},
+    h('thead', {}, h('tr', {}, ['Agent', 'Evaluations', 'Overall', ...items.map((item) => item.active ? item.name : `${item.name} (retired)`)]
+      .map((name) => h('th', {}, name)))),
+    h('tbody', {}, summary.agents.map((agent) => {
+      const averages = new Map(agent.items.map((one) => [one.item_id, one.average]));
+      return h('tr', {},
+        h('td', {}, agent.agent_user_id === null ? 'no known agent' : agent.display_name || agent.username || `user ${agent.agent_user_id}`),
+        h('td', {}, String(agent.evaluations)),
+        h('td', {}, average(agent.overall)),
+        items.map((item) => h('td', {}, average(averages.get(item.id)))));
+    }))) : h('p', {class: 'empty'}, 'No call was evaluated in this period.'));
+}
+
+async function loadQuality() {
+  const period = qualityPeriod();
+  if (!period.start || !period.end) return;
+  const csv = new URLSearchParams({...period, format: 'csv'});
+  byId('quality-csv').setAttribute('href', `/api/v1/quality/agents?${csv}`);
+  byId('quality-button').disabled = true;
+  try {
+    showQuality(await api('/api/v1/quality/agents', {query: period}));
+  } catch (error) {
+    reportError(error);
+  } finally {
+    byId('quality-button').disabled = false;
+  }
+}
+
+function wireQuality() {
+  const form = byId('quality-form');
+  const now = new Date();
+  const end = new Date(now.getTime() + 60 * 60 * 1000);
+  form.elements.start.value = localInput(new Date(now.getTime() - 30 * 24 * 60 * 60 * 1000));
+  form.elements.end.value = localInput(end);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    loadQuality();
+  });
+  byId('quality-panel').classList.remove('hidden');
+}
+
 // -- start --------------------------------------------------------------------------------------------------------
 
 async function start() {
@@ -254,6 +403,13 @@ async function start() {
   byId('prev-page').addEventListener('click', () => search(Math.max(0, state.offset - Number(state.query.limit || 50))));
   byId('next-page').addEventListener('click', () => search(state.offset + Number(state.query.limit || 50)));
   wirePlayer();
+  state.canEvaluate = page.can('quality.evaluate');
+  state.canReadQuality = state.canEvaluate || page.can('stats.read');
+  if (state.canEvaluate) wireEvaluation();
+  if (state.canReadQuality) {
+    wireQuality();
+    loadQuality();
+  }
   drawWaveform();
   state.query = readQuery(form);
   await search(0);
