@@ -132,6 +132,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def json_object(text: str | None) -> dict[str, Any]:
+    """A TEXT column holding a JSON object (a history row's changes, an audit row's details) read back: empty when
+    there is none, and a row written otherwise by hand is shown rather than lost (``raw``, or ``value``)."""
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {"raw": text}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
 def mask_url(url: str | URL) -> str:
     """The URL with any password replaced by ***, safe to print or log."""
     try:

@@ -8,7 +8,6 @@ each with ``as_json`` giving exactly what the HTTP API and the websocket send.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -17,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from callcenter.db import json_object
 from crm_bridge.models import OPEN_STATUSES, Customer, KbArticle, Product, ServiceRecord, ServiceRecordHistory
 
 
@@ -272,11 +272,5 @@ def article_info(row: KbArticle) -> KbArticleInfo:
 
 
 def history_entry(row: ServiceRecordHistory) -> HistoryEntry:
-    changes: dict[str, Any] = {}
-    if row.changes:
-        try:
-            parsed = json.loads(row.changes)
-        except ValueError:
-            parsed = {"raw": row.changes}
-        changes = parsed if isinstance(parsed, dict) else {"value": parsed}
+    changes = json_object(row.changes)
     return HistoryEntry(row.at, row.actor, row.action, row.from_status, row.to_status, changes)

@@ -3,13 +3,13 @@ that are reports, ``as_row`` (a CSV row), and the converters from table rows to 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from callcenter.db import json_object
 from outlets.models import FeeSettlement, OrderFeedback, Outlet, OutletEvaluation, OutletHistory, WorkOrder
 
 
@@ -344,11 +344,5 @@ def evaluation_info(row: OutletEvaluation) -> EvaluationInfo:
 
 
 def history_entry(row: OutletHistory) -> HistoryEntry:
-    changes: dict[str, Any] = {}
-    if row.changes:
-        try:
-            parsed = json.loads(row.changes)
-        except ValueError:
-            parsed = {"raw": row.changes}
-        changes = parsed if isinstance(parsed, dict) else {"value": parsed}
+    changes = json_object(row.changes)
     return HistoryEntry(row.at, row.actor, row.action, changes)

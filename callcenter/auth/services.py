@@ -65,7 +65,7 @@ from callcenter.auth.models import (
 from callcenter.auth.permissions import Permission, Role, permissions_for
 from callcenter.auth.sessions import SessionEnd, SessionNotices
 from callcenter.config import AuthConfig
-from callcenter.db import ConstraintViolation, Database, DatabaseError, utcnow
+from callcenter.db import ConstraintViolation, Database, DatabaseError, json_object, utcnow
 
 if TYPE_CHECKING:
     from callcenter.metrics import Metrics
@@ -1014,13 +1014,7 @@ async def _team_id(session: AsyncSession, name: str) -> int:
 
 
 def _audit_record(row: AuditEntry) -> AuditRecord:
-    details: dict[str, Any] = {}
-    if row.details:
-        try:
-            parsed = json.loads(row.details)
-        except ValueError:
-            parsed = {"raw": row.details}
-        details = parsed if isinstance(parsed, dict) else {"value": parsed}
+    details = json_object(row.details)
     return AuditRecord(
         id=row.id,
         at=row.at,
