@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from callcenter.auth.permissions import Permission, Role
 from callcenter.keys import DATABASE, HUB
@@ -69,17 +70,32 @@ async def test_a_back_office_user_works_a_record_through_its_lifecycle(
     await _record(quiet_engine, name="Li Lei", kind="suggestion", caller_name="Li Lei")
     watched = await open_page()
     page = watched.page
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     await log_in(watched, quiet_engine.base, "/desk", office)
     await page.locator('body[data-queue="loaded"]').wait_for()
     assert await page.locator("#queue-table tbody tr").count() == 3
-    # The due filter asks the desk's due list: only the record past its follow-up date.
+    # The names come with the list: no customer file is asked for until a record is opened.
+    assert not [url for url in asked if "/api/v1/customers" in url]
+    # The filters are the server's: only the record past its follow-up date is overdue, of the repair bookings.
     await page.select_option('#queue-form select[name="due"]', "overdue")
+    await page.select_option('#queue-form select[name="type"]', "repair_booking")
     await page.click("#queue-button")
     await page.locator("#queue-table tbody tr").nth(1).wait_for(state="detached")
     assert await page.locator("#queue-table tbody tr").get_attribute("data-record") == str(late)
+    listed = parse_qs(urlsplit([url for url in asked if "/api/v1/service-records?" in url][-1]).query)
+    assert listed["due"] == ["overdue"]
+    assert listed["type"] == ["repair_booking"]
+    assert listed["status"] == ["new,assigned,in_progress"]
     await page.select_option('#queue-form select[name="due"]', "")
+    await page.select_option('#queue-form select[name="type"]', "")
     await page.click("#queue-button")
     await page.locator("#queue-table tbody tr").nth(2).wait_for()
+    # Oldest first is the server's order: the page is asked for again.
+    await page.click('#queue-table th[data-sort="created_at"]')
+    await page.locator(f'#queue-table tbody tr:first-child[data-record="{record_id}"]').wait_for()
+    last = [url for url in asked if "/api/v1/service-records?" in url][-1]
+    assert parse_qs(urlsplit(last).query)["sort"] == ["created_at"]
     # Sorted by a column's header, then the other way.
     await page.click('#queue-table th[data-sort="id"]')
     assert await page.locator("#queue-table tbody tr").first.get_attribute("data-record") == str(record_id)

@@ -26,9 +26,10 @@ const state = {
   me: null,
   can: () => false,
   users: new Map(),
-  customers: new Map(),
   items: [],
   sort: {key: 'created_at', descending: true},
+  // The order the server was last asked for: the page shown is the first of it.
+  listed: '-created_at',
   record: null,
   outlets: null,
   order: null,
@@ -83,29 +84,27 @@ function formValues(form) {
 
 // -- the work queue -------------------------------------------------------------------------------------------------
 
-async function fetchQueue(filters) {
-  const owner = filters.owner === 'mine' ? String(state.me.id) : filters.owner;
-  if (filters.due) {
-    const page = await api('/api/v1/desk/due', {query: {owner: owner || 'all', limit: QUEUE_LIMIT}});
-    let items = page.items || [];
-    if (filters.due === 'overdue') items = items.filter((item) => (item.overdue || []).length);
-    return items;
-  }
-  const statuses = filters.status === 'open' ? OPEN : [filters.status || undefined];
-  const pages = await Promise.all(statuses.map((status) => api('/api/v1/service-records', {
-    query: {status, limit: QUEUE_LIMIT},
-  })));
-  return pages.flatMap((page) => page.items || []);
+// The queue's filters and order are the server's (GET /api/v1/service-records): the page shown is the first of the
+// records that match, not the newest few filtered here.
+async function fetchQueue(filters, sort) {
+  const owner = filters.owner === 'mine' ? 'me' : filters.owner;
+  const query = {
+    status: filters.status === 'open' ? OPEN.join(',') : filters.status || undefined,
+    type: filters.type || undefined,
+    assigned_to: owner || undefined,
+    due: filters.due || undefined,
+    sort,
+    limit: QUEUE_LIMIT,
+  };
+  const page = await api('/api/v1/service-records', {query});
+  return page.items || [];
 }
 
-function matches(item, filters) {
-  if (filters.status === 'open' && !OPEN.includes(item.status)) return false;
-  if (filters.status && filters.status !== 'open' && item.status !== filters.status) return false;
-  if (filters.type && item.type !== filters.type) return false;
-  if (filters.owner === 'mine' && item.assigned_to !== state.me.id) return false;
-  if (filters.owner === 'none' && item.assigned_to !== null && item.assigned_to !== undefined) return false;
-  if (/^\d+$/.test(filters.owner || '') && item.assigned_to !== Number(filters.owner)) return false;
-  return true;
+// The column orders the server gives (the others order the page shown).
+function serverSort({key, descending}) {
+  if (key === 'created_at') return descending ? '-created_at' : 'created_at';
+  if ((key === 'follow_up' || key === 'appointment_at') && !descending) return key;
+  return null;
 }
 
 const COLUMNS = [
@@ -120,24 +119,9 @@ const COLUMNS = [
   {key: 'created_at', title: 'Created'},
 ];
 
+// The list names each record's customer (the name as typed: it goes into the page as text).
 function callerOf(item) {
-  const known = item.customer_id ? state.customers.get(item.customer_id) : null;
-  return item.customer?.name || known || item.caller_name || item.caller_number || (item.customer_id ? `customer #${item.customer_id}` : '');
-}
-
-// The records' list carries the customer's id only: the names of those on screen are asked once each (a bounded
-// number a load) and kept for the page's life.
-const NAMES_PER_LOAD = 40;
-
-async function learnCustomers(items) {
-  const wanted = [...new Set(items.map((item) => item.customer_id).filter((id) => id && !state.customers.has(id)))]
-    .slice(0, NAMES_PER_LOAD);
-  if (!wanted.length) return false;
-  await Promise.all(wanted.map(async (id) => {
-    const file = await api(`/api/v1/customers/${id}`).catch(() => null);
-    state.customers.set(id, file?.customer?.name ?? `customer #${id}`);
-  }));
-  return true;
+  return item.customer?.name || item.caller_name || item.caller_number || (item.customer_id ? `customer #${item.customer_id}` : '');
 }
 
 // A date-time as "YYYY-MM-DD HH:MM" in the browser's zone: short enough for a table's cell.
@@ -149,16 +133,9 @@ function short(iso) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
-function today() {
-  const now = new Date();
-  const pad = (value) => String(value).padStart(2, '0');
-  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
-}
-
-// Overdue as the desk's due list says, or, for a plain list's open record, a follow-up date already past.
+// Overdue as the server's rules say (the list names each record's overdue occasions).
 function late(item, what) {
-  if (item.overdue) return item.overdue.includes(what);
-  return what === 'follow_up' && OPEN.includes(item.status) && Boolean(item.follow_up) && day(item.follow_up) < today();
+  return (item.overdue || []).includes(what);
 }
 
 function sortValue(item, key) {
@@ -193,7 +170,9 @@ function drawQueue() {
       class: 'sortable', dataset: {sort: column.key}, 'aria-sort': active ? (state.sort.descending ? 'descending' : 'ascending') : null,
       onclick: () => {
         state.sort = {key: column.key, descending: active ? !state.sort.descending : false};
-        drawQueue();
+        const wanted = serverSort(state.sort);
+        if (wanted && wanted !== state.listed) loadQueue();
+        else drawQueue();
       },
     }, column.title + arrow);
   }));
@@ -217,7 +196,7 @@ function drawQueue() {
       row.addEventListener('keydown', (event) => { if (event.key === 'Enter') showRecord(item.id); });
       return row;
     }))) : h('p', {class: 'empty'}, 'No record matches.'),
-  state.items.length >= QUEUE_LIMIT ? h('p', {class: 'note'}, `The newest ${QUEUE_LIMIT} of each status are shown; narrow the filters.`) : null);
+  state.items.length >= QUEUE_LIMIT ? h('p', {class: 'note'}, `The first ${QUEUE_LIMIT} in this order are shown; narrow the filters.`) : null);
 }
 
 let queueAsked = 0;
@@ -228,12 +207,13 @@ async function loadQueue() {
   button.disabled = true;
   // Moves reload the queue: an answer to an older question that arrives after a newer one is dropped.
   const asked = ++queueAsked;
+  const sort = serverSort(state.sort) || state.listed;
   try {
-    const items = await fetchQueue(filters);
+    const items = await fetchQueue(filters, sort);
     if (asked !== queueAsked) return;
-    state.items = items.filter((item) => matches(item, filters));
+    state.items = items;
+    state.listed = sort;
     drawQueue();
-    if (await learnCustomers(state.items) && asked === queueAsked) drawQueue();
     document.body.dataset.queue = 'loaded';
   } catch (error) {
     reportError(error);
