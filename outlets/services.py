@@ -240,6 +240,9 @@ class OutletService:
         sent = patch.model_fields_set
         now = self._clock()
         async with self._database.session() as session:
+            # Held first: a change made at the same moment waits, and this one starts from what that one left (its
+            # history's "from" included).
+            await _hold_outlet(session, outlet_id)
             outlet = await session.get(Outlet, outlet_id)
             if outlet is None:
                 raise OutletNotFound(outlet_id)
@@ -455,13 +458,7 @@ class OutletService:
             async with self._database.session() as session:
                 # The outlet's row is held until the order is committed, so that a retirement at the same moment
                 # either waits and then counts this order (and refuses), or went first and is seen here.
-                held = await session.execute(
-                    update(Outlet)
-                    .where(Outlet.id == outlet_id, Outlet.retired_at.is_(None))
-                    .values(updated_at=Outlet.updated_at)
-                    .execution_options(synchronize_session=False)
-                )
-                if cast("CursorResult[Any]", held).rowcount != 1:
+                if not await _hold_outlet(session, outlet_id, Outlet.retired_at.is_(None)):
                     gone = await session.get(Outlet, outlet_id)
                     if gone is None:
                         raise OutletNotFound(outlet_id)
@@ -792,6 +789,18 @@ class OutletService:
                 select(func.avg(OutletEvaluation.score)).where(OutletEvaluation.outlet_id == outlet_id)
             )
         return items, None if average is None else round(float(average), 2)
+
+
+async def _hold_outlet(session: AsyncSession, outlet_id: int, *conditions: ColumnElement[bool]) -> bool:
+    """Holds the outlet's row until the transaction ends (a write that changes nothing), if it meets
+    ``conditions``; whether it did. A write to it by another transaction waits meanwhile, on both engines."""
+    held = await session.execute(
+        update(Outlet)
+        .where(Outlet.id == outlet_id, *conditions)
+        .values(updated_at=Outlet.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", held).rowcount == 1
 
 
 async def _open_order_id(session: AsyncSession, record_id: int) -> int | None:

@@ -618,6 +618,26 @@ async def test_of_two_feedbacks_or_two_reviews_at_once_one_is_kept(
     assert [entry["action"] for entry in settlement["history"]] == ["open", decided]
 
 
+async def test_two_changes_of_an_outlets_categories_at_once_leave_one_of_them_whole(
+    client: Client, users: dict[str, Headers], database: Database
+) -> None:
+    office = users["backoffice"]
+    shop = await _outlet(client, office, "Shop", "Haidian", "tv")
+    lists = (["air_conditioner", "washer"], ["washer", "fridge", "tv"])
+    responses = await asyncio.gather(
+        *(client.patch(f"/api/v1/outlets/{shop}", json={"categories": c}, headers=office) for c in lists)
+    )
+    assert [response.status for response in responses] == [200, 200]
+    outlet = await _ok(await client.get(f"/api/v1/outlets/{shop}", headers=office))
+    assert outlet["categories"] in [sorted(categories) for categories in lists]
+    # Each change is kept from what the one before it left.
+    updates = [entry["changes"]["categories"] for entry in outlet["history"] if entry["action"] == "update"]
+    assert len(updates) == 2
+    assert updates[0]["from"] == ["tv"]
+    assert updates[1]["from"] == updates[0]["to"]
+    assert updates[1]["to"] == outlet["categories"]
+
+
 class RefusingDesk:
     """The CRM's port, but the record's lifecycle refuses to start it (someone resolved it a moment ago)."""
 
