@@ -39,11 +39,12 @@ from calls.callback_port import CallbackPort
 from calls.plugin import CallsPlugin
 from calls.reads import CallReads
 from crm_bridge.plugin import CrmPlugin
-from crm_bridge.reads import CrmEvaluationItems, CrmReads, CrmServiceDesk
+from crm_bridge.reads import CrmEvaluationItems, CrmReads, CrmRepairVisits, CrmServiceDesk
 from ivr_flows.plugin import FlowsPlugin
 from ivr_flows.plugin import request_reload as reload_flows
 from ivr_flows.ports import Clock, FlowPorts
 from outlets.plugin import OutletsPlugin
+from outlets.quality_reads import OutletQualityReads
 from recordings.plugin import RecordingsPlugin
 from seats.plugin import SeatsPlugin
 from seats.reads import SeatReads
@@ -132,6 +133,8 @@ def build_plugins(
         tier=crm.crm.customers.best_tier,
         items=CrmEvaluationItems(core.database),
         users=UserDirectory(core.database),
+        outlets=OutletQualityReads(core.database),
+        repairs=CrmRepairVisits(core.database),
     )
     ports = flow_ports or adapters.flow_ports(
         crm=crm.crm, outbox=crm.outbox, recordings=recordings.recordings, recording=recordings.control

@@ -93,3 +93,21 @@ class EvaluationItemCatalog(Protocol):
         """Every item that scores ``applies_to``, active and retired (scores given on a retired one stay), in the
         order they are shown."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RepairVisitResult:
+    """The result of the callback visit made after an outlet finished a repair (work order ``order_id``)."""
+
+    order_id: int
+    outcome: str  # reached, not_reached, refused, wrong_number
+    satisfaction: int | None  # 1-5, when the customer was reached
+    scores: tuple[tuple[int, int], ...]  # (visit evaluation item id, score 1-5)
+
+
+class RepairVisits(Protocol):
+    """What the customers said of the repairs, in the visits after them."""
+
+    async def repair_visit_results(self, start: datetime, end: datetime) -> Sequence[RepairVisitResult]:
+        """The results recorded in [start, end) of the visits caused by finished work orders."""
+        ...

@@ -9,10 +9,17 @@ from sqlalchemy import func, select
 from callcenter.db import Database
 from crm_bridge.exceptions import InvalidTransition, ServiceRecordNotFound
 from crm_bridge.models import Customer, Product, ServiceRecord
-from crm_bridge.ports import EvaluationItemInfo, LifecycleRefused, RecordCount, ServiceRecordFacts
+from crm_bridge.ports import (
+    EvaluationItemInfo,
+    LifecycleRefused,
+    RecordCount,
+    RepairVisitResult,
+    ServiceRecordFacts,
+)
 from crm_bridge.records import TRANSITIONS, ServiceRecords
 from crm_bridge.schemas import TransitionIn
-from crm_bridge.visit_models import EvaluationItem
+from crm_bridge.visit_models import EvaluationItem, VisitResult, VisitScore
+from crm_bridge.visits import REPAIR_KEY
 
 
 class CrmReads:
@@ -111,3 +118,44 @@ class CrmEvaluationItems:
         async with self._database.session() as session:
             rows = (await session.execute(query)).all()
         return [EvaluationItemInfo(row[0], row[1], row[2], bool(row[3]), row[4]) for row in rows]
+
+
+class CrmRepairVisits:
+    """:class:`crm_bridge.ports.RepairVisits` over ``visit_results`` and ``visit_scores``: the visits whose
+    idempotency key names a work order (``visit:repair:<order id>``, crm_bridge.visits)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def repair_visit_results(self, start: datetime, end: datetime) -> list[RepairVisitResult]:
+        period = (
+            ServiceRecord.idempotency_key.startswith(REPAIR_KEY, autoescape=True),
+            VisitResult.recorded_at >= start,
+            VisitResult.recorded_at < end,
+        )
+        async with self._database.session() as session:
+            results = (
+                await session.execute(
+                    select(VisitResult.id, ServiceRecord.idempotency_key, VisitResult.outcome, VisitResult.satisfaction)
+                    .join(ServiceRecord, ServiceRecord.id == VisitResult.record_id)
+                    .where(*period)
+                    .order_by(VisitResult.id)
+                )
+            ).all()
+            scores: dict[int, list[tuple[int, int]]] = {}
+            found = await session.execute(
+                select(VisitScore.result_id, VisitScore.item_id, VisitScore.score)
+                .join(VisitResult, VisitResult.id == VisitScore.result_id)
+                .join(ServiceRecord, ServiceRecord.id == VisitResult.record_id)
+                .where(*period)
+                .order_by(VisitScore.id)
+            )
+            for result_id, item_id, score in found:
+                scores.setdefault(result_id, []).append((item_id, score))
+        visits = []
+        for result_id, key, outcome, satisfaction in results:
+            reference = str(key)[len(REPAIR_KEY) :]
+            if not reference.isdigit():
+                continue
+            visits.append(RepairVisitResult(int(reference), outcome, satisfaction, tuple(scores.get(result_id, ()))))
+        return visits

@@ -1,5 +1,5 @@
-"""HTTP handlers of the call evaluations and the per-agent quality summary: validate, call CallEvaluations,
-serialise.
+"""HTTP handlers of the call evaluations and the quality summaries (per agent, per outlet): validate, call
+CallEvaluations or OutletQualitySummary, serialise.
 
 Writing an evaluation needs ``quality.evaluate`` at the route, and the recording's access rule (recordings.access,
 applied by the index: an evaluator must be allowed to play it). Reading one, or the summary, needs
@@ -16,7 +16,8 @@ from callcenter.web.csvexport import csv_response
 from callcenter.web.errors import Forbidden, read_json
 from recordings.evaluation_schemas import EvaluationIn, SummaryQuery
 from recordings.evaluations import CallEvaluations
-from recordings.keys import EVALUATIONS
+from recordings.keys import EVALUATIONS, OUTLET_QUALITY
+from recordings.outlet_quality import OutletQualitySummary
 from recordings.storage import check_recording_id
 
 evaluation_routes = web.RouteTableDef()
@@ -64,4 +65,16 @@ async def agents(request: web.Request) -> web.Response:
     if query.format == "csv":
         columns, rows = CallEvaluations.agents_csv(summary)
         return csv_response("quality-agents", columns, rows)
+    return web.json_response(summary)
+
+
+@evaluation_routes.get("/api/v1/quality/outlets")
+@requires()
+async def outlets(request: web.Request) -> web.Response:
+    _reader(request)
+    query = SummaryQuery.model_validate(dict(request.query))
+    summary = await request.config_dict[OUTLET_QUALITY].outlets(query.start, query.end)
+    if query.format == "csv":
+        columns, rows = OutletQualitySummary.outlets_csv(summary)
+        return csv_response("quality-outlets", columns, rows)
     return web.json_response(summary)

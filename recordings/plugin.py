@@ -22,14 +22,16 @@ from callcenter.db import Database, DatabaseError
 from callcenter.events import LiveResynced
 from callcenter.plugin import Core
 from calls.ports import CallRecords
-from crm_bridge.ports import EvaluationItemCatalog
+from crm_bridge.ports import EvaluationItemCatalog, RepairVisits
+from outlets.ports import OutletQuality
 from recordings.control import RecordingControl, RecordingRules
 from recordings.control_http import recording_control_routes
 from recordings.evaluation_http import evaluation_routes
 from recordings.evaluations import CallEvaluations
 from recordings.full import FullRecordings
 from recordings.http import recordings_routes
-from recordings.keys import EVALUATIONS, RECORDING_CONTROL, RECORDINGS
+from recordings.keys import EVALUATIONS, OUTLET_QUALITY, RECORDING_CONTROL, RECORDINGS
+from recordings.outlet_quality import OutletQualitySummary
 from recordings.services import RecordingService
 from recordings.storage import RecordingStore
 from seats.ports import SeatDirectory
@@ -66,12 +68,15 @@ class RecordingsPlugin:
         tier: TierLookup | None = None,
         items: EvaluationItemCatalog | None = None,
         users: UserDirectory | None = None,
+        outlets: OutletQuality | None = None,
+        repairs: RepairVisits | None = None,
         sweep_seconds: float = SWEEP_SECONDS,
     ) -> None:
         """The ports of the other packages, given by the composition root: who sits at which seat (``seats``), the
         records of finished calls (``calls``: what a full recording found on disk is indexed with), and the CRM's
         best tier of a caller number for the recording rules (``tier``; none without a CRM); the CRM's evaluation items
-        (``items``) and the users' names (``users``) for the call evaluations, which are served only with both."""
+        (``items``), the users' names (``users``), the outlets' evaluations and work orders (``outlets``) and the repair
+        visits' results (``repairs``) for the call evaluations and the quality summaries, served only with all four."""
         config, live = core.config, core.live
         self._bus = core.bus
         self.recordings = build_recordings(config, core.database, core.auth)
@@ -85,11 +90,11 @@ class RecordingsPlugin:
             rules=RecordingRules(config.recordings.record_tiers, config.recordings.record_queues),
             tier=tier,
         )
-        self.evaluations = (
-            CallEvaluations(core.database, self.recordings.index, items, users)
-            if items is not None and users is not None
-            else None
-        )
+        self.evaluations: CallEvaluations | None = None
+        self.outlet_quality: OutletQualitySummary | None = None
+        if items is not None and users is not None and outlets is not None and repairs is not None:
+            self.evaluations = CallEvaluations(core.database, self.recordings.index, items, users)
+            self.outlet_quality = OutletQualitySummary(outlets, repairs, items)
         self._sweep_seconds = sweep_seconds
         self._sweeper: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -100,8 +105,9 @@ class RecordingsPlugin:
         app[RECORDING_CONTROL] = self.control
         app.add_routes(recordings_routes)
         app.add_routes(recording_control_routes)
-        if self.evaluations is not None:
+        if self.evaluations is not None and self.outlet_quality is not None:
             app[EVALUATIONS] = self.evaluations
+            app[OUTLET_QUALITY] = self.outlet_quality
             app.add_routes(evaluation_routes)
 
     async def start(self) -> None:

@@ -29,16 +29,20 @@ from callcenter.config import RecordingsConfig
 from callcenter.db import Base, Database, include_name
 from callcenter.keys import AUTH
 from callcenter.web.errors import error_middleware
-from crm_bridge.reads import CrmEvaluationItems
-from crm_bridge.visit_models import AppliesTo
+from crm_bridge.models import ServiceRecord
+from crm_bridge.reads import CrmEvaluationItems, CrmRepairVisits
+from crm_bridge.visit_models import AppliesTo, VisitResult, VisitScore
 from crm_bridge.visit_schemas import EvaluationItemIn, EvaluationItemPatch
 from crm_bridge.visits import EvaluationItems
+from outlets.models import Outlet, OutletEvaluation, WorkOrder
+from outlets.quality_reads import OutletQualityReads
 from recordings.evaluation_http import evaluation_routes
 from recordings.evaluation_schemas import EvaluationIn, ScoreIn
 from recordings.evaluations import CallEvaluations
 from recordings.exceptions import RecordingForbidden
 from recordings.infos import CallFacts
-from recordings.keys import EVALUATIONS, RECORDINGS
+from recordings.keys import EVALUATIONS, OUTLET_QUALITY, RECORDINGS
+from recordings.outlet_quality import OutletQualitySummary
 from recordings.services import RecordingService
 from recordings.storage import RecordingStore
 from tests.db.test_recordings_http import write_wav
@@ -59,6 +63,7 @@ class Clock:
 @dataclass
 class World:
     client: Client
+    database: Database
     evaluations: CallEvaluations
     items: EvaluationItems
     clock: Clock
@@ -136,9 +141,12 @@ async def world(database: Database, service: AuthService, tmp_path: Path) -> Asy
     app[AUTH] = service
     app[RECORDINGS] = recs
     app[EVALUATIONS] = evaluations
+    app[OUTLET_QUALITY] = OutletQualitySummary(
+        OutletQualityReads(database), CrmRepairVisits(database), CrmEvaluationItems(database)
+    )
     app.add_routes(evaluation_routes)
     async with TestClient(TestServer(app)) as client:
-        yield World(client, evaluations, items, clock, tokens, users, recordings, item_ids)
+        yield World(client, database, evaluations, items, clock, tokens, users, recordings, item_ids)
 
 
 async def error_of(response: Any) -> tuple[int, str, dict[str, Any]]:
@@ -442,3 +450,125 @@ async def test_saves_of_one_evaluator_at_the_same_moment_leave_one_current_evalu
         )
     ).json()
     assert view["mine"]["id"] == current[0]["id"]
+
+
+# -- the summary per outlet ----------------------------------------------------------------------------------
+
+
+async def _outlet_data(world: World) -> dict[str, int]:
+    """Two outlets with evaluations and repair visits, a third with nothing; a complaint's visit that is no
+    outlet's. Written as rows: the outlets' and the desk's own tests drive the services that make them."""
+    now = world.clock.now
+    ids: dict[str, int] = {}
+    async with world.database.session() as session:
+        outlets = {
+            "alpha": Outlet(name="Alpha Repairs", region="Haidian", created_at=now, updated_at=now),
+            "beta": Outlet(name="=Beta", region="Chaoyang", created_at=now, updated_at=now),
+            "idle": Outlet(name="Idle", region="Haidian", created_at=now, updated_at=now, retired_at=now),
+        }
+        session.add_all(outlets.values())
+        await session.flush()
+        ids.update({name: outlet.id for name, outlet in outlets.items()})
+
+        def record(kind: str, status: str, key: str | None = None) -> ServiceRecord:
+            return ServiceRecord(
+                type=kind,
+                status=status,
+                content="",
+                created_by="test",
+                idempotency_key=key,
+                created_at=now,
+                updated_at=now,
+            )
+
+        orders = {}
+        for name, outlet in (("a1", "alpha"), ("a2", "alpha"), ("b1", "beta")):
+            booking = record("repair_booking", "resolved")
+            session.add(booking)
+            await session.flush()
+            order = WorkOrder(
+                service_record_id=booking.id,
+                outlet_id=ids[outlet],
+                kind="repair",
+                status="done",
+                chosen="auto",
+                dispatched_by="test",
+                created_at=now,
+                updated_at=now,
+                closed_at=now,
+            )
+            session.add(order)
+            await session.flush()
+            orders[name] = order.id
+        ids.update(orders)
+
+        async def visit(key: str, outcome: str, satisfaction: int | None, scores: dict[int, int], at: datetime) -> None:
+            visit_record = record("callback_visit", "feedback_recorded", key)
+            session.add(visit_record)
+            await session.flush()
+            result = VisitResult(
+                record_id=visit_record.id,
+                outcome=outcome,
+                satisfaction=satisfaction,
+                recorded_by="desk",
+                recorded_at=at,
+            )
+            session.add(result)
+            await session.flush()
+            session.add_all(
+                VisitScore(result_id=result.id, item_id=item, score=score) for item, score in scores.items()
+            )
+
+        courtesy = world.item_ids["courtesy"]
+        await visit(f"visit:repair:{orders['a1']}", "reached", 4, {courtesy: 5}, now)
+        await visit(f"visit:repair:{orders['a2']}", "reached", 2, {courtesy: 2}, now)
+        await visit(f"visit:repair:{orders['b1']}", "not_reached", None, {}, now)
+        # A complaint's visit is no outlet's; a repair visit outside the period is not counted.
+        await visit("visit:complaint:999", "reached", 1, {courtesy: 1}, now)
+        session.add_all(
+            [
+                OutletEvaluation(outlet_id=ids["alpha"], score=5, evaluated_by="quinn", evaluated_at=now),
+                OutletEvaluation(outlet_id=ids["alpha"], score=3, evaluated_by="desk", evaluated_at=now),
+                OutletEvaluation(
+                    outlet_id=ids["beta"], score=1, evaluated_by="quinn", evaluated_at=now - timedelta(days=30)
+                ),
+            ]
+        )
+    return ids
+
+
+async def test_the_outlet_summary_counts_evaluations_and_the_visits_after_the_outlets_repairs(world: World) -> None:
+    ids = await _outlet_data(world)
+    response = await world.client.get("/api/v1/quality/outlets", params=period(world), headers=world.as_("quinn"))
+    assert response.status == 200
+    summary = await response.json()
+    assert [item["name"] for item in summary["items"]] == ["courtesy"]
+    # By name: "=Beta" sorts before "Alpha Repairs"; the idle outlet has nothing in the period.
+    assert [outlet["outlet_id"] for outlet in summary["outlets"]] == [ids["beta"], ids["alpha"]]
+    alpha, beta = summary["outlets"][1], summary["outlets"][0]
+    assert alpha["name"] == "Alpha Repairs"
+    assert (alpha["evaluations"], alpha["evaluation_average"]) == (2, 4.0)
+    assert (alpha["visits"], alpha["satisfied_visits"], alpha["satisfaction_average"]) == (2, 2, 3.0)
+    assert alpha["items"] == [{"item_id": world.item_ids["courtesy"], "count": 2, "average": 3.5}]
+    assert (beta["evaluations"], beta["evaluation_average"]) == (0, None)
+    assert (beta["visits"], beta["satisfied_visits"], beta["satisfaction_average"]) == (1, 0, None)
+
+    response = await world.client.get(
+        "/api/v1/quality/outlets", params={**period(world), "format": "csv"}, headers=world.as_("root")
+    )
+    assert response.status == 200
+    rows = list(csv.reader(io.StringIO(await response.text())))
+    assert rows[0][-1] == f"item {world.item_ids['courtesy']}: courtesy"
+    assert rows[1][:2] == [str(ids["beta"]), "'=Beta"]
+    assert rows[2][4:] == ["2", "4.0", "2", "2", "3.0", "3.5"]
+
+    # The older evaluation of Beta is in a wider period.
+    wide = await (
+        await world.client.get("/api/v1/quality/outlets", params=period(world, days=40), headers=world.as_("sam"))
+    ).json()
+    assert next(o for o in wide["outlets"] if o["outlet_id"] == ids["beta"])["evaluations"] == 1
+
+    response = await world.client.get("/api/v1/quality/outlets", params=period(world), headers=world.as_("alice"))
+    assert (await error_of(response))[:2] == (403, "quality_forbidden")
+    response = await world.client.get("/api/v1/quality/outlets", params={"start": "x"}, headers=world.as_("quinn"))
+    assert response.status == 400
