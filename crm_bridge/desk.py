@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from callcenter.auth.permissions import Permission
@@ -143,13 +143,16 @@ def _owner_condition(owner: int | str | None) -> list[ColumnElement[bool]]:
     return [ServiceRecord.assigned_to == owner]
 
 
-def _due_moment(item: dict[str, Any], rules: DeskRules) -> datetime:
+def urgency(record: ServiceRecord, rules: DeskRules, now: datetime) -> tuple[bool, datetime]:
+    """How urgent a due record is, smallest first: overdue before not, then by when it fell due (a follow-up at
+    its day's start in the center's zone, an appointment at its time; the earlier of the two)."""
+    _, overdue = occasions(record, rules, now)
     moments = []
-    if item["follow_up"]:
-        moments.append(datetime.combine(date.fromisoformat(item["follow_up"]), time(0), rules.zone))
-    if item["appointment_at"]:
-        moments.append(datetime.fromisoformat(item["appointment_at"]))
-    return min(moments) if moments else datetime.max.replace(tzinfo=UTC)
+    if record.follow_up is not None:
+        moments.append(datetime.combine(record.follow_up, time(0), rules.zone))
+    if record.appointment_at is not None:
+        moments.append(record.appointment_at)
+    return not overdue, min(moments) if moments else datetime.max.replace(tzinfo=UTC)
 
 
 class Desk:
@@ -160,32 +163,35 @@ class Desk:
         self.rules = rules
         self._clock = clock
 
-    async def _items(self, condition: ColumnElement[bool], owner: int | str | None, limit: int) -> list[Any]:
+    async def _items(
+        self, condition: ColumnElement[bool], owner: int | str | None, limit: int, now: datetime
+    ) -> list[Any]:
+        """The ``limit`` most urgent records that meet ``condition`` (see :func:`urgency`), with their customers'
+        names. Urgency takes the earlier of two columns and the center's zone, which SQL cannot order by on both
+        engines alike: the database gives the most urgent by each column (overdue first), and the page is the most
+        urgent of the two lists, which holds every record of the true page."""
+        overdue_first = case((overdue_condition(self.rules, now), 0), else_=1)
+        found: dict[int, Any] = {}
         async with self._database.session() as session:
-            return list(
-                (
-                    await session.execute(
-                        select(ServiceRecord, Customer.name)
-                        .outerjoin(Customer, Customer.id == ServiceRecord.customer_id)
-                        .where(condition, *_owner_condition(owner))
-                        # NULLS LAST spelled out: the two engines put them at opposite ends by default.
-                        .order_by(
-                            ServiceRecord.follow_up.asc().nulls_last(),
-                            ServiceRecord.appointment_at.asc().nulls_last(),
-                            ServiceRecord.id,
-                        )
-                        .limit(limit)
-                    )
-                ).all()
-            )
+            for moment in (ServiceRecord.follow_up, ServiceRecord.appointment_at):
+                rows = await session.execute(
+                    select(ServiceRecord, Customer.name)
+                    .outerjoin(Customer, Customer.id == ServiceRecord.customer_id)
+                    .where(condition, *_owner_condition(owner))
+                    # NULLS LAST spelled out: the two engines put them at opposite ends by default.
+                    .order_by(overdue_first, moment.asc().nulls_last(), ServiceRecord.id)
+                    .limit(limit)
+                )
+                for row in rows:
+                    found.setdefault(row[0].id, row)
+        ranked = sorted(found.values(), key=lambda row: (*urgency(row[0], self.rules, now), row[0].id))
+        return ranked[:limit]
 
     async def due(self, owner: int | str | None, *, limit: int = 100) -> dict[str, Any]:
         """The due records of ``owner`` (a user id, None: nobody's, "all"), overdue first."""
         now = self._clock()
-        rows = await self._items(due_condition(self.rules, now), owner, limit)
+        rows = await self._items(due_condition(self.rules, now), owner, limit, now)
         items = [desk_item(record, name, self.rules, now) for record, name in rows]
-        # Overdue first, then by when each is due (a follow-up from its day's start in the center's zone).
-        items.sort(key=lambda item: (not item["overdue"], _due_moment(item, self.rules)))
         return {
             "items": items,
             "today": self.rules.today(now).isoformat(),
@@ -197,7 +203,7 @@ class Desk:
         """The overdue records (a page of them) with the board's counts: in all, per owner and per type."""
         now = self._clock()
         condition = overdue_condition(self.rules, now)
-        rows = await self._items(condition, owner, limit)
+        rows = await self._items(condition, owner, limit, now)
         async with self._database.session() as session:
             by_owner = (
                 await session.execute(

@@ -203,6 +203,29 @@ async def test_follow_ups_are_due_by_the_centers_calendar_not_utcs(
     assert [(item["id"], item["overdue"]) for item in found["items"]] == [(yesterday, [])]
 
 
+async def test_a_page_of_the_due_or_overdue_list_holds_the_most_urgent_whatever_their_kind(
+    crm: CrmService, database: Database, desk: Desk, clock: Clock, users: dict[str, int]
+) -> None:
+    owner = users["owner"]
+    # Today's follow-ups are due, not overdue; a missed appointment (nobody started) is overdue though it has no
+    # follow-up date, which the engines sort last.
+    for _ in range(3):
+        await record(crm, database, owner=owner, follow_up=date(2030, 1, 5))
+    missed = await record(crm, database, owner=owner, appointment_at=clock.now - timedelta(hours=2))
+    page = await desk.due(owner, limit=2)
+    assert page["items"][0]["id"] == missed
+    assert page["items"][0]["overdue"] == ["appointment"]
+    assert len(page["items"]) == 2
+
+    # Among overdue ones, the one overdue longest comes first, a follow-up or an appointment alike.
+    for _ in range(3):
+        await record(crm, database, owner=owner, follow_up=date(2030, 1, 4))
+    older = await record(crm, database, owner=owner, appointment_at=clock.now - timedelta(days=3))
+    overdue = await desk.overdue("all", limit=2)
+    assert [item["id"] for item in overdue["items"]][:1] == [older]
+    assert overdue["counts"]["total"] == 5
+
+
 async def test_appointments_are_due_within_the_lead_and_overdue_past_the_grace_unless_started(
     crm: CrmService, database: Database, desk: Desk, clock: Clock, users: dict[str, int]
 ) -> None:
