@@ -217,8 +217,16 @@ class ServiceRecords:
         now = self._clock()
         who = (actor or SYSTEM_ACTOR)[:ACTOR_MAX]
         async with self._database.session() as session:
+            # The record's row is held first (a write that changes nothing): a change made at the same moment
+            # waits, and this one starts from what that one left, its history's "from" included.
+            held = await session.execute(
+                update(ServiceRecord)
+                .where(ServiceRecord.id == record_id)
+                .values(updated_at=ServiceRecord.updated_at)
+                .execution_options(synchronize_session=False)
+            )
             record = await session.get(ServiceRecord, record_id)
-            if record is None:
+            if record is None or cast("CursorResult[Any]", held).rowcount != 1:
                 raise ServiceRecordNotFound(record_id)
             if patch.product_id is not None and await session.get(Product, patch.product_id) is None:
                 raise InvalidCrmInput("product_id", "no product with this id")

@@ -30,7 +30,7 @@ from crm_bridge.keys import CRM
 from crm_bridge.models import Product, ServiceRecordHistory
 from crm_bridge.ports import LifecycleRefused, ServiceRecordFacts
 from crm_bridge.reads import CrmServiceDesk
-from crm_bridge.schemas import CustomerIn, ServiceRecordIn, TransitionIn
+from crm_bridge.schemas import CustomerIn, ServiceRecordIn, ServiceRecordPatch, TransitionIn
 from crm_bridge.services import CrmService
 from outlets.events import FeeReviewed, WorkOrderDispatched, WorkOrderDone
 from outlets.exceptions import RuleRefused
@@ -636,6 +636,19 @@ async def test_two_changes_of_an_outlets_categories_at_once_leave_one_of_them_wh
     assert updates[0]["from"] == ["tv"]
     assert updates[1]["from"] == updates[0]["to"]
     assert updates[1]["to"] == outlet["categories"]
+
+
+async def test_two_completions_of_one_record_at_once_are_kept_one_after_the_other(desk: Desk) -> None:
+    record_id = await desk.record(fault_type=None)
+    patches = [ServiceRecordPatch(fault_type=fault) for fault in ("no_power", "noise")]
+    await asyncio.gather(*(desk.crm.records.update(record_id, patch, actor="office") for patch in patches))
+    record, history = await desk.crm.records.get(record_id)
+    updates = [entry.changes["fault_type"] for entry in history if entry.action == "update"]
+    # The second starts from what the first left: the history tells the record's changes in turn.
+    assert len(updates) == 2
+    assert updates[0]["from"] is None
+    assert updates[1]["from"] == updates[0]["to"]
+    assert record.fault_type == updates[1]["to"]
 
 
 class RefusingDesk:
