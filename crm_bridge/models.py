@@ -191,9 +191,12 @@ class ServiceRecord(Base):
         Index("ix_service_records_customer_status", "customer_id", "status"),
         Index("ix_service_records_customer_created", "customer_id", "created_at"),
         Index("ix_service_records_status_created", "status", "created_at"),
-        # The work queue: the newest records of all, and those of a type (migration 0013).
+        # The work queue: the newest records of all, those of a type, the soonest follow-ups and appointments
+        # (migration 0013).
         Index("ix_service_records_created", "created_at"),
         Index("ix_service_records_type_created", "type", "created_at"),
+        Index("ix_service_records_follow_up", "follow_up"),
+        Index("ix_service_records_appointment_at", "appointment_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
