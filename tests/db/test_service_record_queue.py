@@ -25,7 +25,8 @@ from crm_bridge.http import crm_routes
 from crm_bridge.keys import CRM, CRM_OUTBOX, RECORD_QUEUE
 from crm_bridge.outbox import ServiceRecordOutbox
 from crm_bridge.record_queue import RecordQueue
-from crm_bridge.schemas import CustomerIn, ServiceRecordIn, TransitionIn
+from crm_bridge.records import listing
+from crm_bridge.schemas import CustomerIn, ServiceRecordIn, ServiceRecordQuery, TransitionIn
 from crm_bridge.services import CrmService
 from tests.db.conftest import FakeClock
 
@@ -333,3 +334,34 @@ async def test_the_follow_up_the_list_gives_is_the_record_s(client: Client, desk
     response = await client.get(URL, params={"type": "complaint"}, headers=desk.headers["agent1"])
     follow_ups = [item["follow_up"] for item in (await response.json())["items"]]
     assert follow_ups == [None, date(2029, 12, 31).isoformat()]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ServiceRecordQuery(),
+        ServiceRecordQuery(type=["complaint"]),
+        ServiceRecordQuery(sort="created_at"),
+        ServiceRecordQuery(sort="follow_up"),
+        ServiceRecordQuery(sort="appointment_at"),
+        ServiceRecordQuery(customer_id=1),
+        ServiceRecordQuery(assigned_to="1"),
+    ],
+    ids=["newest", "type", "oldest", "follow_up", "appointment_at", "customer", "owner"],
+)
+async def test_each_page_walks_an_index(database: Database, query: ServiceRecordQuery) -> None:
+    """The queue's pages read an index, not the whole table (a table of a few rows would tempt the planner to scan:
+    on PostgreSQL scans are made dear, so the plan shows whether an index can serve at all)."""
+    statement = listing(query, me=1)
+    sql = str(statement.compile(database.engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    async with database.engine.connect() as connection:
+        if database.dialect == "sqlite":
+            plan = [row[-1] for row in (await connection.execute(text("EXPLAIN QUERY PLAN " + sql))).all()]
+            scans = [step for step in plan if "service_records" in step]
+            assert scans, plan
+            assert all("USING" in step for step in scans), plan
+        else:
+            await connection.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = list((await connection.execute(text("EXPLAIN " + sql))).scalars())
+            assert any("Index" in step and "service_records" in step for step in plan), plan
+            assert not any("Seq Scan on service_records" in step for step in plan), plan
