@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import time
@@ -462,7 +461,7 @@ class CallRecorder:
         linkedid = values["linkedid"]
         row = {**values, "caller_tail": caller_tail(str(values["caller_number"])), "created_at": datetime.now(UTC)}
         async with self._database.session() as session:
-            inserted = (await session.execute(self._insert_new, [row])).scalars().all()
+            inserted = (await session.execute(self._insert_new(), [row])).scalars().all()
             await session.execute(delete(CallProgress).where(CallProgress.linkedid == linkedid))
         if not inserted:
             self.duplicates += 1
@@ -674,7 +673,7 @@ class CallRecorder:
                 rows.append(values)
             inserted: set[str] = set()
             if rows:
-                inserted = set((await session.execute(self._insert_new, rows)).scalars().all())
+                inserted = set((await session.execute(self._insert_new(), rows)).scalars().all())
             # Past these calls only once their records are in, in the same transaction.
             position = self.cel.position(settling=set(settled))
             await self._put_position(session, position)
@@ -691,11 +690,9 @@ class CallRecorder:
                 self._bus.publish(recorded_event(values))
         return len(inserted)
 
-    @functools.cached_property
     def _insert_new(self) -> Executable:
         """An INSERT of call records that skips a linkedid recorded meanwhile (the live path, another engine)
-        instead of failing the whole chunk, and returns the linkedids it did write. Made once: every call's record
-        is written with it."""
+        instead of failing the whole chunk, and returns the linkedids it did write."""
         table = CallRecord.__table__
         insert = (postgresql if self._database.dialect == "postgresql" else sqlite).insert(table)
         statement: Executable = insert.on_conflict_do_nothing(index_elements=["linkedid"]).returning(table.c.linkedid)
